@@ -1,0 +1,75 @@
+// Shared vocabulary of the engine kernels: engines, emulated dtypes, the per-core hardware
+// parameters that drive cost formulas, and the cost/counter records every kernel produces.
+#pragma once
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+namespace nemu {
+
+enum class Engine : int32_t { Tensor = 0, Vector = 1, Scalar = 2, GpSimd = 3, Dma = 4 };
+constexpr int kNumEngines = 5;
+const char* engine_name(Engine e);
+
+// Emulated element types. Storage is always fp32: a value "in bf16" is an fp32 holding a
+// bf16-representable value, rounded exactly as the hardware would (see dtype_convert.h).
+enum class DType : int32_t { F32 = 0, BF16 = 1, FP16 = 2, TF32 = 3, FP8E4M3 = 4, FP8E5M2 = 5 };
+constexpr int kNumDTypes = 6;
+const char* dtype_name(DType d);
+DType dtype_from_int(int64_t v);  // throws std::invalid_argument on an unknown code
+
+// Per-NeuronCore parameters; filled from neuron_emu/hardware.py (which cites the sources).
+struct CoreSpec {
+  int32_t generation = 2;            // 1 = NeuronCore-v1 (Inf1), 2 = NeuronCore-v2 (Inf2/Trn1)
+  double clock_ghz[kNumEngines] = {2.8, 1.12, 1.4, 1.4, 1.4};  // Dma entry unused (DMA costs in ns)
+  int32_t partitions = 128;          // SBUF partitions = PE rows = max contraction per matmul
+  int32_t pe_cols = 128;             // max stationary free size M
+  int32_t moving_max = 512;          // max moving free size N (one PSUM bank)
+  int32_t mm_init_latency = 64;      // TensorE MM_INIT_LATENCY
+  int32_t fp32_matmul_factor = 4;    // fp32 inputs run at 1/4 rate
+  int32_t min_ii = 64;               // VectorE/ScalarE MIN_II
+  int32_t gpsimd_start = 150;        // GpSimd start-up cycles
+  int32_t gpsimd_cores = 8;
+  double dma_engines = 16;           // DMA queues per core
+  double dma_bytes_per_ns_per_engine = 27.2;  // GB/s == bytes/ns
+  double dma_fixed_ns = 1300.0;      // per-transfer descriptor/semaphore latency
+  double hbm_bytes_per_ns = 410.0;   // per-core share of device memory bandwidth
+  bool has_fp32_matmul = true;       // NeuronCore-v1 TensorE has no fp32 inputs
+};
+
+// What one kernel call costs on its engine. `instructions` counts ISA-level instructions
+// (e.g. one LoadStationary/MultiplyMoving pair per matmul tile).
+struct Cost {
+  Engine engine = Engine::Vector;
+  double cycles = 0;     // engine cycles (for Dma: nanoseconds)
+  int64_t instructions = 0;
+  int64_t bytes = 0;     // bytes read + written by the engine (DMA: bytes moved)
+  int64_t flops = 0;
+  double ns(const CoreSpec& s) const {
+    return engine == Engine::Dma ? cycles : cycles / s.clock_ghz[static_cast<int>(engine)];
+  }
+};
+
+struct Counters {
+  double busy_cycles[kNumEngines] = {};
+  double busy_ns[kNumEngines] = {};
+  int64_t instructions[kNumEngines] = {};
+  int64_t bytes[kNumEngines] = {};
+  int64_t flops[kNumEngines] = {};
+  void add(const Cost& c, const CoreSpec& s) {
+    const int e = static_cast<int>(c.engine);
+    busy_cycles[e] += c.cycles;
+    busy_ns[e] += c.ns(s);
+    instructions[e] += c.instructions;
+    bytes[e] += c.bytes;
+    flops[e] += c.flops;
+  }
+  void reset() { *this = Counters(); }
+};
+
+// Error for bad arguments; pybind11 maps std::invalid_argument to Python ValueError.
+[[noreturn]] inline void fail(const std::string& msg) { throw std::invalid_argument(msg); }
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+}  // namespace nemu

@@ -1,0 +1,251 @@
+// Python bindings of neuron_emu._C: the one-instruction kernel API (run_instr), whole programs
+// (Program: one native call per execution), counters, dtype rounding helpers, CPU features.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <mutex>
+#include <string>
+
+#include "cpu_features.h"
+#include "dtype_convert.h"
+#include "program.h"
+
+namespace py = pybind11;
+using namespace nemu;
+
+namespace {
+
+Counters g_counters;  // kernel-level API counters (programs keep their own)
+std::mutex g_counters_mu;
+
+py::dict cost_dict(const Cost& c, const CoreSpec& s) {
+  py::dict d;
+  d["engine"] = engine_name(c.engine);
+  d["cycles"] = c.cycles;
+  d["ns"] = c.ns(s);
+  d["instructions"] = c.instructions;
+  d["bytes"] = c.bytes;
+  d["flops"] = c.flops;
+  return d;
+}
+
+py::dict counters_dict(const Counters& c) {
+  py::dict d;
+  for (int e = 0; e < kNumEngines; ++e) {
+    py::dict x;
+    x["busy_cycles"] = c.busy_cycles[e];
+    x["busy_ns"] = c.busy_ns[e];
+    x["instructions"] = c.instructions[e];
+    x["bytes"] = c.bytes[e];
+    x["flops"] = c.flops[e];
+    d[engine_name(static_cast<Engine>(e))] = x;
+  }
+  return d;
+}
+
+std::string describe(const py::array& a) {
+  std::string s = "dtype " + std::string(py::str(a.dtype())) + ", shape (";
+  for (py::ssize_t d = 0; d < a.ndim(); ++d) s += (d ? ", " : "") + std::to_string(a.shape(d));
+  return s + ")";
+}
+
+// Only float32 C-contiguous arrays are accepted: no silent casts or copies.
+float* float_data(const py::handle& h, const std::string& who, bool writable) {
+  if (!py::isinstance<py::array>(h)) fail(who + ": expected a numpy float32 array, got " + std::string(py::str(py::type::of(h))));
+  py::array a = py::reinterpret_borrow<py::array>(h);
+  if (!a.dtype().is(py::dtype::of<float>())) fail(who + ": expected float32, got " + describe(a));
+  if (!(a.flags() & py::array::c_style)) fail(who + ": expected a C-contiguous array, got a strided " + describe(a));
+  if (writable && !a.writeable()) fail(who + ": array is read-only");
+  return static_cast<float*>(a.mutable_data());
+}
+
+py::dict run_instr(py::array_t<int64_t, py::array::c_style> row, py::list operands, const CoreSpec& spec) {
+  if (row.ndim() != 1 || row.shape(0) != kInstrWords) fail("instruction row must have " + std::to_string(kInstrWords) + " int64 words");
+  Instr in = decode_instr(row.data());
+  const OpDef* def = find_op(in.op);
+  if (!def) fail("unknown op code " + std::to_string(in.op));
+  if (static_cast<int>(operands.size()) != in.n_operands) fail(std::string(def->name) + ": operand count mismatch");
+  if (in.op == static_cast<int32_t>(Op::IoIn) || in.op == static_cast<int32_t>(Op::IoOut))
+    fail(std::string(def->name) + " runs only inside a Program");
+  std::vector<float*> ptrs(kMaxOperands, nullptr);
+  std::vector<int64_t> numel(kMaxOperands, 0);
+  for (int j = 0; j < in.n_operands; ++j) {
+    const bool is_out = (j == in.n_operands - 1) && in.op != static_cast<int32_t>(Op::DmaLoad);
+    ptrs[j] = float_data(operands[j], std::string(def->name) + " operand " + std::to_string(j), is_out);
+    numel[j] = py::reinterpret_borrow<py::array>(operands[j]).size();
+    in.operand[j] = j;
+  }
+  def->check(in, numel.data());
+  auto scratch = alloc_floats(def->scratch ? def->scratch(in) : 0);
+  OpCtx ctx{ptrs.data(), numel.data(), in.n_operands, spec, scratch.get(), nullptr, nullptr, 0, 0};
+  Cost c;
+  {
+    py::gil_scoped_release nogil;
+    c = def->exec(in, ctx);
+  }
+  {
+    std::lock_guard<std::mutex> lk(g_counters_mu);
+    g_counters.add(c, spec);
+  }
+  return cost_dict(c, spec);
+}
+
+struct PyProgram {
+  std::unique_ptr<Program> prog;
+  py::list keep_alive;  // constant arrays (zero-copy views into the artifact)
+};
+
+PyProgram make_program(const CoreSpec& spec, py::array_t<int64_t, py::array::c_style> instrs,
+                       py::array_t<int64_t, py::array::c_style> deps, py::array_t<int64_t, py::array::c_style> buf_numel,
+                       py::array_t<int32_t, py::array::c_style> buf_kind, py::array_t<int64_t, py::array::c_style> buf_arena_offset,
+                       py::list consts, int64_t arena_floats, int n_inputs, int n_outputs) {
+  if (instrs.ndim() != 2 || instrs.shape(1) != kInstrWords) fail("instruction table must be [n, 64] int64");
+  const int64_t nb = buf_numel.size();
+  if (buf_kind.size() != nb || buf_arena_offset.size() != nb) fail("buffer table columns differ in length");
+  std::vector<BufferDesc> bufs(nb);
+  for (int64_t b = 0; b < nb; ++b) {
+    bufs[b].numel = buf_numel.data()[b];
+    bufs[b].kind = static_cast<BufKind>(buf_kind.data()[b]);
+    bufs[b].arena_offset = buf_arena_offset.data()[b];
+  }
+  PyProgram p;
+  for (auto item : consts) {
+    auto pair = item.cast<py::tuple>();
+    const int64_t b = pair[0].cast<int64_t>();
+    if (b < 0 || b >= nb) fail("constant names buffer " + std::to_string(b) + " of " + std::to_string(nb));
+    const std::string who = "constant buffer " + std::to_string(b);
+    const float* data = float_data(pair[1], who, false);
+    const int64_t size = py::reinterpret_borrow<py::array>(pair[1]).size();
+    if (bufs[b].kind != BufKind::Constant) fail(who + ": buffer is not of constant kind");
+    if (size != bufs[b].numel) fail(who + ": " + std::to_string(size) + " elements, table says " + std::to_string(bufs[b].numel));
+    bufs[b].const_data = data;
+    p.keep_alive.append(pair[1]);
+  }
+  p.prog = std::make_unique<Program>(spec, instrs.data(), instrs.shape(0), deps.data(), deps.size(), std::move(bufs),
+                                     arena_floats, n_inputs, n_outputs);
+  return p;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "neuron-emu engine kernels (TensorE, VectorE, ScalarE, GpSimdE, DMA) with cycle costs";
+  register_tensor_engine_ops();
+  register_vector_engine_ops();
+  register_scalar_engine_ops();
+  register_gpsimd_engine_ops();
+  register_dma_ops();
+
+  py::class_<CoreSpec>(m, "CoreSpec")
+      .def(py::init<>())
+      .def_readwrite("generation", &CoreSpec::generation)
+      .def_property("clock_ghz", [](const CoreSpec& s) { return std::vector<double>(s.clock_ghz, s.clock_ghz + kNumEngines); },
+                    [](CoreSpec& s, const std::vector<double>& v) {
+                      if (v.size() != kNumEngines) fail("clock_ghz needs 5 entries (Tensor, Vector, Scalar, GpSimd, DMA)");
+                      for (int e = 0; e < kNumEngines; ++e) s.clock_ghz[e] = v[e];
+                    })
+      .def_readwrite("partitions", &CoreSpec::partitions)
+      .def_readwrite("pe_cols", &CoreSpec::pe_cols)
+      .def_readwrite("moving_max", &CoreSpec::moving_max)
+      .def_readwrite("mm_init_latency", &CoreSpec::mm_init_latency)
+      .def_readwrite("fp32_matmul_factor", &CoreSpec::fp32_matmul_factor)
+      .def_readwrite("min_ii", &CoreSpec::min_ii)
+      .def_readwrite("gpsimd_start", &CoreSpec::gpsimd_start)
+      .def_readwrite("gpsimd_cores", &CoreSpec::gpsimd_cores)
+      .def_readwrite("dma_engines", &CoreSpec::dma_engines)
+      .def_readwrite("dma_bytes_per_ns_per_engine", &CoreSpec::dma_bytes_per_ns_per_engine)
+      .def_readwrite("dma_fixed_ns", &CoreSpec::dma_fixed_ns)
+      .def_readwrite("hbm_bytes_per_ns", &CoreSpec::hbm_bytes_per_ns)
+      .def_readwrite("has_fp32_matmul", &CoreSpec::has_fp32_matmul);
+
+  m.attr("INSTR_WORDS") = kInstrWords;
+  m.def("run_instr", &run_instr, py::arg("row"), py::arg("operands"), py::arg("spec"),
+        "Execute one instruction on float32 arrays; returns its cost and adds it to the global counters.");
+  m.def("counters", [] { std::lock_guard<std::mutex> lk(g_counters_mu); return counters_dict(g_counters); });
+  m.def("reset_counters", [] { std::lock_guard<std::mutex> lk(g_counters_mu); g_counters.reset(); });
+  m.def("op_table", [] {
+    py::dict d;
+    for (int i = 1; i < 64; ++i)
+      if (const OpDef* def = find_op(i)) d[py::int_(i)] = py::make_tuple(def->name, engine_name(def->engine));
+    return d;
+  });
+  m.def("cpu_features", &cpu_features_dict);
+
+  m.def("round_to", [](py::array_t<float, py::array::c_style> a, int dtype) {
+    const DType d = dtype_from_int(dtype);
+    py::array_t<float> out(a.request().shape);
+    const float* src = a.data();
+    float* dst = out.mutable_data();
+    const int64_t n = a.size();
+    { py::gil_scoped_release nogil; round_array(src, dst, n, d); }
+    return out;
+  }, py::arg("x"), py::arg("dtype"), "Round fp32 values to an emulated dtype (values stay fp32).");
+  m.def("to_bits", [](py::array_t<float, py::array::c_style> a, int dtype) -> py::array {
+    const DType d = dtype_from_int(dtype);
+    const float* src = a.data();
+    const int64_t n = a.size();
+    auto shape = a.request().shape;
+    if (d == DType::BF16 || d == DType::FP16) {
+      py::array_t<uint16_t> out(shape);
+      uint16_t* o = out.mutable_data();
+      for (int64_t i = 0; i < n; ++i) o[i] = d == DType::BF16 ? to_bf16_bits(src[i]) : to_fp16_bits(src[i]);
+      return out;
+    }
+    if (d == DType::FP8E4M3 || d == DType::FP8E5M2) {
+      py::array_t<uint8_t> out(shape);
+      uint8_t* o = out.mutable_data();
+      for (int64_t i = 0; i < n; ++i) o[i] = d == DType::FP8E4M3 ? to_fp8e4m3_bits(src[i]) : to_fp8e5m2_bits(src[i]);
+      return out;
+    }
+    py::array_t<uint32_t> out(shape);
+    uint32_t* o = out.mutable_data();
+    for (int64_t i = 0; i < n; ++i) {
+      if (d == DType::TF32) o[i] = to_tf32_bits(src[i]);
+      else std::memcpy(&o[i], &src[i], 4);
+    }
+    return out;
+  }, py::arg("x"), py::arg("dtype"), "Bit patterns of the values rounded to an emulated dtype.");
+
+  py::class_<PyProgram>(m, "Program")
+      .def(py::init(&make_program), py::arg("spec"), py::arg("instrs"), py::arg("deps"), py::arg("buf_numel"),
+           py::arg("buf_kind"), py::arg("buf_arena_offset"), py::arg("consts"), py::arg("arena_floats"),
+           py::arg("n_inputs"), py::arg("n_outputs"))
+      .def("run", [](PyProgram& p, const std::vector<uintptr_t>& ins, const std::vector<uintptr_t>& outs) {
+        Program& prog = *p.prog;
+        if (static_cast<int>(ins.size()) != prog.n_inputs()) fail("expected " + std::to_string(prog.n_inputs()) + " input pointers");
+        if (static_cast<int>(outs.size()) != prog.n_outputs()) fail("expected " + std::to_string(prog.n_outputs()) + " output pointers");
+        std::vector<void*> in_p(ins.size()), out_p(outs.size());
+        for (size_t i = 0; i < ins.size(); ++i) in_p[i] = reinterpret_cast<void*>(ins[i]);
+        for (size_t i = 0; i < outs.size(); ++i) out_p[i] = reinterpret_cast<void*>(outs[i]);
+        py::gil_scoped_release nogil;
+        std::lock_guard<std::mutex> lk(prog.mutex());
+        prog.run(in_p.data(), out_p.data());
+      }, py::arg("inputs"), py::arg("outputs"), "Run once; host pointers come from tensors the caller validated.")
+      .def("last_stats", [](PyProgram& p) {
+        std::lock_guard<std::mutex> lk(p.prog->mutex());
+        py::dict d;
+        d["latency_ns"] = p.prog->last().latency_ns;
+        d["runs"] = p.prog->last().runs;
+        d["engines"] = counters_dict(p.prog->last().counters);
+        return d;
+      })
+      .def("timeline", [](PyProgram& p) {
+        std::lock_guard<std::mutex> lk(p.prog->mutex());
+        const Program& prog = *p.prog;
+        const size_t n = prog.instrs().size();
+        py::array_t<double> start(n), end(n), cyc(n);
+        py::array_t<int32_t> op(n), src(n);
+        for (size_t i = 0; i < n; ++i) {
+          start.mutable_data()[i] = prog.start_ns()[i];
+          end.mutable_data()[i] = prog.end_ns()[i];
+          cyc.mutable_data()[i] = prog.cycles()[i];
+          op.mutable_data()[i] = prog.instrs()[i].op;
+          src.mutable_data()[i] = prog.instrs()[i].src;
+        }
+        py::dict d;
+        d["start_ns"] = start; d["end_ns"] = end; d["cycles"] = cyc; d["op"] = op; d["src"] = src;
+        return d;
+      })
+      .def_property_readonly("n_instructions", [](PyProgram& p) { return p.prog->instrs().size(); });
+}

@@ -1,0 +1,69 @@
+// A loaded program: validated instruction table + buffer plan, executed in one native call.
+// The run loop executes every instruction through its engine kernel and, from the cost each
+// returns, simulates the per-engine timeline (engines run concurrently, honouring dependencies).
+#pragma once
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "isa.h"
+
+namespace nemu {
+
+enum class BufKind : int32_t { Intermediate = 0, Constant = 1 };
+
+struct BufferDesc {
+  int64_t numel = 0;
+  BufKind kind = BufKind::Intermediate;
+  int64_t arena_offset = 0;          // Intermediate: offset (floats) in the arena
+  const float* const_data = nullptr;  // Constant: read-only data owned by the caller
+};
+
+struct RunStats {
+  double latency_ns = 0;
+  Counters counters;
+  int64_t runs = 0;
+};
+
+class Program {
+ public:
+  // Validates everything (ops, operand ids, views against buffer sizes, dependency order, I/O
+  // indices) and throws std::invalid_argument naming the instruction on the first problem.
+  Program(const CoreSpec& spec, const int64_t* rows, int64_t n_instr, const int64_t* deps, int64_t n_deps,
+          std::vector<BufferDesc> buffers, int64_t arena_floats, int n_inputs, int n_outputs);
+
+  // Executes once. Host pointers must match the I/O dtypes/sizes the compiler recorded (checked by
+  // the Python runtime). Serialised per Program; releases no locks of Python's (caller releases the GIL).
+  void run(void* const* inputs, void* const* outputs);
+
+  const RunStats& last() const { return last_; }
+  const std::vector<Instr>& instrs() const { return instrs_; }
+  const std::vector<double>& start_ns() const { return start_ns_; }
+  const std::vector<double>& end_ns() const { return end_ns_; }
+  const std::vector<double>& cycles() const { return cycles_; }
+  int n_inputs() const { return n_inputs_; }
+  int n_outputs() const { return n_outputs_; }
+  const CoreSpec& spec() const { return spec_; }
+  std::mutex& mutex() { return mu_; }
+
+ private:
+  CoreSpec spec_;
+  std::vector<Instr> instrs_;
+  std::vector<int64_t> deps_;
+  std::vector<BufferDesc> buffers_;
+  std::vector<const OpDef*> defs_;
+  int n_inputs_, n_outputs_;
+  // execution state, allocated once at load (no per-call allocation)
+  std::unique_ptr<float[], void (*)(void*)> arena_{nullptr, nullptr};
+  std::unique_ptr<float[], void (*)(void*)> scratch_{nullptr, nullptr};
+  std::vector<float*> buf_ptrs_;
+  std::vector<int64_t> buf_numel_;
+  std::vector<double> start_ns_, end_ns_, cycles_;
+  RunStats last_;
+  std::mutex mu_;
+};
+
+// 64-byte aligned, zero-filled float allocation released with std::free.
+std::unique_ptr<float[], void (*)(void*)> alloc_floats(int64_t n);
+
+}  // namespace nemu

@@ -1,0 +1,15 @@
+"""neuron-emu shared core: hardware model, compiler, runtime and engine kernels (neuron_emu._C)."""
+import ctypes as _ctypes
+import os as _os
+
+# Load OpenBLAS globally before the extension so its soname resolves wherever the wheel lives.
+try:
+    import scipy_openblas32 as _ob
+
+    _ctypes.CDLL(_os.path.join(_ob.get_lib_dir(), "libscipy_openblas.so"), mode=_ctypes.RTLD_GLOBAL)
+except (ImportError, OSError):  # the extension's rpath is the fallback
+    pass
+
+from neuron_emu import _C  # noqa: E402,F401
+
+__version__ = "0.1.0"

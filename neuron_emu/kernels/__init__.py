@@ -1,0 +1,2 @@
+"""Kernel-level API: each function runs one engine instruction on torch tensors and returns its cost."""
+from neuron_emu.kernels._run import counters, reset_counters  # noqa: F401

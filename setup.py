@@ -1,0 +1,35 @@
+"""Build the engine-kernel extension `neuron_emu._C` from csrc/ (pybind11, not libtorch).
+
+GEMMs go to OpenBLAS from the `scipy-openblas32` wheel (run-time CPU dispatch, x86-64 and aarch64);
+our own loops are compiled for a portable baseline with per-function AVX2 clones (see csrc/simd.h).
+NEMU_SANITIZE=1 builds with AddressSanitizer + UBSan (see tests/run_sanitized.sh).
+"""
+import glob
+import os
+
+from pybind11.setup_helpers import Pybind11Extension, build_ext
+from setuptools import setup
+
+import scipy_openblas32
+
+blas_lib_dir = scipy_openblas32.get_lib_dir()
+cflags = ["-O3", "-fopenmp", "-fno-math-errno", "-Wall", "-Wextra", "-Wno-unused-parameter",
+          "-DBLAS_SYMBOL_PREFIX=scipy_"]
+ldflags = ["-fopenmp", f"-Wl,-rpath,{blas_lib_dir}", "-Wl,-rpath,$ORIGIN/../scipy_openblas32/lib"]
+if os.environ.get("NEMU_SANITIZE") == "1":
+    san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"]
+    cflags = [f for f in cflags if f != "-O3"] + ["-O1", "-g"] + san
+    ldflags += san
+
+ext = Pybind11Extension(
+    "neuron_emu._C",
+    sorted(glob.glob("csrc/*.cpp")),
+    include_dirs=["csrc", scipy_openblas32.get_include_dir()],
+    library_dirs=[blas_lib_dir],
+    libraries=[scipy_openblas32.get_library()],
+    extra_compile_args=cflags,
+    extra_link_args=ldflags,
+    cxx_std=17,
+)
+
+setup(ext_modules=[ext], cmdclass={"build_ext": build_ext})
