@@ -1,4 +1,202 @@
-#include "isa.h"
+// DMA kernels: DmaCopy (strided copy), DmaLoad (cost only), IoIn / IoOut (host <-> device with dtype conversion).
+//
+// Cost mapping (neuron-hardware.md 1.1 "Data movement"): each instruction is one transfer spread over all
+// DMA queues: ns = spec.dma_fixed_ns + bytes / (spec.dma_engines * spec.dma_bytes_per_ns_per_engine);
+// Cost.engine = Dma and Cost.cycles holds nanoseconds (see Cost::ns). Bytes moved: DmaCopy = elements *
+// ip[42] (element bytes, 4 when 0); DmaLoad = ip[0]; IoIn/IoOut = numel * host element size.
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "strided.h"
+
 namespace nemu {
-void register_dma_ops() {}
+namespace {
+
+Cost dma_cost(const CoreSpec& s, int64_t bytes) {
+  Cost c;
+  c.engine = Engine::Dma;
+  c.cycles = s.dma_fixed_ns + static_cast<double>(bytes) / (s.dma_engines * s.dma_bytes_per_ns_per_engine);
+  c.instructions = 1;
+  c.bytes = bytes;
+  return c;
+}
+
+// ---------------- DmaCopy ----------------
+void copy_check(const Instr& in, const int64_t* numel) {
+  check_views(in, 2, numel, "DmaCopy");
+  check_range("DmaCopy", "queue", in.ip[40], 0, 3);
+  check_range("DmaCopy", "element bytes", in.ip[42], 0, 8);
+}
+Cost copy_exec(const Instr& in, OpCtx& ctx) {
+  const auto p = make_plan<2>(in);
+  const float* A = ctx.operand(in, 0);
+  float* O = ctx.operand(in, 1);
+  for_each_row(p, [&](const int64_t* off, int64_t n, const int64_t* st) {
+    const float* a = A + off[0];
+    float* o = O + off[1];
+    if (st[0] == 1 && st[1] == 1) std::memmove(o, a, static_cast<size_t>(n) * sizeof(float));
+    else for (int64_t i = 0; i < n; ++i) o[i * st[1]] = a[i * st[0]];
+  });
+  const int64_t eb = in.ip[42] ? in.ip[42] : 4;
+  return dma_cost(ctx.spec, p.numel * eb);
+}
+
+// ---------------- DmaLoad ----------------
+void load_check(const Instr& in, const int64_t* numel) {
+  if (in.ip[0] < 0) fail("DmaLoad: negative byte count " + std::to_string(in.ip[0]));
+  check_range("DmaLoad", "queue", in.ip[40], 0, 3);
+}
+Cost load_exec(const Instr& in, OpCtx& ctx) { return dma_cost(ctx.spec, in.ip[0]); }
+
+// ---------------- host dtype conversion ----------------
+float half_to_float(uint16_t h) {
+  const uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ffu;
+  uint32_t bits;
+  if (exp == 0) {
+    if (man == 0) {
+      bits = sign;
+    } else {  // subnormal: value = man * 2^-24
+      float f = static_cast<float>(man) * 5.9604644775390625e-8f;
+      std::memcpy(&bits, &f, 4);
+      bits |= sign;
+    }
+  } else if (exp == 31) {
+    bits = sign | 0x7f800000u | (man << 13);
+  } else {
+    bits = sign | ((exp + 112) << 23) | (man << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+uint16_t float_to_half(float f) {  // round to nearest even, like torch's .to(float16)
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  const uint32_t sign = (x >> 16) & 0x8000u;
+  x &= 0x7fffffffu;
+  if (x >= 0x7f800000u) return static_cast<uint16_t>(sign | 0x7c00u | (x > 0x7f800000u ? 0x200u : 0u));
+  if (x >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // rounds to >= 65520 -> inf
+  if (x < 0x38800000u) {  // below the smallest normal half: subnormal or zero
+    float a;
+    std::memcpy(&a, &x, 4);
+    const float scaled = a * 16777216.0f;  // / 2^-24, exact (power of two)
+    return static_cast<uint16_t>(sign | static_cast<uint32_t>(std::nearbyint(scaled)));
+  }
+  const uint32_t lsb = (x >> 13) & 1u;
+  x += 0xfffu + lsb;
+  x -= 112u << 23;
+  return static_cast<uint16_t>(sign | (x >> 13));
+}
+float bf16_to_float(uint16_t b) {
+  const uint32_t bits = static_cast<uint32_t>(b) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+uint16_t float_to_bf16(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  if ((x & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((x >> 16) | 0x40u);
+  x += 0x7fffu + ((x >> 16) & 1u);
+  return static_cast<uint16_t>(x >> 16);
+}
+// float -> integer like x86 torch .to(intN): truncation; out of range / NaN gives the "integer indefinite"
+// value of the 32-bit (narrow types, then wrapped) or 64-bit conversion.
+int64_t to_i64(float v) {
+  if (!(v >= -9223372036854775808.0f && v < 9223372036854775808.0f)) return INT64_MIN;
+  return static_cast<int64_t>(v);
+}
+int32_t to_i32(float v) {
+  if (!(v >= -2147483648.0f && v < 2147483648.0f)) return INT32_MIN;
+  return static_cast<int32_t>(v);
+}
+
+void io_check(const Instr& in, const int64_t* numel) {
+  const char* op = in.op == static_cast<int32_t>(Op::IoIn) ? "IoIn" : "IoOut";
+  check_range(op, "io dtype", in.ip[1], 0, 9);
+  if (in.ip[2] < 0) fail(std::string(op) + ": negative numel " + std::to_string(in.ip[2]));
+  check_fits(op, 0, "device buffer", in.ip[2], numel);
+}
+
+template <class T, class F>
+void conv_in(const void* src, float* dst, int64_t n, F f) {
+  const T* s = static_cast<const T*>(src);
+  parallel_chunks(n, 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) dst[i] = f(s[i]);
+  });
+}
+template <class T, class F>
+void conv_out(const float* src, void* dst, int64_t n, F f) {
+  T* d = static_cast<T*>(dst);
+  parallel_chunks(n, 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) d[i] = f(src[i]);
+  });
+}
+
+Cost ioin_exec(const Instr& in, OpCtx& ctx) {
+  const int64_t idx = in.ip[0], n = in.ip[2];
+  const IoDType dt = static_cast<IoDType>(in.ip[1]);
+  if (idx < 0 || idx >= ctx.n_io_in || !ctx.io_in) fail("IoIn: input index " + std::to_string(idx) + " has no host pointer");
+  const void* src = ctx.io_in[idx];
+  float* dst = ctx.operand(in, 0);
+  if (!src && n > 0) fail("IoIn: null host pointer for input " + std::to_string(idx));
+  switch (dt) {
+    case IoDType::F32: if (n) std::memcpy(dst, src, static_cast<size_t>(n) * 4); break;
+    case IoDType::F64: conv_in<double>(src, dst, n, [](double v) { return static_cast<float>(v); }); break;
+    case IoDType::F16: conv_in<uint16_t>(src, dst, n, half_to_float); break;
+    case IoDType::BF16: conv_in<uint16_t>(src, dst, n, bf16_to_float); break;
+    case IoDType::I64: conv_in<int64_t>(src, dst, n, [](int64_t v) { return static_cast<float>(v); }); break;
+    case IoDType::I32: conv_in<int32_t>(src, dst, n, [](int32_t v) { return static_cast<float>(v); }); break;
+    case IoDType::I16: conv_in<int16_t>(src, dst, n, [](int16_t v) { return static_cast<float>(v); }); break;
+    case IoDType::I8: conv_in<int8_t>(src, dst, n, [](int8_t v) { return static_cast<float>(v); }); break;
+    case IoDType::U8: conv_in<uint8_t>(src, dst, n, [](uint8_t v) { return static_cast<float>(v); }); break;
+    case IoDType::Bool: conv_in<uint8_t>(src, dst, n, [](uint8_t v) { return v ? 1.f : 0.f; }); break;
+  }
+  return dma_cost(ctx.spec, n * io_dtype_size(dt));
+}
+
+Cost ioout_exec(const Instr& in, OpCtx& ctx) {
+  const int64_t idx = in.ip[0], n = in.ip[2];
+  const IoDType dt = static_cast<IoDType>(in.ip[1]);
+  if (idx < 0 || idx >= ctx.n_io_out || !ctx.io_out) fail("IoOut: output index " + std::to_string(idx) + " has no host pointer");
+  void* dst = ctx.io_out[idx];
+  const float* src = ctx.operand(in, 0);
+  if (!dst && n > 0) fail("IoOut: null host pointer for output " + std::to_string(idx));
+  switch (dt) {
+    case IoDType::F32: if (n) std::memcpy(dst, src, static_cast<size_t>(n) * 4); break;
+    case IoDType::F64: conv_out<double>(src, dst, n, [](float v) { return static_cast<double>(v); }); break;
+    case IoDType::F16: conv_out<uint16_t>(src, dst, n, float_to_half); break;
+    case IoDType::BF16: conv_out<uint16_t>(src, dst, n, float_to_bf16); break;
+    case IoDType::I64: conv_out<int64_t>(src, dst, n, to_i64); break;
+    case IoDType::I32: conv_out<int32_t>(src, dst, n, to_i32); break;
+    case IoDType::I16: conv_out<int16_t>(src, dst, n, [](float v) { return static_cast<int16_t>(to_i32(v)); }); break;
+    case IoDType::I8: conv_out<int8_t>(src, dst, n, [](float v) { return static_cast<int8_t>(to_i32(v)); }); break;
+    case IoDType::U8: conv_out<uint8_t>(src, dst, n, [](float v) { return static_cast<uint8_t>(to_i32(v)); }); break;
+    case IoDType::Bool: conv_out<uint8_t>(src, dst, n, [](float v) { return static_cast<uint8_t>(v != 0.f ? 1 : 0); }); break;
+  }
+  return dma_cost(ctx.spec, n * io_dtype_size(dt));
+}
+
+OpDef def(const char* name, int mn, int mx, ExecFn e, CheckFn c) {
+  OpDef d;
+  d.name = name;
+  d.engine = Engine::Dma;
+  d.min_operands = mn;
+  d.max_operands = mx;
+  d.exec = e;
+  d.check = c;
+  d.scratch = no_scratch;
+  return d;
+}
+
+}  // namespace
+
+void register_dma_ops() {
+  register_op(Op::DmaCopy, def("DmaCopy", 2, 2, copy_exec, copy_check));
+  register_op(Op::DmaLoad, def("DmaLoad", 1, 1, load_exec, load_check));
+  register_op(Op::IoIn, def("IoIn", 1, 1, ioin_exec, io_check));
+  register_op(Op::IoOut, def("IoOut", 1, 1, ioout_exec, io_check));
+}
+
 }  // namespace nemu

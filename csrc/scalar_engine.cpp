@@ -1,4 +1,114 @@
-#include "isa.h"
+// ScalarE kernel: Activation, out = func(in * fp0 + fp1) (fp2: LeakyRelu slope / Elu alpha), torch semantics.
+//
+// Cost mapping (NKI-ISA `activation`, reference neuron-hardware.md 1.1): elementwise, numel elements laid out
+// as [128 partitions, F = ceil(numel/128)], F cut into instructions of at most 512 elements per partition;
+// each instruction costs max(MIN_II, N) ScalarE cycles (the multiply-add of scale/bias is free in the
+// pipeline). bytes = 8 per element (read + write), flops ~ 1 per element (+2 for a non-trivial scale/bias).
+// Math: exp / sigmoid / silu / gelu(erf) use the vectorisable fast_expf / erf_as of strided.h (the same
+// accuracy class as torch's vectorised CPU kernels); the rest use std:: math.
+#include <cmath>
+
+#include "strided.h"
+
 namespace nemu {
-void register_scalar_engine_ops() {}
+namespace {
+
+#define AI inline __attribute__((always_inline))
+
+template <class Fn>
+AI void un_loop(const float* x, int64_t sx, float* y, int64_t sy, int64_t n, float sc, float bi, bool affine, Fn fn) {
+  if (sx == 1 && sy == 1) {
+    if (affine) for (int64_t i = 0; i < n; ++i) y[i] = fn(x[i] * sc + bi);
+    else for (int64_t i = 0; i < n; ++i) y[i] = fn(x[i]);
+  } else {
+    if (affine) for (int64_t i = 0; i < n; ++i) y[i * sy] = fn(x[i * sx] * sc + bi);
+    else for (int64_t i = 0; i < n; ++i) y[i * sy] = fn(x[i * sx]);
+  }
+}
+
+AI float softplus1(float v) { return v > 20.f ? v : std::log1p(std::exp(v)); }
+
+NEMU_SIMD_CLONES void act_row(int func, const float* x, int64_t sx, float* y, int64_t sy, int64_t n, float sc, float bi,
+                              float prm) {
+  const bool aff = !(sc == 1.f && bi == 0.f);
+#define CASE(F, EXPR) \
+  case ActFunc::F: un_loop(x, sx, y, sy, n, sc, bi, aff, [prm](float v) { (void)prm; return EXPR; }); break;
+  switch (static_cast<ActFunc>(func)) {
+    CASE(Identity, v)
+    CASE(Relu, v < 0.f ? 0.f : v)
+    CASE(Gelu, v * 0.5f * (1.f + erf_as(v * 0.70710678118654752440f)))
+    CASE(GeluTanh, 0.5f * v * (1.f + std::tanh(0.7978845608028654f * (v + 0.044715f * v * v * v))))
+    CASE(Sigmoid, 1.f / (1.f + fast_expf(-v)))
+    CASE(Tanh, std::tanh(v))
+    CASE(Exp, fast_expf(v))
+    CASE(Log, std::log(v))
+    CASE(Silu, v / (1.f + fast_expf(-v)))
+    CASE(Sqrt, std::sqrt(v))
+    CASE(Rsqrt, 1.f / std::sqrt(v))
+    CASE(Reciprocal, 1.f / v)
+    CASE(Abs, std::fabs(v))
+    CASE(Square, v * v)
+    CASE(Erf, std::erf(v))
+    CASE(Sin, std::sin(v))
+    CASE(Cos, std::cos(v))
+    CASE(Softplus, softplus1(v))
+    CASE(Sign, static_cast<float>((v > 0.f) - (v < 0.f)))
+    CASE(Floor, std::floor(v))
+    CASE(Ceil, std::ceil(v))
+    CASE(Round, std::nearbyint(v))
+    CASE(Log1p, std::log1p(v))
+    CASE(Expm1, std::expm1(v))
+    CASE(LogicalNot, v == 0.f ? 1.f : 0.f)
+    CASE(Hardsigmoid, std::min(std::max(v + 3.f, 0.f), 6.f) / 6.f)
+    CASE(Hardswish, v * std::min(std::max(v + 3.f, 0.f), 6.f) / 6.f)
+    CASE(Mish, v * std::tanh(std::log1p(std::exp(v))))
+    CASE(Elu, v > 0.f ? v : prm * std::expm1(v))
+    CASE(LeakyRelu, v > 0.f ? v : v * prm)
+    CASE(Trunc, std::trunc(v))
+    default: break;
+  }
+#undef CASE
+}
+
+void act_check(const Instr& in, const int64_t* numel) {
+  check_views(in, 2, numel, "Activation");
+  check_range("Activation", "activation function code", in.ip[40], 0, static_cast<int64_t>(ActFunc::kCount) - 1);
+  check_dtype("Activation", in.ip[41]);
+}
+
+Cost act_exec(const Instr& in, OpCtx& ctx) {
+  const auto p = make_plan<2>(in);
+  const float* X = ctx.operand(in, 0);
+  float* Y = ctx.operand(in, 1);
+  const int func = static_cast<int>(in.ip[40]);
+  const DType dt = static_cast<DType>(in.ip[41]);
+  const float sc = static_cast<float>(in.fp[0]), bi = static_cast<float>(in.fp[1]), prm = static_cast<float>(in.fp[2]);
+  for_each_row(p, [&](const int64_t* off, int64_t n, const int64_t* st) {
+    act_row(func, X + off[0], st[0], Y + off[1], st[1], n, sc, bi, prm);
+    round_row(Y + off[1], st[1], n, dt);
+  });
+  const auto& s = ctx.spec;
+  const Tiled t = tiled_elementwise(s, p.numel, [&](int64_t N) { return min_ii(s, N); });
+  Cost c;
+  c.engine = Engine::Scalar;
+  c.cycles = t.cycles;
+  c.instructions = t.instructions;
+  c.bytes = p.numel * 8;
+  c.flops = p.numel * ((sc == 1.f && bi == 0.f) ? 1 : 3);
+  return c;
+}
+
+}  // namespace
+
+void register_scalar_engine_ops() {
+  OpDef d;
+  d.name = "Activation";
+  d.engine = Engine::Scalar;
+  d.min_operands = d.max_operands = 2;
+  d.exec = act_exec;
+  d.check = act_check;
+  d.scratch = no_scratch;
+  register_op(Op::Activation, d);
+}
+
 }  // namespace nemu

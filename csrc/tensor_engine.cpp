@@ -1,4 +1,534 @@
+// TensorE: MatMul, Conv2d (implicit GEMM) and Transpose (through identity).
+//
+// Numerics: inputs are rounded to in_dtype (bf16/fp16/tf32/fp8 round-to-nearest-even, see dtype_convert.cpp)
+// into scratch, then an fp32 GEMM with fp32 accumulation runs on OpenBLAS. A product of two values with
+// <= 11-bit significands is exact in fp32, so this reproduces TensorE (fp32 PSUM accumulation) up to the
+// summation order. Out is fp32 storage, optionally rounded to out_dtype at the end.
+//
+// Cost: one program drives execution and cost. A matmul is cut into TensorE tiles exactly as a compiler
+// would issue nc_matmul: contraction K in tiles of spec.partitions (128 PE rows), the stationary free
+// size in tiles of spec.pe_cols (128) and the moving free size in tiles of spec.moving_max (512, one PSUM
+// bank). Each tile is one LoadStationary + MultiplyMoving pair (2 instructions) costing the NKI-ISA
+// nc_matmul figure max(min(MM_INIT_LATENCY, n_stationary), n_moving) TensorE cycles, x fp32_matmul_factor
+// for fp32 inputs (shared/reference/neuron-hardware.md 1.1, "Per-instruction formula").
+//
+// Threads: our OpenMP regions (rounding, im2col) and OpenBLAS's own pthread pool never run at the same time
+// inside one call: every parallel region ends before the BLAS call starts, and BLAS is never called from
+// inside an OpenMP region, so at most one pool is busy on the cores at a time.
+#include <cblas.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "dtype_convert.h"
 #include "isa.h"
+#include "simd.h"
+
 namespace nemu {
-void register_tensor_engine_ops() {}
+
+namespace {
+
+using i128 = __int128;
+constexpr int64_t kMaxDim = (int64_t{1} << 31) - 1;   // OpenBLAS blasint is int32 here
+constexpr int64_t kMaxTransposeP = 128;               // PE rows: TensorE transposes at most 128 partitions
+
+std::string s(int64_t v) { return std::to_string(v); }
+
+inline int64_t esize(DType d) {
+  switch (d) {
+    case DType::F32: case DType::TF32: return 4;  // tf32 lives in an fp32 container in SBUF
+    case DType::BF16: case DType::FP16: return 2;
+    case DType::FP8E4M3: case DType::FP8E5M2: return 1;
+  }
+  return 4;
+}
+
+DType dtype_param(const Instr& in, int k, const char* op, const char* what) {
+  const int64_t v = in.ip[k];
+  if (v < 0 || v >= kNumDTypes)
+    fail(std::string(op) + ": " + what + " (ip[" + s(k) + "]) has unknown dtype code " + s(v));
+  return static_cast<DType>(v);
+}
+
+void check_flag(const Instr& in, int k, const char* op, const char* what) {
+  if (in.ip[k] != 0 && in.ip[k] != 1)
+    fail(std::string(op) + ": " + what + " (ip[" + s(k) + "]) must be 0 or 1, got " + s(in.ip[k]));
+}
+
+void check_range(int64_t v, int64_t lo, int64_t hi, const char* op, const char* what) {
+  if (v < lo || v > hi) fail(std::string(op) + ": " + what + " = " + s(v) + " outside [" + s(lo) + ", " + s(hi) + "]");
+}
+
+// Element range [first, last] touched by `batch` matrices of rows x cols (row pitch ld) at off + b*bstride.
+// Returns false when nothing is touched.
+bool span(int64_t off, int64_t batch, int64_t bstride, int64_t rows, int64_t ld, int64_t cols, i128& first, i128& last) {
+  if (batch <= 0 || rows <= 0 || cols <= 0) return false;
+  first = off;
+  last = static_cast<i128>(off) + static_cast<i128>(batch - 1) * bstride + static_cast<i128>(rows - 1) * ld + (cols - 1);
+  return true;
+}
+
+std::string mat_shape(int64_t batch, int64_t rows, int64_t cols, int64_t ld, int64_t off, int64_t bstride) {
+  return "[" + s(batch) + " x " + s(rows) + " x " + s(cols) + "] (ld " + s(ld) + ", offset " + s(off) +
+         ", batch stride " + s(bstride) + ")";
+}
+
+void check_inside(const char* op, const char* operand, bool any, i128 last, int64_t numel, const std::string& shape) {
+  if (any && last >= numel)
+    fail(std::string(op) + ": operand " + operand + " of shape " + shape + " reaches element " +
+         std::to_string(static_cast<long long>(std::min<i128>(last, INT64_MAX))) + " of a buffer of " + s(numel) + " elements");
+}
+
+// Sum over all (stationary tile, moving tile) pairs of max(min(L, s_t), m_t), times the K tile count.
+double tile_cycles(int64_t stationary, int64_t moving, int64_t k, const CoreSpec& sp, int64_t& tiles) {
+  tiles = 0;
+  if (stationary <= 0 || moving <= 0 || k <= 0) return 0;
+  const int64_t pc = std::max<int32_t>(sp.pe_cols, 1), mm = std::max<int32_t>(sp.moving_max, 1);
+  const int64_t nk = ceil_div(k, std::max<int32_t>(sp.partitions, 1));
+  const int64_t L = sp.mm_init_latency;
+  const int64_t s_full = stationary / pc, s_rem = stationary % pc;
+  const int64_t m_full = moving / mm, m_rem = moving % mm;
+  const int64_t s_sizes[2] = {pc, s_rem}, s_counts[2] = {s_full, s_rem ? 1 : 0};
+  const int64_t m_sizes[2] = {mm, m_rem}, m_counts[2] = {m_full, m_rem ? 1 : 0};
+  double cyc = 0;
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 2; ++j) {
+      const int64_t n = s_counts[i] * m_counts[j];
+      if (n == 0) continue;
+      cyc += static_cast<double>(n) * static_cast<double>(std::max(std::min(L, s_sizes[i]), m_sizes[j]));
+      tiles += n;
+    }
+  tiles *= nk;
+  return cyc * static_cast<double>(nk);
+}
+
+// Round `rows` rows of `cols` (source pitch ld) into a packed destination (pitch cols).
+void round_rows(const float* src, int64_t ld, float* dst, int64_t rows, int64_t cols, DType d) {
+  if (ld == cols || rows == 1) {
+    round_array(src, dst, rows * cols, d);
+    return;
+  }
+  if (rows * cols < kParallelThreshold) {
+    for (int64_t r = 0; r < rows; ++r) round_array(src + r * ld, dst + r * cols, cols, d);
+    return;
+  }
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) round_array(src + r * ld, dst + r * cols, cols, d);
+}
+
+inline int64_t pad16(int64_t n) { return (n + 15) / 16 * 16; }
+
+inline void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                  const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  scipy_cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, static_cast<int>(M),
+                    static_cast<int>(N), static_cast<int>(K), alpha, A, static_cast<int>(lda), B, static_cast<int>(ldb),
+                    beta, C, static_cast<int>(ldc));
+}
+
+// Out rows (rows x cols, contiguous) = / += beta * bias[cols]
+void init_rows(float* out, int64_t rows, int64_t cols, const float* bias, float beta, bool accumulate) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float* o = out + r * cols;
+    if (bias) {
+      if (accumulate)
+        for (int64_t c = 0; c < cols; ++c) o[c] += beta * bias[c];
+      else
+        for (int64_t c = 0; c < cols; ++c) o[c] = beta * bias[c];
+    } else if (!accumulate) {
+      std::memset(o, 0, static_cast<size_t>(cols) * sizeof(float));
+    }
+  }
+}
+
+// ============================== MatMul ==============================
+
+struct MM {
+  int64_t batch, M, K, N, a_off, a_bs, ta, lda, b_off, b_bs, tb, ldb, o_off, o_bs;
+  DType in_dt, out_dt;
+  bool a_pre, b_pre, has_bias, acc;
+  int64_t bias_off, stationary;
+  int64_t a_rows() const { return ta ? K : M; }
+  int64_t a_cols() const { return ta ? M : K; }
+  int64_t b_rows() const { return tb ? N : K; }
+  int64_t b_cols() const { return tb ? K : N; }
+  bool round_a() const { return in_dt != DType::F32 && !a_pre; }
+  bool round_b() const { return in_dt != DType::F32 && !b_pre; }
+  int64_t a_mats() const { return a_bs == 0 ? 1 : batch; }
+  int64_t b_mats() const { return b_bs == 0 ? 1 : batch; }
+};
+
+MM mm_params(const Instr& in) {
+  MM p;
+  p.batch = in.ip[0]; p.M = in.ip[1]; p.K = in.ip[2]; p.N = in.ip[3];
+  p.a_off = in.ip[4]; p.a_bs = in.ip[5]; p.ta = in.ip[6]; p.lda = in.ip[7];
+  p.b_off = in.ip[8]; p.b_bs = in.ip[9]; p.tb = in.ip[10]; p.ldb = in.ip[11];
+  p.o_off = in.ip[12]; p.o_bs = in.ip[13];
+  p.in_dt = static_cast<DType>(in.ip[14]); p.a_pre = in.ip[15]; p.b_pre = in.ip[16];
+  p.has_bias = in.ip[17]; p.bias_off = in.ip[18]; p.out_dt = static_cast<DType>(in.ip[19]);
+  p.acc = in.ip[20]; p.stationary = in.ip[21];
+  return p;
+}
+
+void matmul_check(const Instr& in, const int64_t* numel) {
+  const char* op = "MatMul";
+  check_flag(in, 6, op, "transA");
+  check_flag(in, 10, op, "transB");
+  check_flag(in, 15, op, "a_prerounded");
+  check_flag(in, 16, op, "b_prerounded");
+  check_flag(in, 17, op, "has_bias");
+  check_flag(in, 20, op, "accumulate");
+  check_flag(in, 21, op, "stationary_side");
+  dtype_param(in, 14, op, "in_dtype");
+  dtype_param(in, 19, op, "out_dtype");
+  const MM p = mm_params(in);
+  const int expect = 3 + (p.has_bias ? 1 : 0);
+  if (in.n_operands != expect)
+    fail(std::string(op) + ": " + s(in.n_operands) + " operands but has_bias=" + s(p.has_bias) + " needs " + s(expect) +
+         " (A, B, " + (p.has_bias ? "bias, " : "") + "Out)");
+  check_range(p.batch, 0, kMaxDim, op, "batch");
+  check_range(p.M, 0, kMaxDim, op, "M");
+  check_range(p.K, 0, kMaxDim, op, "K");
+  check_range(p.N, 0, kMaxDim, op, "N");
+  for (int k : {4, 5, 8, 9, 12, 13, 18}) check_range(in.ip[k], 0, INT64_MAX / 4, op, ("ip[" + s(k) + "] (offset/stride)").c_str());
+  check_range(p.lda, std::max<int64_t>(1, p.a_cols()), kMaxDim, op, p.ta ? "lda (>= M for transA)" : "lda (>= K)");
+  check_range(p.ldb, std::max<int64_t>(1, p.b_cols()), kMaxDim, op, p.tb ? "ldb (>= K for transB)" : "ldb (>= N)");
+  if (p.batch > 1 && p.o_bs < p.M * p.N)
+    fail(std::string(op) + ": out batch stride " + s(p.o_bs) + " < M*N = " + s(p.M * p.N) + " (batches of Out would overlap)");
+
+  const int out_j = in.n_operands - 1;
+  i128 af = 0, al = 0, bf = 0, bl = 0, of = 0, ol = 0, cf = 0, cl = 0;
+  const bool any_mm = p.M > 0 && p.N > 0 && p.K > 0;
+  const bool a_any = any_mm && span(p.a_off, p.batch, p.a_bs, p.a_rows(), p.lda, p.a_cols(), af, al);
+  const bool b_any = any_mm && span(p.b_off, p.batch, p.b_bs, p.b_rows(), p.ldb, p.b_cols(), bf, bl);
+  const bool o_any = span(p.o_off, p.batch, p.o_bs, p.M, p.N, p.N, of, ol);
+  const bool c_any = p.has_bias && span(p.bias_off, 1, 0, 1, p.N, p.N, cf, cl);
+  check_inside(op, "0 (A)", a_any, al, numel[0], mat_shape(p.batch, p.a_rows(), p.a_cols(), p.lda, p.a_off, p.a_bs));
+  check_inside(op, "1 (B)", b_any, bl, numel[1], mat_shape(p.batch, p.b_rows(), p.b_cols(), p.ldb, p.b_off, p.b_bs));
+  if (p.has_bias) check_inside(op, "2 (bias)", c_any, cl, numel[2], "[" + s(p.N) + "] at offset " + s(p.bias_off));
+  check_inside(op, out_j == 3 ? "3 (Out)" : "2 (Out)", o_any, ol, numel[out_j],
+               mat_shape(p.batch, p.M, p.N, p.N, p.o_off, p.o_bs));
+  // Out must not overlap an input living in the same buffer (the GEMM would read what it writes).
+  auto overlap = [&](int j, bool any, i128 f, i128 l, const char* name) {
+    if (any && o_any && in.operand[j] == in.operand[out_j] && !(l < of || ol < f))
+      fail(std::string(op) + ": Out overlaps operand " + name + " in buffer " + s(in.operand[j]));
+  };
+  overlap(0, a_any, af, al, "A");
+  overlap(1, b_any, bf, bl, "B");
+  if (p.has_bias) overlap(2, c_any, cf, cl, "bias");
+}
+
+int64_t matmul_scratch(const Instr& in) {
+  const MM p = mm_params(in);
+  int64_t n = 0;
+  if (p.round_a()) n += pad16(p.a_mats() * p.M * p.K);
+  if (p.round_b()) n += pad16(p.b_mats() * p.K * p.N);
+  return n;
+}
+
+Cost matmul_cost(const MM& p, const CoreSpec& sp) {
+  Cost c;
+  c.engine = Engine::Tensor;
+  const int64_t st = p.stationary == 0 ? p.M : p.N, mv = p.stationary == 0 ? p.N : p.M;
+  int64_t tiles = 0;
+  double cyc = tile_cycles(st, mv, p.K, sp, tiles);
+  if (p.in_dt == DType::F32) cyc *= sp.fp32_matmul_factor;
+  c.cycles = cyc * static_cast<double>(p.batch);
+  c.instructions = 2 * tiles * p.batch;
+  c.flops = 2 * p.M * p.N * p.K * p.batch;
+  const int64_t ie = esize(p.in_dt), oe = esize(p.out_dt);
+  c.bytes = p.batch * ((p.M * p.K + p.K * p.N) * ie + p.M * p.N * oe * (p.acc ? 2 : 1) + (p.has_bias ? p.N * 4 : 0));
+  return c;
+}
+
+Cost matmul_exec(const Instr& in, OpCtx& ctx) {
+  const MM p = mm_params(in);
+  if (p.in_dt == DType::F32 && !ctx.spec.has_fp32_matmul)
+    fail("MatMul: in_dtype fp32 is not supported by the TensorE of NeuronCore-v" + s(ctx.spec.generation) +
+         " (use bf16 or fp16)");
+  const Cost cost = matmul_cost(p, ctx.spec);
+  if (p.batch == 0 || p.M == 0 || p.N == 0) return cost;
+  const float* A = ctx.operand(in, 0) + p.a_off;
+  const float* B = ctx.operand(in, 1) + p.b_off;
+  const float* bias = p.has_bias ? ctx.operand(in, 2) + p.bias_off : nullptr;
+  float* O = ctx.operand(in, in.n_operands - 1) + p.o_off;
+  const bool K0 = p.K == 0;
+  int64_t lda = p.lda, ldb = p.ldb, a_bs = p.a_bs, b_bs = p.b_bs;
+  float* sc = ctx.scratch;
+  if (!K0 && p.round_a()) {
+    for (int64_t i = 0; i < p.a_mats(); ++i)
+      round_rows(A + i * p.a_bs, p.lda, sc + i * p.M * p.K, p.a_rows(), p.a_cols(), p.in_dt);
+    A = sc; lda = p.a_cols(); a_bs = p.a_bs == 0 ? 0 : p.M * p.K;
+    sc += pad16(p.a_mats() * p.M * p.K);
+  }
+  if (!K0 && p.round_b()) {
+    for (int64_t i = 0; i < p.b_mats(); ++i)
+      round_rows(B + i * p.b_bs, p.ldb, sc + i * p.K * p.N, p.b_rows(), p.b_cols(), p.in_dt);
+    B = sc; ldb = p.b_cols(); b_bs = p.b_bs == 0 ? 0 : p.K * p.N;
+  }
+  const float alpha = static_cast<float>(in.fp[0]), beta = static_cast<float>(in.fp[1]);
+  for (int64_t b = 0; b < p.batch; ++b) {
+    float* Ob = O + b * p.o_bs;
+    float blas_beta = p.acc ? 1.f : 0.f;
+    if (bias || K0) {
+      init_rows(Ob, p.M, p.N, bias, beta, p.acc);
+      blas_beta = 1.f;
+    }
+    if (!K0) sgemm(p.ta, p.tb, p.M, p.N, p.K, alpha, A + b * a_bs, lda, B + b * b_bs, ldb, blas_beta, Ob, p.N);
+    if (p.out_dt != DType::F32) round_array(Ob, Ob, p.M * p.N, p.out_dt);
+  }
+  return cost;
+}
+
+// ============================== Conv2d ==============================
+
+struct CV {
+  int64_t N, C, H, W, O, kh, kw, sh, sw, ph, pw, dh, dw, g, OH, OW;
+  DType in_dt, out_dt;
+  bool w_pre, has_bias;
+  int64_t Cg() const { return C / g; }
+  int64_t Og() const { return O / g; }
+  int64_t Kg() const { return Cg() * kh * kw; }  // GEMM contraction per group
+  bool pointwise() const { return kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0; }
+  bool round_x() const { return in_dt != DType::F32; }
+  bool round_w() const { return in_dt != DType::F32 && !w_pre; }
+};
+
+CV cv_params(const Instr& in) {
+  CV p;
+  p.N = in.ip[0]; p.C = in.ip[1]; p.H = in.ip[2]; p.W = in.ip[3]; p.O = in.ip[4]; p.kh = in.ip[5]; p.kw = in.ip[6];
+  p.sh = in.ip[7]; p.sw = in.ip[8]; p.ph = in.ip[9]; p.pw = in.ip[10]; p.dh = in.ip[11]; p.dw = in.ip[12]; p.g = in.ip[13];
+  p.in_dt = static_cast<DType>(in.ip[14]); p.w_pre = in.ip[15]; p.has_bias = in.ip[16];
+  p.out_dt = static_cast<DType>(in.ip[17]); p.OH = in.ip[18]; p.OW = in.ip[19];
+  return p;
+}
+
+void conv_check(const Instr& in, const int64_t* numel) {
+  const char* op = "Conv2d";
+  check_flag(in, 15, op, "w_prerounded");
+  check_flag(in, 16, op, "has_bias");
+  dtype_param(in, 14, op, "in_dtype");
+  dtype_param(in, 17, op, "out_dtype");
+  const CV p = cv_params(in);
+  const int expect = 3 + (p.has_bias ? 1 : 0);
+  if (in.n_operands != expect)
+    fail(std::string(op) + ": " + s(in.n_operands) + " operands but has_bias=" + s(p.has_bias) + " needs " + s(expect) +
+         " (X, W, " + (p.has_bias ? "bias, " : "") + "Out)");
+  constexpr int64_t kBig = int64_t{1} << 24;
+  check_range(p.N, 0, kBig, op, "N");
+  check_range(p.C, 1, kBig, op, "C");
+  check_range(p.H, 1, kBig, op, "H");
+  check_range(p.W, 1, kBig, op, "W");
+  check_range(p.O, 1, kBig, op, "O");
+  check_range(p.kh, 1, 4096, op, "kh");
+  check_range(p.kw, 1, 4096, op, "kw");
+  check_range(p.sh, 1, 4096, op, "stride_h");
+  check_range(p.sw, 1, 4096, op, "stride_w");
+  check_range(p.ph, 0, 4096, op, "pad_h");
+  check_range(p.pw, 0, 4096, op, "pad_w");
+  check_range(p.dh, 1, 4096, op, "dilation_h");
+  check_range(p.dw, 1, 4096, op, "dilation_w");
+  check_range(p.g, 1, p.C, op, "groups");
+  if (p.C % p.g || p.O % p.g)
+    fail(std::string(op) + ": groups " + s(p.g) + " must divide C " + s(p.C) + " and O " + s(p.O));
+  const int64_t eh = p.dh * (p.kh - 1) + 1, ew = p.dw * (p.kw - 1) + 1;
+  if (p.H + 2 * p.ph < eh || p.W + 2 * p.pw < ew)
+    fail(std::string(op) + ": dilated kernel " + s(eh) + "x" + s(ew) + " larger than padded input " + s(p.H + 2 * p.ph) +
+         "x" + s(p.W + 2 * p.pw));
+  const int64_t oh = (p.H + 2 * p.ph - eh) / p.sh + 1, ow = (p.W + 2 * p.pw - ew) / p.sw + 1;
+  if (p.OH != oh || p.OW != ow)
+    fail(std::string(op) + ": output size " + s(p.OH) + "x" + s(p.OW) + " does not match the computed " + s(oh) + "x" + s(ow));
+  const i128 nx = i128(p.N) * p.C * p.H * p.W, nw = i128(p.O) * p.Cg() * p.kh * p.kw, no = i128(p.N) * p.O * oh * ow;
+  const i128 ncol = i128(p.Kg()) * oh * ow;
+  if (p.Kg() > kMaxDim || ncol > (i128(1) << 36) || nx > (i128(1) << 40) || no > (i128(1) << 40) || nw > (i128(1) << 40))
+    fail(std::string(op) + ": problem too large");
+  auto need = [&](int j, i128 n, const char* name, const std::string& shape) {
+    if (n > numel[j])
+      fail(std::string(op) + ": operand " + s(j) + " (" + name + ") of shape " + shape + " needs " +
+           std::to_string(static_cast<long long>(n)) + " elements, buffer has " + s(numel[j]));
+  };
+  need(0, nx, "X", "[" + s(p.N) + "," + s(p.C) + "," + s(p.H) + "," + s(p.W) + "]");
+  need(1, nw, "W", "[" + s(p.O) + "," + s(p.Cg()) + "," + s(p.kh) + "," + s(p.kw) + "]");
+  if (p.has_bias) need(2, p.O, "bias", "[" + s(p.O) + "]");
+  need(in.n_operands - 1, no, "Out", "[" + s(p.N) + "," + s(p.O) + "," + s(oh) + "," + s(ow) + "]");
+  for (int j = 0; j < in.n_operands - 1; ++j)
+    if (in.operand[j] == in.operand[in.n_operands - 1])
+      fail(std::string(op) + ": Out shares buffer " + s(in.operand[j]) + " with operand " + s(j));
+}
+
+int64_t conv_scratch(const Instr& in) {
+  const CV p = cv_params(in);
+  int64_t n = 0;
+  if (p.round_x()) n += pad16(p.N * p.C * p.H * p.W);
+  if (p.round_w()) n += pad16(p.O * p.Kg());
+  if (!p.pointwise()) n += pad16(p.Kg() * p.OH * p.OW);
+  return n;
+}
+
+// Implicit-GEMM cost: per group, the weights [Og x Cg*kh*kw] are stationary (M = Og in tiles of 128 PE
+// columns, contraction Cg*kh*kw in tiles of 128 partitions) and the output pixels of the whole batch stream
+// as the moving side (N*OH*OW in tiles of 512). This is the weight-stationary schedule a compiler uses for
+// convolutions; groups run back to back.
+Cost conv_cost(const CV& p, const CoreSpec& sp) {
+  Cost c;
+  c.engine = Engine::Tensor;
+  int64_t tiles = 0;
+  double cyc = tile_cycles(p.Og(), p.N * p.OH * p.OW, p.Kg(), sp, tiles);
+  if (p.in_dt == DType::F32) cyc *= sp.fp32_matmul_factor;
+  c.cycles = cyc * static_cast<double>(p.g);
+  c.instructions = 2 * tiles * p.g;
+  c.flops = 2 * p.N * p.O * p.OH * p.OW * p.Kg();
+  const int64_t ie = esize(p.in_dt);
+  c.bytes = (p.N * p.C * p.H * p.W + p.O * p.Kg()) * ie + p.N * p.O * p.OH * p.OW * esize(p.out_dt) +
+            (p.has_bias ? p.O * 4 : 0);
+  return c;
+}
+
+// col[(c*kh + i)*kw + j][oy*OW + ox] = x[c][oy*sh - ph + i*dh][ox*sw - pw + j*dw] (0 outside)
+void im2col(const float* x, const CV& p, float* col) {
+  const int64_t rows = p.Kg(), plane = p.OH * p.OW;
+  const bool par = rows * plane >= kParallelThreshold;
+#pragma omp parallel for schedule(static) if (par)
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t c = r / (p.kh * p.kw), i = (r / p.kw) % p.kh, j = r % p.kw;
+    const float* xc = x + c * p.H * p.W;
+    float* dst = col + r * plane;
+    // valid ox range: 0 <= ox*sw - pw + j*dw < W
+    const int64_t x0 = j * p.dw - p.pw;
+    int64_t ox_lo = x0 >= 0 ? 0 : ceil_div(-x0, p.sw);
+    int64_t ox_hi = x0 >= p.W ? 0 : ceil_div(p.W - x0, p.sw);  // exclusive
+    ox_lo = std::min(ox_lo, p.OW);
+    ox_hi = std::min(std::max(ox_hi, ox_lo), p.OW);
+    for (int64_t oy = 0; oy < p.OH; ++oy) {
+      float* d = dst + oy * p.OW;
+      const int64_t iy = oy * p.sh - p.ph + i * p.dh;
+      if (iy < 0 || iy >= p.H) {
+        std::memset(d, 0, static_cast<size_t>(p.OW) * sizeof(float));
+        continue;
+      }
+      const float* srow = xc + iy * p.W + x0;
+      for (int64_t ox = 0; ox < ox_lo; ++ox) d[ox] = 0.f;
+      if (p.sw == 1) {
+        std::memcpy(d + ox_lo, srow + ox_lo, static_cast<size_t>(ox_hi - ox_lo) * sizeof(float));
+      } else {
+        for (int64_t ox = ox_lo; ox < ox_hi; ++ox) d[ox] = srow[ox * p.sw];
+      }
+      for (int64_t ox = ox_hi; ox < p.OW; ++ox) d[ox] = 0.f;
+    }
+  }
+}
+
+Cost conv_exec(const Instr& in, OpCtx& ctx) {
+  const CV p = cv_params(in);
+  if (p.in_dt == DType::F32 && !ctx.spec.has_fp32_matmul)
+    fail("Conv2d: in_dtype fp32 is not supported by the TensorE of NeuronCore-v" + s(ctx.spec.generation) +
+         " (use bf16 or fp16)");
+  const Cost cost = conv_cost(p, ctx.spec);
+  const float* X = ctx.operand(in, 0);
+  const float* Wt = ctx.operand(in, 1);
+  const float* bias = p.has_bias ? ctx.operand(in, 2) : nullptr;
+  float* O = ctx.operand(in, in.n_operands - 1);
+  float* sc = ctx.scratch;
+  const int64_t nx = p.N * p.C * p.H * p.W;
+  if (p.round_x()) {
+    round_array(X, sc, nx, p.in_dt);
+    X = sc;
+    sc += pad16(nx);
+  }
+  if (p.round_w()) {
+    round_array(Wt, sc, p.O * p.Kg(), p.in_dt);
+    Wt = sc;
+    sc += pad16(p.O * p.Kg());
+  }
+  float* col = sc;
+  const int64_t plane = p.OH * p.OW, Cg = p.Cg(), Og = p.Og(), Kg = p.Kg();
+  for (int64_t n = 0; n < p.N; ++n) {
+    for (int64_t g = 0; g < p.g; ++g) {
+      const float* xg = X + (n * p.C + g * Cg) * p.H * p.W;
+      float* og = O + (n * p.O + g * Og) * plane;
+      const float* src = xg;
+      if (!p.pointwise()) {
+        im2col(xg, p, col);
+        src = col;
+      }
+      float beta = 0.f;
+      if (bias) {
+        for (int64_t o = 0; o < Og; ++o) std::fill(og + o * plane, og + (o + 1) * plane, bias[g * Og + o]);
+        beta = 1.f;
+      }
+      sgemm(false, false, Og, plane, Kg, 1.f, Wt + g * Og * Kg, Kg, src, plane, beta, og, plane);
+    }
+  }
+  if (p.out_dt != DType::F32) round_array(O, O, p.N * p.O * plane, p.out_dt);
+  return cost;
+}
+
+// ============================== Transpose ==============================
+
+void transpose_check(const Instr& in, const int64_t* numel) {
+  const char* op = "Transpose";
+  if (in.n_operands != 2) fail(std::string(op) + ": needs 2 operands (In, Out), got " + s(in.n_operands));
+  check_range(in.ip[0], 0, kMaxTransposeP, op, "P (partitions of In)");
+  check_range(in.ip[1], 0, int64_t{1} << 40, op, "F");
+  dtype_param(in, 2, op, "in_dtype");
+  const int64_t n = in.ip[0] * in.ip[1];
+  if (n > numel[0])
+    fail(std::string(op) + ": operand 0 (In) of shape [" + s(in.ip[0]) + "," + s(in.ip[1]) + "] needs " + s(n) +
+         " elements, buffer has " + s(numel[0]));
+  if (n > numel[1])
+    fail(std::string(op) + ": operand 1 (Out) of shape [" + s(in.ip[1]) + "," + s(in.ip[0]) + "] needs " + s(n) +
+         " elements, buffer has " + s(numel[1]));
+  if (n > 0 && in.operand[0] == in.operand[1]) fail(std::string(op) + ": In and Out share buffer " + s(in.operand[0]));
+}
+
+// Cost: NKI-ISA nc_transpose on TensorE, max(P, min(64, F)) cycles for one [P, F<=128] tile; F beyond 128
+// (the output's partition count) is issued as ceil(F/128) tiles. Each tile is an identity matmul (LS + MM).
+// flops = 0: the identity product does no useful arithmetic.
+Cost transpose_exec(const Instr& in, OpCtx& ctx) {
+  const int64_t P = in.ip[0], F = in.ip[1];
+  const DType d = static_cast<DType>(in.ip[2]);
+  Cost c;
+  c.engine = Engine::Tensor;
+  const int64_t tf = std::max<int32_t>(ctx.spec.partitions, 1), L = ctx.spec.mm_init_latency;
+  if (P > 0 && F > 0) {
+    const int64_t full = F / tf, rem = F % tf;
+    c.cycles = static_cast<double>(full) * static_cast<double>(std::max(P, std::min(L, tf))) +
+               (rem ? static_cast<double>(std::max(P, std::min(L, rem))) : 0.0);
+    c.instructions = 2 * (full + (rem ? 1 : 0));
+  }
+  c.bytes = 2 * P * F * esize(d);
+  const float* src = ctx.operand(in, 0);
+  float* dst = ctx.operand(in, 1);
+  constexpr int64_t B = 32;
+  const bool par = P * F >= kParallelThreshold;
+#pragma omp parallel for schedule(static) if (par)
+  for (int64_t f0 = 0; f0 < F; f0 += B) {
+    const int64_t f1 = std::min(F, f0 + B);
+    for (int64_t p0 = 0; p0 < P; p0 += B) {
+      const int64_t p1 = std::min(P, p0 + B);
+      for (int64_t f = f0; f < f1; ++f)
+        for (int64_t p = p0; p < p1; ++p) dst[f * P + p] = src[p * F + f];
+    }
+  }
+  if (d != DType::F32) round_array(dst, dst, P * F, d);
+  return c;
+}
+
+}  // namespace
+
+void register_tensor_engine_ops() {
+  OpDef mm;
+  mm.name = "MatMul"; mm.engine = Engine::Tensor; mm.min_operands = 3; mm.max_operands = 4;
+  mm.exec = matmul_exec; mm.check = matmul_check; mm.scratch = matmul_scratch;
+  register_op(Op::MatMul, mm);
+  OpDef cv;
+  cv.name = "Conv2d"; cv.engine = Engine::Tensor; cv.min_operands = 3; cv.max_operands = 4;
+  cv.exec = conv_exec; cv.check = conv_check; cv.scratch = conv_scratch;
+  register_op(Op::Conv2d, cv);
+  OpDef tr;
+  tr.name = "Transpose"; tr.engine = Engine::Tensor; tr.min_operands = 2; tr.max_operands = 2;
+  tr.exec = transpose_exec; tr.check = transpose_check; tr.scratch = nullptr;
+  register_op(Op::Transpose, tr);
+}
+
 }  // namespace nemu

@@ -1,4 +1,757 @@
-#include "isa.h"
+// VectorE kernels: TensorTensor, TensorScalar, TensorReduce, Softmax, LayerNorm, BatchNorm, Pool2d,
+// TensorCopy, VecTranspose, Scan.
+//
+// Cost mapping (NKI-ISA cost table, reference neuron-hardware.md 1.1; MIN_II = spec.min_ii; all costs in VectorE
+// cycles; ScalarE parts of fused ops are converted with the clock ratio f_vector / f_scalar):
+//  * Layout: elementwise ops (TensorTensor, TensorScalar, TensorCopy) lay their numel elements out as
+//    [128 partitions, F = ceil(numel/128)]; row-wise ops (reduce, softmax, layernorm, scan, pool) put the
+//    independent rows (outer*inner, rows, N*C...) on the partitions (ceil(rows/128) partition tiles) and the
+//    reduced/normalised axis on the free axis. The free axis is cut into instructions of at most 512
+//    elements per partition (kFreeTile); cycles = sum over instructions.
+//  * TensorTensor max(MIN_II, 2N) (two SBUF inputs); TensorScalar / TensorCopy max(MIN_II, N);
+//    TensorReduce N (ArgMax/ArgMin: max + find-index = 2N; Mean adds a [P,1] tensor_scalar, MIN_II);
+//    Scan (tensor_tensor_scan) max(MIN_II, 2N); VecTranspose: one max(MIN_II, 32) instruction per
+//    [128 partitions x 32] block group (4 reshape banks of 32x32).
+//  * Softmax per partition tile = per chunk [tensor_reduce max N + ScalarE activation exp with accumulate
+//    max(MIN_II,N)+MIN_II] + reciprocal of the [P,1] sums max(MIN_II, 8) (log-softmax: ScalarE Ln [P,1], MIN_II)
+//    + per chunk tensor_scalar (multiply / subtract) max(MIN_II, N).
+//  * LayerNorm per partition tile = per chunk bn_stats max(MIN_II, N) + bn_aggr max(MIN_II, 13*(6*chunks/3))
+//    + tensor_scalar (var+eps)^-0.5 on [P,1] (MIN_II) + per chunk tensor_scalar (x-mean)*rstd max(MIN_II, N)
+//    + per chunk tensor_tensor * weight / + bias max(MIN_II, 2N) each (weights broadcast over partitions).
+//  * BatchNorm (inference): channels on partitions, free = N*HW. Per channel tile 4 [C,1] instructions
+//    (rstd, scale = w*rstd, mean*scale, shift = b - mean*scale), MIN_II each, + per chunk one tensor_scalar
+//    x*scale + shift max(MIN_II, N).
+//  * Pool2d: N*C rows on partitions, free = OH*OW; per chunk 1 tensor_copy max(MIN_II, N) + (kh*kw-1)
+//    tensor_tensor max/add on strided window views max(MIN_II, 2N); avg adds the divisor: tensor_scalar
+//    max(MIN_II, N) for a uniform divisor (divisor_override or count_include_pad), else a tensor_tensor by
+//    per-position reciprocal counts max(MIN_II, 2N).
+//  bytes = elements read + written * 4; flops ~ one per element per ALU op.
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "strided.h"
+
 namespace nemu {
-void register_vector_engine_ops() {}
+namespace {
+
+#define AI inline __attribute__((always_inline))
+
+// ---------------- ALU ----------------
+AI float f_max(float x, float y) { return x != x ? x : (y != y ? y : (x > y ? x : y)); }
+AI float f_min(float x, float y) { return x != x ? x : (y != y ? y : (x < y ? x : y)); }
+AI float f_remainder(float a, float b) {
+  float m = std::fmod(a, b);
+  if (m != 0.f && ((b < 0.f) != (m < 0.f))) m += b;
+  return m;
+}
+AI float f_floordiv(float a, float b) {  // torch div_floor_floating
+  if (b == 0.f) return a / b;
+  const float mod = std::fmod(a, b);
+  float div = (a - mod) / b;
+  if (mod != 0.f && ((b < 0.f) != (mod < 0.f))) div -= 1.f;
+  float fd;
+  if (div != 0.f) {
+    fd = std::floor(div);
+    if (div - fd > 0.5f) fd += 1.f;
+  } else {
+    fd = std::copysign(0.f, a / b);
+  }
+  return fd;
+}
+
+template <class Fn>
+AI void bin_loop(const float* a, int64_t sa, const float* b, int64_t sb, float* o, int64_t so, int64_t n, Fn fn) {
+  if (so == 1) {
+    if (sa == 1 && sb == 1) {
+      for (int64_t i = 0; i < n; ++i) o[i] = fn(a[i], b[i]);
+      return;
+    }
+    if (sa == 1 && sb == 0) {
+      const float bv = *b;
+      for (int64_t i = 0; i < n; ++i) o[i] = fn(a[i], bv);
+      return;
+    }
+    if (sa == 0 && sb == 1) {
+      const float av = *a;
+      for (int64_t i = 0; i < n; ++i) o[i] = fn(av, b[i]);
+      return;
+    }
+  }
+  for (int64_t i = 0; i < n; ++i) o[i * so] = fn(a[i * sa], b[i * sb]);
+}
+
+NEMU_SIMD_CLONES void alu_row(int op, const float* a, int64_t sa, const float* b, int64_t sb, float* o, int64_t so,
+                              int64_t n) {
+  switch (static_cast<Alu>(op)) {
+    case Alu::Add: bin_loop(a, sa, b, sb, o, so, n, [](float x, float y) { return x + y; }); break;
+    case Alu::Sub: bin_loop(a, sa, b, sb, o, so, n, [](float x, float y) { return x - y; }); break;
+    case Alu::Mul: bin_loop(a, sa, b, sb, o, so, n, [](float x, float y) { return x * y; }); break;
+    case Alu::Div: bin_loop(a, sa, b, sb, o, so, n, [](float x, float y) { return x / y; }); break;
+    case Alu::Max: bin_loop(a, sa, b, sb, o, so, n, [](float x, float y) { return f_max(x, y); }); break;
+    case Alu::Min: bin_loop(a, sa, b, sb, o, so, n, [](float x, float y) { return f_min(x, y); }); break;
+    case Alu::Pow: bin_loop(a, sa, b, sb, o, so, n, [](float x, float y) { return std::pow(x, y); }); break;
+    case Alu::Eq: bin_loop(a, sa, b, sb, o, so, n, [](float x, float y) { return x == y ? 1.f : 0.f; }); break;
+    case Alu::Ne: bin_loop(a, sa, b, sb, o, so, n, [](float x, float y) { return x != y ? 1.f : 0.f; }); break;
+    case Alu::Lt: bin_loop(a, sa, b, sb, o, so, n, [](float x, float y) { return x < y ? 1.f : 0.f; }); break;
+    case Alu::Le: bin_loop(a, sa, b, sb, o, so, n, [](float x, float y) { return x <= y ? 1.f : 0.f; }); break;
+    case Alu::Gt: bin_loop(a, sa, b, sb, o, so, n, [](float x, float y) { return x > y ? 1.f : 0.f; }); break;
+    case Alu::Ge: bin_loop(a, sa, b, sb, o, so, n, [](float x, float y) { return x >= y ? 1.f : 0.f; }); break;
+    case Alu::And: bin_loop(a, sa, b, sb, o, so, n, [](float x, float y) { return (x != 0.f && y != 0.f) ? 1.f : 0.f; }); break;
+    case Alu::Or: bin_loop(a, sa, b, sb, o, so, n, [](float x, float y) { return (x != 0.f || y != 0.f) ? 1.f : 0.f; }); break;
+    case Alu::Xor: bin_loop(a, sa, b, sb, o, so, n, [](float x, float y) { return ((x != 0.f) != (y != 0.f)) ? 1.f : 0.f; }); break;
+    case Alu::Fmod: bin_loop(a, sa, b, sb, o, so, n, [](float x, float y) { return std::fmod(x, y); }); break;
+    case Alu::Remainder: bin_loop(a, sa, b, sb, o, so, n, [](float x, float y) { return f_remainder(x, y); }); break;
+    case Alu::FloorDiv: bin_loop(a, sa, b, sb, o, so, n, [](float x, float y) { return f_floordiv(x, y); }); break;
+    default: break;
+  }
+}
+
+NEMU_SIMD_CLONES void copy_row(const float* a, int64_t sa, float* o, int64_t so, int64_t n) {
+  if (sa == 1 && so == 1) {
+    std::memmove(o, a, n * sizeof(float));
+  } else if (so == 1) {
+    for (int64_t i = 0; i < n; ++i) o[i] = a[i * sa];
+  } else {
+    for (int64_t i = 0; i < n; ++i) o[i * so] = a[i * sa];
+  }
+}
+
+void check_alu(const char* op, int64_t code) { check_range(op, "alu code", code, 0, static_cast<int64_t>(Alu::kCount) - 1); }
+
+Cost vcost(const Tiled& t, int64_t bytes, int64_t flops) {
+  Cost c;
+  c.engine = Engine::Vector;
+  c.cycles = t.cycles;
+  c.instructions = t.instructions;
+  c.bytes = bytes;
+  c.flops = flops;
+  return c;
+}
+
+// ---------------- TensorTensor ----------------
+void tt_check(const Instr& in, const int64_t* numel) {
+  check_views(in, 3, numel, "TensorTensor");
+  check_alu("TensorTensor", in.ip[40]);
+  check_dtype("TensorTensor", in.ip[41]);
+}
+Cost tt_exec(const Instr& in, OpCtx& ctx) {
+  const auto p = make_plan<3>(in);
+  const float* A = ctx.operand(in, 0);
+  const float* B = ctx.operand(in, 1);
+  float* O = ctx.operand(in, 2);
+  const int op = static_cast<int>(in.ip[40]);
+  const DType dt = static_cast<DType>(in.ip[41]);
+  for_each_row(p, [&](const int64_t* off, int64_t n, const int64_t* st) {
+    alu_row(op, A + off[0], st[0], B + off[1], st[1], O + off[2], st[2], n);
+    round_row(O + off[2], st[2], n, dt);
+  });
+  const auto& s = ctx.spec;
+  return vcost(tiled_elementwise(s, p.numel, [&](int64_t N) { return min_ii(s, 2.0 * N); }), p.numel * 12, p.numel);
+}
+
+// ---------------- TensorScalar ----------------
+void ts_check(const Instr& in, const int64_t* numel) {
+  check_views(in, 2, numel, "TensorScalar");
+  check_alu("TensorScalar", in.ip[40]);
+  check_dtype("TensorScalar", in.ip[41]);
+  if (in.ip[43] != -1) check_alu("TensorScalar", in.ip[43]);
+}
+Cost ts_exec(const Instr& in, OpCtx& ctx) {
+  const auto p = make_plan<2>(in);
+  const float* A = ctx.operand(in, 0);
+  float* O = ctx.operand(in, 1);
+  const int op0 = static_cast<int>(in.ip[40]), op1 = static_cast<int>(in.ip[43]);
+  const bool rev0 = in.ip[42] != 0, rev1 = in.ip[44] != 0;
+  const float s0 = static_cast<float>(in.fp[0]), s1 = static_cast<float>(in.fp[1]);
+  const DType dt = static_cast<DType>(in.ip[41]);
+  for_each_row(p, [&](const int64_t* off, int64_t n, const int64_t* st) {
+    const float* a = A + off[0];
+    float* o = O + off[1];
+    if (rev0) alu_row(op0, &s0, 0, a, st[0], o, st[1], n);
+    else alu_row(op0, a, st[0], &s0, 0, o, st[1], n);
+    if (op1 >= 0) {
+      if (rev1) alu_row(op1, &s1, 0, o, st[1], o, st[1], n);
+      else alu_row(op1, o, st[1], &s1, 0, o, st[1], n);
+    }
+    round_row(o, st[1], n, dt);
+  });
+  const auto& s = ctx.spec;
+  return vcost(tiled_elementwise(s, p.numel, [&](int64_t N) { return min_ii(s, N); }), p.numel * 8,
+               p.numel * (op1 >= 0 ? 2 : 1));
+}
+
+// ---------------- TensorCopy ----------------
+void copy_check(const Instr& in, const int64_t* numel) {
+  check_views(in, 2, numel, "TensorCopy");
+  check_dtype("TensorCopy", in.ip[41]);
+}
+Cost copy_exec(const Instr& in, OpCtx& ctx) {
+  const auto p = make_plan<2>(in);
+  const float* A = ctx.operand(in, 0);
+  float* O = ctx.operand(in, 1);
+  const DType dt = static_cast<DType>(in.ip[41]);
+  for_each_row(p, [&](const int64_t* off, int64_t n, const int64_t* st) {
+    copy_row(A + off[0], st[0], O + off[1], st[1], n);
+    round_row(O + off[1], st[1], n, dt);
+  });
+  const auto& s = ctx.spec;
+  return vcost(tiled_elementwise(s, p.numel, [&](int64_t N) { return min_ii(s, N); }), p.numel * 8, 0);
+}
+
+// ---------------- [outer, R, inner] helpers ----------------
+struct ORI {
+  int64_t outer, R, inner;
+};
+ORI ori_check(const Instr& in, const int64_t* numel, const char* op, bool out_reduced, int64_t min_r) {
+  ORI d{in.ip[0], in.ip[1], in.ip[2]};
+  const int64_t rows = checked_mul(d.outer, d.inner, op, "outer*inner");
+  const int64_t all = checked_mul(rows, d.R, op, "outer*R*inner");
+  if (d.R < min_r) fail(std::string(op) + ": reduced extent R = " + std::to_string(d.R) + " must be >= " + std::to_string(min_r));
+  check_fits(op, 0, "input [outer,R,inner]", all, numel);
+  check_fits(op, 1, out_reduced ? "output [outer,inner]" : "output [outer,R,inner]", out_reduced ? rows : all, numel);
+  return d;
+}
+
+constexpr int64_t kBlk = 128;  // inner-axis block kept in stack accumulators
+
+// ---------------- TensorReduce ----------------
+void reduce_check(const Instr& in, const int64_t* numel) {
+  ori_check(in, numel, "TensorReduce", true, 1);
+  check_range("TensorReduce", "reduce op", in.ip[3], 0, static_cast<int64_t>(ReduceOp::kCount) - 1);
+  check_dtype("TensorReduce", in.ip[4]);
+}
+
+NEMU_SIMD_CLONES void reduce_rows(int rop, const float* x, float* out, int64_t R, int64_t inner, int64_t ib, int64_t nb) {
+  // Reduces x[r*inner + ib + i] over r for i in [0, nb) into out[ib + i].
+  const ReduceOp op = static_cast<ReduceOp>(rop);
+  switch (op) {
+    case ReduceOp::Sum:
+    case ReduceOp::Mean:
+    case ReduceOp::Prod: {
+      double acc[kBlk];
+      const bool prod = op == ReduceOp::Prod;
+      for (int64_t i = 0; i < nb; ++i) acc[i] = prod ? 1.0 : 0.0;
+      if (inner == 1) {  // contiguous row: 4 independent accumulators
+        double a0 = acc[0], a1 = acc[0], a2 = acc[0], a3 = acc[0];
+        int64_t r = 0;
+        if (prod) {
+          for (; r + 4 <= R; r += 4) { a0 *= x[r]; a1 *= x[r + 1]; a2 *= x[r + 2]; a3 *= x[r + 3]; }
+          for (; r < R; ++r) a0 *= x[r];
+          acc[0] = (a0 * a1) * (a2 * a3);
+        } else {
+          for (; r + 4 <= R; r += 4) { a0 += x[r]; a1 += x[r + 1]; a2 += x[r + 2]; a3 += x[r + 3]; }
+          for (; r < R; ++r) a0 += x[r];
+          acc[0] = (a0 + a1) + (a2 + a3);
+        }
+      } else if (prod) {
+        for (int64_t r = 0; r < R; ++r) {
+          const float* xr = x + r * inner + ib;
+          for (int64_t i = 0; i < nb; ++i) acc[i] *= xr[i];
+        }
+      } else {
+        for (int64_t r = 0; r < R; ++r) {
+          const float* xr = x + r * inner + ib;
+          for (int64_t i = 0; i < nb; ++i) acc[i] += xr[i];
+        }
+      }
+      const double div = op == ReduceOp::Mean ? static_cast<double>(R) : 1.0;
+      for (int64_t i = 0; i < nb; ++i) out[ib + i] = static_cast<float>(acc[i] / div);
+      break;
+    }
+    case ReduceOp::Max:
+    case ReduceOp::Min: {
+      float acc[kBlk];
+      const bool mx = op == ReduceOp::Max;
+      for (int64_t i = 0; i < nb; ++i) acc[i] = x[ib + i];
+      for (int64_t r = 1; r < R; ++r) {
+        const float* xr = x + r * inner + ib;
+        if (mx) for (int64_t i = 0; i < nb; ++i) acc[i] = f_max(acc[i], xr[i]);
+        else for (int64_t i = 0; i < nb; ++i) acc[i] = f_min(acc[i], xr[i]);
+      }
+      for (int64_t i = 0; i < nb; ++i) out[ib + i] = acc[i];
+      break;
+    }
+    case ReduceOp::ArgMax:
+    case ReduceOp::ArgMin: {
+      float best[kBlk];
+      int64_t idx[kBlk];
+      const bool mx = op == ReduceOp::ArgMax;
+      for (int64_t i = 0; i < nb; ++i) { best[i] = x[ib + i]; idx[i] = 0; }
+      for (int64_t r = 1; r < R; ++r) {
+        const float* xr = x + r * inner + ib;
+        for (int64_t i = 0; i < nb; ++i) {
+          const float v = xr[i], b = best[i];
+          // NaN counts as the extreme (torch); first occurrence wins.
+          const bool take = (b == b) && ((v != v) || (mx ? v > b : v < b));
+          if (take) { best[i] = v; idx[i] = r; }
+        }
+      }
+      for (int64_t i = 0; i < nb; ++i) out[ib + i] = static_cast<float>(idx[i]);
+      break;
+    }
+    case ReduceOp::Any:
+    case ReduceOp::All: {
+      bool acc[kBlk];
+      const bool any = op == ReduceOp::Any;
+      for (int64_t i = 0; i < nb; ++i) acc[i] = !any;
+      for (int64_t r = 0; r < R; ++r) {
+        const float* xr = x + r * inner + ib;
+        if (any) for (int64_t i = 0; i < nb; ++i) acc[i] = acc[i] || (xr[i] != 0.f);
+        else for (int64_t i = 0; i < nb; ++i) acc[i] = acc[i] && (xr[i] != 0.f);
+      }
+      for (int64_t i = 0; i < nb; ++i) out[ib + i] = acc[i] ? 1.f : 0.f;
+      break;
+    }
+    default: break;
+  }
+}
+
+Cost reduce_exec(const Instr& in, OpCtx& ctx) {
+  const int64_t outer = in.ip[0], R = in.ip[1], inner = in.ip[2];
+  const int rop = static_cast<int>(in.ip[3]);
+  const DType dt = static_cast<DType>(in.ip[4]);
+  const float* X = ctx.operand(in, 0);
+  float* O = ctx.operand(in, 1);
+  const int64_t nblk = ceil_div(inner, kBlk);
+  parallel_chunks(outer * nblk, R * std::min(inner, kBlk), [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      const int64_t o = t / nblk, ib = (t % nblk) * kBlk, nb = std::min(kBlk, inner - ib);
+      reduce_rows(rop, X + o * R * inner, O + o * inner, R, inner, ib, nb);
+      round_row(O + o * inner + ib, 1, nb, dt);
+    }
+  });
+  const auto& s = ctx.spec;
+  const ReduceOp op = static_cast<ReduceOp>(rop);
+  const double k = (op == ReduceOp::ArgMax || op == ReduceOp::ArgMin) ? 2.0 : 1.0;
+  Tiled t = tiled(s, outer * inner, R, [&](int64_t N) { return k * N; });
+  if (op == ReduceOp::Mean) {
+    t.cycles += s.min_ii * static_cast<double>(t.ptiles);
+    t.instructions += t.ptiles;
+  }
+  const int64_t n = outer * R * inner;
+  return vcost(t, (n + outer * inner) * 4, n);
+}
+
+// ---------------- Softmax ----------------
+void softmax_check(const Instr& in, const int64_t* numel) {
+  ori_check(in, numel, "Softmax", false, 1);
+  check_dtype("Softmax", in.ip[4]);
+}
+
+NEMU_SIMD_CLONES void softmax_block(const float* x, float* y, int64_t R, int64_t inner, int64_t nb, bool log) {
+  // x, y point at element (r=0, i=ib); rows r at stride inner; nb columns.
+  float mx[kBlk];
+  double sum[kBlk];
+  for (int64_t i = 0; i < nb; ++i) { mx[i] = x[i]; sum[i] = 0; }
+  for (int64_t r = 1; r < R; ++r) {
+    const float* xr = x + r * inner;
+    for (int64_t i = 0; i < nb; ++i) mx[i] = f_max(mx[i], xr[i]);
+  }
+  if (nb == 1) {
+    const float m = mx[0];
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
+    int64_t r = 0;
+    if (inner == 1) {
+      for (; r + 8 <= R; r += 8) {
+        float e0 = fast_expf(x[r] - m), e1 = fast_expf(x[r + 1] - m), e2 = fast_expf(x[r + 2] - m), e3 = fast_expf(x[r + 3] - m);
+        float e4 = fast_expf(x[r + 4] - m), e5 = fast_expf(x[r + 5] - m), e6 = fast_expf(x[r + 6] - m), e7 = fast_expf(x[r + 7] - m);
+        if (!log) { y[r] = e0; y[r + 1] = e1; y[r + 2] = e2; y[r + 3] = e3; y[r + 4] = e4; y[r + 5] = e5; y[r + 6] = e6; y[r + 7] = e7; }
+        s0 += e0; s1 += e1; s2 += e2; s3 += e3; s4 += e4; s5 += e5; s6 += e6; s7 += e7;
+      }
+    }
+    double tot = 0;
+    for (; r < R; ++r) {
+      const float e = fast_expf(x[r * inner] - m);
+      if (!log) y[r * inner] = e;
+      tot += e;
+    }
+    sum[0] = tot + (static_cast<double>(s0) + s1 + s2 + s3) + (static_cast<double>(s4) + s5 + s6 + s7);
+  } else {
+    for (int64_t r = 0; r < R; ++r) {
+      const float* xr = x + r * inner;
+      float* yr = y + r * inner;
+      for (int64_t i = 0; i < nb; ++i) {
+        const float e = fast_expf(xr[i] - mx[i]);
+        if (!log) yr[i] = e;
+        sum[i] += e;
+      }
+    }
+  }
+  float k[kBlk];
+  if (log) {
+    for (int64_t i = 0; i < nb; ++i) k[i] = static_cast<float>(std::log(sum[i]));
+    for (int64_t r = 0; r < R; ++r) {  // (x - max) - log(sum), in torch's order
+      const float* xr = x + r * inner;
+      float* yr = y + r * inner;
+      for (int64_t i = 0; i < nb; ++i) yr[i] = (xr[i] - mx[i]) - k[i];
+    }
+  } else {
+    for (int64_t i = 0; i < nb; ++i) k[i] = static_cast<float>(1.0 / sum[i]);
+    if (nb == 1) {
+      const float kk = k[0];
+      if (inner == 1) for (int64_t r = 0; r < R; ++r) y[r] *= kk;
+      else for (int64_t r = 0; r < R; ++r) y[r * inner] *= kk;
+    } else {
+      for (int64_t r = 0; r < R; ++r) {
+        float* yr = y + r * inner;
+        for (int64_t i = 0; i < nb; ++i) yr[i] *= k[i];
+      }
+    }
+  }
+}
+
+Cost softmax_exec(const Instr& in, OpCtx& ctx) {
+  const int64_t outer = in.ip[0], R = in.ip[1], inner = in.ip[2];
+  const bool log = in.ip[3] != 0;
+  const DType dt = static_cast<DType>(in.ip[4]);
+  const float* X = ctx.operand(in, 0);
+  float* Y = ctx.operand(in, 1);
+  const int64_t nblk = ceil_div(inner, kBlk);
+  parallel_chunks(outer * nblk, R * std::min(inner, kBlk) * 8, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      const int64_t o = t / nblk, ib = (t % nblk) * kBlk, nb = std::min(kBlk, inner - ib);
+      const int64_t base = o * R * inner + ib;
+      softmax_block(X + base, Y + base, R, inner, nb, log);
+      if (dt != DType::F32) {
+        if (inner == 1) round_row(Y + base, 1, R, dt);
+        else for (int64_t r = 0; r < R; ++r) round_row(Y + base + r * inner, 1, nb, dt);
+      }
+    }
+  });
+  const auto& s = ctx.spec;
+  const double sv = s.clock_ghz[1] / s.clock_ghz[2];  // ScalarE cycles -> VectorE cycles
+  Tiled t = tiled(s, outer * inner, R, [&](int64_t N) {
+    return N + sv * (min_ii(s, N) + s.min_ii) + min_ii(s, N);
+  });
+  const double fixed = log ? sv * s.min_ii : min_ii(s, 8.0);
+  t.cycles += fixed * t.ptiles;
+  t.instructions = t.instructions * 3 + t.ptiles;
+  const int64_t n = outer * R * inner;
+  return vcost(t, n * 8 * 2, n * 4);
+}
+
+// ---------------- LayerNorm ----------------
+void ln_check(const Instr& in, const int64_t* numel) {
+  const int64_t rows = in.ip[0], D = in.ip[1];
+  const bool hw = in.ip[2] != 0, hb = in.ip[3] != 0;
+  const int64_t all = checked_mul(rows, D, "LayerNorm", "rows*D");
+  if (D < 1) fail("LayerNorm: D = " + std::to_string(D) + " must be >= 1");
+  const int expect = 2 + hw + hb;
+  if (in.n_operands != expect)
+    fail("LayerNorm: " + std::to_string(in.n_operands) + " operands, expected " + std::to_string(expect) +
+         " (In, [weight], [bias], Out)");
+  check_fits("LayerNorm", 0, "input [rows,D]", all, numel);
+  int j = 1;
+  if (hw) check_fits("LayerNorm", j++, "weight [D]", D, numel);
+  if (hb) check_fits("LayerNorm", j++, "bias [D]", D, numel);
+  check_fits("LayerNorm", j, "output [rows,D]", all, numel);
+  check_dtype("LayerNorm", in.ip[4]);
+}
+
+NEMU_SIMD_CLONES void ln_row(const float* x, float* y, const float* w, const float* b, int64_t D, float eps) {
+  double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  int64_t i = 0;
+  for (; i + 4 <= D; i += 4) { s0 += x[i]; s1 += x[i + 1]; s2 += x[i + 2]; s3 += x[i + 3]; }
+  for (; i < D; ++i) s0 += x[i];
+  const double mean = ((s0 + s1) + (s2 + s3)) / static_cast<double>(D);
+  double v0 = 0, v1 = 0, v2 = 0, v3 = 0;
+  i = 0;
+  for (; i + 4 <= D; i += 4) {
+    const double d0 = x[i] - mean, d1 = x[i + 1] - mean, d2 = x[i + 2] - mean, d3 = x[i + 3] - mean;
+    v0 += d0 * d0; v1 += d1 * d1; v2 += d2 * d2; v3 += d3 * d3;
+  }
+  for (; i < D; ++i) { const double d = x[i] - mean; v0 += d * d; }
+  const double var = ((v0 + v1) + (v2 + v3)) / static_cast<double>(D);
+  const float rstd = static_cast<float>(1.0 / std::sqrt(var + static_cast<double>(eps)));
+  const float m = static_cast<float>(mean);
+  if (w && b) for (int64_t k = 0; k < D; ++k) y[k] = (x[k] - m) * rstd * w[k] + b[k];
+  else if (w) for (int64_t k = 0; k < D; ++k) y[k] = (x[k] - m) * rstd * w[k];
+  else if (b) for (int64_t k = 0; k < D; ++k) y[k] = (x[k] - m) * rstd + b[k];
+  else for (int64_t k = 0; k < D; ++k) y[k] = (x[k] - m) * rstd;
+}
+
+Cost ln_exec(const Instr& in, OpCtx& ctx) {
+  const int64_t rows = in.ip[0], D = in.ip[1];
+  const bool hw = in.ip[2] != 0, hb = in.ip[3] != 0;
+  const DType dt = static_cast<DType>(in.ip[4]);
+  const float eps = static_cast<float>(in.fp[0]);
+  int j = 0;
+  const float* X = ctx.operand(in, j++);
+  const float* W = hw ? ctx.operand(in, j++) : nullptr;
+  const float* B = hb ? ctx.operand(in, j++) : nullptr;
+  float* Y = ctx.operand(in, j);
+  parallel_chunks(rows, D * 4, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      ln_row(X + r * D, Y + r * D, W, B, D, eps);
+      round_row(Y + r * D, 1, D, dt);
+    }
+  });
+  const auto& s = ctx.spec;
+  const int n_affine = hw + hb;
+  Tiled t = tiled(s, rows, D, [&](int64_t N) { return 2 * min_ii(s, N) + n_affine * min_ii(s, 2.0 * N); });
+  t.cycles += (min_ii(s, 13.0 * (6.0 * t.chunks / 3.0)) + s.min_ii) * t.ptiles;
+  t.instructions = t.instructions * (2 + n_affine) + 2 * t.ptiles;
+  const int64_t n = rows * D;
+  return vcost(t, n * 4 * (3 + 2 * n_affine), n * (5 + 2 * n_affine));
+}
+
+// ---------------- BatchNorm (inference) ----------------
+void bn_check(const Instr& in, const int64_t* numel) {
+  const int64_t N = in.ip[0], C = in.ip[1], HW = in.ip[2];
+  const bool hw = in.ip[3] != 0, hb = in.ip[4] != 0;
+  const int64_t all = checked_mul(checked_mul(N, C, "BatchNorm", "N*C"), HW, "BatchNorm", "N*C*HW");
+  const int expect = 4 + hw + hb;
+  if (in.n_operands != expect)
+    fail("BatchNorm: " + std::to_string(in.n_operands) + " operands, expected " + std::to_string(expect) +
+         " (In, mean, var, [weight], [bias], Out)");
+  check_fits("BatchNorm", 0, "input [N,C,HW]", all, numel);
+  check_fits("BatchNorm", 1, "mean [C]", C, numel);
+  check_fits("BatchNorm", 2, "var [C]", C, numel);
+  int j = 3;
+  if (hw) check_fits("BatchNorm", j++, "weight [C]", C, numel);
+  if (hb) check_fits("BatchNorm", j++, "bias [C]", C, numel);
+  check_fits("BatchNorm", j, "output [N,C,HW]", all, numel);
+  check_dtype("BatchNorm", in.ip[5]);
+}
+
+NEMU_SIMD_CLONES void affine_row(const float* x, float* y, int64_t n, float a, float b) {
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] * a + b;
+}
+
+Cost bn_exec(const Instr& in, OpCtx& ctx) {
+  const int64_t N = in.ip[0], C = in.ip[1], HW = in.ip[2];
+  const bool hw = in.ip[3] != 0, hb = in.ip[4] != 0;
+  const DType dt = static_cast<DType>(in.ip[5]);
+  const float eps = static_cast<float>(in.fp[0]);
+  const float* X = ctx.operand(in, 0);
+  const float* M = ctx.operand(in, 1);
+  const float* V = ctx.operand(in, 2);
+  int j = 3;
+  const float* W = hw ? ctx.operand(in, j++) : nullptr;
+  const float* B = hb ? ctx.operand(in, j++) : nullptr;
+  float* Y = ctx.operand(in, j);
+  parallel_chunks(N * C, HW, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      const int64_t c = t % C;
+      // torch batch_norm_cpu_inference: alpha = w / sqrt(var + eps), beta = b - mean * alpha
+      const float invstd = 1.0f / std::sqrt(V[c] + eps);
+      const float alpha = invstd * (W ? W[c] : 1.0f);
+      const float beta = (B ? B[c] : 0.0f) - M[c] * alpha;
+      affine_row(X + t * HW, Y + t * HW, HW, alpha, beta);
+      round_row(Y + t * HW, 1, HW, dt);
+    }
+  });
+  const auto& s = ctx.spec;
+  Tiled t = tiled(s, C, N * HW, [&](int64_t n) { return min_ii(s, n); });
+  t.cycles += 4.0 * s.min_ii * t.ptiles;
+  t.instructions += 4 * t.ptiles;
+  const int64_t n = N * C * HW;
+  return vcost(t, n * 8 + C * 16, n * 2);
+}
+
+// ---------------- Pool2d ----------------
+void pool_check(const Instr& in, const int64_t* numel) {
+  const char* op = "Pool2d";
+  const int64_t NC = in.ip[0], H = in.ip[1], W = in.ip[2], kh = in.ip[3], kw = in.ip[4], sh = in.ip[5], sw = in.ip[6];
+  const int64_t ph = in.ip[7], pw = in.ip[8], OH = in.ip[9], OW = in.ip[10], kind = in.ip[11];
+  const int64_t dh = in.ip[15] ? in.ip[15] : 1, dw = in.ip[16] ? in.ip[16] : 1;
+  check_range(op, "kernel height", kh, 1, 1 << 20);
+  check_range(op, "kernel width", kw, 1, 1 << 20);
+  check_range(op, "stride height", sh, 1, 1 << 20);
+  check_range(op, "stride width", sw, 1, 1 << 20);
+  check_range(op, "dilation height", dh, 1, 1 << 20);
+  check_range(op, "dilation width", dw, 1, 1 << 20);
+  check_range(op, "padding height", ph, 0, kh);
+  check_range(op, "padding width", pw, 0, kw);
+  check_range(op, "kind", kind, 0, 1);
+  check_range(op, "divisor_override", in.ip[13], 0, std::numeric_limits<int32_t>::max());
+  check_range(op, "H", H, 1, 1 << 24);
+  check_range(op, "W", W, 1, 1 << 24);
+  check_range(op, "OH", OH, 0, 1 << 24);
+  check_range(op, "OW", OW, 0, 1 << 24);
+  const int64_t in_n = checked_mul(checked_mul(NC, H, op, "NC*H"), W, op, "NC*H*W");
+  const int64_t out_n = checked_mul(checked_mul(NC, OH, op, "NC*OH"), OW, op, "NC*OH*OW");
+  check_fits(op, 0, "input [NC,H,W]", in_n, numel);
+  check_fits(op, 1, "output [NC,OH,OW]", out_n, numel);
+  check_dtype(op, in.ip[14]);
+}
+
+void pool_plane(const Instr& in, const float* x, float* y) {
+  const int64_t H = in.ip[1], W = in.ip[2], kh = in.ip[3], kw = in.ip[4], sh = in.ip[5], sw = in.ip[6];
+  const int64_t ph = in.ip[7], pw = in.ip[8], OH = in.ip[9], OW = in.ip[10], kind = in.ip[11];
+  const bool cip = in.ip[12] != 0;
+  const int64_t dov = in.ip[13];
+  const int64_t dh = in.ip[15] ? in.ip[15] : 1, dw = in.ip[16] ? in.ip[16] : 1;
+  if (kind == 0) {
+    for (int64_t oh = 0; oh < OH; ++oh) {
+      int64_t hs = oh * sh - ph;
+      const int64_t he = std::min(hs + (kh - 1) * dh + 1, H);
+      while (hs < 0) hs += dh;
+      for (int64_t ow = 0; ow < OW; ++ow) {
+        int64_t ws = ow * sw - pw;
+        const int64_t we = std::min(ws + (kw - 1) * dw + 1, W);
+        while (ws < 0) ws += dw;
+        float m = -std::numeric_limits<float>::infinity();
+        for (int64_t h = hs; h < he; h += dh) {
+          const float* xr = x + h * W;
+          for (int64_t w = ws; w < we; w += dw) {
+            const float v = xr[w];
+            if (v > m || v != v) m = v;
+          }
+        }
+        y[oh * OW + ow] = m;
+      }
+    }
+  } else {
+    for (int64_t oh = 0; oh < OH; ++oh) {
+      int64_t hs = oh * sh - ph;
+      int64_t he = std::min(hs + kh, H + ph);
+      const int64_t hsize = he - hs;
+      hs = std::max<int64_t>(hs, 0);
+      he = std::min(he, H);
+      for (int64_t ow = 0; ow < OW; ++ow) {
+        int64_t ws = ow * sw - pw;
+        int64_t we = std::min(ws + kw, W + pw);
+        const int64_t pool = hsize * (we - ws);
+        ws = std::max<int64_t>(ws, 0);
+        we = std::min(we, W);
+        float sum = 0;
+        for (int64_t h = hs; h < he; ++h)
+          for (int64_t w = ws; w < we; ++w) sum += x[h * W + w];
+        int64_t div;
+        if (dov) div = dov;
+        else if (cip) div = pool;
+        else div = (he - hs) * (we - ws);
+        y[oh * OW + ow] = sum / static_cast<float>(div);
+      }
+    }
+  }
+}
+
+Cost pool_exec(const Instr& in, OpCtx& ctx) {
+  const int64_t NC = in.ip[0], H = in.ip[1], W = in.ip[2], kh = in.ip[3], kw = in.ip[4], OH = in.ip[9], OW = in.ip[10];
+  const DType dt = static_cast<DType>(in.ip[14]);
+  const float* X = ctx.operand(in, 0);
+  float* Y = ctx.operand(in, 1);
+  parallel_chunks(NC, OH * OW * kh * kw, [&](int64_t b, int64_t e) {
+    for (int64_t c = b; c < e; ++c) {
+      pool_plane(in, X + c * H * W, Y + c * OH * OW);
+      round_row(Y + c * OH * OW, 1, OH * OW, dt);
+    }
+  });
+  const auto& s = ctx.spec;
+  const bool avg = in.ip[11] == 1;
+  const bool uniform = in.ip[13] != 0 || in.ip[12] != 0;
+  const int64_t taps = kh * kw;
+  Tiled t = tiled(s, NC, OH * OW, [&](int64_t N) {
+    double c = min_ii(s, N) + (taps - 1) * min_ii(s, 2.0 * N);
+    if (avg) c += uniform ? min_ii(s, N) : min_ii(s, 2.0 * N);
+    return c;
+  });
+  t.instructions *= taps + (avg ? 1 : 0);
+  const int64_t on = NC * OH * OW;
+  return vcost(t, (NC * H * W + on) * 4, on * taps);
+}
+
+// ---------------- VecTranspose ----------------
+void vt_check(const Instr& in, const int64_t* numel) {
+  const int64_t n = checked_mul(in.ip[0], in.ip[1], "VecTranspose", "P*F");
+  check_fits("VecTranspose", 0, "input [P,F]", n, numel);
+  check_fits("VecTranspose", 1, "output [F,P]", n, numel);
+}
+Cost vt_exec(const Instr& in, OpCtx& ctx) {
+  const int64_t P = in.ip[0], F = in.ip[1];
+  const float* X = ctx.operand(in, 0);
+  float* Y = ctx.operand(in, 1);
+  constexpr int64_t B = 32;
+  const int64_t nbp = ceil_div(P, B), nbf = ceil_div(F, B);
+  parallel_chunks(nbp * nbf, B * B, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      const int64_t p0 = (t / nbf) * B, f0 = (t % nbf) * B;
+      const int64_t pe = std::min(P, p0 + B), fe = std::min(F, f0 + B);
+      for (int64_t f = f0; f < fe; ++f)
+        for (int64_t p = p0; p < pe; ++p) Y[f * P + p] = X[p * F + f];
+    }
+  });
+  const auto& s = ctx.spec;
+  Tiled t;
+  t.ptiles = ceil_div(P, s.partitions);
+  t.instructions = t.ptiles * nbf;
+  t.cycles = t.instructions * min_ii(s, static_cast<double>(B));
+  if (P * F == 0) t = Tiled{};
+  return vcost(t, P * F * 8, 0);
+}
+
+// ---------------- Scan ----------------
+void scan_check(const Instr& in, const int64_t* numel) {
+  ori_check(in, numel, "Scan", false, 0);
+  const int64_t a = in.ip[3];
+  if (a != static_cast<int64_t>(Alu::Add) && a != static_cast<int64_t>(Alu::Mul) && a != static_cast<int64_t>(Alu::Max) &&
+      a != static_cast<int64_t>(Alu::Min))
+    fail("Scan: alu code " + std::to_string(a) + " is not add/mul/max/min");
+  check_dtype("Scan", in.ip[4]);
+}
+Cost scan_exec(const Instr& in, OpCtx& ctx) {
+  const int64_t outer = in.ip[0], R = in.ip[1], inner = in.ip[2];
+  const Alu op = static_cast<Alu>(in.ip[3]);
+  const DType dt = static_cast<DType>(in.ip[4]);
+  const float* X = ctx.operand(in, 0);
+  float* Y = ctx.operand(in, 1);
+  parallel_chunks(outer * inner, R, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      const int64_t o = t / inner, i = t % inner;
+      const float* x = X + o * R * inner + i;
+      float* y = Y + o * R * inner + i;
+      if (op == Alu::Add || op == Alu::Mul) {  // torch accumulates cumsum/cumprod of float in double
+        double acc = op == Alu::Add ? 0.0 : 1.0;
+        for (int64_t r = 0; r < R; ++r) {
+          acc = op == Alu::Add ? acc + x[r * inner] : acc * x[r * inner];
+          y[r * inner] = static_cast<float>(acc);
+        }
+      } else {
+        const bool mx = op == Alu::Max;
+        float acc = R > 0 ? x[0] : 0.f;
+        for (int64_t r = 0; r < R; ++r) {
+          const float v = x[r * inner];
+          if (v != v || (mx ? v >= acc : v <= acc)) acc = (acc != acc) ? acc : v;
+          y[r * inner] = acc;
+        }
+      }
+      if (dt != DType::F32) round_row(y, inner, R, dt);
+    }
+  });
+  const auto& s = ctx.spec;
+  Tiled t = tiled(s, outer * inner, R, [&](int64_t N) { return min_ii(s, 2.0 * N); });
+  const int64_t n = outer * R * inner;
+  return vcost(t, n * 8, n);
+}
+
+OpDef def(const char* name, int mn, int mx, ExecFn e, CheckFn c) {
+  OpDef d;
+  d.name = name;
+  d.engine = Engine::Vector;
+  d.min_operands = mn;
+  d.max_operands = mx;
+  d.exec = e;
+  d.check = c;
+  d.scratch = no_scratch;
+  return d;
+}
+
+}  // namespace
+
+void register_vector_engine_ops() {
+  register_op(Op::TensorTensor, def("TensorTensor", 3, 3, tt_exec, tt_check));
+  register_op(Op::TensorScalar, def("TensorScalar", 2, 2, ts_exec, ts_check));
+  register_op(Op::TensorReduce, def("TensorReduce", 2, 2, reduce_exec, reduce_check));
+  register_op(Op::Softmax, def("Softmax", 2, 2, softmax_exec, softmax_check));
+  register_op(Op::LayerNorm, def("LayerNorm", 2, 4, ln_exec, ln_check));
+  register_op(Op::BatchNorm, def("BatchNorm", 4, 6, bn_exec, bn_check));
+  register_op(Op::Pool2d, def("Pool2d", 2, 2, pool_exec, pool_check));
+  register_op(Op::TensorCopy, def("TensorCopy", 2, 2, copy_exec, copy_check));
+  register_op(Op::VecTranspose, def("VecTranspose", 2, 2, vt_exec, vt_check));
+  register_op(Op::Scan, def("Scan", 2, 2, scan_exec, scan_check));
+}
+
 }  // namespace nemu

@@ -1,0 +1,182 @@
+"""The emulated Neuron compiler: capture -> fold -> lower to engine instructions (auto-cast applied
+per op) -> weight prefetch -> memory plan -> dependencies -> serialize."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import List
+
+import numpy as np
+import torch
+from torch.utils import _pytree as pytree
+
+from neuron_emu.compiler import artifact
+from neuron_emu.compiler.builder import CONSTANT, TV, ProgramBuilder, out_emu
+from neuron_emu.compiler.capture import CaptureError, Graph, Value, capture, op_name
+from neuron_emu.compiler.fold import fold_and_prune
+from neuron_emu.compiler.lowering import lookup
+from neuron_emu.compiler.lowering.common import cast_copy, contiguous, dma_copy
+from neuron_emu.compiler.memory import plan_memory
+from neuron_emu.compiler.options import CompilerOptions, EMULATED_NEURONX_CC_VERSION
+from neuron_emu.compiler.schedule import compute_deps, insert_weight_loads
+from neuron_emu.hardware import CORES
+from neuron_emu.isa import DType, Instr, IoDType, Op, encode_program
+
+IO_DTYPES = {torch.float32: IoDType.F32, torch.float64: IoDType.F64, torch.float16: IoDType.F16,
+             torch.bfloat16: IoDType.BF16, torch.int64: IoDType.I64, torch.int32: IoDType.I32,
+             torch.int16: IoDType.I16, torch.int8: IoDType.I8, torch.uint8: IoDType.U8, torch.bool: IoDType.Bool}
+
+
+class CompilationError(RuntimeError):
+    """The emulated neuronx-cc could not compile the graph (message names the op and its source)."""
+
+
+@dataclass
+class Compiled:
+    blob: torch.Tensor           # the artifact
+    graph_text: str
+    program_text: str
+    n_instructions: int
+    compile_seconds: float
+    supported: dict              # op name -> count compiled
+
+
+def _io_dtype(dtype: torch.dtype, what: str) -> IoDType:
+    if dtype not in IO_DTYPES:
+        raise CompilationError(f"{what} has dtype {dtype}, which Neuron does not support")
+    return IO_DTYPES[dtype]
+
+
+def graph_text(graph: Graph, nodes) -> str:
+    class _Ref(str):
+        __repr__ = str.__str__
+
+    def fmt(a):
+        return _Ref(f"%{a.id}") if isinstance(a, Value) else a
+    lines = [f"graph({', '.join(f'%{v.id}: {str(v.dtype)[6:]}{list(v.shape)}' for v in graph.inputs)}):"]
+    for n in nodes:
+        args = pytree.tree_map(fmt, (n.args, n.kwargs))
+        outs = ", ".join(f"%{o.id}: {str(o.dtype)[6:]}{list(o.shape)}" for o in n.outputs)
+        lines.append(f"  {outs} = {n.name}{args[0]}{'' if not args[1] else ' ' + str(args[1])}  # {n.where}")
+    lines.append(f"  return ({', '.join(f'%{v.id}' for v in graph.outputs)})")
+    return "\n".join(lines) + "\n"
+
+
+def compile_graph(graph: Graph, options: CompilerOptions, generation: int = 2) -> Compiled:
+    t0 = time.perf_counter()
+    nodes = fold_and_prune(graph)
+    b = ProgramBuilder(options, generation)
+    b.options_has_fp32_matmul = CORES[generation].has_fp32_matmul
+    env: dict = {}
+
+    def tv_of(v: Value) -> TV:
+        tv = env.get(v.id)
+        if tv is None:
+            if v.kind != "const":
+                raise CompilationError(f"internal: value %{v.id} used before it was computed")
+            tv = b.const(v.const)
+            if options.auto_cast == "all" and v.dtype == torch.float32:
+                tv = b.rounded_const(tv, options.cast_dtype)  # --auto-cast all casts fp32 constants too
+            env[v.id] = tv
+        return tv
+
+    b.set_source("<inputs>", "")
+    for i, v in enumerate(graph.inputs):
+        iod = _io_dtype(v.dtype, f"input {i}")
+        tv = b.alloc(v.shape, v.dtype, out_emu(b, v.dtype) if v.dtype != torch.float32 else DType.F32)
+        b.emit(Instr(Op.IoIn, [tv.buf], {0: i, 1: int(iod), 2: tv.numel}), [], [tv])
+        emu = out_emu(b, v.dtype)
+        if v.dtype == torch.float32 and emu != DType.F32:  # --auto-cast all: fp32 inputs are cast on the device
+            cast = b.alloc(v.shape, v.dtype, emu)
+            cast_copy(b, tv, cast)
+            tv = cast
+        env[v.id] = tv
+
+    counts: dict = {}
+    for n in nodes:
+        fn = lookup(n.target)
+        if fn is None:
+            raise CompilationError(
+                f"neuronx-cc: error: operator {n.name} is not supported by the emulated Neuron compiler "
+                f"(called from {n.where}). Supported operators: neuron_emu.compiler.supported_operators()")
+        b.set_source(n.name, n.where)
+        args, kwargs = pytree.tree_map(lambda a: tv_of(a) if isinstance(a, Value) else a, (n.args, n.kwargs))
+        try:
+            res = fn(b, n, *args, **kwargs)
+        except CompilationError:
+            raise
+        except Exception as e:
+            raise CompilationError(f"neuronx-cc: error: cannot compile {n.name} with input shapes "
+                                   f"{[tuple(a.shape) for a in pytree.tree_leaves(n.args) if isinstance(a, Value)]} "
+                                   f"(called from {n.where}): {e}") from e
+        res = res if isinstance(res, (tuple, list)) else (res,)
+        for o, r in zip(n.outputs, res):
+            if r is not None:
+                if tuple(r.shape) != tuple(o.shape):
+                    raise CompilationError(f"internal: {n.name} lowered to shape {r.shape}, expected {o.shape}")
+                env[o.id] = r.with_dtype(o.dtype)
+        counts[n.name] = counts.get(n.name, 0) + 1
+
+    b.set_source("<outputs>", "")
+    for i, v in enumerate(graph.outputs):
+        iod = _io_dtype(v.dtype, f"output {i}")
+        tv = tv_of(v)
+        if not (tv.offset == 0 and tv.is_contiguous()):
+            out = b.alloc(tv.shape, tv.dtype, tv.emu)
+            dma_copy(b, tv, out)
+            tv = out
+        b.emit(Instr(Op.IoOut, [tv.buf], {0: i, 1: int(iod), 2: tv.numel}), [tv], [])
+
+    const_emu = {}
+    for key, buf in b._rounded.items():
+        const_emu[buf] = DType(key[1])
+    insert_weight_loads(b, const_emu)
+    offsets, arena, extra = plan_memory(b.buf_numel, b.buf_kind, b.reads, b.writes)
+    compute_deps(b, extra)
+    rows, deps = encode_program(b.instrs)
+
+    used = set()
+    for rs, ws in zip(b.reads, b.writes):
+        used.update(rs)
+        used.update(ws)
+    buffers = np.zeros((len(b.buf_numel), 3), dtype=np.int64)
+    sections = {"instrs": rows, "deps": deps}
+    for i, (numel, kind) in enumerate(zip(b.buf_numel, b.buf_kind)):
+        if kind == CONSTANT and i not in used:
+            numel = 0  # never read: not stored
+        buffers[i] = (numel, kind, offsets[i] if kind != CONSTANT else 0)
+        if kind == CONSTANT and numel:
+            sections[f"const.{i}"] = b.const_data[i]
+    sections["buffers"] = buffers
+    meta = {
+        "compiler": {"name": "neuronx-cc", "version": EMULATED_NEURONX_CC_VERSION, "args": options.argv,
+                     "target": options.target, "auto_cast": options.auto_cast, "auto_cast_type": options.auto_cast_type},
+        "core_generation": generation,
+        "arena_floats": int(arena),
+        "inputs": [{"name": f"input{i}", "shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", "")}
+                   for i, v in enumerate(graph.inputs)],
+        "outputs": [{"name": f"output{i}", "shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", "")}
+                    for i, v in enumerate(graph.outputs)],
+        "source_ops": b.src_names,
+        "source_where": b.src_where,
+    }
+    blob = artifact.serialize(meta, sections)
+    return Compiled(blob, graph_text(graph, nodes), program_listing(b), len(b.instrs), time.perf_counter() - t0, counts)
+
+
+def program_listing(b: ProgramBuilder) -> str:
+    from neuron_emu.isa import ENGINE_NAMES
+    from neuron_emu import _C
+    table = _C.op_table()
+    lines = []
+    for i, ins in enumerate(b.instrs):
+        name, engine = table.get(int(ins.op), (ins.op.name, "?"))
+        src = b.src_names[ins.src] if 0 <= ins.src < len(b.src_names) else ""
+        ip = {k: v for k, v in sorted(ins.ip.items())}
+        lines.append(f"{i:6d} {engine:8s} {name:13s} bufs={ins.operands} ip={ip} fp={ins.fp or ''} deps={ins.deps} ; {src}")
+    return "\n".join(lines) + "\n"
+
+
+def supported_operators() -> List[str]:
+    from neuron_emu.compiler.lowering import supported_ops
+    return supported_ops()

@@ -1,0 +1,163 @@
+"""Capture: run the model once on the example inputs and record its ATen ops (a staging interpreter).
+
+Like `torch.jit.trace`, which the real torch_neuronx uses, this executes the model for real and
+records what ran: control flow and data-dependent Python values (`.item()`, `bool(t)`) are
+specialised to the example (with a warning, as jit.trace warns). Functionalization removes
+in-place ops and aliasing, so the graph is pure. Tensors that no recorded op produced (parameters,
+buffers, captured tensors) become constants, and every op whose inputs are all constants is folded
+into a constant using the value it produced during capture.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils import _pytree as pytree
+
+_TORCH_DIR = os.path.dirname(torch.__file__)
+_SKIP_DIRS = (_TORCH_DIR, os.path.dirname(os.path.dirname(__file__)))
+
+
+class CaptureError(RuntimeError):
+    pass
+
+
+@dataclass
+class Value:
+    """A tensor in the captured graph: a model input, a constant, or a node output."""
+    id: int
+    shape: tuple
+    dtype: torch.dtype
+    kind: str                          # "input" | "const" | "node"
+    index: int = -1                    # input position
+    const: Optional[torch.Tensor] = None   # constants: the tensor
+    node: Optional["Node"] = None
+    real: Optional[torch.Tensor] = None    # node outputs: the value seen during capture (for folding)
+
+
+@dataclass
+class Node:
+    target: Any                        # torch._ops.OpOverload
+    args: Any                          # pytree with Value leaves for tensors
+    kwargs: dict
+    outputs: List[Value]
+    where: str                         # user source location, for error messages
+    index: int = 0
+
+    @property
+    def name(self) -> str:
+        return op_name(self.target)
+
+
+def op_name(target) -> str:
+    """'aten::addmm' style name, as the Neuron tools print operators."""
+    schema = getattr(target, "_schema", None)
+    return schema.name if schema is not None else str(target)
+
+
+@dataclass
+class Graph:
+    inputs: List[Value]
+    nodes: List[Node]
+    outputs: List[Value]               # flat outputs (tensors only)
+    out_spec: Any                      # pytree spec to rebuild the user's output structure
+    warnings: List[str] = field(default_factory=list)
+
+
+def _user_frame() -> str:
+    f = sys._getframe(2)
+    while f is not None:
+        fn = f.f_code.co_filename
+        if not fn.startswith(_SKIP_DIRS) and "contextlib" not in fn:
+            return f"{fn}:{f.f_lineno} in {f.f_code.co_name}"
+        f = f.f_back
+    return "<unknown>"
+
+
+class _Recorder(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.values: dict[int, Value] = {}     # id(tensor) -> Value
+        self.keep: list = []                   # keeps recorded tensors alive so ids stay unique
+        self.nodes: List[Node] = []
+        self.warnings: List[str] = []
+        self._next = 0
+
+    def new_value(self, t: torch.Tensor, kind: str, **kw) -> Value:
+        v = Value(self._next, tuple(t.shape), t.dtype, kind, **kw)
+        self._next += 1
+        self.values[id(t)] = v
+        self.keep.append(t)
+        return v
+
+    def value_of(self, t: torch.Tensor) -> Value:
+        v = self.values.get(id(t))
+        if v is None:  # produced outside the graph: a parameter, buffer or captured tensor
+            v = self.new_value(t, "const", const=t.detach())
+        return v
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if func is torch.ops.aten._local_scalar_dense.default:
+            src = self.values.get(id(args[0]))
+            if src is not None and src.kind != "const":
+                msg = (f"Converting a tensor to a Python value at {_user_frame()}: the compiled graph is specialised "
+                       f"to the value seen during tracing ({out}); other inputs may give wrong results")
+                self.warnings.append(msg)
+                warnings.warn(msg, torch.jit.TracerWarning, stacklevel=2)
+            return out
+        if func in (torch.ops.prim.device.default, torch.ops.aten.sym_size.int, torch.ops.aten.sym_numel.default):
+            return out
+        vargs, vkwargs = pytree.tree_map_only(torch.Tensor, self.value_of, (args, kwargs))
+        node = Node(func, vargs, vkwargs, [], _user_frame(), len(self.nodes))
+        for o in pytree.tree_leaves(out):
+            if isinstance(o, torch.Tensor):
+                node.outputs.append(self.new_value(o, "node", node=node, real=o))
+        self.nodes.append(node)
+        return out
+
+
+def _to_plain(out):
+    """ModelOutput (an OrderedDict subclass) -> dict, so the packer and TorchScript see plain containers."""
+    if isinstance(out, dict) and type(out) is not dict:
+        return {k: _to_plain(v) for k, v in out.items()}
+    if isinstance(out, (list, tuple)) and not hasattr(out, "_fields"):
+        return type(out)(_to_plain(v) for v in out)
+    return out
+
+
+def capture(func, example_inputs: tuple) -> tuple[Graph, Any]:
+    """Record `func(*example_inputs)`. Returns the graph and the eager output."""
+    for i, x in enumerate(example_inputs):
+        if not isinstance(x, torch.Tensor):
+            raise CaptureError(f"example_inputs[{i}] is a {type(x).__name__}; trace accepts a tensor or a tuple of tensors")
+    rec = _Recorder()
+    inputs = [rec.new_value(x, "input", index=i) for i, x in enumerate(example_inputs)]
+    # functionalize wraps the inputs; register the wrapped inner tensors too, by identity of the data.
+    fn = torch.func.functionalize(func, remove="mutations_and_views")
+    try:
+        with torch.no_grad(), rec:
+            out = fn(*example_inputs)
+    except CaptureError:
+        raise
+    except Exception as e:  # the model could not run on its example inputs
+        raise CaptureError(f"model could not be traced: {type(e).__name__}: {e}") from e
+    out = _to_plain(out)
+    flat, spec = pytree.tree_flatten(out)
+    outputs = []
+    for i, o in enumerate(flat):
+        if not isinstance(o, torch.Tensor):
+            raise CaptureError(f"output {i} is a {type(o).__name__}; only tensors (in tuples, lists and dicts) "
+                               "can be returned by a traced model")
+        v = rec.values.get(id(o))
+        if v is None:
+            v = rec.new_value(o, "const", const=o.detach())
+        outputs.append(v)
+    graph = Graph(inputs, rec.nodes, outputs, spec, rec.warnings)
+    return graph, out

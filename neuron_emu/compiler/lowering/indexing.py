@@ -1,0 +1,56 @@
+"""Gathers (GpSimdE): embedding lookups and index_select / single-index advanced indexing."""
+from __future__ import annotations
+
+import torch
+
+from neuron_emu.compiler.lowering import register
+from neuron_emu.compiler.lowering.common import LoweringError, alloc_like_node, contiguous, dma_copy, norm_dim
+from neuron_emu.isa import Instr, Op
+
+aten = torch.ops.aten
+
+
+def gather_rows(b, table, index, out):
+    """out[i, :] = table[index[i], :] with table viewed as [rows, D]."""
+    table = contiguous(b, table)
+    if table.offset:
+        from neuron_emu.compiler.lowering.norm import _own_buffer
+        table = _own_buffer(b, table)
+    index = contiguous(b, index)
+    if index.offset:
+        from neuron_emu.compiler.lowering.norm import _own_buffer
+        index = _own_buffer(b, index)
+    rows = table.shape[0]
+    D = table.numel // max(rows, 1)
+    b.emit(Instr(Op.Gather, [table.buf, index.buf, out.buf], {0: index.numel, 1: rows, 2: D}), [table, index], [out])
+    return out
+
+
+@register(aten.embedding)
+def _embedding(b, node, weight, indices, padding_idx=-1, scale_grad_by_freq=False, sparse=False):
+    return gather_rows(b, weight, indices, alloc_like_node(b, node))
+
+
+@register(aten.index_select)
+def _index_select(b, node, x, dim, index):
+    dim = norm_dim(dim, len(x.shape))
+    if dim != 0:
+        perm = [dim] + [d for d in range(len(x.shape)) if d != dim]
+        xt = x.with_view([x.shape[d] for d in perm], [x.strides[d] for d in perm])
+        tmp = b.alloc([index.numel] + [x.shape[d] for d in perm[1:]], x.dtype, x.emu)
+        gather_rows(b, xt, index, tmp)
+        out = alloc_like_node(b, node)
+        inv = [perm.index(d) for d in range(len(perm))]
+        dma_copy(b, tmp.with_view([tmp.shape[d] for d in inv], [tmp.strides[d] for d in inv]), out)
+        return out
+    return gather_rows(b, x, index, alloc_like_node(b, node))
+
+
+@register(aten.index)
+def _index(b, node, x, indices):
+    used = [i for i, t in enumerate(indices) if t is not None]
+    if len(used) != 1 or used[0] != 0 or indices[0].dtype == torch.bool:
+        raise LoweringError("advanced indexing is supported with one integer index tensor on dim 0 only")
+    idx = indices[0]
+    out = alloc_like_node(b, node)
+    return gather_rows(b, x, idx, out)

@@ -1,0 +1,152 @@
+"""TensorE lowerings: mm/addmm/bmm/baddbmm and convolution. Auto-cast decides the input dtype;
+constant operands (weights) are rounded once at compile time, as the compiler stores cast weights."""
+from __future__ import annotations
+
+import torch
+
+from neuron_emu.compiler.builder import TV, out_emu
+from neuron_emu.compiler.lowering import register
+from neuron_emu.compiler.lowering.common import LoweringError, alloc_like_node, contiguous, reshape
+from neuron_emu.isa import DType, Instr, Op
+
+aten = torch.ops.aten
+
+
+def _operand(b, x: TV, rows: int, cols: int):
+    """(tv, trans, ld, batch_stride) for a [batch?, rows, cols] operand, copying if BLAS can't read it."""
+    rs, cs = x.strides[-2], x.strides[-1]
+    if rows == 1:
+        rs = max(cols, 1)
+    if cols == 1:
+        cs = 1 if rows > 1 and rs != 1 else cs
+    if cs == 1 and rs >= max(cols, 1):
+        return x, 0, rs
+    if rs == 1 and cs >= max(rows, 1):
+        return x, 1, cs
+    x = contiguous(b, x)
+    return x, 0, max(cols, 1)
+
+
+def _prepare(b, x: TV, dtype: DType) -> TV:
+    if b.is_const(x) and dtype != DType.F32:
+        return b.rounded_const(x, dtype)
+    return x
+
+
+def emit_matmul(b, node, a: TV, w: TV, out: TV, bias: TV = None, alpha=1.0, beta=1.0):
+    """out[batch, M, N] = alpha * a @ w (+ beta * bias[N]); a: [B?, M, K], w: [B?, K, N]."""
+    dtype = b.options.matmul_dtype
+    if not b.options_has_fp32_matmul and dtype == DType.F32:
+        dtype = DType.BF16  # NeuronCore-v1 has no fp32 matmul: the compiler always casts
+    if a.dtype in (torch.bfloat16, torch.float16) and dtype == DType.F32:
+        dtype = a.emu
+    batched = len(out.shape) == 3
+    B = out.shape[0] if batched else 1
+    M, N = out.shape[-2], out.shape[-1]
+    K = a.shape[-1]
+    a = _prepare(b, a, dtype)
+    w = _prepare(b, w, dtype)
+    a, ta, lda = _operand(b, a, M, K)
+    w, tb, ldb = _operand(b, w, K, N)
+    ip = {0: B, 1: M, 2: K, 3: N, 4: a.offset, 5: a.strides[0] if batched and a.shape[0] != 1 else 0,
+          6: ta, 7: lda, 8: w.offset, 9: w.strides[0] if batched and w.shape[0] != 1 else 0, 10: tb, 11: ldb,
+          12: out.offset, 13: M * N if batched else 0, 14: int(dtype),
+          15: int(a.emu == dtype), 16: int(w.emu == dtype), 17: 0, 19: int(out.emu), 20: 0,
+          21: 0 if M >= N else 1}
+    operands, reads = [a.buf, w.buf], [a, w]
+    if bias is not None:
+        ip[17], ip[18] = 1, bias.offset
+        operands.append(bias.buf)
+        reads.append(bias)
+    operands.append(out.buf)
+    b.emit(Instr(Op.MatMul, operands, ip, {0: alpha, 1: beta}), reads, [out])
+    return out
+
+
+def _bias_vector(b, bias: TV, N: int):
+    """A bias usable by MatMul (one value per output column), or None."""
+    if bias is None:
+        return None
+    if bias.numel == N and (len(bias.shape) == 1 or all(s == 1 for s in bias.shape[:-1])):
+        if bias.strides[-1] == 1 or N == 1:
+            return bias.with_view([N], [1])
+    return None
+
+
+@register(aten.mm)
+def _mm(b, node, a, w):
+    return emit_matmul(b, node, a, w, alloc_like_node(b, node))
+
+
+@register(aten.addmm)
+def _addmm(b, node, bias, a, w, beta=1, alpha=1):
+    out = alloc_like_node(b, node)
+    bv = _bias_vector(b, bias, out.shape[-1])
+    if bv is not None:
+        return emit_matmul(b, node, a, w, out, bv, alpha, beta)
+    from neuron_emu.compiler.lowering.elementwise import binary_into
+    tmp = b.alloc(out.shape, out.dtype, DType.F32)
+    emit_matmul(b, node, a, w, tmp, None, alpha)
+    return binary_into(b, "add", tmp, bias, out, beta_b=beta)
+
+
+@register(aten.bmm)
+def _bmm(b, node, a, w):
+    return emit_matmul(b, node, a, w, alloc_like_node(b, node))
+
+
+@register(aten.baddbmm)
+def _baddbmm(b, node, bias, a, w, beta=1, alpha=1):
+    from neuron_emu.compiler.lowering.elementwise import binary_into
+    out = alloc_like_node(b, node)
+    tmp = b.alloc(out.shape, out.dtype, DType.F32)
+    emit_matmul(b, node, a, w, tmp, None, alpha)
+    return binary_into(b, "add", tmp, bias, out, beta_b=beta)
+
+
+@register(aten.convolution, aten._convolution)
+def _convolution(b, node, x, w, bias, stride, padding, dilation, transposed, output_padding, groups, *_):
+    if transposed:
+        raise LoweringError("transposed convolution is not supported by the emulated compiler yet")
+    nsp = len(x.shape) - 2
+    if nsp not in (1, 2):
+        raise LoweringError(f"{nsp}-D convolution is not supported (1-D and 2-D are)")
+    out = alloc_like_node(b, node)
+    if nsp == 1:  # a 1-D convolution is a 2-D one with H = 1
+        x = reshape(b, x, [x.shape[0], x.shape[1], 1, x.shape[2]])
+        w = reshape(b, w, [w.shape[0], w.shape[1], 1, w.shape[2]])
+        stride, padding, dilation = [1] + list(stride), [0] + list(padding), [1] + list(dilation)
+        out4 = out.with_view([out.shape[0], out.shape[1], 1, out.shape[2]], [out.shape[1] * out.shape[2], out.shape[2], out.shape[2], 1])
+    else:
+        out4 = out
+    dtype = b.options.matmul_dtype
+    if not b.options_has_fp32_matmul and dtype == DType.F32:
+        dtype = DType.BF16
+    x = contiguous(b, x)
+    w = contiguous(b, _prepare(b, w, dtype))
+    N, C, H, W_ = x.shape
+    O, _, kh, kw = w.shape
+    ip = {0: N, 1: C, 2: H, 3: W_, 4: O, 5: kh, 6: kw, 7: stride[0], 8: stride[1], 9: padding[0], 10: padding[1],
+          11: dilation[0], 12: dilation[1], 13: groups, 14: int(dtype), 15: int(w.emu == dtype),
+          16: 0, 17: int(out.emu), 18: out4.shape[2], 19: out4.shape[3]}
+    if x.offset or w.offset or out4.offset:
+        x, w = _zero_offset(b, x), _zero_offset(b, w)
+    operands, reads = [x.buf, w.buf], [x, w]
+    if bias is not None:
+        bias = _zero_offset(b, contiguous(b, bias))
+        ip[16] = 1
+        operands.append(bias.buf)
+        reads.append(bias)
+    operands.append(out4.buf)
+    b.emit(Instr(Op.Conv2d, operands, ip), reads, [out4])
+    return out
+
+
+def _zero_offset(b, x: TV) -> TV:
+    """Conv2d reads whole buffers: move a view at an offset into its own buffer."""
+    if x.offset == 0 and b.buf_numel[x.buf] == x.numel:
+        return x
+    from neuron_emu.compiler.lowering.common import dma_copy
+    out = b.alloc(x.shape, x.dtype, x.emu)
+    dma_copy(b, x, out)
+    return out

@@ -1,0 +1,71 @@
+"""Normalisation lowerings (VectorE): layer norm and inference batch norm."""
+from __future__ import annotations
+
+import torch
+
+from neuron_emu.compiler.lowering import register
+from neuron_emu.compiler.lowering.common import LoweringError, alloc_like_node, contiguous
+from neuron_emu.isa import Instr, Op
+
+aten = torch.ops.aten
+
+
+@register(aten.native_layer_norm)
+def _layer_norm(b, node, x, normalized_shape, weight, bias, eps):
+    out = alloc_like_node(b, node, 0)
+    x = contiguous(b, x)
+    D = 1
+    for s in normalized_shape:
+        D *= s
+    operands, reads = [x.buf], [x]
+    ip = {0: x.numel // max(D, 1), 1: D, 2: int(weight is not None), 3: int(bias is not None), 4: int(out.emu)}
+    for t in (weight, bias):
+        if t is not None:
+            t = contiguous(b, t)
+            if t.offset:
+                raise LoweringError("layer_norm weight/bias views at an offset are not supported")
+            operands.append(t.buf)
+            reads.append(t)
+    operands.append(out.buf)
+    b.emit(Instr(Op.LayerNorm, operands, ip, {0: float(eps)}), reads, [out])
+    return out, None, None
+
+
+def _batch_norm(b, node, x, weight, bias, mean, var, eps):
+    if mean is None or var is None:
+        raise LoweringError("batch_norm in training mode (no running statistics) is not supported for inference")
+    out = alloc_like_node(b, node, 0)
+    x = contiguous(b, x)
+    N, C = x.shape[0], x.shape[1]
+    HW = x.numel // max(N * C, 1)
+    operands, reads = [x.buf], [x]
+    for t in (mean, var, weight, bias):
+        if t is not None:
+            t = _own_buffer(b, contiguous(b, t))
+            operands.append(t.buf)
+            reads.append(t)
+    operands.append(out.buf)
+    ip = {0: N, 1: C, 2: HW, 3: int(weight is not None), 4: int(bias is not None), 5: int(out.emu)}
+    b.emit(Instr(Op.BatchNorm, operands, ip, {0: float(eps)}), reads, [out])
+    return out, None, None
+
+
+def _own_buffer(b, t):
+    if t.offset == 0:
+        return t
+    from neuron_emu.compiler.lowering.common import dma_copy
+    o = b.alloc(t.shape, t.dtype, t.emu)
+    dma_copy(b, t, o)
+    return o
+
+
+@register(aten._native_batch_norm_legit_no_training)
+def _bn_no_training(b, node, x, weight, bias, running_mean, running_var, momentum, eps):
+    return _batch_norm(b, node, x, weight, bias, running_mean, running_var, eps)
+
+
+@register(aten.native_batch_norm, aten._native_batch_norm_legit)
+def _native_bn(b, node, x, weight, bias, running_mean, running_var, training, momentum, eps):
+    if training:
+        raise LoweringError("batch_norm with training=True is not supported (call model.eval() before tracing)")
+    return _batch_norm(b, node, x, weight, bias, running_mean, running_var, eps)

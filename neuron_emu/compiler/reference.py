@@ -1,0 +1,68 @@
+"""Auto-cast reference: re-run a captured graph in PyTorch eager applying the same casts the
+compiler applies, as the test oracle for auto-cast numerics (torch does the arithmetic and the
+rounding; this file only states the policy).
+
+Policy (neuronx-cc --auto-cast, see options.py):
+  none     everything fp32.
+  matmult  TensorE ops (mm, addmm, bmm, baddbmm, convolution) read their operands rounded to the
+           cast type and accumulate in fp32; results stay fp32.
+  all      additionally every fp32 op reads cast-type inputs (model inputs and constants are cast)
+           and its fp32 result is rounded to the cast type.
+"""
+from __future__ import annotations
+
+from typing import List
+
+import torch
+from torch.utils import _pytree as pytree
+
+from neuron_emu.compiler.capture import Graph, Value
+from neuron_emu.compiler.options import CompilerOptions
+
+aten = torch.ops.aten
+MATMUL_OPS = {aten.mm, aten.addmm, aten.bmm, aten.baddbmm, aten.convolution, aten._convolution}
+_CAST = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp8_e4m3": torch.float8_e4m3fn}
+
+
+def round_tensor(t: torch.Tensor, cast_type: str) -> torch.Tensor:
+    if t.dtype != torch.float32:
+        return t
+    if cast_type == "tf32":  # 10-bit mantissa, round to nearest even (torch has no tf32 dtype)
+        bits = t.contiguous().view(torch.int32)
+        lsb = (bits >> 13) & 1
+        rounded = ((bits + 0xFFF + lsb) & ~0x1FFF).view(torch.float32)
+        finite = torch.isfinite(t)
+        return torch.where(finite, rounded, t)
+    return t.to(_CAST[cast_type]).to(torch.float32)
+
+
+def run_reference(graph: Graph, options: CompilerOptions, inputs) -> List[torch.Tensor]:
+    cast = options.auto_cast_type
+    all_ops = options.auto_cast == "all"
+    env = {}
+
+    def val(v: Value):
+        if v.id in env:
+            return env[v.id]
+        t = v.const if v.const is not None else v.real
+        if t is None:
+            raise RuntimeError(f"value %{v.id} unavailable")
+        return round_tensor(t, cast) if all_ops else t
+
+    for v, x in zip(graph.inputs, inputs):
+        env[v.id] = round_tensor(x, cast) if all_ops else x
+    with torch.no_grad():
+        for n in graph.nodes:
+            if n.outputs and all(o.kind == "const" for o in n.outputs):
+                continue  # folded at compile time: used as the constant it is
+            args, kwargs = pytree.tree_map(lambda a: val(a) if isinstance(a, Value) else a, (n.args, n.kwargs))
+            if options.auto_cast != "none" and n.target.overloadpacket in MATMUL_OPS:
+                args = list(args)
+                idx = (0, 1) if n.target.overloadpacket in (aten.mm, aten.bmm, aten.convolution, aten._convolution) else (1, 2)
+                for i in idx:
+                    args[i] = round_tensor(args[i], cast)
+            out = n.target(*args, **kwargs)
+            outs = [o for o in pytree.tree_leaves(out) if isinstance(o, torch.Tensor)]
+            for v, o in zip(n.outputs, outs):
+                env[v.id] = round_tensor(o, cast) if all_ops else o
+    return [val(v) for v in graph.outputs]

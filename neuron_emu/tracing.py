@@ -1,0 +1,80 @@
+"""Shared tracing path of torch_neuron_emu and torch_neuronx_emu: capture -> compile -> a
+TorchScript module whose forward calls `neuron::forward_v2` with the artifact as a buffer."""
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from typing import Any
+
+import torch
+from torch.utils import _pytree as pytree
+
+import neuron_emu.runtime  # noqa: F401  (registers neuron::forward_v2)
+from neuron_emu.compiler import CompilationError, compile_graph
+from neuron_emu.compiler.capture import capture
+from neuron_emu.compiler.options import CompilerOptions
+
+logger = logging.getLogger("Neuron")
+
+
+class NeuronModule(torch.nn.Module):
+    """What torch.jit.trace records: flatten inputs, run the compiled program, rebuild the outputs."""
+
+    def __init__(self, neff: torch.Tensor, out_spec: Any):
+        super().__init__()
+        self.register_buffer("neff", neff, persistent=True)
+        self.out_spec = out_spec
+
+    def forward(self, *inputs):
+        result = torch.ops.neuron.forward_v2(list(inputs), self.neff)
+        return pytree.tree_unflatten(list(result), self.out_spec)
+
+
+def trace_and_compile(func, inputs: tuple, options: CompilerOptions, generation: int,
+                      compiler_workdir=None) -> torch.jit.ScriptModule:
+    for i, x in enumerate(inputs):
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"example_inputs[{i}] is a {type(x).__name__}; expected a tensor or a tuple of tensors")
+    if isinstance(func, torch.nn.Module) and func.training:
+        warnings.warn("The model is in training mode; Neuron traces are for inference: call model.eval() first",
+                      UserWarning, stacklevel=3)
+    t0 = time.perf_counter()
+    graph, _out = capture(func, inputs)
+    try:
+        compiled = compile_graph(graph, options, generation=generation)
+    except CompilationError:
+        if compiler_workdir:
+            _write_workdir(compiler_workdir, options, None, None, "FAIL")
+        raise
+    logger.info("Compiler status PASS")
+    if compiler_workdir:
+        _write_workdir(compiler_workdir, options, compiled.graph_text, compiled, "PASS")
+    module = NeuronModule(compiled.blob, graph.out_spec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(module, inputs, strict=False, check_trace=False)
+    logger.debug("trace+compile took %.2fs (%d instructions)", time.perf_counter() - t0, compiled.n_instructions)
+    return traced
+
+
+def _write_workdir(workdir, options, graph_text, compiled, status):
+    os.makedirs(os.path.join(workdir, "model"), exist_ok=True)
+    with open(os.path.join(workdir, "command.txt"), "w") as f:
+        f.write(options.command_line(workdir) + "\n")
+    if graph_text is not None:
+        with open(os.path.join(workdir, "model", "graph.txt"), "w") as f:
+            f.write(graph_text)
+    if compiled is not None:
+        with open(os.path.join(workdir, "program.txt"), "w") as f:
+            f.write(compiled.program_text)
+        compiled.blob.numpy().tofile(os.path.join(workdir, "graph.neff"))
+    log = options.logfile or os.path.join(workdir, "log-neuron-cc.txt")
+    with open(log, "w") as f:
+        f.write(f"neuronx-cc (neuron-emu) {options.command_line(workdir)}\n")
+        if compiled is not None:
+            f.write(f"Compiled {compiled.n_instructions} instructions in {compiled.compile_seconds:.3f}s\n")
+            for name, n in sorted(compiled.supported.items()):
+                f.write(f"  {name}: {n}\n")
+        f.write(f"Compiler status {status}\n")

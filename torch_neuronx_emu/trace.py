@@ -1,0 +1,64 @@
+"""torch_neuronx.trace: capture -> neuronx-cc (emulated) -> a ScriptModule calling neuron::forward_v2.
+
+Mirrors ../shared/reference/neuron-api.md section 2.1: signature, defaults, warnings for deprecated
+positionals and unknown keywords, compiler_workdir artifacts, fixed input shapes."""
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from neuron_emu.compiler.options import parse_compiler_args
+from neuron_emu.tracing import trace_and_compile
+
+_LEGACY_KWARGS = ("states", "options")
+
+
+def _normalize_inputs(example_inputs) -> tuple:
+    if isinstance(example_inputs, torch.Tensor):
+        return (example_inputs,)
+    if isinstance(example_inputs, list):
+        return tuple(example_inputs)
+    if isinstance(example_inputs, tuple):
+        return example_inputs
+    raise TypeError(f"example_inputs must be a torch.Tensor or a tuple of tensors, got {type(example_inputs).__name__}")
+
+
+def trace(func, example_inputs, *_, input_output_aliases={}, compiler_workdir=None, compiler_args=None,
+          partitioner_config=None, inline_weights_to_neff=True, cpu_backend=False, **kwargs):
+    """Trace and compile `func` for an (emulated) Inferentia2/Trainium NeuronCore-v2.
+
+    Returns a torch.jit.ScriptModule that runs on the emulator; save it with torch.jit.save and load it
+    with torch.jit.load after `import torch_neuronx_emu`."""
+    if _:
+        if len(_) > 5:
+            raise RuntimeError(f"Received {len(_) + 2} positional arguments but expected 2.")
+        warnings.warn(f"Received {len(_) + 2} positional arguments but expected 2. Positional arguments after "
+                      f"`example_inputs` are deprecated; pass them as keyword arguments.", DeprecationWarning, stacklevel=2)
+        names = ["compiler_workdir", "compiler_args", "partitioner_config", "inline_weights_to_neff", "cpu_backend"]
+        inferred = dict(zip(names, _))
+        compiler_workdir = inferred.get("compiler_workdir", compiler_workdir)
+        compiler_args = inferred.get("compiler_args", compiler_args)
+        partitioner_config = inferred.get("partitioner_config", partitioner_config)
+        inline_weights_to_neff = inferred.get("inline_weights_to_neff", inline_weights_to_neff)
+        cpu_backend = inferred.get("cpu_backend", cpu_backend)
+    for k in _LEGACY_KWARGS:
+        if k in kwargs:
+            kwargs.pop(k)
+            warnings.warn(f"The `{k}` keyword argument is deprecated and ignored.", DeprecationWarning, stacklevel=2)
+    if kwargs:
+        warnings.warn(f"Unexpected keyword arguments: {list(kwargs)}", UserWarning, stacklevel=2)
+    if partitioner_config is not None:
+        raise NotImplementedError("partitioner_config (CPU fallback partitioning) is not emulated yet by neuron-emu")
+    if input_output_aliases:
+        raise NotImplementedError("input_output_aliases is not emulated yet by neuron-emu")
+    if not inline_weights_to_neff:
+        raise NotImplementedError("inline_weights_to_neff=False (separate weights, replace_weights) is not emulated "
+                                  "yet by neuron-emu")
+
+    options = parse_compiler_args(compiler_args)
+    return trace_and_compile(func, _normalize_inputs(example_inputs), options, generation=2,
+                             compiler_workdir=compiler_workdir)
+
+
+hint = trace
