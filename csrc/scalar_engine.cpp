@@ -6,6 +6,8 @@
 // pipeline). bytes = 8 per element (read + write), flops ~ 1 per element (+2 for a non-trivial scale/bias).
 // Math: exp / sigmoid / silu / gelu(erf) use the vectorisable fast_expf / erf_as of strided.h (the same
 // accuracy class as torch's vectorised CPU kernels); the rest use std:: math.
+// No FP-exception semantics are relied on; this lets GCC if-convert and vectorise the math loops (clamps, floor).
+#pragma GCC optimize("no-trapping-math")
 #include <cmath>
 
 #include "strided.h"

@@ -26,6 +26,8 @@
 //    max(MIN_II, N) for a uniform divisor (divisor_override or count_include_pad), else a tensor_tensor by
 //    per-position reciprocal counts max(MIN_II, 2N).
 //  bytes = elements read + written * 4; flops ~ one per element per ALU op.
+// No FP-exception semantics are relied on; this lets GCC if-convert and vectorise the math loops (clamps, floor).
+#pragma GCC optimize("no-trapping-math")
 #include <cmath>
 #include <cstring>
 #include <limits>

@@ -182,7 +182,8 @@ def test_copy_transpose_scan():
     out, _ = ve.copy(base[::2, 1::3])
     assert torch.equal(out, base[::2, 1::3])
     dst = torch.zeros(14, 9)
-    ve.copy(base[:, :9].t()[:5], out=dst.t()[:9, :5].t()) if False else None
+    ve.copy(base[:5, :9], out=dst.t()[:9, :5].t())   # write into a transposed view
+    assert torch.equal(dst.t()[:9, :5].t(), base[:5, :9]) and int((dst != 0).sum()) == 45
     for P, Fr in ((45, 70), (128, 33), (1, 5), (32, 32)):
         x = rnd(P, Fr)
         out, cost = ve.transpose(x)

@@ -20,7 +20,11 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils import _pytree as pytree
 
 _TORCH_DIR = os.path.dirname(torch.__file__)
-_SKIP_DIRS = (_TORCH_DIR, os.path.dirname(os.path.dirname(__file__)))
+_PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_ROOT = os.path.dirname(_PKG)
+# frames inside torch and our own tracing machinery are not "where the op came from"
+_SKIP_DIRS = (_TORCH_DIR, os.path.join(_PKG, "compiler"), os.path.join(_PKG, "runtime"), os.path.join(_PKG, "tracing.py"),
+              os.path.join(_ROOT, "torch_neuronx_emu"), os.path.join(_ROOT, "torch_neuron_emu"))
 
 
 class CaptureError(RuntimeError):

@@ -25,7 +25,7 @@ def insert_weight_loads(b: ProgramBuilder, const_emu: Dict[int, DType]) -> None:
                 nbytes = b.buf_numel[buf] * _BYTES[const_emu.get(buf, DType.F32)]
                 load = Instr(Op.DmaLoad, [buf], {0: nbytes, 40: int(DmaQueue.HbmToSbuf)}, src=ins.src)
                 k = len(load_consumers)
-                if k >= 2:
+                if k >= 2 and load_consumers[k - 2] >= 0:  # -1: same consumer as this load
                     load.deps.append(load_consumers[k - 2])
                 instrs.append(load)
                 reads.append([buf])

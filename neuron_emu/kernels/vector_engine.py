@@ -269,7 +269,7 @@ def layer_norm(x, weight=None, bias=None, eps: float = 1e-5, normalized_shape=No
     if x.dim() == 0:
         raise ValueError(f"{fn}: argument 'x' must have at least one dim, got a scalar")
     if normalized_shape is None:
-        normalized_shape = tuple(weight.shape) if isinstance(weight, torch.Tensor) else tuple(x.shape[-1:])
+        normalized_shape = tuple(x.shape[-1:])
     normalized_shape = tuple(int(s) for s in normalized_shape)
     k = len(normalized_shape)
     if k == 0 or k > x.dim() or tuple(x.shape[-k:]) != normalized_shape:

@@ -48,9 +48,33 @@ def _index_select(b, node, x, dim, index):
 
 @register(aten.index)
 def _index(b, node, x, indices):
-    used = [i for i, t in enumerate(indices) if t is not None]
-    if len(used) != 1 or used[0] != 0 or indices[0].dtype == torch.bool:
-        raise LoweringError("advanced indexing is supported with one integer index tensor on dim 0 only")
-    idx = indices[0]
+    """x[i0, i1, ..., ik-1] with integer index tensors on the leading k dims (broadcast together):
+    a row gather of x viewed as [prod(shape[:k]), D] at the linear index sum(i_j * stride_j)."""
+    from neuron_emu.compiler.lowering.elementwise import binary_into, tensor_scalar_into
+
+    k = len(indices)
+    if any(t is None for t in indices) or any(t.dtype == torch.bool for t in indices):
+        raise LoweringError("advanced indexing is supported with integer index tensors on the leading dims only")
+    x = contiguous(b, x)
     out = alloc_like_node(b, node)
-    return gather_rows(b, x, idx, out)
+    idx_shape = list(out.shape[:len(out.shape) - (len(x.shape) - k)])
+    strides, acc = [], 1
+    for s in reversed(x.shape[:k]):
+        strides.append(acc)
+        acc *= s
+    strides.reverse()
+    linear = None
+    for t, st in zip(indices, strides):
+        term = b.alloc(idx_shape, torch.float32)
+        tensor_scalar_into(b, t, term, "mul", float(st))
+        if linear is None:
+            linear = term
+        else:
+            acc_tv = b.alloc(idx_shape, torch.float32)
+            binary_into(b, "add", linear, term, acc_tv)
+            linear = acc_tv
+    rows = 1
+    for s in x.shape[:k]:
+        rows *= s
+    D = x.numel // max(rows, 1)
+    return gather_rows(b, x.with_view([rows, D], [D, 1]), linear, out)

@@ -1,0 +1,94 @@
+"""DMA: strided copies, costs in ns, and IoIn / IoOut host dtype conversions through a Program."""
+import numpy as np
+import pytest
+import torch
+
+from neuron_emu import _C
+from neuron_emu.isa import Instr, IoDType, Op, encode_program, view_layout
+from neuron_emu.kernels import dma
+from neuron_emu.kernels._run import spec
+
+
+def test_copy_strided_and_cost():
+    base = torch.randn(128, 1024)
+    out, c = dma.copy(base[:, ::2])
+    assert torch.equal(out, base[:, ::2])
+    assert c["engine"] == "DMA" and c["bytes"] == 128 * 512 * 4 and c["instructions"] == 1
+    assert c["ns"] == pytest.approx(1300 + 262144 / (16 * 27.2))
+    dst = torch.zeros(6, 4)
+    src = torch.randn(4, 6)
+    dma.copy(src.t(), dst)
+    assert torch.equal(dst, src.t())
+    _, c = dma.copy(torch.randn(10), elem_bytes=2)
+    assert c["bytes"] == 20
+    c = dma.load_cost(4096)
+    assert c["ns"] == pytest.approx(1300 + 4096 / 435.2) and c["bytes"] == 4096
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="'dst' has shape"):
+        dma.copy(torch.randn(3), torch.zeros(4))
+    with pytest.raises(ValueError, match="'queue'"):
+        dma.copy(torch.randn(3), queue="north")
+    a = np.zeros(8, np.float32)
+    with pytest.raises(ValueError, match="DmaCopy operand 0"):
+        _C.run_instr(Instr(Op.DmaCopy, [0, 1], ip=view_layout([8], [(4, [1]), (0, [1])])).encode(), [a, a.copy()],
+                     spec())
+    with pytest.raises(ValueError, match="runs only inside a Program"):
+        _C.run_instr(Instr(Op.IoIn, [0], ip={2: 8}).encode(), [a], spec())
+
+
+def _roundtrip(x: torch.Tensor, in_dt: IoDType, out_dt: IoDType, out_torch_dtype):
+    n = x.numel()
+    instrs = [Instr(Op.IoIn, [0], ip={0: 0, 1: int(in_dt), 2: n}),
+              Instr(Op.IoOut, [0], ip={0: 0, 1: int(out_dt), 2: n}, deps=[0])]
+    rows, deps = encode_program(instrs)
+    prog = _C.Program(spec(), rows, deps, np.array([n], np.int64), np.array([0], np.int32), np.array([0], np.int64),
+                      [], n, 1, 1)
+    x = x.contiguous()
+    out = torch.empty(x.shape, dtype=out_torch_dtype)
+    prog.run([x.data_ptr()], [out.data_ptr()])
+    stats = prog.last_stats()
+    return out, stats
+
+
+IN_TYPES = [(IoDType.F32, torch.float32), (IoDType.F64, torch.float64), (IoDType.F16, torch.float16),
+            (IoDType.BF16, torch.bfloat16), (IoDType.I64, torch.int64), (IoDType.I32, torch.int32),
+            (IoDType.I16, torch.int16), (IoDType.I8, torch.int8), (IoDType.U8, torch.uint8),
+            (IoDType.Bool, torch.bool)]
+
+
+@pytest.mark.parametrize("dt,tdt", IN_TYPES)
+def test_io_in(dt, tdt):
+    src = torch.randn(1000) * 100
+    src[:6] = torch.tensor([0.0, -0.0, 1e-7, 70000.0, float("inf"), -5.5])
+    x = src.to(tdt)
+    out, stats = _roundtrip(x, dt, IoDType.F32, torch.float32)
+    assert torch.equal(out, x.to(torch.float32))
+    dma_ns = stats["engines"]["DMA"]["busy_ns"]
+    assert dma_ns == pytest.approx(2 * 1300 + 1000 * (x.element_size() + 4) / 435.2)
+
+
+@pytest.mark.parametrize("dt,tdt", IN_TYPES)
+def test_io_out(dt, tdt):
+    x = torch.randn(2000) * 50
+    x[:10] = torch.tensor([0.0, -0.0, 0.5, -0.5, 1.5, -1.7, 127.9, -128.2, 65519.0, 70000.0])
+    if tdt == torch.bfloat16 or tdt == torch.float16:
+        x[10:14] = torch.tensor([float("inf"), float("nan"), 1e-6, 3e-8])
+    out, _ = _roundtrip(x, IoDType.F32, dt, tdt)
+    ref = x.to(tdt)
+    if tdt in (torch.float16, torch.bfloat16):
+        assert torch.equal(out.view(torch.int16)[~x.isnan()], ref.view(torch.int16)[~x.isnan()])
+        assert out[11].isnan()
+    elif tdt in (torch.int8, torch.uint8, torch.int16):
+        sel = x.abs() < 100  # in range of the narrow type: truncation toward zero
+        assert torch.equal(out[sel], ref[sel])
+    else:
+        assert torch.equal(out, ref)
+
+
+def test_io_bad_dtype_rejected_at_load():
+    rows, deps = encode_program([Instr(Op.IoIn, [0], ip={0: 0, 1: 12, 2: 4})])
+    with pytest.raises(ValueError, match="io dtype"):
+        _C.Program(spec(), rows, deps, np.array([4], np.int64), np.array([0], np.int32), np.array([0], np.int64),
+                   [], 4, 1, 0)

@@ -1,0 +1,91 @@
+"""ScalarE Activation vs PyTorch CPU eager, costs by hand, malformed rows."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from neuron_emu import _C
+from neuron_emu.isa import ActFunc, Instr, Op, view_layout
+from neuron_emu.kernels import scalar_engine as se
+from neuron_emu.kernels._run import spec
+
+torch.manual_seed(0)
+
+REF = {
+    "identity": lambda x: x, "relu": torch.relu, "gelu": F.gelu, "gelutanh": lambda x: F.gelu(x, approximate="tanh"),
+    "sigmoid": torch.sigmoid, "tanh": torch.tanh, "exp": torch.exp, "log": torch.log, "silu": F.silu,
+    "sqrt": torch.sqrt, "rsqrt": torch.rsqrt, "reciprocal": torch.reciprocal, "abs": torch.abs,
+    "square": torch.square, "erf": torch.erf, "sin": torch.sin, "cos": torch.cos, "softplus": F.softplus,
+    "sign": torch.sign, "floor": torch.floor, "ceil": torch.ceil, "round": torch.round, "log1p": torch.log1p,
+    "expm1": torch.expm1, "logicalnot": lambda x: torch.logical_not(x).float(), "hardsigmoid": F.hardsigmoid,
+    "hardswish": F.hardswish, "mish": F.mish, "elu": F.elu, "leakyrelu": F.leaky_relu, "trunc": torch.trunc,
+}
+EXACT = {"identity", "relu", "abs", "square", "sign", "floor", "ceil", "round", "logicalnot", "trunc", "reciprocal",
+         "leakyrelu"}  # torch's vectorised sqrt is not always correctly rounded; ours is
+
+
+def test_every_func_is_tested():
+    assert {f.name.lower() for f in ActFunc} == set(REF)
+
+
+@pytest.mark.parametrize("name", sorted(REF))
+def test_activation_vs_torch(name):
+    x = torch.randn(7, 300) * 4
+    x[0, :8] = torch.tensor([0.0, -0.0, 0.5, 1.5, 2.5, -2.5, 25.0, -30.0])
+    if name in ("log", "sqrt", "rsqrt", "log1p"):
+        x = x.abs() + 1e-3
+    out, cost = se.activation(x, name)
+    ref = REF[name](x)
+    if name in EXACT:
+        assert torch.equal(out, ref), (out - ref).abs().max()
+    else:
+        torch.testing.assert_close(out, ref, rtol=2e-6, atol=1e-6, equal_nan=True)
+    assert cost["engine"] == "ScalarE"
+
+
+def test_scale_bias_param_and_strided():
+    x = torch.randn(20, 30)
+    out, _ = se.activation(x, "exp", scale=0.5, bias=-1.0)
+    torch.testing.assert_close(out, torch.exp(x * 0.5 - 1.0), rtol=2e-6, atol=0)
+    out, _ = se.activation(x, "leaky_relu", param=0.2)
+    assert torch.equal(out, F.leaky_relu(x, 0.2))
+    out, _ = se.activation(x, "elu", param=0.7)
+    torch.testing.assert_close(out, F.elu(x, 0.7))
+    v = x.t()[3:17:2]
+    out, _ = se.activation(v, "tanh")
+    torch.testing.assert_close(out, torch.tanh(v))
+    big = torch.randn(300, 500)
+    torch.testing.assert_close(se.activation(big, "gelu")[0], F.gelu(big), rtol=1e-5, atol=1e-6)
+
+
+def test_nan_inf():
+    x = torch.tensor([float("nan"), float("inf"), -float("inf"), 100.0, -100.0])
+    for name in ("exp", "sigmoid", "silu", "tanh", "gelu", "relu", "softplus"):
+        out, _ = se.activation(x, name)
+        torch.testing.assert_close(out, REF[name](x), equal_nan=True, rtol=1e-6, atol=1e-30)
+
+
+def test_costs_by_hand():
+    c = se.activation(torch.randn(128, 100), "relu")[1]
+    assert (c["cycles"], c["instructions"]) == (100.0, 1)       # max(64, 100)
+    assert c["ns"] == pytest.approx(100 / 1.4)
+    c = se.activation(torch.randn(128, 1100), "exp")[1]
+    assert (c["cycles"], c["instructions"]) == (1100.0, 3)      # 512 + 512 + max(64, 76)
+    c = se.activation(torch.randn(10), "exp")[1]
+    assert c["cycles"] == 64.0
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="'func'"):
+        se.activation(torch.randn(3), "frob")
+    with pytest.raises(TypeError, match="'x'"):
+        se.activation(torch.randn(3).double(), "relu")
+    with pytest.raises(TypeError, match="'scale'"):
+        se.activation(torch.randn(3), "relu", scale="2")
+    a = np.zeros(8, np.float32)
+    row = Instr(Op.Activation, [0, 1], ip={**view_layout([8], [(0, [1]), (0, [1])]), 40: 77}).encode()
+    with pytest.raises(ValueError, match="activation function code 77"):
+        _C.run_instr(row, [a, a.copy()], spec())
+    row = Instr(Op.Activation, [0, 1], ip={**view_layout([8], [(0, [1]), (1, [1])]), 40: 0}).encode()
+    with pytest.raises(ValueError, match="Activation operand 1"):
+        _C.run_instr(row, [a, a.copy()], spec())
