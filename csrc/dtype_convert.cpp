@@ -61,7 +61,7 @@ inline uint32_t fp16_to_f32_bits(uint32_t h) {
   const uint32_t e = (h >> 10) & 0x1Fu, m = h & 0x3FFu;
   const uint32_t normal = ((e + 112u) << 23) | (m << 13);
   // denormal: m * 2^-24 exactly (m < 1024 is exact in fp32)
-  const uint32_t denorm = fbits(static_cast<float>(m) * 5.9604644775390625e-8f);
+  const uint32_t denorm = fbits(static_cast<float>(static_cast<int32_t>(m)) * 5.9604644775390625e-8f);
   const uint32_t special = 0x7F800000u | (m << 13) | (m ? 0x400000u : 0u);  // inf, or quiet NaN
   uint32_t r = e == 0 ? denorm : normal;
   r = e == 31 ? special : r;
@@ -86,7 +86,7 @@ inline uint32_t e4m3_to_f32_bits(uint32_t b) {
   const uint32_t sign = (b & 0x80u) << 24;
   const uint32_t e = (b >> 3) & 0xFu, m = b & 7u;
   const uint32_t normal = ((e + 120u) << 23) | (m << 20);
-  const uint32_t denorm = fbits(static_cast<float>(m) * 0.001953125f);  // m * 2^-9
+  const uint32_t denorm = fbits(static_cast<float>(static_cast<int32_t>(m)) * 0.001953125f);  // m * 2^-9
   uint32_t r = e == 0 ? denorm : normal;
   r = (b & 0x7Fu) == 0x7Fu ? 0x7FF00000u : r;  // what torch's fp8e4m3fn_to_fp32_value yields
   return sign | r;

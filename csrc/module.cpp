@@ -234,17 +234,18 @@ PYBIND11_MODULE(_C, m) {
         std::lock_guard<std::mutex> lk(p.prog->mutex());
         const Program& prog = *p.prog;
         const size_t n = prog.instrs().size();
-        py::array_t<double> start(n), end(n), cyc(n);
+        py::array_t<double> start(n), end(n), cyc(n), host(n);
         py::array_t<int32_t> op(n), src(n);
         for (size_t i = 0; i < n; ++i) {
           start.mutable_data()[i] = prog.start_ns()[i];
           end.mutable_data()[i] = prog.end_ns()[i];
           cyc.mutable_data()[i] = prog.cycles()[i];
+          host.mutable_data()[i] = prog.host_ns()[i];
           op.mutable_data()[i] = prog.instrs()[i].op;
           src.mutable_data()[i] = prog.instrs()[i].src;
         }
         py::dict d;
-        d["start_ns"] = start; d["end_ns"] = end; d["cycles"] = cyc; d["op"] = op; d["src"] = src;
+        d["start_ns"] = start; d["end_ns"] = end; d["cycles"] = cyc; d["host_ns"] = host; d["op"] = op; d["src"] = src;
         return d;
       })
       .def_property_readonly("n_instructions", [](PyProgram& p) { return p.prog->instrs().size(); });

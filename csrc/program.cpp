@@ -1,6 +1,7 @@
 #include "program.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <string>
 
@@ -90,6 +91,7 @@ Program::Program(const CoreSpec& spec, const int64_t* rows, int64_t n_instr, con
   start_ns_.assign(n_instr, 0.0);
   end_ns_.assign(n_instr, 0.0);
   cycles_.assign(n_instr, 0.0);
+  host_ns_.assign(n_instr, 0.0);
 }
 
 void Program::run(void* const* inputs, void* const* outputs) {
@@ -101,7 +103,9 @@ void Program::run(void* const* inputs, void* const* outputs) {
   const int64_t n = static_cast<int64_t>(instrs_.size());
   for (int64_t i = 0; i < n; ++i) {
     const Instr& in = instrs_[i];
+    const auto t0 = std::chrono::steady_clock::now();
     const Cost c = defs_[i]->exec(in, ctx);
+    host_ns_[i] = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
     const int e = static_cast<int>(c.engine);
     double start = engine_free[e];
     for (int64_t k = 0; k < in.dep_count; ++k) start = std::max(start, end_ns_[deps_[in.dep_begin + k]]);

@@ -41,6 +41,7 @@ class Program {
   const std::vector<double>& start_ns() const { return start_ns_; }
   const std::vector<double>& end_ns() const { return end_ns_; }
   const std::vector<double>& cycles() const { return cycles_; }
+  const std::vector<double>& host_ns() const { return host_ns_; }  // emulator wall time per instruction
   int n_inputs() const { return n_inputs_; }
   int n_outputs() const { return n_outputs_; }
   const CoreSpec& spec() const { return spec_; }
@@ -58,7 +59,7 @@ class Program {
   std::unique_ptr<float[], void (*)(void*)> scratch_{nullptr, nullptr};
   std::vector<float*> buf_ptrs_;
   std::vector<int64_t> buf_numel_;
-  std::vector<double> start_ns_, end_ns_, cycles_;
+  std::vector<double> start_ns_, end_ns_, cycles_, host_ns_;
   RunStats last_;
   std::mutex mu_;
 };

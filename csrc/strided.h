@@ -227,6 +227,17 @@ inline __attribute__((always_inline)) float fast_expf(float x) {
   const float res = y * p1 * p2;
   return nan ? x : res;
 }
+// tanh: Cephes odd polynomial below |x| 0.625, 1 - 2 / (exp(2|x|) + 1) above (~2 ulp).
+inline __attribute__((always_inline)) float tanh_fast(float v) {
+  const float a = std::fabs(v);
+  const float z = v * v;
+  const float small =
+      ((((-5.70498872745E-3f * z + 2.06390887954E-2f) * z - 5.37397155531E-2f) * z + 1.33314422036E-1f) * z -
+       3.33332819422E-1f) * z * v + v;
+  const float e = fast_expf(2.f * a);
+  const float big = std::copysign(1.f - 2.f / (e + 1.f), v);
+  return a < 0.625f ? small : big;
+}
 // erf as torch's vectorised CPU kernels compute it (Abramowitz-Stegun 7.1.26, |abs err| < 1.5e-7).
 inline __attribute__((always_inline)) float erf_as(float x) {
   const float ax = std::fabs(x);

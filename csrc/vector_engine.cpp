@@ -343,6 +343,31 @@ void softmax_check(const Instr& in, const int64_t* numel) {
 
 NEMU_SIMD_CLONES void softmax_block(const float* x, float* y, int64_t R, int64_t inner, int64_t nb, bool log) {
   // x, y point at element (r=0, i=ib); rows r at stride inner; nb columns.
+  if (inner == 1) {  // contiguous row: vectorised max / exp / sum / scale passes, y doubles as the exp buffer
+    float m8[8];
+    for (int k = 0; k < 8; ++k) m8[k] = x[0];
+    int64_t r = 0;
+    for (; r + 8 <= R; r += 8)
+      for (int k = 0; k < 8; ++k) m8[k] = f_max(m8[k], x[r + k]);
+    float m = m8[0];
+    for (int k = 1; k < 8; ++k) m = f_max(m, m8[k]);
+    for (; r < R; ++r) m = f_max(m, x[r]);
+    for (r = 0; r < R; ++r) y[r] = fast_expf(x[r] - m);
+    float s8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (r = 0; r + 8 <= R; r += 8)
+      for (int k = 0; k < 8; ++k) s8[k] += y[r + k];
+    double tot = 0;
+    for (; r < R; ++r) tot += y[r];
+    for (int k = 0; k < 8; ++k) tot += s8[k];
+    if (log) {
+      const float ls = static_cast<float>(std::log(tot));
+      for (r = 0; r < R; ++r) y[r] = (x[r] - m) - ls;
+    } else {
+      const float k = static_cast<float>(1.0 / tot);
+      for (r = 0; r < R; ++r) y[r] *= k;
+    }
+    return;
+  }
   float mx[kBlk];
   double sum[kBlk];
   for (int64_t i = 0; i < nb; ++i) { mx[i] = x[i]; sum[i] = 0; }

@@ -153,3 +153,14 @@ def test_save_load_fresh_process(tmp_path):
     """)
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0 and "OK" in r.stdout, r.stdout + r.stderr
+
+
+def test_attention_mask_not_baked_in():
+    """Traced with no padding, run with padding: the mask must still apply (as under torch.jit.trace)."""
+    model, (ids, mask, tt) = zoo.bert("tiny", seq=16)
+    ones = torch.ones_like(mask)
+    traced = torch_neuronx_emu.trace(model, (ids, ones, tt))
+    with torch.no_grad():
+        expected = model(ids, mask, tt)
+    got = traced(ids, mask, tt)
+    torch.testing.assert_close(got["last_hidden_state"], expected["last_hidden_state"], rtol=1e-4, atol=1e-5)

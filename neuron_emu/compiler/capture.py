@@ -145,6 +145,10 @@ def capture(func, example_inputs: tuple) -> tuple[Graph, Any]:
     inputs = [rec.new_value(x, "input", index=i) for i, x in enumerate(example_inputs)]
     # functionalize wraps the inputs; register the wrapped inner tensors too, by identity of the data.
     fn = torch.func.functionalize(func, remove="mutations_and_views")
+    # The real SDK captures under torch.jit.trace, so libraries see torch.jit.is_tracing() == True and take
+    # their trace-safe paths (e.g. transformers keeps the attention mask instead of testing it with .all()).
+    saved_is_tracing = torch.jit.is_tracing
+    torch.jit.is_tracing = lambda *a, **k: True
     try:
         with torch.no_grad(), rec:
             out = fn(*example_inputs)
@@ -152,6 +156,8 @@ def capture(func, example_inputs: tuple) -> tuple[Graph, Any]:
         raise
     except Exception as e:  # the model could not run on its example inputs
         raise CaptureError(f"model could not be traced: {type(e).__name__}: {e}") from e
+    finally:
+        torch.jit.is_tracing = saved_is_tracing
     out = _to_plain(out)
     flat, spec = pytree.tree_flatten(out)
     outputs = []
