@@ -23,6 +23,10 @@
 //    |x| >= 65536 or a rounding carry past 57344 (x >= 61440) -> +-inf, NaN -> 0x7F | sign.
 #include "dtype_convert.h"
 
+// The conversions compute every path (incl. an fp add for denormals) and select; without this GCC will not
+// if-convert the selects (an fp add "might trap"), and the fp16/fp8 loops would stay scalar.
+#pragma GCC optimize("no-trapping-math")
+
 #include <cstring>
 
 #include "simd.h"

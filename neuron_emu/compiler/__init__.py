@@ -14,6 +14,7 @@ from neuron_emu.compiler import artifact
 from neuron_emu.compiler.builder import CONSTANT, TV, ProgramBuilder, out_emu
 from neuron_emu.compiler.capture import CaptureError, Graph, Value, capture, op_name
 from neuron_emu.compiler.fold import fold_and_prune
+from neuron_emu.compiler.fold_batchnorm import fold_batchnorm
 from neuron_emu.compiler.lowering import lookup
 from neuron_emu.compiler.lowering.common import cast_copy, contiguous, dma_copy
 from neuron_emu.compiler.memory import plan_memory
@@ -65,6 +66,7 @@ def graph_text(graph: Graph, nodes) -> str:
 def compile_graph(graph: Graph, options: CompilerOptions, generation: int = 2) -> Compiled:
     t0 = time.perf_counter()
     nodes = fold_and_prune(graph)
+    fold_batchnorm(graph, nodes)
     b = ProgramBuilder(options, generation)
     b.options_has_fp32_matmul = CORES[generation].has_fp32_matmul
     env: dict = {}
