@@ -435,12 +435,12 @@ Cost conv_exec(const Instr& in, OpCtx& ctx) {
   float* sc = ctx.scratch;
   const int64_t nx = p.N * p.C * p.H * p.W;
   if (p.round_x()) {
-    round_array(X, sc, nx, p.in_dt);
+    round_serial(X, sc, nx, p.in_dt);
     X = sc;
     sc += pad16(nx);
   }
   if (p.round_w()) {
-    round_array(Wt, sc, p.O * p.Kg(), p.in_dt);
+    round_serial(Wt, sc, p.O * p.Kg(), p.in_dt);
     Wt = sc;
     sc += pad16(p.O * p.Kg());
   }
@@ -463,7 +463,7 @@ Cost conv_exec(const Instr& in, OpCtx& ctx) {
       sgemm(false, false, Og, plane, Kg, 1.f, Wt + g * Og * Kg, Kg, src, plane, beta, og, plane);
     }
   }
-  if (p.out_dt != DType::F32) round_array(O, O, p.N * p.O * plane, p.out_dt);
+  if (p.out_dt != DType::F32) round_serial(O, O, p.N * p.O * plane, p.out_dt);
   return cost;
 }
 

@@ -51,7 +51,7 @@ if [[ $rc -ne 0 ]]; then
 fi
 SO="$(ls "$WORK"/neuron_emu/_C*.so 2>/dev/null | head -n1)"
 [[ -n "$SO" ]] || { echo "[sanitize] no extension built"; exit 2; }
-if ! nm -D "$SO" 2>/dev/null | grep -q __asan_init; then
+if ! nm -D "$SO" 2>/dev/null | grep __asan_init >/dev/null; then  # no -q: SIGPIPE + pipefail
     echo "[sanitize] $SO is not ASan-instrumented"; exit 2
 fi
 BUILD_END=$(date +%s)
