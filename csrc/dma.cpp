@@ -178,25 +178,13 @@ Cost ioout_exec(const Instr& in, OpCtx& ctx) {
   return dma_cost(ctx.spec, n * io_dtype_size(dt));
 }
 
-OpDef def(const char* name, int mn, int mx, ExecFn e, CheckFn c) {
-  OpDef d;
-  d.name = name;
-  d.engine = Engine::Dma;
-  d.min_operands = mn;
-  d.max_operands = mx;
-  d.exec = e;
-  d.check = c;
-  d.scratch = no_scratch;
-  return d;
-}
-
 }  // namespace
 
 void register_dma_ops() {
-  register_op(Op::DmaCopy, def("DmaCopy", 2, 2, copy_exec, copy_check));
-  register_op(Op::DmaLoad, def("DmaLoad", 1, 1, load_exec, load_check));
-  register_op(Op::IoIn, def("IoIn", 1, 1, ioin_exec, io_check));
-  register_op(Op::IoOut, def("IoOut", 1, 1, ioout_exec, io_check));
+  register_op(Op::DmaCopy, "DmaCopy", Engine::Dma, 2, 2, copy_exec, copy_check);
+  register_op(Op::DmaLoad, "DmaLoad", Engine::Dma, 1, 1, load_exec, load_check);
+  register_op(Op::IoIn, "IoIn", Engine::Dma, 1, 1, ioin_exec, io_check);
+  register_op(Op::IoOut, "IoOut", Engine::Dma, 1, 1, ioout_exec, io_check);
 }
 
 }  // namespace nemu

@@ -119,23 +119,12 @@ Cost gather_exec(const Instr& in, OpCtx& ctx) {
   return c;
 }
 
-OpDef def(const char* name, int k, ExecFn e, CheckFn c) {
-  OpDef d;
-  d.name = name;
-  d.engine = Engine::GpSimd;
-  d.min_operands = d.max_operands = k;
-  d.exec = e;
-  d.check = c;
-  d.scratch = no_scratch;
-  return d;
-}
-
 }  // namespace
 
 void register_gpsimd_engine_ops() {
-  register_op(Op::Iota, def("Iota", 1, iota_exec, iota_check));
-  register_op(Op::Select, def("Select", 4, select_exec, select_check));
-  register_op(Op::Gather, def("Gather", 3, gather_exec, gather_check));
+  register_op(Op::Iota, "Iota", Engine::GpSimd, 1, 1, iota_exec, iota_check);
+  register_op(Op::Select, "Select", Engine::GpSimd, 4, 4, select_exec, select_check);
+  register_op(Op::Gather, "Gather", Engine::GpSimd, 3, 3, gather_exec, gather_check);
 }
 
 }  // namespace nemu

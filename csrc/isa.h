@@ -162,6 +162,10 @@ struct OpDef {
 };
 
 void register_op(Op op, const OpDef& def);
+inline void register_op(Op op, const char* name, Engine engine, int min_operands, int max_operands, ExecFn exec,
+                        CheckFn check, ScratchFn scratch = nullptr) {
+  register_op(op, OpDef{name, engine, min_operands, max_operands, exec, check, scratch});
+}
 const OpDef* find_op(int32_t op);  // nullptr if unknown
 // Registration hooks, one per engine file; called once from module init.
 void register_tensor_engine_ops();

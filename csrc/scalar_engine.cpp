@@ -103,14 +103,7 @@ Cost act_exec(const Instr& in, OpCtx& ctx) {
 }  // namespace
 
 void register_scalar_engine_ops() {
-  OpDef d;
-  d.name = "Activation";
-  d.engine = Engine::Scalar;
-  d.min_operands = d.max_operands = 2;
-  d.exec = act_exec;
-  d.check = act_check;
-  d.scratch = no_scratch;
-  register_op(Op::Activation, d);
+  register_op(Op::Activation, "Activation", Engine::Scalar, 2, 2, act_exec, act_check);
 }
 
 }  // namespace nemu

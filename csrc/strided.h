@@ -172,7 +172,6 @@ inline void check_range(const char* op, const char* what, int64_t v, int64_t lo,
 inline void check_views(const Instr& in, int k, const int64_t* numel, const char* op) {
   for (int j = 0; j < k; ++j) check_view(in, j, numel[j], op);
 }
-inline int64_t no_scratch(const Instr&) { return 0; }
 
 // ---- cost helpers ----
 // Instructions and cycles of an op over `rows` independent partition rows of `free` elements each:

@@ -521,18 +521,9 @@ Cost transpose_exec(const Instr& in, OpCtx& ctx) {
 }  // namespace
 
 void register_tensor_engine_ops() {
-  OpDef mm;
-  mm.name = "MatMul"; mm.engine = Engine::Tensor; mm.min_operands = 3; mm.max_operands = 4;
-  mm.exec = matmul_exec; mm.check = matmul_check; mm.scratch = matmul_scratch;
-  register_op(Op::MatMul, mm);
-  OpDef cv;
-  cv.name = "Conv2d"; cv.engine = Engine::Tensor; cv.min_operands = 3; cv.max_operands = 4;
-  cv.exec = conv_exec; cv.check = conv_check; cv.scratch = conv_scratch;
-  register_op(Op::Conv2d, cv);
-  OpDef tr;
-  tr.name = "Transpose"; tr.engine = Engine::Tensor; tr.min_operands = 2; tr.max_operands = 2;
-  tr.exec = transpose_exec; tr.check = transpose_check; tr.scratch = nullptr;
-  register_op(Op::Transpose, tr);
+  register_op(Op::MatMul, "MatMul", Engine::Tensor, 3, 4, matmul_exec, matmul_check, matmul_scratch);
+  register_op(Op::Conv2d, "Conv2d", Engine::Tensor, 3, 4, conv_exec, conv_check, conv_scratch);
+  register_op(Op::Transpose, "Transpose", Engine::Tensor, 2, 2, transpose_exec, transpose_check);
 }
 
 }  // namespace nemu

@@ -754,31 +754,19 @@ Cost scan_exec(const Instr& in, OpCtx& ctx) {
   return vcost(t, n * 8, n);
 }
 
-OpDef def(const char* name, int mn, int mx, ExecFn e, CheckFn c) {
-  OpDef d;
-  d.name = name;
-  d.engine = Engine::Vector;
-  d.min_operands = mn;
-  d.max_operands = mx;
-  d.exec = e;
-  d.check = c;
-  d.scratch = no_scratch;
-  return d;
-}
-
 }  // namespace
 
 void register_vector_engine_ops() {
-  register_op(Op::TensorTensor, def("TensorTensor", 3, 3, tt_exec, tt_check));
-  register_op(Op::TensorScalar, def("TensorScalar", 2, 2, ts_exec, ts_check));
-  register_op(Op::TensorReduce, def("TensorReduce", 2, 2, reduce_exec, reduce_check));
-  register_op(Op::Softmax, def("Softmax", 2, 2, softmax_exec, softmax_check));
-  register_op(Op::LayerNorm, def("LayerNorm", 2, 4, ln_exec, ln_check));
-  register_op(Op::BatchNorm, def("BatchNorm", 4, 6, bn_exec, bn_check));
-  register_op(Op::Pool2d, def("Pool2d", 2, 2, pool_exec, pool_check));
-  register_op(Op::TensorCopy, def("TensorCopy", 2, 2, copy_exec, copy_check));
-  register_op(Op::VecTranspose, def("VecTranspose", 2, 2, vt_exec, vt_check));
-  register_op(Op::Scan, def("Scan", 2, 2, scan_exec, scan_check));
+  register_op(Op::TensorTensor, "TensorTensor", Engine::Vector, 3, 3, tt_exec, tt_check);
+  register_op(Op::TensorScalar, "TensorScalar", Engine::Vector, 2, 2, ts_exec, ts_check);
+  register_op(Op::TensorReduce, "TensorReduce", Engine::Vector, 2, 2, reduce_exec, reduce_check);
+  register_op(Op::Softmax, "Softmax", Engine::Vector, 2, 2, softmax_exec, softmax_check);
+  register_op(Op::LayerNorm, "LayerNorm", Engine::Vector, 2, 4, ln_exec, ln_check);
+  register_op(Op::BatchNorm, "BatchNorm", Engine::Vector, 4, 6, bn_exec, bn_check);
+  register_op(Op::Pool2d, "Pool2d", Engine::Vector, 2, 2, pool_exec, pool_check);
+  register_op(Op::TensorCopy, "TensorCopy", Engine::Vector, 2, 2, copy_exec, copy_check);
+  register_op(Op::VecTranspose, "VecTranspose", Engine::Vector, 2, 2, vt_exec, vt_check);
+  register_op(Op::Scan, "Scan", Engine::Vector, 2, 2, scan_exec, scan_check);
 }
 
 }  // namespace nemu

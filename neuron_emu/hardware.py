@@ -6,7 +6,7 @@ value is an explicit ASSUMPTION with the reason.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict
 
 

@@ -64,6 +64,10 @@ class DType(enum.IntEnum):
     FP8E5M2 = 5
 
 
+# Bytes per element of each emulated dtype (what DMA transfers are charged for).
+DTYPE_BYTES = {DType.F32: 4, DType.TF32: 4, DType.BF16: 2, DType.FP16: 2, DType.FP8E4M3: 1, DType.FP8E5M2: 1}
+
+
 class Alu(enum.IntEnum):
     Add = 0
     Sub = 1

@@ -34,9 +34,6 @@ class NeuronModule(torch.nn.Module):
 
 def trace_and_compile(func, inputs: tuple, options: CompilerOptions, generation: int,
                       compiler_workdir=None) -> torch.jit.ScriptModule:
-    for i, x in enumerate(inputs):
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"example_inputs[{i}] is a {type(x).__name__}; expected a tensor or a tuple of tensors")
     if isinstance(func, torch.nn.Module) and func.training:
         warnings.warn("The model is in training mode; Neuron traces are for inference: call model.eval() first",
                       UserWarning, stacklevel=3)

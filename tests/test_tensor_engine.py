@@ -1,5 +1,4 @@
 """TensorE kernels: MatMul / Conv2d / Transpose numerics vs torch, cost formulas, and validation."""
-import math
 
 import numpy as np
 import pytest

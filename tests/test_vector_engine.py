@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from neuron_emu import _C
-from neuron_emu.isa import Alu, DType, Instr, Op, ReduceOp, view_layout
+from neuron_emu.isa import DType, Instr, Op, view_layout
 from neuron_emu.kernels import vector_engine as ve
 from neuron_emu.kernels._run import spec
 

@@ -68,5 +68,5 @@ def test_unsupported_op_model_uses_sort():
 
 
 def test_seeds_differ():
-    (m1, x1), (m2, x2) = zoo.mlp(seed=0), zoo.mlp(seed=1)
+    (_, x1), (_, x2) = zoo.mlp(seed=0), zoo.mlp(seed=1)
     assert not torch.equal(x1[0], x2[0])

@@ -20,6 +20,11 @@ _FAST_MATH = {"all": ("all", "bf16"), "fp32-cast-all": ("all", "bf16"), "fp32-ca
 _FP32_CAST = {"all": "fp32-cast-all", "matmult": "fp32-cast-matmult", "matmult-fp16": "fp32-cast-matmult-fp16",
               "matmult-bf16": "fp32-cast-matmult-bf16", "all-fp16": "fp32-cast-all-fp16"}
 _RELAYOUT = {"fast-relayout", "no-fast-relayout"}
+# trace kwargs with no effect on a whole-graph compile (timeouts, torch.jit.trace options)
+_ACCEPTED_KWARGS = ("compiler_timeout", "fallback", "verbose", "strict", "check_trace")
+# partitioner / batching options of the real torch_neuron not emulated yet (ROADMAP item 4)
+_NOT_EMULATED_KWARGS = ("subgraph_builder_function", "minimum_segment_size", "single_fusion_ratio_threshold",
+                        "dynamic_batch_size", "optimizations", "separate_weights")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,12 +64,11 @@ def trace(model, example_inputs, **kwargs):
     """Compile `model` for an emulated Inferentia1 NeuronCore-v1; returns a ScriptModule."""
     compiler_args = kwargs.pop("compiler_args", None)
     compiler_workdir = kwargs.pop("compiler_workdir", None)
-    for k in ("compiler_timeout", "subgraph_builder_function", "minimum_segment_size",
-              "single_fusion_ratio_threshold", "fallback", "dynamic_batch_size", "optimizations",
-              "separate_weights", "verbose", "strict", "check_trace"):
-        if k in kwargs and k not in ("strict", "check_trace", "verbose", "compiler_timeout", "fallback"):
-            warnings.warn(f"torch_neuron_emu: `{k}` is not emulated yet and is ignored", UserWarning, stacklevel=2)
+    for k in _ACCEPTED_KWARGS:
         kwargs.pop(k, None)
+    for k in _NOT_EMULATED_KWARGS:
+        if kwargs.pop(k, None) is not None:
+            warnings.warn(f"torch_neuron_emu: `{k}` is not emulated yet and is ignored", UserWarning, stacklevel=2)
     if kwargs:
         warnings.warn(f"Unexpected keyword arguments: {list(kwargs)}", UserWarning, stacklevel=2)
     inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)

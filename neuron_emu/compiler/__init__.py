@@ -12,11 +12,11 @@ from torch.utils import _pytree as pytree
 
 from neuron_emu.compiler import artifact
 from neuron_emu.compiler.builder import CONSTANT, TV, ProgramBuilder, out_emu
-from neuron_emu.compiler.capture import CaptureError, Graph, Value, capture, op_name
+from neuron_emu.compiler.capture import Graph, Value
 from neuron_emu.compiler.fold import fold_and_prune
 from neuron_emu.compiler.fold_batchnorm import fold_batchnorm
 from neuron_emu.compiler.lowering import lookup
-from neuron_emu.compiler.lowering.common import cast_copy, contiguous, dma_copy
+from neuron_emu.compiler.lowering.common import cast_copy, dma_copy
 from neuron_emu.compiler.memory import plan_memory
 from neuron_emu.compiler.options import CompilerOptions, EMULATED_NEURONX_CC_VERSION
 from neuron_emu.compiler.schedule import compute_deps, insert_weight_loads
@@ -129,10 +129,7 @@ def compile_graph(graph: Graph, options: CompilerOptions, generation: int = 2) -
             tv = out
         b.emit(Instr(Op.IoOut, [tv.buf], {0: i, 1: int(iod), 2: tv.numel}), [tv], [])
 
-    const_emu = {}
-    for key, buf in b._rounded.items():
-        const_emu[buf] = DType(key[1])
-    insert_weight_loads(b, const_emu)
+    insert_weight_loads(b)
     offsets, arena, extra = plan_memory(b.buf_numel, b.buf_kind, b.reads, b.writes)
     compute_deps(b, extra)
     rows, deps = encode_program(b.instrs)
@@ -167,7 +164,6 @@ def compile_graph(graph: Graph, options: CompilerOptions, generation: int = 2) -
 
 
 def program_listing(b: ProgramBuilder) -> str:
-    from neuron_emu.isa import ENGINE_NAMES
     from neuron_emu import _C
     table = _C.op_table()
     lines = []

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import struct
 import uuid
-from typing import Dict, List, Tuple
+from typing import Dict, Tuple
 
 import numpy as np
 import torch

@@ -7,12 +7,12 @@ values are representable in). View ops only make new TVs; instructions read and 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 import numpy as np
 import torch
 
-from neuron_emu.isa import DType, Instr, Op, contiguous_strides
+from neuron_emu.isa import DType, Instr, contiguous_strides
 
 INTERMEDIATE, CONSTANT = 0, 1
 
@@ -58,6 +58,7 @@ class ProgramBuilder:
         self.const_data: Dict[int, np.ndarray] = {}
         self._const_by_storage: Dict[tuple, int] = {}
         self._rounded: Dict[tuple, int] = {}
+        self.const_emu: Dict[int, DType] = {}   # constant buffer -> dtype its values were rounded to
         self.instrs: List[Instr] = []
         self.reads: List[List[int]] = []
         self.writes: List[List[int]] = []
@@ -110,6 +111,7 @@ class ProgramBuilder:
         if buf is None:
             buf = self._new_const(_C.round_to(self.const_data[tv.buf], int(dtype)))
             self._rounded[key] = buf
+            self.const_emu[buf] = dtype
         return TV(buf, tv.offset, tv.shape, tv.strides, tv.dtype, dtype)
 
     # ---- instructions ----

@@ -9,12 +9,11 @@ from __future__ import annotations
 from typing import Dict, List, Set
 
 from neuron_emu.compiler.builder import CONSTANT, ProgramBuilder
-from neuron_emu.isa import DmaQueue, DType, Instr, Op
-
-_BYTES = {DType.F32: 4, DType.TF32: 4, DType.BF16: 2, DType.FP16: 2, DType.FP8E4M3: 1, DType.FP8E5M2: 1}
+from neuron_emu.isa import DTYPE_BYTES, DmaQueue, DType, Instr, Op
 
 
-def insert_weight_loads(b: ProgramBuilder, const_emu: Dict[int, DType]) -> None:
+
+def insert_weight_loads(b: ProgramBuilder) -> None:
     instrs, reads, writes = [], [], []
     loaded: Set[int] = set()
     load_consumers: List[int] = []  # new index of the first consumer of each load
@@ -22,7 +21,7 @@ def insert_weight_loads(b: ProgramBuilder, const_emu: Dict[int, DType]) -> None:
         for buf in rs:
             if b.buf_kind[buf] == CONSTANT and buf not in loaded and ins.op not in (Op.IoOut,):
                 loaded.add(buf)
-                nbytes = b.buf_numel[buf] * _BYTES[const_emu.get(buf, DType.F32)]
+                nbytes = b.buf_numel[buf] * DTYPE_BYTES[b.const_emu.get(buf, DType.F32)]
                 load = Instr(Op.DmaLoad, [buf], {0: nbytes, 40: int(DmaQueue.HbmToSbuf)}, src=ins.src)
                 k = len(load_consumers)
                 if k >= 2 and load_consumers[k - 2] >= 0:  # -1: same consumer as this load

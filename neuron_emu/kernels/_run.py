@@ -19,19 +19,33 @@ def spec(generation: int = 2):
     return _SPECS[generation]
 
 
+def check_tensor(t, name: str, fn: str, contiguous: bool = False) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{fn}: argument '{name}' must be a torch.Tensor, got {type(t).__name__}")
+    if t.dtype != torch.float32:
+        raise TypeError(f"{fn}: argument '{name}' must be float32 (emulated dtypes are chosen by the dtype/out_dtype "
+                        f"arguments), got {t.dtype} with shape {tuple(t.shape)}")
+    if t.device.type != "cpu":
+        raise ValueError(f"{fn}: argument '{name}' must be a CPU tensor, got device {t.device}")
+    if contiguous and not t.is_contiguous():
+        raise ValueError(f"{fn}: argument '{name}' must be contiguous, got shape {tuple(t.shape)} "
+                         f"with strides {t.stride()}")
+    return t
+
+
+def output_for(x: torch.Tensor, out, fn: str, out_name: str = "out", x_name: str = "x") -> torch.Tensor:
+    """`out` checked to have x's shape, or a new contiguous float32 tensor of that shape."""
+    if out is None:
+        return torch.empty(x.shape, dtype=torch.float32)
+    check_tensor(out, out_name, fn)
+    if tuple(out.shape) != tuple(x.shape):
+        raise ValueError(f"{fn}: argument '{out_name}' has shape {tuple(out.shape)}, {x_name} has {tuple(x.shape)}")
+    return out
+
+
 def as_array(t: torch.Tensor, name: str, op: str) -> np.ndarray:
     """Zero-copy float32 view of a contiguous CPU tensor; a clear error otherwise (never a silent copy)."""
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{op}: argument '{name}' must be a torch.Tensor, got {type(t).__name__}")
-    if t.dtype != torch.float32:
-        raise TypeError(f"{op}: argument '{name}' must be float32 (emulated dtypes are selected with dtype=...), "
-                        f"got {t.dtype} with shape {tuple(t.shape)}")
-    if t.device.type != "cpu":
-        raise ValueError(f"{op}: argument '{name}' must be a CPU tensor, got device {t.device}")
-    if not t.is_contiguous():
-        raise ValueError(f"{op}: argument '{name}' must be contiguous, got shape {tuple(t.shape)} "
-                         f"with strides {t.stride()}")
-    return t.detach().numpy()
+    return check_tensor(t, name, op, contiguous=True).detach().numpy()
 
 
 def run(instr: Instr, tensors: Sequence[tuple[str, torch.Tensor]], generation: int = 2) -> dict:

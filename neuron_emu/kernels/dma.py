@@ -10,8 +10,8 @@ from typing import Optional
 import torch
 
 from neuron_emu.isa import DmaQueue, Instr, Op
-from neuron_emu.kernels._run import run
-from neuron_emu.kernels.vector_engine import check_tensor, elementwise_instr
+from neuron_emu.kernels._run import check_tensor, output_for, run
+from neuron_emu.kernels.vector_engine import elementwise_instr
 
 _QUEUES = {"hbm_to_sbuf": DmaQueue.HbmToSbuf, "sbuf_to_hbm": DmaQueue.SbufToHbm,
            "sbuf_to_sbuf": DmaQueue.SbufToSbuf, "hbm_to_hbm": DmaQueue.HbmToHbm}
@@ -33,12 +33,7 @@ def copy(src, dst: Optional[torch.Tensor] = None, elem_bytes: int = 4, queue="hb
     if elem_bytes not in (1, 2, 4, 8):
         raise ValueError(f"{fn}: argument 'elem_bytes' must be 1, 2, 4 or 8, got {elem_bytes!r}")
     q = _queue(queue, fn)
-    if dst is None:
-        dst = torch.empty(src.shape, dtype=torch.float32)
-    else:
-        check_tensor(dst, "dst", fn)
-        if tuple(dst.shape) != tuple(src.shape):
-            raise ValueError(f"{fn}: argument 'dst' has shape {tuple(dst.shape)}, src has {tuple(src.shape)}")
+    dst = output_for(src, dst, fn, "dst", "src")
     cost = elementwise_instr(Op.DmaCopy, fn, [("src", src)], dst, ip={40: int(q), 42: int(elem_bytes)})
     return dst, cost
 

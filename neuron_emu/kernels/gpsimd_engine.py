@@ -10,8 +10,8 @@ from numbers import Number
 import torch
 
 from neuron_emu.isa import Instr, Op
-from neuron_emu.kernels._run import run
-from neuron_emu.kernels.vector_engine import _broadcast, check_tensor, elementwise_instr, parse_out_dtype
+from neuron_emu.kernels._run import check_tensor, run
+from neuron_emu.kernels.vector_engine import _broadcast, elementwise_instr, parse_out_dtype
 
 
 def iota(n: int, start: float = 0.0, step: float = 1.0):

@@ -11,7 +11,8 @@ from typing import Optional
 import torch
 
 from neuron_emu.isa import ActFunc, Op
-from neuron_emu.kernels.vector_engine import check_tensor, elementwise_instr, parse_out_dtype
+from neuron_emu.kernels._run import check_tensor
+from neuron_emu.kernels.vector_engine import elementwise_instr, parse_out_dtype
 
 _FUNCS = {f.name.lower(): f for f in ActFunc}
 _FUNCS.update({"gelu_tanh": ActFunc.GeluTanh, "leaky_relu": ActFunc.LeakyRelu, "logical_not": ActFunc.LogicalNot,

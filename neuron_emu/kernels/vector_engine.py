@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 import torch
 
 from neuron_emu.isa import Alu, DType, Instr, Op, ReduceOp, view_layout
-from neuron_emu.kernels._run import run
+from neuron_emu.kernels._run import check_tensor, output_for, run
 
 _DTYPES = {"fp32": DType.F32, "float32": DType.F32, "f32": DType.F32, "bf16": DType.BF16, "bfloat16": DType.BF16,
            "fp16": DType.FP16, "float16": DType.FP16, "f16": DType.FP16, "tf32": DType.TF32,
@@ -63,20 +63,6 @@ def parse_enum(value, table: dict, enum_cls, fn: str, arg: str):
     if isinstance(value, str) and value.lower() in table:
         return table[value.lower()]
     raise ValueError(f"{fn}: argument '{arg}' must be one of {sorted(table)}, got {value!r}")
-
-
-def check_tensor(t, name: str, fn: str, contiguous: bool = False) -> torch.Tensor:
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{fn}: argument '{name}' must be a torch.Tensor, got {type(t).__name__}")
-    if t.dtype != torch.float32:
-        raise TypeError(f"{fn}: argument '{name}' must be float32 (emulated dtypes are selected with out_dtype=...), "
-                        f"got {t.dtype} with shape {tuple(t.shape)}")
-    if t.device.type != "cpu":
-        raise ValueError(f"{fn}: argument '{name}' must be a CPU tensor, got device {t.device}")
-    if contiguous and not t.is_contiguous():
-        raise ValueError(f"{fn}: argument '{name}' must be contiguous, got shape {tuple(t.shape)} "
-                         f"with strides {t.stride()}")
-    return t
 
 
 def storage_view(t: torch.Tensor):
@@ -187,12 +173,7 @@ def copy(x, out_dtype="fp32", out: Optional[torch.Tensor] = None):
     fn = "copy"
     check_tensor(x, "x", fn)
     dt = parse_out_dtype(out_dtype, fn)
-    if out is None:
-        out = torch.empty(x.shape, dtype=torch.float32)
-    else:
-        check_tensor(out, "out", fn)
-        if tuple(out.shape) != tuple(x.shape):
-            raise ValueError(f"{fn}: argument 'out' has shape {tuple(out.shape)}, x has {tuple(x.shape)}")
+    out = output_for(x, out, fn)
     return out, elementwise_instr(Op.TensorCopy, fn, [("x", x)], out, ip={41: int(dt)})
 
 

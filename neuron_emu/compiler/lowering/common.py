@@ -3,12 +3,10 @@ from __future__ import annotations
 
 from typing import List, Sequence, Tuple
 
-import torch
 
 from neuron_emu.compiler.builder import TV, ProgramBuilder, out_emu
-from neuron_emu.isa import MAX_DIMS, DmaQueue, DType, Instr, Op, contiguous_strides, view_layout
+from neuron_emu.isa import DTYPE_BYTES, MAX_DIMS, DmaQueue, Instr, Op, contiguous_strides, view_layout
 
-_BYTES = {DType.F32: 4, DType.TF32: 4, DType.BF16: 2, DType.FP16: 2, DType.FP8E4M3: 1, DType.FP8E5M2: 1}
 
 
 class LoweringError(RuntimeError):
@@ -62,7 +60,7 @@ def dma_copy(b: ProgramBuilder, src: TV, dst: TV, queue: DmaQueue = DmaQueue.Sbu
         return
     ip = strided_layout("DmaCopy", dst.shape, [(src.offset, src.strides), (dst.offset, dst.strides)])
     ip[40] = int(queue)
-    ip[42] = _BYTES[src.emu]
+    ip[42] = DTYPE_BYTES[src.emu]
     b.emit(Instr(Op.DmaCopy, [src.buf, dst.buf], ip), [src], [dst])
 
 

@@ -183,7 +183,6 @@ def _clamp_max(b, node, x, hi):
 
 
 def select_into(b, cond: TV, x, y, out: TV):
-    from neuron_emu.compiler.lowering.common import LoweringError as _LE  # noqa: F401
     xs, ys = _scalar(x), _scalar(y)
     if xs is not None:
         x = b.const(torch.tensor(xs, dtype=torch.float32))
@@ -204,7 +203,7 @@ def _where(b, node, cond, x, y):
 
 @register(aten.masked_fill)
 def _masked_fill(b, node, x, mask, value):
-    return select_into(b, mask, value if _scalar(value) is not None else value, x, alloc_like_node(b, node))
+    return select_into(b, mask, value, x, alloc_like_node(b, node))
 
 
 @register(aten.fill)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from neuron_emu.compiler.builder import TV, out_emu
+from neuron_emu.compiler.builder import TV
 from neuron_emu.compiler.lowering import register
 from neuron_emu.compiler.lowering.common import LoweringError, alloc_like_node, contiguous, reshape
 from neuron_emu.isa import DType, Instr, Op
@@ -73,32 +73,19 @@ def _bias_vector(b, bias: TV, N: int):
     return None
 
 
-@register(aten.mm)
+@register(aten.mm, aten.bmm)
 def _mm(b, node, a, w):
     return emit_matmul(b, node, a, w, alloc_like_node(b, node))
 
 
-@register(aten.addmm)
+@register(aten.addmm, aten.baddbmm)
 def _addmm(b, node, bias, a, w, beta=1, alpha=1):
+    """A per-column bias rides on the MatMul; any other bias is a VectorE add after it."""
     out = alloc_like_node(b, node)
     bv = _bias_vector(b, bias, out.shape[-1])
     if bv is not None:
         return emit_matmul(b, node, a, w, out, bv, alpha, beta)
     from neuron_emu.compiler.lowering.elementwise import binary_into
-    tmp = b.alloc(out.shape, out.dtype, DType.F32)
-    emit_matmul(b, node, a, w, tmp, None, alpha)
-    return binary_into(b, "add", tmp, bias, out, beta_b=beta)
-
-
-@register(aten.bmm)
-def _bmm(b, node, a, w):
-    return emit_matmul(b, node, a, w, alloc_like_node(b, node))
-
-
-@register(aten.baddbmm)
-def _baddbmm(b, node, bias, a, w, beta=1, alpha=1):
-    from neuron_emu.compiler.lowering.elementwise import binary_into
-    out = alloc_like_node(b, node)
     tmp = b.alloc(out.shape, out.dtype, DType.F32)
     emit_matmul(b, node, a, w, tmp, None, alpha)
     return binary_into(b, "add", tmp, bias, out, beta_b=beta)

@@ -6,9 +6,9 @@ import torch
 
 from neuron_emu.compiler.builder import TV, out_emu
 from neuron_emu.compiler.lowering import register
-from neuron_emu.compiler.lowering.common import (LoweringError, alloc_like_node, broadcast_strides, cast_copy,
+from neuron_emu.compiler.lowering.common import (alloc_like_node, broadcast_strides, cast_copy,
                                                  contiguous, dma_copy, norm_dim, reshape)
-from neuron_emu.isa import ActFunc, Alu, DType, Instr, Op, contiguous_strides
+from neuron_emu.isa import ActFunc, Alu, DType, Instr, Op
 
 aten = torch.ops.aten
 
@@ -181,7 +181,7 @@ def _copy(b, node, dst, src, *_):
     return out
 
 
-@register(aten._to_copy, aten.to, aten._to_dtype if hasattr(aten, "_to_dtype") else aten._to_copy)
+@register(aten._to_copy, aten.to)
 def _to_copy(b, node, x, *args, **kwargs):
     v = node.outputs[0]
     dst_dtype = v.dtype
