@@ -13,9 +13,9 @@ from setuptools import setup
 import scipy_openblas32
 
 blas_lib_dir = scipy_openblas32.get_lib_dir()
-cflags = ["-O3", "-fopenmp", "-fno-math-errno", "-Wall", "-Wextra", "-Wno-unused-parameter",
+cflags = ["-O3", "-fopenmp-simd", "-pthread", "-fno-math-errno", "-Wall", "-Wextra", "-Wno-unused-parameter",
           "-DBLAS_SYMBOL_PREFIX=scipy_"]
-ldflags = ["-fopenmp", f"-Wl,-rpath,{blas_lib_dir}", "-Wl,-rpath,$ORIGIN/../scipy_openblas32/lib"]
+ldflags = ["-pthread", f"-Wl,-rpath,{blas_lib_dir}", "-Wl,-rpath,$ORIGIN/../scipy_openblas32/lib"]
 if os.environ.get("NEMU_SANITIZE") == "1":
     san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"]
     cflags = [f for f in cflags if f != "-O3"] + ["-O1", "-g"] + san

@@ -23,7 +23,7 @@ Cost dma_cost(const CoreSpec& s, int64_t bytes) {
 }
 
 // ---------------- DmaCopy ----------------
-void copy_check(const Instr& in, const int64_t* numel) {
+void copy_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   check_views(in, 2, numel, "DmaCopy");
   check_range("DmaCopy", "queue", in.ip[40], 0, 3);
   check_range("DmaCopy", "element bytes", in.ip[42], 0, 8);
@@ -43,7 +43,7 @@ Cost copy_exec(const Instr& in, OpCtx& ctx) {
 }
 
 // ---------------- DmaLoad ----------------
-void load_check(const Instr& in, const int64_t* numel) {
+void load_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   if (in.ip[0] < 0) fail("DmaLoad: negative byte count " + std::to_string(in.ip[0]));
   check_range("DmaLoad", "queue", in.ip[40], 0, 3);
 }
@@ -112,7 +112,7 @@ int32_t to_i32(float v) {
   return static_cast<int32_t>(v);
 }
 
-void io_check(const Instr& in, const int64_t* numel) {
+void io_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   const char* op = in.op == static_cast<int32_t>(Op::IoIn) ? "IoIn" : "IoOut";
   check_range(op, "io dtype", in.ip[1], 0, 9);
   if (in.ip[2] < 0) fail(std::string(op) + ": negative numel " + std::to_string(in.ip[2]));

@@ -22,6 +22,7 @@
 //  * fp8 e5m2 (IEEE-like, has inf; max 57344): torch's fp8e5m2_from_fp32_value does NOT saturate:
 //    |x| >= 65536 or a rounding carry past 57344 (x >= 61440) -> +-inf, NaN -> 0x7F | sign.
 #include "dtype_convert.h"
+#include "thread_pool.h"
 
 // The conversions compute every path (incl. an fp add for denormals) and select; without this GCC will not
 // if-convert the selects (an fp add "might trap"), and the fp16/fp8 loops would stay scalar.
@@ -173,12 +174,13 @@ void round_array(const float* in, float* out, int64_t n, DType d) {
   }
   constexpr int64_t kChunk = 1 << 14;  // multiple of the vector width; keeps chunks cache-line aligned
   const int64_t chunks = ceil_div(n, kChunk);
-#pragma omp parallel for schedule(static)
-  for (int64_t c = 0; c < chunks; ++c) {
-    const int64_t b = c * kChunk;
-    const int64_t len = b + kChunk <= n ? kChunk : n - b;
-    round_serial(in + b, out + b, len, d);
-  }
+  parallel_ranges(chunks, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t b = c * kChunk;
+      const int64_t len = b + kChunk <= n ? kChunk : n - b;
+      round_serial(in + b, out + b, len, d);
+    }
+  });
 }
 
 uint16_t to_bf16_bits(float x) { return static_cast<uint16_t>(bf16_bits(fbits(x))); }

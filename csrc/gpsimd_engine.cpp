@@ -18,7 +18,7 @@ namespace nemu {
 namespace {
 
 // ---------------- Iota ----------------
-void iota_check(const Instr& in, const int64_t* numel) {
+void iota_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   if (in.ip[0] < 0) fail("Iota: negative numel " + std::to_string(in.ip[0]));
   check_fits("Iota", 0, "output", in.ip[0], numel);
 }
@@ -43,7 +43,7 @@ Cost iota_exec(const Instr& in, OpCtx& ctx) {
 }
 
 // ---------------- Select ----------------
-void select_check(const Instr& in, const int64_t* numel) {
+void select_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   check_views(in, 4, numel, "Select");
   check_dtype("Select", in.ip[41]);
 }
@@ -83,7 +83,7 @@ Cost select_exec(const Instr& in, OpCtx& ctx) {
 }
 
 // ---------------- Gather ----------------
-void gather_check(const Instr& in, const int64_t* numel) {
+void gather_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   const int64_t n = in.ip[0], rows = in.ip[1], D = in.ip[2];
   const int64_t tab = checked_mul(rows, D, "Gather", "rows*D");
   const int64_t out = checked_mul(n, D, "Gather", "n*D");

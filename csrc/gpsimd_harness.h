@@ -5,7 +5,7 @@
 // partitions round-robin in tiles of spec.partitions rows: row r lives on partition r % P (tile r / P), so
 // core c owns rows {t*P + [c*16, c*16+16)} for every tile t. A core function processes its rows and returns
 // its own cycle count; the instruction costs GPSIMD_START + the slowest core's cycles. Host threads run the
-// cores concurrently when the work is large enough (OpenMP); exceptions thrown by a core function (e.g.
+// cores concurrently when the work is large enough (thread_pool.h); exceptions thrown by a core function (e.g.
 // nemu::fail on a bad index) are rethrown to the caller after all cores finish.
 //
 // Usage (custom operators included):
@@ -14,7 +14,6 @@
 //     return gpsimd_lane_cycles(core.row_count() * elems_per_row);
 //   });
 #pragma once
-#include <omp.h>
 
 #include <algorithm>
 #include <exception>
@@ -22,6 +21,7 @@
 
 #include "common.h"
 #include "simd.h"
+#include "thread_pool.h"
 
 namespace nemu {
 
@@ -74,9 +74,8 @@ Cost gpsimd_run(const CoreSpec& s, int64_t rows, int64_t work, F&& core_fn) {
       err[c] = std::current_exception();
     }
   };
-  if (work >= kParallelThreshold && omp_get_max_threads() > 1 && !omp_in_parallel()) {
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int c = 0; c < nc; ++c) one(c);
+  if (work >= kParallelThreshold) {
+    parallel_for(nc, [&](int64_t c) { one(static_cast<int>(c)); });
   } else {
     for (int c = 0; c < nc; ++c) one(c);
   }

@@ -148,8 +148,9 @@ struct OpCtx {
 };
 
 using ExecFn = Cost (*)(const Instr&, OpCtx&);
-// Validate params against operand sizes; throw std::invalid_argument naming op/operand/shape.
-using CheckFn = void (*)(const Instr&, const int64_t* operand_numel);
+// Validate params against operand sizes and the core's capabilities; throw std::invalid_argument naming
+// op/operand/shape. Runs once at program load (and before each kernel-level call), never per execution.
+using CheckFn = void (*)(const Instr&, const int64_t* operand_numel, const CoreSpec& spec);
 using ScratchFn = int64_t (*)(const Instr&);  // scratch floats needed (0 if none)
 
 struct OpDef {

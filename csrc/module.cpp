@@ -76,7 +76,7 @@ py::dict run_instr(py::array_t<int64_t, py::array::c_style> row, py::list operan
     numel[j] = py::reinterpret_borrow<py::array>(operands[j]).size();
     in.operand[j] = j;
   }
-  def->check(in, numel.data());
+  def->check(in, numel.data(), spec);
   // Scratch is kept per thread and grown on demand: no per-call allocation + zero fill (8 MB for a bf16
   // 1024^3 MatMul, ~5% of its time). Kernels must not rely on zeroed scratch (Program::run reuses it too).
   thread_local std::unique_ptr<float[], void (*)(void*)> t_scratch{nullptr, std::free};

@@ -79,7 +79,7 @@ Program::Program(const CoreSpec& spec, const int64_t* rows, int64_t n_instr, con
       if (in.ip[0] < 0 || in.ip[0] >= lim) fail(where(i, in, def) + ": io index " + std::to_string(in.ip[0]));
     }
     try {
-      def->check(in, numel);
+      def->check(in, numel, spec_);
     } catch (const std::invalid_argument& e) {
       fail(where(i, in, def) + ": " + e.what());
     }

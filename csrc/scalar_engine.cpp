@@ -72,7 +72,7 @@ NEMU_SIMD_CLONES void act_row(int func, const float* x, int64_t sx, float* y, in
 #undef CASE
 }
 
-void act_check(const Instr& in, const int64_t* numel) {
+void act_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   check_views(in, 2, numel, "Activation");
   check_range("Activation", "activation function code", in.ip[40], 0, static_cast<int64_t>(ActFunc::kCount) - 1);
   check_dtype("Activation", in.ip[41]);

@@ -9,5 +9,5 @@
 #define NEMU_SIMD_CLONES
 #endif
 
-// Work above this many elements is split across threads (OpenMP); below it threads cost more than they save.
+// Work above this many elements is split across threads (thread_pool.h); below it threads cost more than they save.
 constexpr long kParallelThreshold = 1 << 15;

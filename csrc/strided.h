@@ -2,11 +2,10 @@
 //  * StridedPlan: iteration over the "view layout" (isa.h) of K operands. Unit dims are dropped and
 //    dims that are contiguous in every operand are merged, so a same-shape contiguous op becomes one
 //    1-D row. The kernel callback sees rows of the innermost dim: f(off[K], n, inner_stride[K]).
-//  * for_each_row(): runs the rows, split by element ranges over OpenMP threads above kParallelThreshold.
+//  * for_each_row(): runs the rows, split by element ranges over the thread pool above kParallelThreshold.
 //  * Cost helpers: the tiling rule shared by all on-chip engines (rows on the 128 partitions, the free
 //    axis cut into instructions of at most kFreeTile = 512 elements per partition).
 #pragma once
-#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -17,6 +16,7 @@
 #include "dtype_convert.h"
 #include "isa.h"
 #include "simd.h"
+#include "thread_pool.h"
 
 namespace nemu {
 
@@ -108,34 +108,22 @@ template <int K, class F>
 inline void for_each_row(const StridedPlan<K>& p, F&& f) {
   const int64_t n = p.numel;
   if (n <= 0) return;
-  if (n < kParallelThreshold || omp_get_max_threads() < 2 || omp_in_parallel()) {
+  if (n < kParallelThreshold) {
     for_rows_in_range(p, 0, n, f);
     return;
   }
-#pragma omp parallel
-  {
-    const int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
-    const int64_t b = n * t / nt, e = n * (t + 1) / nt;
-    for_rows_in_range(p, b, e, f);
-  }
+  parallel_ranges(n, [&](int64_t b, int64_t e) { for_rows_in_range(p, b, e, f); });
 }
 
 // Parallel loop over [0, n) items of `work_per_item` elements each; `f(begin, end)` gets a chunk.
 template <class F>
 inline void parallel_chunks(int64_t n, int64_t work_per_item, F&& f) {
   if (n <= 0) return;
-  const bool par = n > 1 && n * std::max<int64_t>(work_per_item, 1) >= kParallelThreshold && omp_get_max_threads() > 1 &&
-                   !omp_in_parallel();
-  if (!par) {
+  if (n * std::max<int64_t>(work_per_item, 1) < kParallelThreshold) {
     f(int64_t{0}, n);
     return;
   }
-#pragma omp parallel
-  {
-    const int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
-    const int64_t b = n * t / nt, e = n * (t + 1) / nt;
-    if (b < e) f(b, e);
-  }
+  parallel_ranges(n, f);
 }
 
 // Round a (possibly strided) row to an emulated dtype in place.

@@ -12,9 +12,7 @@
 // nc_matmul figure max(min(MM_INIT_LATENCY, n_stationary), n_moving) TensorE cycles, x fp32_matmul_factor
 // for fp32 inputs (shared/reference/neuron-hardware.md 1.1, "Per-instruction formula").
 //
-// Threads: our OpenMP regions (rounding, im2col) and OpenBLAS's own pthread pool never run at the same time
-// inside one call: every parallel region ends before the BLAS call starts, and BLAS is never called from
-// inside an OpenMP region, so at most one pool is busy on the cores at a time.
+// Threads: one pool (thread_pool.h) runs rounding, im2col and GEMM blocks; OpenBLAS itself is single-threaded.
 #include <cblas.h>
 
 #include <algorithm>
@@ -24,6 +22,7 @@
 #include "dtype_convert.h"
 #include "isa.h"
 #include "simd.h"
+#include "thread_pool.h"
 
 namespace nemu {
 
@@ -103,31 +102,50 @@ double tile_cycles(int64_t stationary, int64_t moving, int64_t k, const CoreSpec
   return cyc * static_cast<double>(nk);
 }
 
-// Rounding of GEMM inputs runs in the calling thread, in chunks below kParallelThreshold (so round_array stays
-// serial): it costs ~0.35 ms per 1M bf16 values, ~1-3% of the GEMM it feeds, and a fork/join right next to
-// OpenBLAS's spinning pool measured 20-40x slower on a busy 2-core box (libgomp's default active wait).
-void round_serial(const float* src, float* dst, int64_t n, DType d) {
-  constexpr int64_t kChunk = 1 << 14;
-  static_assert(kChunk < kParallelThreshold, "chunks must stay below the OpenMP threshold");
-  for (int64_t i = 0; i < n; i += kChunk) round_array(src + i, dst + i, std::min(kChunk, n - i), d);
-}
+// Rounding of GEMM inputs/outputs: round_array splits large ranges over the thread pool (inside a parallel
+// region, e.g. per-matrix batches, it runs on the calling thread). ~0.35 ms per 1M bf16 values on one thread.
+inline void round_values(const float* src, float* dst, int64_t n, DType d) { round_array(src, dst, n, d); }
 
 // Round `rows` rows of `cols` (source pitch ld) into a packed destination (pitch cols).
 void round_rows(const float* src, int64_t ld, float* dst, int64_t rows, int64_t cols, DType d) {
   if (ld == cols || rows == 1) {
-    round_serial(src, dst, rows * cols, d);
+    round_values(src, dst, rows * cols, d);
     return;
   }
-  for (int64_t r = 0; r < rows; ++r) round_serial(src + r * ld, dst + r * cols, cols, d);
+  for (int64_t r = 0; r < rows; ++r) round_values(src + r * ld, dst + r * cols, cols, d);
 }
 
 inline int64_t pad16(int64_t n) { return (n + 15) / 16 * 16; }
 
-inline void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
-                  const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+inline void sgemm_serial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                         const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   scipy_cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, static_cast<int>(M),
                     static_cast<int>(N), static_cast<int>(K), alpha, A, static_cast<int>(lda), B, static_cast<int>(ldb),
                     beta, C, static_cast<int>(ldc));
+}
+
+// One thread pool (thread_pool.h): OpenBLAS runs single-threaded (set at registration) and GEMMs are
+// split here by column or row blocks of C, so no second pool spins beside ours.
+constexpr double kGemmParallelWork = 1 << 18;  // multiply-adds below which one thread is faster
+
+inline void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                  const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  const int nt = num_threads();
+  if (nt <= 1 || in_parallel() || static_cast<double>(M) * N * K < kGemmParallelWork) {
+    sgemm_serial(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  const bool by_cols = N >= M;
+  const int64_t extent = by_cols ? N : M;
+  const int64_t chunk = ((extent + nt - 1) / nt + 15) & ~int64_t{15};
+  parallel_for(nt, [&](int64_t t) {
+    const int64_t lo = t * chunk, n = std::min(chunk, extent - lo);
+    if (n <= 0) return;
+    if (by_cols)
+      sgemm_serial(ta, tb, M, n, K, alpha, A, lda, tb ? B + lo * ldb : B + lo, ldb, beta, C + lo, ldc);
+    else
+      sgemm_serial(ta, tb, n, N, K, alpha, ta ? A + lo : A + lo * lda, lda, B, ldb, beta, C + lo * ldc, ldc);
+  });
 }
 
 // Out rows (rows x cols, contiguous) = / += beta * bias[cols]
@@ -174,7 +192,14 @@ MM mm_params(const Instr& in) {
   return p;
 }
 
-void matmul_check(const Instr& in, const int64_t* numel) {
+// NeuronCore-v1's TensorE has no fp32 inputs (hardware.py): refuse such a program at load.
+void check_fp32_supported(const char* op, int64_t in_dtype, const CoreSpec& spec) {
+  if (in_dtype == static_cast<int64_t>(DType::F32) && !spec.has_fp32_matmul)
+    fail(std::string(op) + ": in_dtype fp32 is not supported by the TensorE of NeuronCore-v" + s(spec.generation) +
+         " (use bf16 or fp16)");
+}
+
+void matmul_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   const char* op = "MatMul";
   check_flag(in, 6, op, "transA");
   check_flag(in, 10, op, "transB");
@@ -185,6 +210,7 @@ void matmul_check(const Instr& in, const int64_t* numel) {
   check_flag(in, 21, op, "stationary_side");
   dtype_param(in, 14, op, "in_dtype");
   dtype_param(in, 19, op, "out_dtype");
+  check_fp32_supported(op, in.ip[14], spec);
   const MM p = mm_params(in);
   const int expect = 3 + (p.has_bias ? 1 : 0);
   if (in.n_operands != expect)
@@ -247,9 +273,6 @@ Cost matmul_cost(const MM& p, const CoreSpec& sp) {
 
 Cost matmul_exec(const Instr& in, OpCtx& ctx) {
   const MM p = mm_params(in);
-  if (p.in_dt == DType::F32 && !ctx.spec.has_fp32_matmul)
-    fail("MatMul: in_dtype fp32 is not supported by the TensorE of NeuronCore-v" + s(ctx.spec.generation) +
-         " (use bf16 or fp16)");
   const Cost cost = matmul_cost(p, ctx.spec);
   if (p.batch == 0 || p.M == 0 || p.N == 0) return cost;
   const float* A = ctx.operand(in, 0) + p.a_off;
@@ -271,7 +294,10 @@ Cost matmul_exec(const Instr& in, OpCtx& ctx) {
     B = sc; ldb = p.b_cols(); b_bs = p.b_bs == 0 ? 0 : p.K * p.N;
   }
   const float alpha = static_cast<float>(in.fp[0]), beta = static_cast<float>(in.fp[1]);
-  for (int64_t b = 0; b < p.batch; ++b) {
+  // Many small matrices (attention heads): one matrix per thread; otherwise each GEMM is split (sgemm).
+  const bool par_batch = p.batch > 1 && static_cast<double>(p.M) * p.N * p.K < 4 * kGemmParallelWork &&
+                         static_cast<double>(p.batch) * p.M * p.N * p.K >= kGemmParallelWork;
+  parallel_for_if(par_batch, p.batch, [&](int64_t b) {
     float* Ob = O + b * p.o_bs;
     float blas_beta = p.acc ? 1.f : 0.f;
     if (bias || K0) {
@@ -279,8 +305,8 @@ Cost matmul_exec(const Instr& in, OpCtx& ctx) {
       blas_beta = 1.f;
     }
     if (!K0) sgemm(p.ta, p.tb, p.M, p.N, p.K, alpha, A + b * a_bs, lda, B + b * b_bs, ldb, blas_beta, Ob, p.N);
-    if (p.out_dt != DType::F32) round_serial(Ob, Ob, p.M * p.N, p.out_dt);
-  }
+    if (p.out_dt != DType::F32) round_values(Ob, Ob, p.M * p.N, p.out_dt);
+  });
   return cost;
 }
 
@@ -307,12 +333,13 @@ CV cv_params(const Instr& in) {
   return p;
 }
 
-void conv_check(const Instr& in, const int64_t* numel) {
+void conv_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   const char* op = "Conv2d";
   check_flag(in, 15, op, "w_prerounded");
   check_flag(in, 16, op, "has_bias");
   dtype_param(in, 14, op, "in_dtype");
   dtype_param(in, 17, op, "out_dtype");
+  check_fp32_supported(op, in.ip[14], spec);
   const CV p = cv_params(in);
   const int expect = 3 + (p.has_bias ? 1 : 0);
   if (in.n_operands != expect)
@@ -392,8 +419,7 @@ Cost conv_cost(const CV& p, const CoreSpec& sp) {
 void im2col(const float* x, const CV& p, float* col) {
   const int64_t rows = p.Kg(), plane = p.OH * p.OW;
   const bool par = rows * plane >= kParallelThreshold;
-#pragma omp parallel for schedule(static) if (par)
-  for (int64_t r = 0; r < rows; ++r) {
+  parallel_for_if(par, rows, [&](int64_t r) {
     const int64_t c = r / (p.kh * p.kw), i = (r / p.kw) % p.kh, j = r % p.kw;
     const float* xc = x + c * p.H * p.W;
     float* dst = col + r * plane;
@@ -419,14 +445,11 @@ void im2col(const float* x, const CV& p, float* col) {
       }
       for (int64_t ox = ox_hi; ox < p.OW; ++ox) d[ox] = 0.f;
     }
-  }
+  });
 }
 
 Cost conv_exec(const Instr& in, OpCtx& ctx) {
   const CV p = cv_params(in);
-  if (p.in_dt == DType::F32 && !ctx.spec.has_fp32_matmul)
-    fail("Conv2d: in_dtype fp32 is not supported by the TensorE of NeuronCore-v" + s(ctx.spec.generation) +
-         " (use bf16 or fp16)");
   const Cost cost = conv_cost(p, ctx.spec);
   const float* X = ctx.operand(in, 0);
   const float* Wt = ctx.operand(in, 1);
@@ -435,12 +458,12 @@ Cost conv_exec(const Instr& in, OpCtx& ctx) {
   float* sc = ctx.scratch;
   const int64_t nx = p.N * p.C * p.H * p.W;
   if (p.round_x()) {
-    round_serial(X, sc, nx, p.in_dt);
+    round_values(X, sc, nx, p.in_dt);
     X = sc;
     sc += pad16(nx);
   }
   if (p.round_w()) {
-    round_serial(Wt, sc, p.O * p.Kg(), p.in_dt);
+    round_values(Wt, sc, p.O * p.Kg(), p.in_dt);
     Wt = sc;
     sc += pad16(p.O * p.Kg());
   }
@@ -463,13 +486,13 @@ Cost conv_exec(const Instr& in, OpCtx& ctx) {
       sgemm(false, false, Og, plane, Kg, 1.f, Wt + g * Og * Kg, Kg, src, plane, beta, og, plane);
     }
   }
-  if (p.out_dt != DType::F32) round_serial(O, O, p.N * p.O * plane, p.out_dt);
+  if (p.out_dt != DType::F32) round_values(O, O, p.N * p.O * plane, p.out_dt);
   return cost;
 }
 
 // ============================== Transpose ==============================
 
-void transpose_check(const Instr& in, const int64_t* numel) {
+void transpose_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   const char* op = "Transpose";
   if (in.n_operands != 2) fail(std::string(op) + ": needs 2 operands (In, Out), got " + s(in.n_operands));
   check_range(in.ip[0], 0, kMaxTransposeP, op, "P (partitions of In)");
@@ -505,15 +528,14 @@ Cost transpose_exec(const Instr& in, OpCtx& ctx) {
   float* dst = ctx.operand(in, 1);
   constexpr int64_t B = 32;
   const bool par = P * F >= kParallelThreshold;
-#pragma omp parallel for schedule(static) if (par)
-  for (int64_t f0 = 0; f0 < F; f0 += B) {
-    const int64_t f1 = std::min(F, f0 + B);
+  parallel_for_if(par, ceil_div(F, B), [&](int64_t fb) {
+    const int64_t f0 = fb * B, f1 = std::min(F, f0 + B);
     for (int64_t p0 = 0; p0 < P; p0 += B) {
       const int64_t p1 = std::min(P, p0 + B);
       for (int64_t f = f0; f < f1; ++f)
         for (int64_t p = p0; p < p1; ++p) dst[f * P + p] = src[p * F + f];
     }
-  }
+  });
   if (d != DType::F32) round_array(dst, dst, P * F, d);
   return c;
 }
@@ -521,6 +543,7 @@ Cost transpose_exec(const Instr& in, OpCtx& ctx) {
 }  // namespace
 
 void register_tensor_engine_ops() {
+  scipy_openblas_set_num_threads(1);  // see sgemm(): parallelism comes from OpenMP only
   register_op(Op::MatMul, "MatMul", Engine::Tensor, 3, 4, matmul_exec, matmul_check, matmul_scratch);
   register_op(Op::Conv2d, "Conv2d", Engine::Tensor, 3, 4, conv_exec, conv_check, conv_scratch);
   register_op(Op::Transpose, "Transpose", Engine::Tensor, 2, 2, transpose_exec, transpose_check);

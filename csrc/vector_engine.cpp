@@ -132,7 +132,7 @@ Cost vcost(const Tiled& t, int64_t bytes, int64_t flops) {
 }
 
 // ---------------- TensorTensor ----------------
-void tt_check(const Instr& in, const int64_t* numel) {
+void tt_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   check_views(in, 3, numel, "TensorTensor");
   check_alu("TensorTensor", in.ip[40]);
   check_dtype("TensorTensor", in.ip[41]);
@@ -153,7 +153,7 @@ Cost tt_exec(const Instr& in, OpCtx& ctx) {
 }
 
 // ---------------- TensorScalar ----------------
-void ts_check(const Instr& in, const int64_t* numel) {
+void ts_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   check_views(in, 2, numel, "TensorScalar");
   check_alu("TensorScalar", in.ip[40]);
   check_dtype("TensorScalar", in.ip[41]);
@@ -184,7 +184,7 @@ Cost ts_exec(const Instr& in, OpCtx& ctx) {
 }
 
 // ---------------- TensorCopy ----------------
-void copy_check(const Instr& in, const int64_t* numel) {
+void copy_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   check_views(in, 2, numel, "TensorCopy");
   check_dtype("TensorCopy", in.ip[41]);
 }
@@ -218,7 +218,7 @@ ORI ori_check(const Instr& in, const int64_t* numel, const char* op, bool out_re
 constexpr int64_t kBlk = 128;  // inner-axis block kept in stack accumulators
 
 // ---------------- TensorReduce ----------------
-void reduce_check(const Instr& in, const int64_t* numel) {
+void reduce_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   ori_check(in, numel, "TensorReduce", true, 1);
   check_range("TensorReduce", "reduce op", in.ip[3], 0, static_cast<int64_t>(ReduceOp::kCount) - 1);
   check_dtype("TensorReduce", in.ip[4]);
@@ -336,7 +336,7 @@ Cost reduce_exec(const Instr& in, OpCtx& ctx) {
 }
 
 // ---------------- Softmax ----------------
-void softmax_check(const Instr& in, const int64_t* numel) {
+void softmax_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   ori_check(in, numel, "Softmax", false, 1);
   check_dtype("Softmax", in.ip[4]);
 }
@@ -459,7 +459,7 @@ Cost softmax_exec(const Instr& in, OpCtx& ctx) {
 }
 
 // ---------------- LayerNorm ----------------
-void ln_check(const Instr& in, const int64_t* numel) {
+void ln_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   const int64_t rows = in.ip[0], D = in.ip[1];
   const bool hw = in.ip[2] != 0, hb = in.ip[3] != 0;
   const int64_t all = checked_mul(rows, D, "LayerNorm", "rows*D");
@@ -524,7 +524,7 @@ Cost ln_exec(const Instr& in, OpCtx& ctx) {
 }
 
 // ---------------- BatchNorm (inference) ----------------
-void bn_check(const Instr& in, const int64_t* numel) {
+void bn_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   const int64_t N = in.ip[0], C = in.ip[1], HW = in.ip[2];
   const bool hw = in.ip[3] != 0, hb = in.ip[4] != 0;
   const int64_t all = checked_mul(checked_mul(N, C, "BatchNorm", "N*C"), HW, "BatchNorm", "N*C*HW");
@@ -578,7 +578,7 @@ Cost bn_exec(const Instr& in, OpCtx& ctx) {
 }
 
 // ---------------- Pool2d ----------------
-void pool_check(const Instr& in, const int64_t* numel) {
+void pool_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   const char* op = "Pool2d";
   const int64_t NC = in.ip[0], H = in.ip[1], W = in.ip[2], kh = in.ip[3], kw = in.ip[4], sh = in.ip[5], sw = in.ip[6];
   const int64_t ph = in.ip[7], pw = in.ip[8], OH = in.ip[9], OW = in.ip[10], kind = in.ip[11];
@@ -682,7 +682,7 @@ Cost pool_exec(const Instr& in, OpCtx& ctx) {
 }
 
 // ---------------- VecTranspose ----------------
-void vt_check(const Instr& in, const int64_t* numel) {
+void vt_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   const int64_t n = checked_mul(in.ip[0], in.ip[1], "VecTranspose", "P*F");
   check_fits("VecTranspose", 0, "input [P,F]", n, numel);
   check_fits("VecTranspose", 1, "output [F,P]", n, numel);
@@ -711,7 +711,7 @@ Cost vt_exec(const Instr& in, OpCtx& ctx) {
 }
 
 // ---------------- Scan ----------------
-void scan_check(const Instr& in, const int64_t* numel) {
+void scan_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   ori_check(in, numel, "Scan", false, 0);
   const int64_t a = in.ip[3];
   if (a != static_cast<int64_t>(Alu::Add) && a != static_cast<int64_t>(Alu::Mul) && a != static_cast<int64_t>(Alu::Max) &&

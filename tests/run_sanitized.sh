@@ -19,7 +19,7 @@ PYTHON="${PYTHON:-python}"
 START=$(date +%s)
 
 KERNEL_TESTS=(test_tensor_engine.py test_vector_engine.py test_scalar_engine.py
-              test_gpsimd_engine.py test_dma.py test_dtype_convert.py)
+              test_gpsimd_engine.py test_dma.py test_dtype_convert.py test_artifact.py)
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/nemu-sanitize.XXXXXX")"
 cleanup() {
@@ -64,6 +64,10 @@ if [[ ! -e "$LIBASAN" || "$LIBASAN" == "libasan.so" ]]; then
     echo "[sanitize] libasan.so not found (gcc -print-file-name=libasan.so)"; exit 2
 fi
 LIBASAN="$(readlink -f "$LIBASAN")"
+# libstdc++ must be loaded when ASan starts, or its __cxa_throw interceptor finds no real __cxa_throw and
+# every C++ exception (our ValueErrors) aborts the process ("CHECK failed: real___cxa_throw != 0").
+LIBSTDCXX="$(readlink -f "$(g++ -print-file-name=libstdc++.so)")"
+PRELOAD="$LIBASAN $LIBSTDCXX"
 
 # 4. Collect whichever kernel tests exist (from the copy, so they import the sanitized build).
 TESTS=()
@@ -85,7 +89,7 @@ fi
 echo "[sanitize] running: ${TESTS[*]}"
 
 # The copy must shadow the editable install of the main tree.
-got="$(cd "$WORK" && PYTHONPATH="$WORK" LD_PRELOAD="$LIBASAN" ASAN_OPTIONS=detect_leaks=0 \
+got="$(cd "$WORK" && PYTHONPATH="$WORK" LD_PRELOAD="$PRELOAD" ASAN_OPTIONS=detect_leaks=0 \
        "$PYTHON" -c 'import neuron_emu._C as c; print(c.__file__)' 2>&1 | tail -n1)"
 if [[ "$got" != "$WORK"/* ]]; then
     echo "[sanitize] sanitized extension does not import from the copy: $got"; exit 2
@@ -95,7 +99,7 @@ LOG="$WORK/pytest.log"
 (
     cd "$WORK"
     export PYTHONPATH="$WORK${PYTHONPATH:+:$PYTHONPATH}"
-    export LD_PRELOAD="$LIBASAN"
+    export LD_PRELOAD="$PRELOAD"
     export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1${NEMU_SAN_ASAN_OPTIONS:+:$NEMU_SAN_ASAN_OPTIONS}"
     export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
     export PYTHONFAULTHANDLER=1
