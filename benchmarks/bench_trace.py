@@ -44,19 +44,30 @@ def bench(name):
               f"modelled Inf2 latency {torch_neuronx_emu.last_call().latency_s * 1e3:.3f} ms", flush=True)
 
 
+# Peak RSS of a deployment process: eager loads the weights into a model built on the meta device (no
+# random init), the traced model is torch.jit.load-ed; neither builds the model from scratch.
 _RSS = """
-import resource, sys, torch
+import resource, sys, torch, transformers
 from neuron_emu import zoo
-model, inputs = zoo.bert("large", seq=128)
+d = sys.argv[2]
 if sys.argv[1] == "trace":
     import torch_neuronx_emu
-    torch.jit.save(torch_neuronx_emu.trace(model, inputs), sys.argv[2])
-elif sys.argv[1] == "eager":
-    with torch.no_grad(): model(*inputs)
+    model, inputs = zoo.bert("large", seq=128)
+    model.config.to_json_file(d + "/config.json")
+    torch.save(model.state_dict(), d + "/weights.pt")
+    torch.save(inputs, d + "/inputs.pt")
+    torch.jit.save(torch_neuronx_emu.trace(model, inputs), d + "/traced.pt")
 else:
-    import torch_neuronx_emu
-    del model
-    m = torch.jit.load(sys.argv[2]); m(*inputs)
+    inputs = torch.load(d + "/inputs.pt")
+    if sys.argv[1] == "eager":
+        with torch.device("meta"):
+            model = transformers.BertModel(transformers.BertConfig.from_json_file(d + "/config.json")).eval()
+        model.load_state_dict(torch.load(d + "/weights.pt", mmap=True), assign=True)
+        with torch.no_grad():
+            model(*inputs)
+    else:
+        import torch_neuronx_emu
+        torch.jit.load(d + "/traced.pt")(*inputs)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
 
@@ -64,13 +75,11 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 def rss():
     import tempfile
     with tempfile.TemporaryDirectory() as d:
-        path = f"{d}/bert_large.pt"
-        subprocess.run([sys.executable, "-c", _RSS, "trace", path], check=True, capture_output=True)
-        eager = float(subprocess.run([sys.executable, "-c", _RSS, "eager", path], check=True,
-                                     capture_output=True, text=True).stdout.split()[-1])
-        loaded = float(subprocess.run([sys.executable, "-c", _RSS, "load", path], check=True,
-                                      capture_output=True, text=True).stdout.split()[-1])
-    print(f"BERT-large peak RSS: eager {eager:.0f} MiB, loaded traced model {loaded:.0f} MiB, ratio {loaded / eager:.2f}x")
+        subprocess.run([sys.executable, "-c", _RSS, "trace", d], check=True, capture_output=True)
+        peak = {mode: float(subprocess.run([sys.executable, "-c", _RSS, mode, d], check=True, capture_output=True,
+                                           text=True).stdout.split()[-1]) for mode in ("eager", "load")}
+    print(f"BERT-large peak RSS: eager {peak['eager']:.0f} MiB, loaded traced model {peak['load']:.0f} MiB, "
+          f"ratio {peak['load'] / peak['eager']:.2f}x")
 
 
 if __name__ == "__main__":
