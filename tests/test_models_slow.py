@@ -1,4 +1,11 @@
-"""Full-size models (slow: run with `-m slow`). Numerics vs PyTorch CPU eager with --auto-cast none."""
+"""Full-size models (slow: run with `-m slow`). Numerics with --auto-cast none.
+
+The oracle is PyTorch eager in float64: deep networks' fp32 outputs differ from the exact result by more
+than allclose(rtol=1e-4, atol=1e-5) near zero whatever the summation order (eager fp32 itself fails it on
+ResNet-50, whose logits reach ~180), so both eager fp32 and the emulator are held to the float64 result:
+the emulator within that tolerance, and no further from it than twice eager fp32's own error."""
+import copy
+
 import pytest
 import torch
 
@@ -21,13 +28,15 @@ MODELS = {
 def test_full_model_matches_eager(name):
     model, inputs = MODELS[name]()
     traced = torch_neuronx_emu.trace(model, inputs)
-    with torch.no_grad():
-        expected = model(*inputs)
     got = traced(*inputs)
-    exp = [t for t in torch.utils._pytree.tree_leaves(expected) if isinstance(t, torch.Tensor)]
-    out = [t for t in torch.utils._pytree.tree_leaves(got) if isinstance(t, torch.Tensor)]
-    assert len(exp) == len(out)
-    for e, o in zip(exp, out):
-        torch.testing.assert_close(o, e, rtol=1e-4, atol=1e-5)
+    with torch.no_grad():
+        eager32 = model(*inputs)
+        exact = copy.deepcopy(model).double()(*(t.double() if t.is_floating_point() else t for t in inputs))
+    leaves = [[t for t in torch.utils._pytree.tree_leaves(r) if isinstance(t, torch.Tensor)] for r in (got, eager32, exact)]
+    assert len(leaves[0]) == len(leaves[1]) == len(leaves[2])
+    for o, e32, e64 in zip(*leaves):
+        assert o.shape == e32.shape and o.dtype == e32.dtype
+        torch.testing.assert_close(o.double(), e64, rtol=1e-4, atol=1e-5)
+        assert (o.double() - e64).abs().max() <= 2 * (e32.double() - e64).abs().max() + 1e-6
     s = torch_neuronx_emu.last_call()
     assert s.latency_s > 0 and s.engines["TensorE"].flops > 0
