@@ -7,7 +7,7 @@ NEMU_SANITIZE=1 builds with AddressSanitizer + UBSan (see tests/run_sanitized.sh
 import glob
 import os
 
-from pybind11.setup_helpers import Pybind11Extension, build_ext
+from pybind11.setup_helpers import ParallelCompile, Pybind11Extension, build_ext
 from setuptools import setup
 
 import scipy_openblas32
@@ -21,6 +21,19 @@ if os.environ.get("NEMU_SANITIZE") == "1":
     cflags = [f for f in cflags if f != "-O3"] + ["-O1", "-g"] + san
     ldflags += san
 
+HEADERS = sorted(glob.glob("csrc/*.h"))
+
+
+def _stale(obj: str, src: str) -> bool:
+    """Recompile an object older than its source or any header (setuptools alone rebuilds every file)."""
+    if not os.path.exists(obj):
+        return True
+    t = os.path.getmtime(obj)
+    return any(os.path.getmtime(p) >= t for p in [src] + HEADERS)
+
+
+ParallelCompile("NEMU_BUILD_JOBS", needs_recompile=_stale).install()
+
 ext = Pybind11Extension(
     "neuron_emu._C",
     sorted(glob.glob("csrc/*.cpp")),
@@ -29,6 +42,7 @@ ext = Pybind11Extension(
     libraries=[scipy_openblas32.get_library()],
     extra_compile_args=cflags,
     extra_link_args=ldflags,
+    depends=HEADERS,
     cxx_std=17,
 )
 
