@@ -13,28 +13,39 @@ const char* engine_name(Engine e);
 
 // Emulated element types. Storage is always fp32: a value "in bf16" is an fp32 holding a
 // bf16-representable value, rounded exactly as the hardware would (see dtype_convert.h).
+// kDTypes is the C++ half of the one dtype table; neuron_emu/dtypes.py builds the Python half
+// (torch dtypes, auto-cast names) from it through _C.dtype_table().
 enum class DType : int32_t { F32 = 0, BF16 = 1, FP16 = 2, TF32 = 3, FP8E4M3 = 4, FP8E5M2 = 5 };
-constexpr int kNumDTypes = 6;
-const char* dtype_name(DType d);
+struct DTypeInfo {
+  const char* name;
+  int bytes;  // storage size on the device (what DMA and the engines are charged for)
+};
+constexpr DTypeInfo kDTypes[] = {{"fp32", 4}, {"bf16", 2}, {"fp16", 2}, {"tf32", 4}, {"fp8_e4m3", 1}, {"fp8_e5m2", 1}};
+constexpr int kNumDTypes = sizeof(kDTypes) / sizeof(kDTypes[0]);
+inline const char* dtype_name(DType d) { return kDTypes[static_cast<int>(d)].name; }
+inline int dtype_bytes(DType d) { return kDTypes[static_cast<int>(d)].bytes; }
 DType dtype_from_int(int64_t v);  // throws std::invalid_argument on an unknown code
 
-// Per-NeuronCore parameters; filled from neuron_emu/hardware.py (which cites the sources).
+// Per-NeuronCore parameters. Every value comes from neuron_emu/hardware.py (which cites the sources);
+// nothing here has a default, so a spec that was not filled in costs nothing rather than a stale guess.
 struct CoreSpec {
-  int32_t generation = 2;            // 1 = NeuronCore-v1 (Inf1), 2 = NeuronCore-v2 (Inf2/Trn1)
-  double clock_ghz[kNumEngines] = {2.8, 1.12, 1.4, 1.4, 1.4};  // Dma entry unused (DMA costs in ns)
-  int32_t partitions = 128;          // SBUF partitions = PE rows = max contraction per matmul
-  int32_t pe_cols = 128;             // max stationary free size M
-  int32_t moving_max = 512;          // max moving free size N (one PSUM bank)
-  int32_t mm_init_latency = 64;      // TensorE MM_INIT_LATENCY
-  int32_t fp32_matmul_factor = 4;    // fp32 inputs run at 1/4 rate
-  int32_t min_ii = 64;               // VectorE/ScalarE MIN_II
-  int32_t gpsimd_start = 150;        // GpSimd start-up cycles
-  int32_t gpsimd_cores = 8;
-  double dma_engines = 16;           // DMA queues per core
-  double dma_bytes_per_ns_per_engine = 27.2;  // GB/s == bytes/ns
-  double dma_fixed_ns = 1300.0;      // per-transfer descriptor/semaphore latency
-  double hbm_bytes_per_ns = 410.0;   // per-core share of device memory bandwidth
-  bool has_fp32_matmul = true;       // NeuronCore-v1 TensorE has no fp32 inputs
+  int32_t generation = 0;            // 1 = NeuronCore-v1 (Inf1), 2 = NeuronCore-v2 (Inf2/Trn1)
+  double clock_ghz[kNumEngines] = {};  // per engine; the Dma entry is unused (DMA costs in ns)
+  int32_t partitions = 0;            // SBUF partitions = PE rows = max contraction per matmul
+  int32_t pe_cols = 0;               // max stationary free size M
+  int32_t moving_max = 0;            // max moving free size N (one PSUM bank)
+  int32_t free_tile = 0;             // max free-axis elements per partition in one VectorE/ScalarE instruction
+  int32_t mm_init_latency = 0;       // TensorE MM_INIT_LATENCY
+  int32_t fp32_matmul_factor = 0;    // fp32 inputs run at 1/factor rate
+  int32_t min_ii = 0;                // VectorE/ScalarE MIN_II
+  int32_t gpsimd_start = 0;          // GpSimd start-up cycles
+  int32_t gpsimd_cores = 0;
+  int32_t gpsimd_lanes = 0;          // fp32 lanes of one GpSimd core
+  double dma_engines = 0;            // DMA queues per core
+  double dma_bytes_per_ns_per_engine = 0;  // GB/s == bytes/ns
+  double dma_fixed_ns = 0;           // per-transfer descriptor/semaphore latency
+  double hbm_bytes_per_ns = 0;       // per-core share of device memory bandwidth
+  bool has_fp32_matmul = false;      // NeuronCore-v1 TensorE has no fp32 inputs
 };
 
 // What one kernel call costs on its engine. `instructions` counts ISA-level instructions

@@ -3,7 +3,7 @@
 // Cost mapping (neuron-hardware.md 1.1 "Data movement"): each instruction is one transfer spread over all
 // DMA queues: ns = spec.dma_fixed_ns + bytes / (spec.dma_engines * spec.dma_bytes_per_ns_per_engine);
 // Cost.engine = Dma and Cost.cycles holds nanoseconds (see Cost::ns). Bytes moved: DmaCopy = elements *
-// ip[42] (element bytes, 4 when 0); DmaLoad = ip[0]; IoIn/IoOut = numel * host element size.
+// elem_bytes; DmaLoad = bytes; IoIn/IoOut = numel * host element size.
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -23,12 +23,14 @@ Cost dma_cost(const CoreSpec& s, int64_t bytes) {
 }
 
 // ---------------- DmaCopy ----------------
+using DCF = DmaCopyF;
 void copy_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   check_views(in, 2, numel, "DmaCopy");
-  check_range("DmaCopy", "queue", in.ip[40], 0, 3);
-  check_range("DmaCopy", "element bytes", in.ip[42], 0, 8);
+  check_range("DmaCopy", "queue", in.ip[DCF::queue], 0, 3);
+  const int64_t eb = in.ip[DCF::elem_bytes];
+  if (eb != 1 && eb != 2 && eb != 4 && eb != 8) fail("DmaCopy: elem_bytes " + std::to_string(eb) + " is not 1, 2, 4 or 8");
 }
-Cost copy_exec(const Instr& in, OpCtx& ctx) {
+void copy_exec(const Instr& in, OpCtx& ctx) {
   const auto p = make_plan<2>(in);
   const float* A = ctx.operand(in, 0);
   float* O = ctx.operand(in, 1);
@@ -38,16 +40,17 @@ Cost copy_exec(const Instr& in, OpCtx& ctx) {
     if (st[0] == 1 && st[1] == 1) std::memmove(o, a, static_cast<size_t>(n) * sizeof(float));
     else for (int64_t i = 0; i < n; ++i) o[i * st[1]] = a[i * st[0]];
   });
-  const int64_t eb = in.ip[42] ? in.ip[42] : 4;
-  return dma_cost(ctx.spec, p.numel * eb);
 }
+Cost copy_cost(const Instr& in, const CoreSpec& s) { return dma_cost(s, view_numel(in) * in.ip[DCF::elem_bytes]); }
 
 // ---------------- DmaLoad ----------------
+using DLF = DmaLoadF;
 void load_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
-  if (in.ip[0] < 0) fail("DmaLoad: negative byte count " + std::to_string(in.ip[0]));
-  check_range("DmaLoad", "queue", in.ip[40], 0, 3);
+  if (in.ip[DLF::bytes] < 0) fail("DmaLoad: negative byte count " + std::to_string(in.ip[DLF::bytes]));
+  check_range("DmaLoad", "queue", in.ip[DLF::queue], 0, 3);
 }
-Cost load_exec(const Instr& in, OpCtx& ctx) { return dma_cost(ctx.spec, in.ip[0]); }
+void load_exec(const Instr&, OpCtx&) {}
+Cost load_cost(const Instr& in, const CoreSpec& s) { return dma_cost(s, in.ip[DLF::bytes]); }
 
 // ---------------- host dtype conversion ----------------
 float half_to_float(uint16_t h) {
@@ -112,11 +115,19 @@ int32_t to_i32(float v) {
   return static_cast<int32_t>(v);
 }
 
+// IoIn and IoOut share one field layout.
+using IOF = IoInF;
+static_assert(int{IoInF::io_index} == int{IoOutF::io_index} && int{IoInF::io_dtype} == int{IoOutF::io_dtype} &&
+                  int{IoInF::numel} == int{IoOutF::numel},
+              "IoIn/IoOut field layout");
 void io_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   const char* op = in.op == static_cast<int32_t>(Op::IoIn) ? "IoIn" : "IoOut";
-  check_range(op, "io dtype", in.ip[1], 0, 9);
-  if (in.ip[2] < 0) fail(std::string(op) + ": negative numel " + std::to_string(in.ip[2]));
-  check_fits(op, 0, "device buffer", in.ip[2], numel);
+  check_range(op, "io dtype", in.ip[IOF::io_dtype], 0, 9);
+  if (in.ip[IOF::numel] < 0) fail(std::string(op) + ": negative numel " + std::to_string(in.ip[IOF::numel]));
+  check_fits(op, 0, "device buffer", in.ip[IOF::numel], numel);
+}
+Cost io_cost(const Instr& in, const CoreSpec& s) {
+  return dma_cost(s, in.ip[IOF::numel] * io_dtype_size(static_cast<IoDType>(in.ip[IOF::io_dtype])));
 }
 
 template <class T, class F>
@@ -134,9 +145,9 @@ void conv_out(const float* src, void* dst, int64_t n, F f) {
   });
 }
 
-Cost ioin_exec(const Instr& in, OpCtx& ctx) {
-  const int64_t idx = in.ip[0], n = in.ip[2];
-  const IoDType dt = static_cast<IoDType>(in.ip[1]);
+void ioin_exec(const Instr& in, OpCtx& ctx) {
+  const int64_t idx = in.ip[IOF::io_index], n = in.ip[IOF::numel];
+  const IoDType dt = static_cast<IoDType>(in.ip[IOF::io_dtype]);
   if (idx < 0 || idx >= ctx.n_io_in || !ctx.io_in) fail("IoIn: input index " + std::to_string(idx) + " has no host pointer");
   const void* src = ctx.io_in[idx];
   float* dst = ctx.operand(in, 0);
@@ -153,12 +164,11 @@ Cost ioin_exec(const Instr& in, OpCtx& ctx) {
     case IoDType::U8: conv_in<uint8_t>(src, dst, n, [](uint8_t v) { return static_cast<float>(v); }); break;
     case IoDType::Bool: conv_in<uint8_t>(src, dst, n, [](uint8_t v) { return v ? 1.f : 0.f; }); break;
   }
-  return dma_cost(ctx.spec, n * io_dtype_size(dt));
 }
 
-Cost ioout_exec(const Instr& in, OpCtx& ctx) {
-  const int64_t idx = in.ip[0], n = in.ip[2];
-  const IoDType dt = static_cast<IoDType>(in.ip[1]);
+void ioout_exec(const Instr& in, OpCtx& ctx) {
+  const int64_t idx = in.ip[IOF::io_index], n = in.ip[IOF::numel];
+  const IoDType dt = static_cast<IoDType>(in.ip[IOF::io_dtype]);
   if (idx < 0 || idx >= ctx.n_io_out || !ctx.io_out) fail("IoOut: output index " + std::to_string(idx) + " has no host pointer");
   void* dst = ctx.io_out[idx];
   const float* src = ctx.operand(in, 0);
@@ -175,16 +185,15 @@ Cost ioout_exec(const Instr& in, OpCtx& ctx) {
     case IoDType::U8: conv_out<uint8_t>(src, dst, n, [](float v) { return static_cast<uint8_t>(to_i32(v)); }); break;
     case IoDType::Bool: conv_out<uint8_t>(src, dst, n, [](float v) { return static_cast<uint8_t>(v != 0.f ? 1 : 0); }); break;
   }
-  return dma_cost(ctx.spec, n * io_dtype_size(dt));
 }
 
 }  // namespace
 
 void register_dma_ops() {
-  register_op(Op::DmaCopy, "DmaCopy", Engine::Dma, 2, 2, copy_exec, copy_check);
-  register_op(Op::DmaLoad, "DmaLoad", Engine::Dma, 1, 1, load_exec, load_check);
-  register_op(Op::IoIn, "IoIn", Engine::Dma, 1, 1, ioin_exec, io_check);
-  register_op(Op::IoOut, "IoOut", Engine::Dma, 1, 1, ioout_exec, io_check);
+  register_builtin(Op::DmaCopy, copy_exec, copy_check, copy_cost);
+  register_builtin(Op::DmaLoad, load_exec, load_check, load_cost);
+  register_builtin(Op::IoIn, ioin_exec, io_check, io_cost);
+  register_builtin(Op::IoOut, ioout_exec, io_check, io_cost);
 }
 
 }  // namespace nemu

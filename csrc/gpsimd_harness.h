@@ -3,16 +3,17 @@
 // Model (neuron-hardware.md 1.1 GpSimdE): spec.gpsimd_cores (8) processors, each a 512-bit SIMD machine
 // (16 fp32 lanes) wired to spec.partitions / gpsimd_cores (16) SBUF partitions. Data rows are mapped onto
 // partitions round-robin in tiles of spec.partitions rows: row r lives on partition r % P (tile r / P), so
-// core c owns rows {t*P + [c*16, c*16+16)} for every tile t. A core function processes its rows and returns
-// its own cycle count; the instruction costs GPSIMD_START + the slowest core's cycles. Host threads run the
-// cores concurrently when the work is large enough (thread_pool.h); exceptions thrown by a core function (e.g.
-// nemu::fail on a bad index) are rethrown to the caller after all cores finish.
+// core c owns rows {t*P + [c*16, c*16+16)} for every tile t. gpsimd_run() runs a core function on every
+// emulated core (host threads run them concurrently when the work is large enough, thread_pool.h; exceptions
+// thrown by a core function, e.g. nemu::fail on a bad index, are rethrown after all cores finish).
+// gpsimd_cost() is the matching cost: GPSIMD_START + the slowest core's cycles, where a core streaming E
+// elements through its lanes takes ceil(E / lanes) cycles.
 //
 // Usage (custom operators included):
-//   Cost c = gpsimd_run(ctx.spec, rows, work_elems, [&](const GpSimdCore& core) {
-//     core.for_each_run([&](int64_t row_begin, int64_t row_end) { ... });
-//     return gpsimd_lane_cycles(core.row_count() * elems_per_row);
-//   });
+//   exec: gpsimd_run(ctx.spec, rows, work_elems, [&](const GpSimdCore& core) {
+//           core.for_each_run([&](int64_t row_begin, int64_t row_end) { ... });
+//         });
+//   cost: gpsimd_cost(spec, rows, [&](int64_t row_begin, int64_t row_end) { return elements in those rows; });
 #pragma once
 
 #include <algorithm>
@@ -25,10 +26,6 @@
 
 namespace nemu {
 
-constexpr int kGpSimdLanes = 16;  // fp32 lanes of one 512-bit GpSimd core
-
-// Cycles for one core streaming `elements` fp32 values through its 16 lanes.
-inline double gpsimd_lane_cycles(int64_t elements) { return static_cast<double>(ceil_div(elements, kGpSimdLanes)); }
 
 struct GpSimdCore {
   int core = 0;             // emulated core id in [0, gpsimd_cores)
@@ -50,26 +47,32 @@ struct GpSimdCore {
   }
 };
 
-// Runs core_fn(const GpSimdCore&) -> double (that core's cycles) on every emulated core. `work` (elements
-// touched in total) decides whether host threads are used. Returns a GpSimd Cost with cycles =
-// GPSIMD_START + max over cores; instructions = 1; bytes and flops are left to the caller.
+inline GpSimdCore gpsimd_core(const CoreSpec& s, int c, int64_t rows) {
+  const int per = std::max(1, s.partitions / s.gpsimd_cores);
+  GpSimdCore core;
+  core.core = c;
+  core.partitions = s.partitions;
+  core.part_begin = std::min(c * per, s.partitions);
+  core.part_end = c == s.gpsimd_cores - 1 ? s.partitions : std::min((c + 1) * per, s.partitions);
+  core.rows = rows;
+  return core;
+}
+
+inline void require_gpsimd(const CoreSpec& s) {
+  if (s.gpsimd_cores <= 0 || s.gpsimd_cores > 256 || s.gpsimd_lanes <= 0)
+    fail("GpSimd engine: this NeuronCore generation has no GpSimd cores");
+}
+
+// Runs core_fn(const GpSimdCore&) on every emulated core; `work` (elements touched in total) decides
+// whether host threads are used.
 template <class F>
-Cost gpsimd_run(const CoreSpec& s, int64_t rows, int64_t work, F&& core_fn) {
-  if (s.gpsimd_cores <= 0) fail("GpSimd engine: this NeuronCore generation has no GpSimd cores");
-  const int ncores = s.gpsimd_cores;
-  const int per = std::max(1, s.partitions / ncores);
-  double cyc[256] = {};
+void gpsimd_run(const CoreSpec& s, int64_t rows, int64_t work, F&& core_fn) {
+  require_gpsimd(s);
+  const int nc = s.gpsimd_cores;
   std::exception_ptr err[256];
-  const int nc = std::min(ncores, 256);
   auto one = [&](int c) {
-    GpSimdCore core;
-    core.core = c;
-    core.partitions = s.partitions;
-    core.part_begin = std::min(c * per, s.partitions);
-    core.part_end = c == nc - 1 ? s.partitions : std::min((c + 1) * per, s.partitions);
-    core.rows = rows;
     try {
-      cyc[c] = core_fn(static_cast<const GpSimdCore&>(core));
+      core_fn(static_cast<const GpSimdCore&>(gpsimd_core(s, c, rows)));
     } catch (...) {
       err[c] = std::current_exception();
     }
@@ -81,9 +84,21 @@ Cost gpsimd_run(const CoreSpec& s, int64_t rows, int64_t work, F&& core_fn) {
   }
   for (int c = 0; c < nc; ++c)
     if (err[c]) std::rethrow_exception(err[c]);
+}
+
+// GPSIMD_START + the slowest core; elements(row_begin, row_end) counts what a core streams for its rows.
+template <class F>
+Cost gpsimd_cost(const CoreSpec& s, int64_t rows, F&& elements) {
+  require_gpsimd(s);
+  double slowest = 0;
+  for (int c = 0; c < s.gpsimd_cores; ++c) {
+    int64_t n = 0;
+    gpsimd_core(s, c, rows).for_each_run([&](int64_t b, int64_t e) { n += elements(b, e); });
+    slowest = std::max(slowest, static_cast<double>(ceil_div(n, s.gpsimd_lanes)));
+  }
   Cost cost;
   cost.engine = Engine::GpSimd;
-  cost.cycles = s.gpsimd_start + *std::max_element(cyc, cyc + nc);
+  cost.cycles = s.gpsimd_start + slowest;
   cost.instructions = 1;
   return cost;
 }

@@ -1,6 +1,11 @@
 // Instruction encoding, strided-view helpers and the op registry.
 #include "isa.h"
 
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <memory>
+#include <shared_mutex>
 #include <string>
 
 namespace nemu {
@@ -8,11 +13,6 @@ namespace nemu {
 const char* engine_name(Engine e) {
   static const char* names[kNumEngines] = {"TensorE", "VectorE", "ScalarE", "GpSimdE", "DMA"};
   return names[static_cast<int>(e)];
-}
-
-const char* dtype_name(DType d) {
-  static const char* names[kNumDTypes] = {"fp32", "bf16", "fp16", "tf32", "fp8_e4m3", "fp8_e5m2"};
-  return names[static_cast<int>(d)];
 }
 
 DType dtype_from_int(int64_t v) {
@@ -93,17 +93,169 @@ void check_view(const Instr& in, int j, int64_t numel, const char* opname) {
          std::to_string(last) + " of a buffer of " + std::to_string(numel) + " elements");
 }
 
-static OpDef g_ops[64];
+// ---- the op registry ----
+// Definitions live in stable heap nodes (Programs keep OpDef pointers); the table grows only by
+// registration, which takes the lock; lookups at load time take it shared.
+namespace {
 
-void register_op(Op op, const OpDef& def) {
-  const int i = static_cast<int>(op);
-  if (i <= 0 || i >= 64) fail("op code out of range");
-  g_ops[i] = def;
+struct Registry {
+  std::shared_mutex mu;
+  std::vector<std::unique_ptr<OpDef>> by_code;  // index = op code
+  std::map<std::string, int32_t> by_name;
+};
+
+Registry& registry() {
+  static Registry* r = new Registry();  // never destroyed: Programs may outlive static destructors
+  return *r;
+}
+
+std::vector<std::string> split_operands(const char* list) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (const char* c = list; ; ++c) {
+    if (*c == ',' || *c == 0) {
+      out.push_back(cur);
+      cur.clear();
+      if (*c == 0) break;
+    } else {
+      cur += *c;
+    }
+  }
+  return out;
+}
+
+void set_operand_counts(OpDef& d) {
+  d.max_operands = static_cast<int>(d.operands.size());
+  d.min_operands = 0;
+  for (const auto& o : d.operands)
+    if (o.empty() || o.back() != '?') ++d.min_operands;
+}
+
+// The built-in schema, expanded from op_schema.h.
+OpDef builtin_schema(Op op) {
+  OpDef d;
+  int ints = 0, reals = 0;
+  auto add = [&](const char* name, bool real, int base) {
+    d.fields.push_back(FieldDef{name, real, real ? reals++ : base + ints++});
+  };
+#define NEMU_I(name) add(#name, false, base);
+#define NEMU_R(name) add(#name, true, base);
+#define NEMU_CASE(Name, code_, engine_, operands_, views_, writes_) \
+  case Op::Name: {                                                   \
+    const int base = (views_) ? kViewWords : 0;                      \
+    d.name = #Name;                                                  \
+    d.code = code_;                                                  \
+    d.engine = Engine::engine_;                                      \
+    d.operands = split_operands(operands_);                          \
+    d.views = views_;                                                \
+    d.writes = writes_;                                              \
+    NEMU_FIELDS_##Name(NEMU_I, NEMU_R)                               \
+    break;                                                           \
+  }
+  switch (op) { NEMU_BUILTIN_OPS(NEMU_CASE) }
+#undef NEMU_CASE
+#undef NEMU_I
+#undef NEMU_R
+  set_operand_counts(d);
+  return d;
+}
+
+bool same_schema(const OpDef& a, const OpDef& b) {
+  if (a.name != b.name || a.engine != b.engine || a.operands != b.operands || a.views != b.views ||
+      a.writes != b.writes || a.fields.size() != b.fields.size())
+    return false;
+  for (size_t i = 0; i < a.fields.size(); ++i)
+    if (a.fields[i].name != b.fields[i].name || a.fields[i].real != b.fields[i].real || a.fields[i].slot != b.fields[i].slot)
+      return false;
+  return true;
+}
+
+void validate_schema(const OpDef& d) {
+  if (d.name.empty()) fail("op registration: empty name");
+  const std::string who = "op " + d.name;
+  if (d.operands.empty() || d.operands.size() > static_cast<size_t>(kMaxOperands))
+    fail(who + ": needs 1.." + std::to_string(kMaxOperands) + " operands");
+  if (d.views < 0 || d.views > 4 || d.views > static_cast<int>(d.operands.size()))
+    fail(who + ": views must be in [0, min(4, operands)]");
+  if (d.writes != 0 && d.writes != 1) fail(who + ": writes must be 0 or 1");
+  if (!d.exec || !d.check || !d.cost) fail(who + ": exec, check and cost functions are required");
+  std::map<std::string, int> seen;
+  for (const auto& f : d.fields) {
+    if (f.name.empty() || seen.count(f.name)) fail(who + ": field names must be unique and non-empty");
+    seen[f.name] = 1;
+    const int lo = f.real ? 0 : (d.views ? kViewWords : 0), hi = f.real ? kNumFParams : kNumIParams;
+    if (f.slot < lo || f.slot >= hi)
+      fail(who + ": field " + f.name + " slot " + std::to_string(f.slot) + " outside [" + std::to_string(lo) + ", " +
+           std::to_string(hi) + ")");
+  }
+}
+
+}  // namespace
+
+void register_builtin(Op op, ExecFn exec, CheckFn check, CostFn cost, ScratchFn scratch) {
+  OpDef d = builtin_schema(op);
+  d.exec = exec;
+  d.check = check;
+  d.cost = cost;
+  d.scratch = scratch;
+  validate_schema(d);
+  Registry& r = registry();
+  std::unique_lock<std::shared_mutex> lk(r.mu);
+  if (r.by_code.size() <= static_cast<size_t>(d.code)) r.by_code.resize(std::max<size_t>(d.code + 1, kFirstRuntimeOp));
+  r.by_name[d.name] = d.code;
+  r.by_code[d.code] = std::make_unique<OpDef>(std::move(d));
+}
+
+int32_t register_runtime_op(OpDef def) {
+  set_operand_counts(def);
+  validate_schema(def);
+  Registry& r = registry();
+  std::unique_lock<std::shared_mutex> lk(r.mu);
+  auto it = r.by_name.find(def.name);
+  if (it != r.by_name.end()) {
+    OpDef& old = *r.by_code[it->second];
+    if (!same_schema(old, def) || it->second < kFirstRuntimeOp)
+      fail("op " + def.name + " is already registered with a different definition");
+    old.exec = def.exec;  // a re-loaded library: the same op, its new entry points
+    old.check = def.check;
+    old.cost = def.cost;
+    old.scratch = def.scratch;
+    old.user = def.user;
+    return it->second;
+  }
+  def.code = static_cast<int32_t>(std::max<size_t>(r.by_code.size(), kFirstRuntimeOp));
+  r.by_code.resize(def.code + 1);
+  r.by_name[def.name] = def.code;
+  const int32_t code = def.code;
+  r.by_code[code] = std::make_unique<OpDef>(std::move(def));
+  return code;
 }
 
 const OpDef* find_op(int32_t op) {
-  if (op <= 0 || op >= 64 || g_ops[op].exec == nullptr) return nullptr;
-  return &g_ops[op];
+  Registry& r = registry();
+  std::shared_lock<std::shared_mutex> lk(r.mu);
+  if (op <= 0 || static_cast<size_t>(op) >= r.by_code.size()) return nullptr;
+  return r.by_code[op].get();
+}
+
+const OpDef* find_op(const std::string& name) {
+  Registry& r = registry();
+  std::shared_lock<std::shared_mutex> lk(r.mu);
+  auto it = r.by_name.find(name);
+  return it == r.by_name.end() ? nullptr : r.by_code[it->second].get();
+}
+
+std::vector<const OpDef*> all_ops() {
+  Registry& r = registry();
+  std::shared_lock<std::shared_mutex> lk(r.mu);
+  std::vector<const OpDef*> out;
+  for (const auto& d : r.by_code)
+    if (d) out.push_back(d.get());
+  return out;
+}
+
+bool operand_is_written(const OpDef& def, const Instr& in, int j) {
+  return def.writes == 1 && j == in.n_operands - 1;
 }
 
 }  // namespace nemu

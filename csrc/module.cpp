@@ -10,6 +10,7 @@
 #include "cpu_features.h"
 #include "dtype_convert.h"
 #include "program.h"
+#include "runtime_ops.h"
 
 namespace py = pybind11;
 using namespace nemu;
@@ -65,14 +66,17 @@ py::dict run_instr(py::array_t<int64_t, py::array::c_style> row, py::list operan
   Instr in = decode_instr(row.data());
   const OpDef* def = find_op(in.op);
   if (!def) fail("unknown op code " + std::to_string(in.op));
-  if (static_cast<int>(operands.size()) != in.n_operands) fail(std::string(def->name) + ": operand count mismatch");
+  check_spec(spec);
+  if (static_cast<int>(operands.size()) != in.n_operands) fail(def->name + ": operand count mismatch");
+  if (in.n_operands < def->min_operands || in.n_operands > def->max_operands)
+    fail(def->name + ": " + std::to_string(in.n_operands) + " operands, expected " + std::to_string(def->min_operands) +
+         ".." + std::to_string(def->max_operands));
   if (in.op == static_cast<int32_t>(Op::IoIn) || in.op == static_cast<int32_t>(Op::IoOut))
-    fail(std::string(def->name) + " runs only inside a Program");
+    fail(def->name + " runs only inside a Program");
   std::vector<float*> ptrs(kMaxOperands, nullptr);
   std::vector<int64_t> numel(kMaxOperands, 0);
   for (int j = 0; j < in.n_operands; ++j) {
-    const bool is_out = (j == in.n_operands - 1) && in.op != static_cast<int32_t>(Op::DmaLoad);
-    ptrs[j] = float_data(operands[j], std::string(def->name) + " operand " + std::to_string(j), is_out);
+    ptrs[j] = float_data(operands[j], def->name + " operand " + std::to_string(j), operand_is_written(*def, in, j));
     numel[j] = py::reinterpret_borrow<py::array>(operands[j]).size();
     in.operand[j] = j;
   }
@@ -86,11 +90,11 @@ py::dict run_instr(py::array_t<int64_t, py::array::c_style> row, py::list operan
     t_scratch = alloc_floats(need);
     t_scratch_floats = need;
   }
-  OpCtx ctx{ptrs.data(), numel.data(), in.n_operands, spec, t_scratch.get(), nullptr, nullptr, 0, 0};
-  Cost c;
+  OpCtx ctx{ptrs.data(), numel.data(), in.n_operands, spec, t_scratch.get(), nullptr, nullptr, 0, 0, def};
+  const Cost c = def->cost(in, spec);  // the same cost function Program evaluates at load
   {
     py::gil_scoped_release nogil;
-    c = def->exec(in, ctx);
+    def->exec(in, ctx);
   }
   {
     std::lock_guard<std::mutex> lk(g_counters_mu);
@@ -156,11 +160,13 @@ PYBIND11_MODULE(_C, m) {
       .def_readwrite("partitions", &CoreSpec::partitions)
       .def_readwrite("pe_cols", &CoreSpec::pe_cols)
       .def_readwrite("moving_max", &CoreSpec::moving_max)
+      .def_readwrite("free_tile", &CoreSpec::free_tile)
       .def_readwrite("mm_init_latency", &CoreSpec::mm_init_latency)
       .def_readwrite("fp32_matmul_factor", &CoreSpec::fp32_matmul_factor)
       .def_readwrite("min_ii", &CoreSpec::min_ii)
       .def_readwrite("gpsimd_start", &CoreSpec::gpsimd_start)
       .def_readwrite("gpsimd_cores", &CoreSpec::gpsimd_cores)
+      .def_readwrite("gpsimd_lanes", &CoreSpec::gpsimd_lanes)
       .def_readwrite("dma_engines", &CoreSpec::dma_engines)
       .def_readwrite("dma_bytes_per_ns_per_engine", &CoreSpec::dma_bytes_per_ns_per_engine)
       .def_readwrite("dma_fixed_ns", &CoreSpec::dma_fixed_ns)
@@ -174,10 +180,45 @@ PYBIND11_MODULE(_C, m) {
   m.def("reset_counters", [] { std::lock_guard<std::mutex> lk(g_counters_mu); g_counters.reset(); });
   m.def("op_table", [] {
     py::dict d;
-    for (int i = 1; i < 64; ++i)
-      if (const OpDef* def = find_op(i)) d[py::int_(i)] = py::make_tuple(def->name, engine_name(def->engine));
+    for (const OpDef* def : all_ops()) d[py::int_(def->code)] = py::make_tuple(def->name, engine_name(def->engine));
     return d;
   });
+  m.def("op_schema", [] {
+    py::dict out;
+    for (const OpDef* def : all_ops()) {
+      py::list fields;
+      for (const FieldDef& f : def->fields) fields.append(py::make_tuple(f.name, f.real ? "real" : "int", f.slot));
+      py::dict d;
+      d["code"] = def->code;
+      d["engine"] = engine_name(def->engine);
+      d["operands"] = def->operands;
+      d["min_operands"] = def->min_operands;
+      d["max_operands"] = def->max_operands;
+      d["views"] = def->views;
+      d["writes"] = def->writes;
+      d["fields"] = fields;
+      out[py::str(def->name)] = d;
+    }
+    return out;
+  }, "Every registered op: code, engine, operand names, view count, whether it writes, and its named fields "
+     "(name, 'int'|'real', slot). The one definition the Python encoder reads (csrc/op_schema.h).");
+  m.attr("VIEW_WORDS") = kViewWords;
+  m.def("dtype_table", [] {
+    py::list l;
+    for (int i = 0; i < kNumDTypes; ++i) l.append(py::make_tuple(i, kDTypes[i].name, kDTypes[i].bytes));
+    return l;
+  }, "(code, name, bytes) of every emulated dtype (csrc/common.h kDTypes).");
+  m.def("register_library_op", [](const std::string& name, const std::string& engine, const std::vector<std::string>& operands,
+                                  const std::vector<std::string>& ints, const std::vector<std::string>& reals, int writes,
+                                  uintptr_t check_fn, uintptr_t cost_fn, uintptr_t exec_fn) {
+    int e = -1;
+    for (int i = 0; i < kNumEngines; ++i)
+      if (engine == engine_name(static_cast<Engine>(i))) e = i;
+    if (e < 0) fail("op " + name + ": unknown engine " + engine + " (TensorE, VectorE, ScalarE, GpSimdE or DMA)");
+    return register_library_op(name, static_cast<Engine>(e), operands, ints, reals, writes, check_fn, cost_fn, exec_fn);
+  }, py::arg("name"), py::arg("engine"), py::arg("operands"), py::arg("ints"), py::arg("reals"), py::arg("writes"),
+     py::arg("check_fn"), py::arg("cost_fn"), py::arg("exec_fn"),
+     "Register an op whose check/cost/exec are C functions (csrc/nemu_op_abi.h) at the given addresses; returns its code.");
   m.def("cpu_features", &cpu_features_dict);
 
   m.def("round_to", [](py::array_t<float, py::array::c_style> a, int dtype) {

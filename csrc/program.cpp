@@ -16,6 +16,14 @@ std::unique_ptr<float[], void (*)(void*)> alloc_floats(int64_t n) {
   return {static_cast<float*>(p), std::free};
 }
 
+void check_spec(const CoreSpec& s) {
+  bool ok = s.generation >= 1 && s.partitions > 0 && s.pe_cols > 0 && s.moving_max > 0 && s.free_tile > 0 &&
+            s.mm_init_latency >= 0 && s.fp32_matmul_factor > 0 && s.min_ii >= 0 && s.gpsimd_cores >= 0 &&
+            s.dma_engines > 0 && s.dma_bytes_per_ns_per_engine > 0 && s.dma_fixed_ns >= 0;
+  for (int e = 0; e < kNumEngines - 1; ++e) ok = ok && (s.clock_ghz[e] > 0 || (e == 3 && s.gpsimd_cores == 0));
+  if (!ok) fail("CoreSpec is not filled in (build it with neuron_emu.hardware.core_spec)");
+}
+
 static std::string where(int64_t i, const Instr& in, const OpDef* d) {
   return "instruction " + std::to_string(i) + " (" + (d ? d->name : ("op " + std::to_string(in.op))) + ")";
 }
@@ -24,6 +32,7 @@ Program::Program(const CoreSpec& spec, const int64_t* rows, int64_t n_instr, con
                  std::vector<BufferDesc> buffers, int64_t arena_floats, int n_inputs, int n_outputs)
     : spec_(spec), deps_(deps, deps + n_deps), buffers_(std::move(buffers)), n_inputs_(n_inputs),
       n_outputs_(n_outputs) {
+  check_spec(spec_);
   if (arena_floats < 0) fail("negative arena size");
   for (size_t b = 0; b < buffers_.size(); ++b) {
     const BufferDesc& d = buffers_[b];
@@ -64,10 +73,9 @@ Program::Program(const CoreSpec& spec, const int64_t* rows, int64_t n_instr, con
              " of " + std::to_string(buffers_.size()));
       numel[j] = buffers_[b].numel;
     }
-    // Every op but DmaLoad/IoOut writes its last operand; constants are read-only.
-    const bool writes = in.op != static_cast<int32_t>(Op::DmaLoad) && in.op != static_cast<int32_t>(Op::IoOut);
-    if (writes && in.n_operands > 0 && buffers_[in.operand[in.n_operands - 1]].kind == BufKind::Constant)
-      fail(where(i, in, def) + ": writes constant buffer " + std::to_string(in.operand[in.n_operands - 1]));
+    for (int j = 0; j < in.n_operands; ++j)  // constants are read-only
+      if (operand_is_written(*def, in, j) && buffers_[in.operand[j]].kind == BufKind::Constant)
+        fail(where(i, in, def) + ": writes constant buffer " + std::to_string(in.operand[j]));
     if (in.dep_begin < 0 || in.dep_count < 0 || in.dep_begin + in.dep_count > n_deps)
       fail(where(i, in, def) + ": dependency range outside the dependency table");
     for (int64_t k = 0; k < in.dep_count; ++k) {
@@ -76,7 +84,8 @@ Program::Program(const CoreSpec& spec, const int64_t* rows, int64_t n_instr, con
     }
     if (in.op == static_cast<int32_t>(Op::IoIn) || in.op == static_cast<int32_t>(Op::IoOut)) {
       const int lim = in.op == static_cast<int32_t>(Op::IoIn) ? n_inputs : n_outputs;
-      if (in.ip[0] < 0 || in.ip[0] >= lim) fail(where(i, in, def) + ": io index " + std::to_string(in.ip[0]));
+      const int64_t idx = in.ip[IoInF::io_index];
+      if (idx < 0 || idx >= lim) fail(where(i, in, def) + ": io index " + std::to_string(idx));
     }
     try {
       def->check(in, numel, spec_);
@@ -84,6 +93,7 @@ Program::Program(const CoreSpec& spec, const int64_t* rows, int64_t n_instr, con
       fail(where(i, in, def) + ": " + e.what());
     }
     if (def->scratch) scratch = std::max(scratch, def->scratch(in));
+    costs_.push_back(def->cost(in, spec_));
     instrs_.push_back(in);
     defs_.push_back(def);
   }
@@ -104,7 +114,9 @@ void Program::run(void* const* inputs, void* const* outputs) {
   for (int64_t i = 0; i < n; ++i) {
     const Instr& in = instrs_[i];
     const auto t0 = std::chrono::steady_clock::now();
-    const Cost c = defs_[i]->exec(in, ctx);
+    ctx.def = defs_[i];
+    defs_[i]->exec(in, ctx);
+    const Cost& c = costs_[i];
     host_ns_[i] = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
     const int e = static_cast<int>(c.engine);
     double start = engine_free[e];

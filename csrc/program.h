@@ -1,6 +1,7 @@
 // A loaded program: validated instruction table + buffer plan, executed in one native call.
-// The run loop executes every instruction through its engine kernel and, from the cost each
-// returns, simulates the per-engine timeline (engines run concurrently, honouring dependencies).
+// The run loop executes every instruction through its engine kernel and, from each instruction's
+// cost (its op's cost function, evaluated at load), simulates the per-engine timeline (engines run
+// concurrently, honouring dependencies).
 #pragma once
 #include <memory>
 #include <mutex>
@@ -53,6 +54,7 @@ class Program {
   std::vector<int64_t> deps_;
   std::vector<BufferDesc> buffers_;
   std::vector<const OpDef*> defs_;
+  std::vector<Cost> costs_;  // each instruction's cost on this core, from its op's cost function at load
   int n_inputs_, n_outputs_;
   // execution state, allocated once at load (no per-call allocation)
   std::unique_ptr<float[], void (*)(void*)> arena_{nullptr, nullptr};
@@ -63,6 +65,9 @@ class Program {
   RunStats last_;
   std::mutex mu_;
 };
+
+// Throws unless every cost parameter of the spec was filled in from neuron_emu/hardware.py.
+void check_spec(const CoreSpec& s);
 
 // 64-byte aligned, zero-filled float allocation released with std::free.
 std::unique_ptr<float[], void (*)(void*)> alloc_floats(int64_t n);

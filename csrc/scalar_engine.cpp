@@ -1,9 +1,10 @@
-// ScalarE kernel: Activation, out = func(in * fp0 + fp1) (fp2: LeakyRelu slope / Elu alpha), torch semantics.
+// ScalarE kernel: Activation, out = func(in * scale + bias) (param: LeakyRelu slope / Elu alpha), torch semantics.
 //
 // Cost mapping (NKI-ISA `activation`, reference neuron-hardware.md 1.1): elementwise, numel elements laid out
-// as [128 partitions, F = ceil(numel/128)], F cut into instructions of at most 512 elements per partition;
-// each instruction costs max(MIN_II, N) ScalarE cycles (the multiply-add of scale/bias is free in the
-// pipeline). bytes = 8 per element (read + write), flops ~ 1 per element (+2 for a non-trivial scale/bias).
+// as [partitions, F = ceil(numel/partitions)], F cut into instructions of at most spec.free_tile elements per
+// partition; each instruction costs max(MIN_II, N) ScalarE cycles (the multiply-add of scale/bias is free in
+// the pipeline). bytes = elements read and written at their dtypes' sizes; flops ~ 1 per element (+2 for a
+// non-trivial scale/bias).
 // Math: exp / sigmoid / silu / gelu(erf) use the vectorisable fast_expf / erf_as of strided.h (the same
 // accuracy class as torch's vectorised CPU kernels); the rest use std:: math.
 // No FP-exception semantics are relied on; this lets GCC if-convert and vectorise the math loops (clamps, floor).
@@ -72,38 +73,45 @@ NEMU_SIMD_CLONES void act_row(int func, const float* x, int64_t sx, float* y, in
 #undef CASE
 }
 
+using AF = ActivationF;
 void act_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   check_views(in, 2, numel, "Activation");
-  check_range("Activation", "activation function code", in.ip[40], 0, static_cast<int64_t>(ActFunc::kCount) - 1);
-  check_dtype("Activation", in.ip[41]);
+  check_range("Activation", "activation function code", in.ip[AF::func], 0, static_cast<int64_t>(ActFunc::kCount) - 1);
+  check_dtype("Activation", in.ip[AF::in_dtype]);
+  check_dtype("Activation", in.ip[AF::out_dtype]);
 }
 
-Cost act_exec(const Instr& in, OpCtx& ctx) {
+void act_exec(const Instr& in, OpCtx& ctx) {
   const auto p = make_plan<2>(in);
   const float* X = ctx.operand(in, 0);
   float* Y = ctx.operand(in, 1);
-  const int func = static_cast<int>(in.ip[40]);
-  const DType dt = static_cast<DType>(in.ip[41]);
-  const float sc = static_cast<float>(in.fp[0]), bi = static_cast<float>(in.fp[1]), prm = static_cast<float>(in.fp[2]);
+  const int func = static_cast<int>(in.ip[AF::func]);
+  const DType dt = field_dtype(in, AF::out_dtype);
+  const float sc = static_cast<float>(in.fp[AF::scale]), bi = static_cast<float>(in.fp[AF::bias]);
+  const float prm = static_cast<float>(in.fp[AF::param]);
   for_each_row(p, [&](const int64_t* off, int64_t n, const int64_t* st) {
     act_row(func, X + off[0], st[0], Y + off[1], st[1], n, sc, bi, prm);
     round_row(Y + off[1], st[1], n, dt);
   });
-  const auto& s = ctx.spec;
-  const Tiled t = tiled_elementwise(s, p.numel, [&](int64_t N) { return min_ii(s, N); });
+}
+
+Cost act_cost(const Instr& in, const CoreSpec& s) {
+  const int64_t n = view_numel(in);
+  const Tiled t = tiled_elementwise(s, n, [&](int64_t N) { return min_ii(s, N); });
+  const bool affine = !(static_cast<float>(in.fp[AF::scale]) == 1.f && static_cast<float>(in.fp[AF::bias]) == 0.f);
   Cost c;
   c.engine = Engine::Scalar;
   c.cycles = t.cycles;
   c.instructions = t.instructions;
-  c.bytes = p.numel * 8;
-  c.flops = p.numel * ((sc == 1.f && bi == 0.f) ? 1 : 3);
+  c.bytes = dtype_bytes_of(in, AF::in_dtype, n) + dtype_bytes_of(in, AF::out_dtype, n);
+  c.flops = n * (affine ? 3 : 1);
   return c;
 }
 
 }  // namespace
 
 void register_scalar_engine_ops() {
-  register_op(Op::Activation, "Activation", Engine::Scalar, 2, 2, act_exec, act_check);
+  register_builtin(Op::Activation, act_exec, act_check, act_cost);
 }
 
 }  // namespace nemu

@@ -4,7 +4,7 @@
 //    1-D row. The kernel callback sees rows of the innermost dim: f(off[K], n, inner_stride[K]).
 //  * for_each_row(): runs the rows, split by element ranges over the thread pool above kParallelThreshold.
 //  * Cost helpers: the tiling rule shared by all on-chip engines (rows on the 128 partitions, the free
-//    axis cut into instructions of at most kFreeTile = 512 elements per partition).
+//    axis cut into instructions of at most spec.free_tile elements per partition).
 #pragma once
 
 #include <algorithm>
@@ -19,8 +19,6 @@
 #include "thread_pool.h"
 
 namespace nemu {
-
-constexpr int64_t kFreeTile = 512;  // max free-axis elements per partition in one instruction
 
 template <int K>
 struct StridedPlan {
@@ -160,11 +158,14 @@ inline void check_range(const char* op, const char* what, int64_t v, int64_t lo,
 inline void check_views(const Instr& in, int k, const int64_t* numel, const char* op) {
   for (int j = 0; j < k; ++j) check_view(in, j, numel[j], op);
 }
+inline DType field_dtype(const Instr& in, int slot) { return static_cast<DType>(in.ip[slot]); }
+// Bytes of n elements stored in the dtype of field `slot` (checked at load).
+inline int64_t dtype_bytes_of(const Instr& in, int slot, int64_t n) { return n * dtype_bytes(field_dtype(in, slot)); }
 
 // ---- cost helpers ----
 // Instructions and cycles of an op over `rows` independent partition rows of `free` elements each:
 // rows go onto the partitions (ceil(rows / P) partition tiles), the free axis is cut into instructions of
-// at most kFreeTile elements; `per_instr(N)` is the cost of one instruction of N elements per partition.
+// at most spec.free_tile elements; `per_instr(N)` is the cost of one instruction of N elements per partition.
 struct Tiled {
   int64_t ptiles = 0, chunks = 0, instructions = 0;
   double cycles = 0;
@@ -174,9 +175,10 @@ inline Tiled tiled(const CoreSpec& s, int64_t rows, int64_t free, F&& per_instr)
   Tiled t;
   if (rows <= 0 || free <= 0) return t;
   t.ptiles = ceil_div(rows, s.partitions);
-  t.chunks = ceil_div(free, kFreeTile);
-  const int64_t full = free / kFreeTile, rem = free % kFreeTile;
-  double per_tile = static_cast<double>(full) * per_instr(kFreeTile) + (rem ? per_instr(rem) : 0.0);
+  const int64_t tile = s.free_tile;
+  t.chunks = ceil_div(free, tile);
+  const int64_t full = free / tile, rem = free % tile;
+  double per_tile = static_cast<double>(full) * per_instr(tile) + (rem ? per_instr(rem) : 0.0);
   t.cycles = per_tile * static_cast<double>(t.ptiles);
   t.instructions = t.chunks * t.ptiles;
   return t;

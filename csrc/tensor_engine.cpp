@@ -5,7 +5,7 @@
 // <= 11-bit significands is exact in fp32, so this reproduces TensorE (fp32 PSUM accumulation) up to the
 // summation order. Out is fp32 storage, optionally rounded to out_dtype at the end.
 //
-// Cost: one program drives execution and cost. A matmul is cut into TensorE tiles exactly as a compiler
+// Cost: a pure function of the instruction and the core (matmul_cost etc.). A matmul is cut into TensorE tiles exactly as a compiler
 // would issue nc_matmul: contraction K in tiles of spec.partitions (128 PE rows), the stationary free
 // size in tiles of spec.pe_cols (128) and the moving free size in tiles of spec.moving_max (512, one PSUM
 // bank). Each tile is one LoadStationary + MultiplyMoving pair (2 instructions) costing the NKI-ISA
@@ -30,29 +30,19 @@ namespace {
 
 using i128 = __int128;
 constexpr int64_t kMaxDim = (int64_t{1} << 31) - 1;   // OpenBLAS blasint is int32 here
-constexpr int64_t kMaxTransposeP = 128;               // PE rows: TensorE transposes at most 128 partitions
 
 std::string s(int64_t v) { return std::to_string(v); }
 
-inline int64_t esize(DType d) {
-  switch (d) {
-    case DType::F32: case DType::TF32: return 4;  // tf32 lives in an fp32 container in SBUF
-    case DType::BF16: case DType::FP16: return 2;
-    case DType::FP8E4M3: case DType::FP8E5M2: return 1;
-  }
-  return 4;
-}
+inline int64_t esize(DType d) { return dtype_bytes(d); }  // tf32 lives in an fp32 container in SBUF
 
 DType dtype_param(const Instr& in, int k, const char* op, const char* what) {
   const int64_t v = in.ip[k];
-  if (v < 0 || v >= kNumDTypes)
-    fail(std::string(op) + ": " + what + " (ip[" + s(k) + "]) has unknown dtype code " + s(v));
+  if (v < 0 || v >= kNumDTypes) fail(std::string(op) + ": field " + what + " has unknown dtype code " + s(v));
   return static_cast<DType>(v);
 }
 
 void check_flag(const Instr& in, int k, const char* op, const char* what) {
-  if (in.ip[k] != 0 && in.ip[k] != 1)
-    fail(std::string(op) + ": " + what + " (ip[" + s(k) + "]) must be 0 or 1, got " + s(in.ip[k]));
+  if (in.ip[k] != 0 && in.ip[k] != 1) fail(std::string(op) + ": field " + what + " must be 0 or 1, got " + s(in.ip[k]));
 }
 
 void check_range(int64_t v, int64_t lo, int64_t hi, const char* op, const char* what) {
@@ -180,15 +170,16 @@ struct MM {
   int64_t b_mats() const { return b_bs == 0 ? 1 : batch; }
 };
 
+using MF = MatMulF;
 MM mm_params(const Instr& in) {
   MM p;
-  p.batch = in.ip[0]; p.M = in.ip[1]; p.K = in.ip[2]; p.N = in.ip[3];
-  p.a_off = in.ip[4]; p.a_bs = in.ip[5]; p.ta = in.ip[6]; p.lda = in.ip[7];
-  p.b_off = in.ip[8]; p.b_bs = in.ip[9]; p.tb = in.ip[10]; p.ldb = in.ip[11];
-  p.o_off = in.ip[12]; p.o_bs = in.ip[13];
-  p.in_dt = static_cast<DType>(in.ip[14]); p.a_pre = in.ip[15]; p.b_pre = in.ip[16];
-  p.has_bias = in.ip[17]; p.bias_off = in.ip[18]; p.out_dt = static_cast<DType>(in.ip[19]);
-  p.acc = in.ip[20]; p.stationary = in.ip[21];
+  p.batch = in.ip[MF::batch]; p.M = in.ip[MF::M]; p.K = in.ip[MF::K]; p.N = in.ip[MF::N];
+  p.a_off = in.ip[MF::a_off]; p.a_bs = in.ip[MF::a_bstride]; p.ta = in.ip[MF::transA]; p.lda = in.ip[MF::lda];
+  p.b_off = in.ip[MF::b_off]; p.b_bs = in.ip[MF::b_bstride]; p.tb = in.ip[MF::transB]; p.ldb = in.ip[MF::ldb];
+  p.o_off = in.ip[MF::out_off]; p.o_bs = in.ip[MF::out_bstride];
+  p.in_dt = static_cast<DType>(in.ip[MF::in_dtype]); p.a_pre = in.ip[MF::a_prerounded]; p.b_pre = in.ip[MF::b_prerounded];
+  p.has_bias = in.ip[MF::has_bias]; p.bias_off = in.ip[MF::bias_off]; p.out_dt = static_cast<DType>(in.ip[MF::out_dtype]);
+  p.acc = in.ip[MF::accumulate]; p.stationary = in.ip[MF::stationary_side];
   return p;
 }
 
@@ -201,16 +192,16 @@ void check_fp32_supported(const char* op, int64_t in_dtype, const CoreSpec& spec
 
 void matmul_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   const char* op = "MatMul";
-  check_flag(in, 6, op, "transA");
-  check_flag(in, 10, op, "transB");
-  check_flag(in, 15, op, "a_prerounded");
-  check_flag(in, 16, op, "b_prerounded");
-  check_flag(in, 17, op, "has_bias");
-  check_flag(in, 20, op, "accumulate");
-  check_flag(in, 21, op, "stationary_side");
-  dtype_param(in, 14, op, "in_dtype");
-  dtype_param(in, 19, op, "out_dtype");
-  check_fp32_supported(op, in.ip[14], spec);
+  check_flag(in, MF::transA, op, "transA");
+  check_flag(in, MF::transB, op, "transB");
+  check_flag(in, MF::a_prerounded, op, "a_prerounded");
+  check_flag(in, MF::b_prerounded, op, "b_prerounded");
+  check_flag(in, MF::has_bias, op, "has_bias");
+  check_flag(in, MF::accumulate, op, "accumulate");
+  check_flag(in, MF::stationary_side, op, "stationary_side");
+  dtype_param(in, MF::in_dtype, op, "in_dtype");
+  dtype_param(in, MF::out_dtype, op, "out_dtype");
+  check_fp32_supported(op, in.ip[MF::in_dtype], spec);
   const MM p = mm_params(in);
   const int expect = 3 + (p.has_bias ? 1 : 0);
   if (in.n_operands != expect)
@@ -220,7 +211,10 @@ void matmul_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   check_range(p.M, 0, kMaxDim, op, "M");
   check_range(p.K, 0, kMaxDim, op, "K");
   check_range(p.N, 0, kMaxDim, op, "N");
-  for (int k : {4, 5, 8, 9, 12, 13, 18}) check_range(in.ip[k], 0, INT64_MAX / 4, op, ("ip[" + s(k) + "] (offset/stride)").c_str());
+  for (auto [k, name] : {std::pair<int, const char*>{MF::a_off, "a_off"}, {MF::a_bstride, "a_bstride"}, {MF::b_off, "b_off"},
+                         {MF::b_bstride, "b_bstride"}, {MF::out_off, "out_off"}, {MF::out_bstride, "out_bstride"},
+                         {MF::bias_off, "bias_off"}})
+    check_range(in.ip[k], 0, INT64_MAX / 4, op, name);
   check_range(p.lda, std::max<int64_t>(1, p.a_cols()), kMaxDim, op, p.ta ? "lda (>= M for transA)" : "lda (>= K)");
   check_range(p.ldb, std::max<int64_t>(1, p.b_cols()), kMaxDim, op, p.tb ? "ldb (>= K for transB)" : "ldb (>= N)");
   if (p.batch > 1 && p.o_bs < p.M * p.N)
@@ -256,7 +250,8 @@ int64_t matmul_scratch(const Instr& in) {
   return n;
 }
 
-Cost matmul_cost(const MM& p, const CoreSpec& sp) {
+Cost matmul_cost(const Instr& in, const CoreSpec& sp) {
+  const MM p = mm_params(in);
   Cost c;
   c.engine = Engine::Tensor;
   const int64_t st = p.stationary == 0 ? p.M : p.N, mv = p.stationary == 0 ? p.N : p.M;
@@ -271,10 +266,9 @@ Cost matmul_cost(const MM& p, const CoreSpec& sp) {
   return c;
 }
 
-Cost matmul_exec(const Instr& in, OpCtx& ctx) {
+void matmul_exec(const Instr& in, OpCtx& ctx) {
   const MM p = mm_params(in);
-  const Cost cost = matmul_cost(p, ctx.spec);
-  if (p.batch == 0 || p.M == 0 || p.N == 0) return cost;
+  if (p.batch == 0 || p.M == 0 || p.N == 0) return;
   const float* A = ctx.operand(in, 0) + p.a_off;
   const float* B = ctx.operand(in, 1) + p.b_off;
   const float* bias = p.has_bias ? ctx.operand(in, 2) + p.bias_off : nullptr;
@@ -293,7 +287,7 @@ Cost matmul_exec(const Instr& in, OpCtx& ctx) {
       round_rows(B + i * p.b_bs, p.ldb, sc + i * p.K * p.N, p.b_rows(), p.b_cols(), p.in_dt);
     B = sc; ldb = p.b_cols(); b_bs = p.b_bs == 0 ? 0 : p.K * p.N;
   }
-  const float alpha = static_cast<float>(in.fp[0]), beta = static_cast<float>(in.fp[1]);
+  const float alpha = static_cast<float>(in.fp[MF::alpha]), beta = static_cast<float>(in.fp[MF::beta]);
   // Many small matrices (attention heads): one matrix per thread; otherwise each GEMM is split (sgemm).
   const bool par_batch = p.batch > 1 && static_cast<double>(p.M) * p.N * p.K < 4 * kGemmParallelWork &&
                          static_cast<double>(p.batch) * p.M * p.N * p.K >= kGemmParallelWork;
@@ -307,7 +301,6 @@ Cost matmul_exec(const Instr& in, OpCtx& ctx) {
     if (!K0) sgemm(p.ta, p.tb, p.M, p.N, p.K, alpha, A + b * a_bs, lda, B + b * b_bs, ldb, blas_beta, Ob, p.N);
     if (p.out_dt != DType::F32) round_values(Ob, Ob, p.M * p.N, p.out_dt);
   });
-  return cost;
 }
 
 // ============================== Conv2d ==============================
@@ -324,22 +317,24 @@ struct CV {
   bool round_w() const { return in_dt != DType::F32 && !w_pre; }
 };
 
+using CF = Conv2dF;
 CV cv_params(const Instr& in) {
   CV p;
-  p.N = in.ip[0]; p.C = in.ip[1]; p.H = in.ip[2]; p.W = in.ip[3]; p.O = in.ip[4]; p.kh = in.ip[5]; p.kw = in.ip[6];
-  p.sh = in.ip[7]; p.sw = in.ip[8]; p.ph = in.ip[9]; p.pw = in.ip[10]; p.dh = in.ip[11]; p.dw = in.ip[12]; p.g = in.ip[13];
-  p.in_dt = static_cast<DType>(in.ip[14]); p.w_pre = in.ip[15]; p.has_bias = in.ip[16];
-  p.out_dt = static_cast<DType>(in.ip[17]); p.OH = in.ip[18]; p.OW = in.ip[19];
+  p.N = in.ip[CF::N]; p.C = in.ip[CF::C]; p.H = in.ip[CF::H]; p.W = in.ip[CF::W]; p.O = in.ip[CF::O];
+  p.kh = in.ip[CF::kh]; p.kw = in.ip[CF::kw]; p.sh = in.ip[CF::sh]; p.sw = in.ip[CF::sw]; p.ph = in.ip[CF::ph];
+  p.pw = in.ip[CF::pw]; p.dh = in.ip[CF::dh]; p.dw = in.ip[CF::dw]; p.g = in.ip[CF::groups];
+  p.in_dt = static_cast<DType>(in.ip[CF::in_dtype]); p.w_pre = in.ip[CF::w_prerounded]; p.has_bias = in.ip[CF::has_bias];
+  p.out_dt = static_cast<DType>(in.ip[CF::out_dtype]); p.OH = in.ip[CF::OH]; p.OW = in.ip[CF::OW];
   return p;
 }
 
 void conv_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   const char* op = "Conv2d";
-  check_flag(in, 15, op, "w_prerounded");
-  check_flag(in, 16, op, "has_bias");
-  dtype_param(in, 14, op, "in_dtype");
-  dtype_param(in, 17, op, "out_dtype");
-  check_fp32_supported(op, in.ip[14], spec);
+  check_flag(in, CF::w_prerounded, op, "w_prerounded");
+  check_flag(in, CF::has_bias, op, "has_bias");
+  dtype_param(in, CF::in_dtype, op, "in_dtype");
+  dtype_param(in, CF::out_dtype, op, "out_dtype");
+  check_fp32_supported(op, in.ip[CF::in_dtype], spec);
   const CV p = cv_params(in);
   const int expect = 3 + (p.has_bias ? 1 : 0);
   if (in.n_operands != expect)
@@ -400,7 +395,8 @@ int64_t conv_scratch(const Instr& in) {
 // columns, contraction Cg*kh*kw in tiles of 128 partitions) and the output pixels of the whole batch stream
 // as the moving side (N*OH*OW in tiles of 512). This is the weight-stationary schedule a compiler uses for
 // convolutions; groups run back to back.
-Cost conv_cost(const CV& p, const CoreSpec& sp) {
+Cost conv_cost(const Instr& in, const CoreSpec& sp) {
+  const CV p = cv_params(in);
   Cost c;
   c.engine = Engine::Tensor;
   int64_t tiles = 0;
@@ -448,9 +444,8 @@ void im2col(const float* x, const CV& p, float* col) {
   });
 }
 
-Cost conv_exec(const Instr& in, OpCtx& ctx) {
+void conv_exec(const Instr& in, OpCtx& ctx) {
   const CV p = cv_params(in);
-  const Cost cost = conv_cost(p, ctx.spec);
   const float* X = ctx.operand(in, 0);
   const float* Wt = ctx.operand(in, 1);
   const float* bias = p.has_bias ? ctx.operand(in, 2) : nullptr;
@@ -487,23 +482,24 @@ Cost conv_exec(const Instr& in, OpCtx& ctx) {
     }
   }
   if (p.out_dt != DType::F32) round_values(O, O, p.N * p.O * plane, p.out_dt);
-  return cost;
 }
 
 // ============================== Transpose ==============================
 
+using TF = TransposeF;
 void transpose_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   const char* op = "Transpose";
   if (in.n_operands != 2) fail(std::string(op) + ": needs 2 operands (In, Out), got " + s(in.n_operands));
-  check_range(in.ip[0], 0, kMaxTransposeP, op, "P (partitions of In)");
-  check_range(in.ip[1], 0, int64_t{1} << 40, op, "F");
-  dtype_param(in, 2, op, "in_dtype");
-  const int64_t n = in.ip[0] * in.ip[1];
+  const int64_t P = in.ip[TF::P], F = in.ip[TF::F];
+  check_range(P, 0, spec.partitions, op, "P (partitions of In)");
+  check_range(F, 0, int64_t{1} << 40, op, "F");
+  dtype_param(in, TF::in_dtype, op, "in_dtype");
+  const int64_t n = P * F;
   if (n > numel[0])
-    fail(std::string(op) + ": operand 0 (In) of shape [" + s(in.ip[0]) + "," + s(in.ip[1]) + "] needs " + s(n) +
+    fail(std::string(op) + ": operand 0 (In) of shape [" + s(P) + "," + s(F) + "] needs " + s(n) +
          " elements, buffer has " + s(numel[0]));
   if (n > numel[1])
-    fail(std::string(op) + ": operand 1 (Out) of shape [" + s(in.ip[1]) + "," + s(in.ip[0]) + "] needs " + s(n) +
+    fail(std::string(op) + ": operand 1 (Out) of shape [" + s(F) + "," + s(P) + "] needs " + s(n) +
          " elements, buffer has " + s(numel[1]));
   if (n > 0 && in.operand[0] == in.operand[1]) fail(std::string(op) + ": In and Out share buffer " + s(in.operand[0]));
 }
@@ -511,19 +507,24 @@ void transpose_check(const Instr& in, const int64_t* numel, const CoreSpec& spec
 // Cost: NKI-ISA nc_transpose on TensorE, max(P, min(64, F)) cycles for one [P, F<=128] tile; F beyond 128
 // (the output's partition count) is issued as ceil(F/128) tiles. Each tile is an identity matmul (LS + MM).
 // flops = 0: the identity product does no useful arithmetic.
-Cost transpose_exec(const Instr& in, OpCtx& ctx) {
-  const int64_t P = in.ip[0], F = in.ip[1];
-  const DType d = static_cast<DType>(in.ip[2]);
+Cost transpose_cost(const Instr& in, const CoreSpec& spec) {
+  const int64_t P = in.ip[TF::P], F = in.ip[TF::F];
   Cost c;
   c.engine = Engine::Tensor;
-  const int64_t tf = std::max<int32_t>(ctx.spec.partitions, 1), L = ctx.spec.mm_init_latency;
+  const int64_t tf = std::max<int32_t>(spec.partitions, 1), L = spec.mm_init_latency;
   if (P > 0 && F > 0) {
     const int64_t full = F / tf, rem = F % tf;
     c.cycles = static_cast<double>(full) * static_cast<double>(std::max(P, std::min(L, tf))) +
                (rem ? static_cast<double>(std::max(P, std::min(L, rem))) : 0.0);
     c.instructions = 2 * (full + (rem ? 1 : 0));
   }
-  c.bytes = 2 * P * F * esize(d);
+  c.bytes = 2 * P * F * esize(static_cast<DType>(in.ip[TF::in_dtype]));
+  return c;
+}
+
+void transpose_exec(const Instr& in, OpCtx& ctx) {
+  const int64_t P = in.ip[TF::P], F = in.ip[TF::F];
+  const DType d = static_cast<DType>(in.ip[TF::in_dtype]);
   const float* src = ctx.operand(in, 0);
   float* dst = ctx.operand(in, 1);
   constexpr int64_t B = 32;
@@ -537,16 +538,15 @@ Cost transpose_exec(const Instr& in, OpCtx& ctx) {
     }
   });
   if (d != DType::F32) round_array(dst, dst, P * F, d);
-  return c;
 }
 
 }  // namespace
 
 void register_tensor_engine_ops() {
-  scipy_openblas_set_num_threads(1);  // see sgemm(): parallelism comes from OpenMP only
-  register_op(Op::MatMul, "MatMul", Engine::Tensor, 3, 4, matmul_exec, matmul_check, matmul_scratch);
-  register_op(Op::Conv2d, "Conv2d", Engine::Tensor, 3, 4, conv_exec, conv_check, conv_scratch);
-  register_op(Op::Transpose, "Transpose", Engine::Tensor, 2, 2, transpose_exec, transpose_check);
+  scipy_openblas_set_num_threads(1);  // see sgemm(): parallelism comes from our thread pool only
+  register_builtin(Op::MatMul, matmul_exec, matmul_check, matmul_cost, matmul_scratch);
+  register_builtin(Op::Conv2d, conv_exec, conv_check, conv_cost, conv_scratch);
+  register_builtin(Op::Transpose, transpose_exec, transpose_check, transpose_cost);
 }
 
 }  // namespace nemu

@@ -4,10 +4,10 @@
 // Cost mapping (NKI-ISA cost table, reference neuron-hardware.md 1.1; MIN_II = spec.min_ii; all costs in VectorE
 // cycles; ScalarE parts of fused ops are converted with the clock ratio f_vector / f_scalar):
 //  * Layout: elementwise ops (TensorTensor, TensorScalar, TensorCopy) lay their numel elements out as
-//    [128 partitions, F = ceil(numel/128)]; row-wise ops (reduce, softmax, layernorm, scan, pool) put the
+//    [partitions, F = ceil(numel/partitions)]; row-wise ops (reduce, softmax, layernorm, scan, pool) put the
 //    independent rows (outer*inner, rows, N*C...) on the partitions (ceil(rows/128) partition tiles) and the
-//    reduced/normalised axis on the free axis. The free axis is cut into instructions of at most 512
-//    elements per partition (kFreeTile); cycles = sum over instructions.
+//    reduced/normalised axis on the free axis. The free axis is cut into instructions of at most
+//    spec.free_tile (512) elements per partition; cycles = sum over instructions.
 //  * TensorTensor max(MIN_II, 2N) (two SBUF inputs); TensorScalar / TensorCopy max(MIN_II, N);
 //    TensorReduce N (ArgMax/ArgMin: max + find-index = 2N; Mean adds a [P,1] tensor_scalar, MIN_II);
 //    Scan (tensor_tensor_scan) max(MIN_II, 2N); VecTranspose: one max(MIN_II, 32) instruction per
@@ -25,7 +25,8 @@
 //    tensor_tensor max/add on strided window views max(MIN_II, 2N); avg adds the divisor: tensor_scalar
 //    max(MIN_II, N) for a uniform divisor (divisor_override or count_include_pad), else a tensor_tensor by
 //    per-position reciprocal counts max(MIN_II, 2N).
-//  bytes = elements read + written * 4; flops ~ one per element per ALU op.
+//  bytes = elements read + written, each at the size of its dtype field (in_dtype / out_dtype); flops ~ one
+//  per element per ALU op.
 // No FP-exception semantics are relied on; this lets GCC if-convert and vectorise the math loops (clamps, floor).
 #pragma GCC optimize("no-trapping-math")
 #include <cmath>
@@ -132,41 +133,48 @@ Cost vcost(const Tiled& t, int64_t bytes, int64_t flops) {
 }
 
 // ---------------- TensorTensor ----------------
+using TTF = TensorTensorF;
 void tt_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   check_views(in, 3, numel, "TensorTensor");
-  check_alu("TensorTensor", in.ip[40]);
-  check_dtype("TensorTensor", in.ip[41]);
+  check_alu("TensorTensor", in.ip[TTF::alu]);
+  check_dtype("TensorTensor", in.ip[TTF::in_dtype]);
+  check_dtype("TensorTensor", in.ip[TTF::out_dtype]);
 }
-Cost tt_exec(const Instr& in, OpCtx& ctx) {
+void tt_exec(const Instr& in, OpCtx& ctx) {
   const auto p = make_plan<3>(in);
   const float* A = ctx.operand(in, 0);
   const float* B = ctx.operand(in, 1);
   float* O = ctx.operand(in, 2);
-  const int op = static_cast<int>(in.ip[40]);
-  const DType dt = static_cast<DType>(in.ip[41]);
+  const int op = static_cast<int>(in.ip[TTF::alu]);
+  const DType dt = field_dtype(in, TTF::out_dtype);
   for_each_row(p, [&](const int64_t* off, int64_t n, const int64_t* st) {
     alu_row(op, A + off[0], st[0], B + off[1], st[1], O + off[2], st[2], n);
     round_row(O + off[2], st[2], n, dt);
   });
-  const auto& s = ctx.spec;
-  return vcost(tiled_elementwise(s, p.numel, [&](int64_t N) { return min_ii(s, 2.0 * N); }), p.numel * 12, p.numel);
+}
+Cost tt_cost(const Instr& in, const CoreSpec& s) {
+  const int64_t n = view_numel(in);
+  return vcost(tiled_elementwise(s, n, [&](int64_t N) { return min_ii(s, 2.0 * N); }),
+               dtype_bytes_of(in, TTF::in_dtype, 2 * n) + dtype_bytes_of(in, TTF::out_dtype, n), n);
 }
 
 // ---------------- TensorScalar ----------------
+using TSF = TensorScalarF;
 void ts_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   check_views(in, 2, numel, "TensorScalar");
-  check_alu("TensorScalar", in.ip[40]);
-  check_dtype("TensorScalar", in.ip[41]);
-  if (in.ip[43] != -1) check_alu("TensorScalar", in.ip[43]);
+  check_alu("TensorScalar", in.ip[TSF::alu0]);
+  check_dtype("TensorScalar", in.ip[TSF::in_dtype]);
+  check_dtype("TensorScalar", in.ip[TSF::out_dtype]);
+  if (in.ip[TSF::alu1] != -1) check_alu("TensorScalar", in.ip[TSF::alu1]);
 }
-Cost ts_exec(const Instr& in, OpCtx& ctx) {
+void ts_exec(const Instr& in, OpCtx& ctx) {
   const auto p = make_plan<2>(in);
   const float* A = ctx.operand(in, 0);
   float* O = ctx.operand(in, 1);
-  const int op0 = static_cast<int>(in.ip[40]), op1 = static_cast<int>(in.ip[43]);
-  const bool rev0 = in.ip[42] != 0, rev1 = in.ip[44] != 0;
-  const float s0 = static_cast<float>(in.fp[0]), s1 = static_cast<float>(in.fp[1]);
-  const DType dt = static_cast<DType>(in.ip[41]);
+  const int op0 = static_cast<int>(in.ip[TSF::alu0]), op1 = static_cast<int>(in.ip[TSF::alu1]);
+  const bool rev0 = in.ip[TSF::reverse0] != 0, rev1 = in.ip[TSF::reverse1] != 0;
+  const float s0 = static_cast<float>(in.fp[TSF::scalar0]), s1 = static_cast<float>(in.fp[TSF::scalar1]);
+  const DType dt = field_dtype(in, TSF::out_dtype);
   for_each_row(p, [&](const int64_t* off, int64_t n, const int64_t* st) {
     const float* a = A + off[0];
     float* o = O + off[1];
@@ -178,33 +186,45 @@ Cost ts_exec(const Instr& in, OpCtx& ctx) {
     }
     round_row(o, st[1], n, dt);
   });
-  const auto& s = ctx.spec;
-  return vcost(tiled_elementwise(s, p.numel, [&](int64_t N) { return min_ii(s, N); }), p.numel * 8,
-               p.numel * (op1 >= 0 ? 2 : 1));
+}
+Cost ts_cost(const Instr& in, const CoreSpec& s) {
+  const int64_t n = view_numel(in);
+  return vcost(tiled_elementwise(s, n, [&](int64_t N) { return min_ii(s, N); }),
+               dtype_bytes_of(in, TSF::in_dtype, n) + dtype_bytes_of(in, TSF::out_dtype, n),
+               n * (in.ip[TSF::alu1] >= 0 ? 2 : 1));
 }
 
 // ---------------- TensorCopy ----------------
+using TCF = TensorCopyF;
 void copy_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   check_views(in, 2, numel, "TensorCopy");
-  check_dtype("TensorCopy", in.ip[41]);
+  check_dtype("TensorCopy", in.ip[TCF::in_dtype]);
+  check_dtype("TensorCopy", in.ip[TCF::out_dtype]);
 }
-Cost copy_exec(const Instr& in, OpCtx& ctx) {
+void copy_exec(const Instr& in, OpCtx& ctx) {
   const auto p = make_plan<2>(in);
   const float* A = ctx.operand(in, 0);
   float* O = ctx.operand(in, 1);
-  const DType dt = static_cast<DType>(in.ip[41]);
+  const DType dt = field_dtype(in, TCF::out_dtype);
   for_each_row(p, [&](const int64_t* off, int64_t n, const int64_t* st) {
     copy_row(A + off[0], st[0], O + off[1], st[1], n);
     round_row(O + off[1], st[1], n, dt);
   });
-  const auto& s = ctx.spec;
-  return vcost(tiled_elementwise(s, p.numel, [&](int64_t N) { return min_ii(s, N); }), p.numel * 8, 0);
+}
+Cost copy_cost(const Instr& in, const CoreSpec& s) {
+  const int64_t n = view_numel(in);
+  return vcost(tiled_elementwise(s, n, [&](int64_t N) { return min_ii(s, N); }),
+               dtype_bytes_of(in, TCF::in_dtype, n) + dtype_bytes_of(in, TCF::out_dtype, n), 0);
 }
 
 // ---------------- [outer, R, inner] helpers ----------------
 struct ORI {
   int64_t outer, R, inner;
 };
+// TensorReduce, Softmax and Scan share the [outer, R, inner] fields in their first three slots.
+static_assert(TensorReduceF::outer == 0 && TensorReduceF::R == 1 && TensorReduceF::inner == 2 && SoftmaxF::outer == 0 &&
+              SoftmaxF::R == 1 && SoftmaxF::inner == 2 && ScanF::outer == 0 && ScanF::R == 1 && ScanF::inner == 2,
+              "ORI field layout");
 ORI ori_check(const Instr& in, const int64_t* numel, const char* op, bool out_reduced, int64_t min_r) {
   ORI d{in.ip[0], in.ip[1], in.ip[2]};
   const int64_t rows = checked_mul(d.outer, d.inner, op, "outer*inner");
@@ -220,8 +240,9 @@ constexpr int64_t kBlk = 128;  // inner-axis block kept in stack accumulators
 // ---------------- TensorReduce ----------------
 void reduce_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   ori_check(in, numel, "TensorReduce", true, 1);
-  check_range("TensorReduce", "reduce op", in.ip[3], 0, static_cast<int64_t>(ReduceOp::kCount) - 1);
-  check_dtype("TensorReduce", in.ip[4]);
+  check_range("TensorReduce", "reduce op", in.ip[TensorReduceF::reduce_op], 0, static_cast<int64_t>(ReduceOp::kCount) - 1);
+  check_dtype("TensorReduce", in.ip[TensorReduceF::in_dtype]);
+  check_dtype("TensorReduce", in.ip[TensorReduceF::out_dtype]);
 }
 
 NEMU_SIMD_CLONES void reduce_rows(int rop, const float* x, float* out, int64_t R, int64_t inner, int64_t ib, int64_t nb) {
@@ -309,10 +330,11 @@ NEMU_SIMD_CLONES void reduce_rows(int rop, const float* x, float* out, int64_t R
   }
 }
 
-Cost reduce_exec(const Instr& in, OpCtx& ctx) {
-  const int64_t outer = in.ip[0], R = in.ip[1], inner = in.ip[2];
-  const int rop = static_cast<int>(in.ip[3]);
-  const DType dt = static_cast<DType>(in.ip[4]);
+using RF = TensorReduceF;
+void reduce_exec(const Instr& in, OpCtx& ctx) {
+  const int64_t outer = in.ip[RF::outer], R = in.ip[RF::R], inner = in.ip[RF::inner];
+  const int rop = static_cast<int>(in.ip[RF::reduce_op]);
+  const DType dt = field_dtype(in, RF::out_dtype);
   const float* X = ctx.operand(in, 0);
   float* O = ctx.operand(in, 1);
   const int64_t nblk = ceil_div(inner, kBlk);
@@ -323,8 +345,10 @@ Cost reduce_exec(const Instr& in, OpCtx& ctx) {
       round_row(O + o * inner + ib, 1, nb, dt);
     }
   });
-  const auto& s = ctx.spec;
-  const ReduceOp op = static_cast<ReduceOp>(rop);
+}
+Cost reduce_cost(const Instr& in, const CoreSpec& s) {
+  const int64_t outer = in.ip[RF::outer], R = in.ip[RF::R], inner = in.ip[RF::inner];
+  const ReduceOp op = static_cast<ReduceOp>(in.ip[RF::reduce_op]);
   const double k = (op == ReduceOp::ArgMax || op == ReduceOp::ArgMin) ? 2.0 : 1.0;
   Tiled t = tiled(s, outer * inner, R, [&](int64_t N) { return k * N; });
   if (op == ReduceOp::Mean) {
@@ -332,13 +356,14 @@ Cost reduce_exec(const Instr& in, OpCtx& ctx) {
     t.instructions += t.ptiles;
   }
   const int64_t n = outer * R * inner;
-  return vcost(t, (n + outer * inner) * 4, n);
+  return vcost(t, dtype_bytes_of(in, RF::in_dtype, n) + dtype_bytes_of(in, RF::out_dtype, outer * inner), n);
 }
 
 // ---------------- Softmax ----------------
 void softmax_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   ori_check(in, numel, "Softmax", false, 1);
-  check_dtype("Softmax", in.ip[4]);
+  check_dtype("Softmax", in.ip[SoftmaxF::in_dtype]);
+  check_dtype("Softmax", in.ip[SoftmaxF::out_dtype]);
 }
 
 NEMU_SIMD_CLONES void softmax_block(const float* x, float* y, int64_t R, int64_t inner, int64_t nb, bool log) {
@@ -428,10 +453,11 @@ NEMU_SIMD_CLONES void softmax_block(const float* x, float* y, int64_t R, int64_t
   }
 }
 
-Cost softmax_exec(const Instr& in, OpCtx& ctx) {
-  const int64_t outer = in.ip[0], R = in.ip[1], inner = in.ip[2];
-  const bool log = in.ip[3] != 0;
-  const DType dt = static_cast<DType>(in.ip[4]);
+using SMF = SoftmaxF;
+void softmax_exec(const Instr& in, OpCtx& ctx) {
+  const int64_t outer = in.ip[SMF::outer], R = in.ip[SMF::R], inner = in.ip[SMF::inner];
+  const bool log = in.ip[SMF::log] != 0;
+  const DType dt = field_dtype(in, SMF::out_dtype);
   const float* X = ctx.operand(in, 0);
   float* Y = ctx.operand(in, 1);
   const int64_t nblk = ceil_div(inner, kBlk);
@@ -446,7 +472,10 @@ Cost softmax_exec(const Instr& in, OpCtx& ctx) {
       }
     }
   });
-  const auto& s = ctx.spec;
+}
+Cost softmax_cost(const Instr& in, const CoreSpec& s) {
+  const int64_t outer = in.ip[SMF::outer], R = in.ip[SMF::R], inner = in.ip[SMF::inner];
+  const bool log = in.ip[SMF::log] != 0;
   const double sv = s.clock_ghz[1] / s.clock_ghz[2];  // ScalarE cycles -> VectorE cycles
   Tiled t = tiled(s, outer * inner, R, [&](int64_t N) {
     return N + sv * (min_ii(s, N) + s.min_ii) + min_ii(s, N);
@@ -454,14 +483,15 @@ Cost softmax_exec(const Instr& in, OpCtx& ctx) {
   const double fixed = log ? sv * s.min_ii : min_ii(s, 8.0);
   t.cycles += fixed * t.ptiles;
   t.instructions = t.instructions * 3 + t.ptiles;
-  const int64_t n = outer * R * inner;
-  return vcost(t, n * 8 * 2, n * 4);
+  const int64_t n = outer * R * inner;  // two passes over the input, one write
+  return vcost(t, dtype_bytes_of(in, SMF::in_dtype, 2 * n) + dtype_bytes_of(in, SMF::out_dtype, n), n * 4);
 }
 
 // ---------------- LayerNorm ----------------
+using LNF = LayerNormF;
 void ln_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
-  const int64_t rows = in.ip[0], D = in.ip[1];
-  const bool hw = in.ip[2] != 0, hb = in.ip[3] != 0;
+  const int64_t rows = in.ip[LNF::rows], D = in.ip[LNF::D];
+  const bool hw = in.ip[LNF::has_weight] != 0, hb = in.ip[LNF::has_bias] != 0;
   const int64_t all = checked_mul(rows, D, "LayerNorm", "rows*D");
   if (D < 1) fail("LayerNorm: D = " + std::to_string(D) + " must be >= 1");
   const int expect = 2 + hw + hb;
@@ -473,7 +503,8 @@ void ln_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   if (hw) check_fits("LayerNorm", j++, "weight [D]", D, numel);
   if (hb) check_fits("LayerNorm", j++, "bias [D]", D, numel);
   check_fits("LayerNorm", j, "output [rows,D]", all, numel);
-  check_dtype("LayerNorm", in.ip[4]);
+  check_dtype("LayerNorm", in.ip[LNF::in_dtype]);
+  check_dtype("LayerNorm", in.ip[LNF::out_dtype]);
 }
 
 NEMU_SIMD_CLONES void ln_row(const float* x, float* y, const float* w, const float* b, int64_t D, float eps) {
@@ -498,11 +529,11 @@ NEMU_SIMD_CLONES void ln_row(const float* x, float* y, const float* w, const flo
   else for (int64_t k = 0; k < D; ++k) y[k] = (x[k] - m) * rstd;
 }
 
-Cost ln_exec(const Instr& in, OpCtx& ctx) {
-  const int64_t rows = in.ip[0], D = in.ip[1];
-  const bool hw = in.ip[2] != 0, hb = in.ip[3] != 0;
-  const DType dt = static_cast<DType>(in.ip[4]);
-  const float eps = static_cast<float>(in.fp[0]);
+void ln_exec(const Instr& in, OpCtx& ctx) {
+  const int64_t rows = in.ip[LNF::rows], D = in.ip[LNF::D];
+  const bool hw = in.ip[LNF::has_weight] != 0, hb = in.ip[LNF::has_bias] != 0;
+  const DType dt = field_dtype(in, LNF::out_dtype);
+  const float eps = static_cast<float>(in.fp[LNF::eps]);
   int j = 0;
   const float* X = ctx.operand(in, j++);
   const float* W = hw ? ctx.operand(in, j++) : nullptr;
@@ -514,19 +545,23 @@ Cost ln_exec(const Instr& in, OpCtx& ctx) {
       round_row(Y + r * D, 1, D, dt);
     }
   });
-  const auto& s = ctx.spec;
-  const int n_affine = hw + hb;
+}
+Cost ln_cost(const Instr& in, const CoreSpec& s) {
+  const int64_t rows = in.ip[LNF::rows], D = in.ip[LNF::D];
+  const int n_affine = (in.ip[LNF::has_weight] != 0) + (in.ip[LNF::has_bias] != 0);
   Tiled t = tiled(s, rows, D, [&](int64_t N) { return 2 * min_ii(s, N) + n_affine * min_ii(s, 2.0 * N); });
   t.cycles += (min_ii(s, 13.0 * (6.0 * t.chunks / 3.0)) + s.min_ii) * t.ptiles;
   t.instructions = t.instructions * (2 + n_affine) + 2 * t.ptiles;
-  const int64_t n = rows * D;
-  return vcost(t, n * 4 * (3 + 2 * n_affine), n * (5 + 2 * n_affine));
+  const int64_t n = rows * D;  // stats and normalise passes read the input, each affine pass re-reads the output
+  return vcost(t, dtype_bytes_of(in, LNF::in_dtype, 2 * n) + dtype_bytes_of(in, LNF::out_dtype, n * (1 + 2 * n_affine)),
+               n * (5 + 2 * n_affine));
 }
 
 // ---------------- BatchNorm (inference) ----------------
+using BNF = BatchNormF;
 void bn_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
-  const int64_t N = in.ip[0], C = in.ip[1], HW = in.ip[2];
-  const bool hw = in.ip[3] != 0, hb = in.ip[4] != 0;
+  const int64_t N = in.ip[BNF::N], C = in.ip[BNF::C], HW = in.ip[BNF::HW];
+  const bool hw = in.ip[BNF::has_weight] != 0, hb = in.ip[BNF::has_bias] != 0;
   const int64_t all = checked_mul(checked_mul(N, C, "BatchNorm", "N*C"), HW, "BatchNorm", "N*C*HW");
   const int expect = 4 + hw + hb;
   if (in.n_operands != expect)
@@ -539,18 +574,19 @@ void bn_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   if (hw) check_fits("BatchNorm", j++, "weight [C]", C, numel);
   if (hb) check_fits("BatchNorm", j++, "bias [C]", C, numel);
   check_fits("BatchNorm", j, "output [N,C,HW]", all, numel);
-  check_dtype("BatchNorm", in.ip[5]);
+  check_dtype("BatchNorm", in.ip[BNF::in_dtype]);
+  check_dtype("BatchNorm", in.ip[BNF::out_dtype]);
 }
 
 NEMU_SIMD_CLONES void affine_row(const float* x, float* y, int64_t n, float a, float b) {
   for (int64_t i = 0; i < n; ++i) y[i] = x[i] * a + b;
 }
 
-Cost bn_exec(const Instr& in, OpCtx& ctx) {
-  const int64_t N = in.ip[0], C = in.ip[1], HW = in.ip[2];
-  const bool hw = in.ip[3] != 0, hb = in.ip[4] != 0;
-  const DType dt = static_cast<DType>(in.ip[5]);
-  const float eps = static_cast<float>(in.fp[0]);
+void bn_exec(const Instr& in, OpCtx& ctx) {
+  const int64_t N = in.ip[BNF::N], C = in.ip[BNF::C], HW = in.ip[BNF::HW];
+  const bool hw = in.ip[BNF::has_weight] != 0, hb = in.ip[BNF::has_bias] != 0;
+  const DType dt = field_dtype(in, BNF::out_dtype);
+  const float eps = static_cast<float>(in.fp[BNF::eps]);
   const float* X = ctx.operand(in, 0);
   const float* M = ctx.operand(in, 1);
   const float* V = ctx.operand(in, 2);
@@ -569,20 +605,23 @@ Cost bn_exec(const Instr& in, OpCtx& ctx) {
       round_row(Y + t * HW, 1, HW, dt);
     }
   });
-  const auto& s = ctx.spec;
+}
+Cost bn_cost(const Instr& in, const CoreSpec& s) {
+  const int64_t N = in.ip[BNF::N], C = in.ip[BNF::C], HW = in.ip[BNF::HW];
   Tiled t = tiled(s, C, N * HW, [&](int64_t n) { return min_ii(s, n); });
   t.cycles += 4.0 * s.min_ii * t.ptiles;
   t.instructions += 4 * t.ptiles;
-  const int64_t n = N * C * HW;
-  return vcost(t, n * 8 + C * 16, n * 2);
+  const int64_t n = N * C * HW;  // + four fp32 per-channel parameters
+  return vcost(t, dtype_bytes_of(in, BNF::in_dtype, n) + dtype_bytes_of(in, BNF::out_dtype, n) + C * 16, n * 2);
 }
 
 // ---------------- Pool2d ----------------
+using PF = Pool2dF;
 void pool_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   const char* op = "Pool2d";
-  const int64_t NC = in.ip[0], H = in.ip[1], W = in.ip[2], kh = in.ip[3], kw = in.ip[4], sh = in.ip[5], sw = in.ip[6];
-  const int64_t ph = in.ip[7], pw = in.ip[8], OH = in.ip[9], OW = in.ip[10], kind = in.ip[11];
-  const int64_t dh = in.ip[15] ? in.ip[15] : 1, dw = in.ip[16] ? in.ip[16] : 1;
+  const int64_t NC = in.ip[PF::NC], H = in.ip[PF::H], W = in.ip[PF::W], kh = in.ip[PF::kh], kw = in.ip[PF::kw];
+  const int64_t sh = in.ip[PF::sh], sw = in.ip[PF::sw], ph = in.ip[PF::ph], pw = in.ip[PF::pw];
+  const int64_t OH = in.ip[PF::OH], OW = in.ip[PF::OW], kind = in.ip[PF::kind], dh = in.ip[PF::dh], dw = in.ip[PF::dw];
   check_range(op, "kernel height", kh, 1, 1 << 20);
   check_range(op, "kernel width", kw, 1, 1 << 20);
   check_range(op, "stride height", sh, 1, 1 << 20);
@@ -592,7 +631,7 @@ void pool_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   check_range(op, "padding height", ph, 0, kh);
   check_range(op, "padding width", pw, 0, kw);
   check_range(op, "kind", kind, 0, 1);
-  check_range(op, "divisor_override", in.ip[13], 0, std::numeric_limits<int32_t>::max());
+  check_range(op, "divisor_override", in.ip[PF::divisor_override], 0, std::numeric_limits<int32_t>::max());
   check_range(op, "H", H, 1, 1 << 24);
   check_range(op, "W", W, 1, 1 << 24);
   check_range(op, "OH", OH, 0, 1 << 24);
@@ -601,15 +640,15 @@ void pool_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   const int64_t out_n = checked_mul(checked_mul(NC, OH, op, "NC*OH"), OW, op, "NC*OH*OW");
   check_fits(op, 0, "input [NC,H,W]", in_n, numel);
   check_fits(op, 1, "output [NC,OH,OW]", out_n, numel);
-  check_dtype(op, in.ip[14]);
+  check_dtype(op, in.ip[PF::in_dtype]);
+  check_dtype(op, in.ip[PF::out_dtype]);
 }
 
 void pool_plane(const Instr& in, const float* x, float* y) {
-  const int64_t H = in.ip[1], W = in.ip[2], kh = in.ip[3], kw = in.ip[4], sh = in.ip[5], sw = in.ip[6];
-  const int64_t ph = in.ip[7], pw = in.ip[8], OH = in.ip[9], OW = in.ip[10], kind = in.ip[11];
-  const bool cip = in.ip[12] != 0;
-  const int64_t dov = in.ip[13];
-  const int64_t dh = in.ip[15] ? in.ip[15] : 1, dw = in.ip[16] ? in.ip[16] : 1;
+  const int64_t H = in.ip[PF::H], W = in.ip[PF::W], kh = in.ip[PF::kh], kw = in.ip[PF::kw], sh = in.ip[PF::sh];
+  const int64_t sw = in.ip[PF::sw], ph = in.ip[PF::ph], pw = in.ip[PF::pw], OH = in.ip[PF::OH], OW = in.ip[PF::OW];
+  const int64_t kind = in.ip[PF::kind], dov = in.ip[PF::divisor_override], dh = in.ip[PF::dh], dw = in.ip[PF::dw];
+  const bool cip = in.ip[PF::count_include_pad] != 0;
   if (kind == 0) {
     for (int64_t oh = 0; oh < OH; ++oh) {
       int64_t hs = oh * sh - ph;
@@ -656,9 +695,10 @@ void pool_plane(const Instr& in, const float* x, float* y) {
   }
 }
 
-Cost pool_exec(const Instr& in, OpCtx& ctx) {
-  const int64_t NC = in.ip[0], H = in.ip[1], W = in.ip[2], kh = in.ip[3], kw = in.ip[4], OH = in.ip[9], OW = in.ip[10];
-  const DType dt = static_cast<DType>(in.ip[14]);
+void pool_exec(const Instr& in, OpCtx& ctx) {
+  const int64_t NC = in.ip[PF::NC], H = in.ip[PF::H], W = in.ip[PF::W], kh = in.ip[PF::kh], kw = in.ip[PF::kw];
+  const int64_t OH = in.ip[PF::OH], OW = in.ip[PF::OW];
+  const DType dt = field_dtype(in, PF::out_dtype);
   const float* X = ctx.operand(in, 0);
   float* Y = ctx.operand(in, 1);
   parallel_chunks(NC, OH * OW * kh * kw, [&](int64_t b, int64_t e) {
@@ -667,9 +707,12 @@ Cost pool_exec(const Instr& in, OpCtx& ctx) {
       round_row(Y + c * OH * OW, 1, OH * OW, dt);
     }
   });
-  const auto& s = ctx.spec;
-  const bool avg = in.ip[11] == 1;
-  const bool uniform = in.ip[13] != 0 || in.ip[12] != 0;
+}
+Cost pool_cost(const Instr& in, const CoreSpec& s) {
+  const int64_t NC = in.ip[PF::NC], H = in.ip[PF::H], W = in.ip[PF::W], kh = in.ip[PF::kh], kw = in.ip[PF::kw];
+  const int64_t OH = in.ip[PF::OH], OW = in.ip[PF::OW];
+  const bool avg = in.ip[PF::kind] == 1;
+  const bool uniform = in.ip[PF::divisor_override] != 0 || in.ip[PF::count_include_pad] != 0;
   const int64_t taps = kh * kw;
   Tiled t = tiled(s, NC, OH * OW, [&](int64_t N) {
     double c = min_ii(s, N) + (taps - 1) * min_ii(s, 2.0 * N);
@@ -678,17 +721,20 @@ Cost pool_exec(const Instr& in, OpCtx& ctx) {
   });
   t.instructions *= taps + (avg ? 1 : 0);
   const int64_t on = NC * OH * OW;
-  return vcost(t, (NC * H * W + on) * 4, on * taps);
+  return vcost(t, dtype_bytes_of(in, PF::in_dtype, NC * H * W) + dtype_bytes_of(in, PF::out_dtype, on), on * taps);
 }
 
 // ---------------- VecTranspose ----------------
+using VTF = VecTransposeF;
+constexpr int64_t kBankEdge = 32;  // VectorE reshape banks are 32x32 blocks (NKI transpose)
 void vt_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
-  const int64_t n = checked_mul(in.ip[0], in.ip[1], "VecTranspose", "P*F");
+  const int64_t n = checked_mul(in.ip[VTF::P], in.ip[VTF::F], "VecTranspose", "P*F");
   check_fits("VecTranspose", 0, "input [P,F]", n, numel);
   check_fits("VecTranspose", 1, "output [F,P]", n, numel);
+  check_dtype("VecTranspose", in.ip[VTF::in_dtype]);
 }
-Cost vt_exec(const Instr& in, OpCtx& ctx) {
-  const int64_t P = in.ip[0], F = in.ip[1];
+void vt_exec(const Instr& in, OpCtx& ctx) {
+  const int64_t P = in.ip[VTF::P], F = in.ip[VTF::F];
   const float* X = ctx.operand(in, 0);
   float* Y = ctx.operand(in, 1);
   constexpr int64_t B = 32;
@@ -701,28 +747,31 @@ Cost vt_exec(const Instr& in, OpCtx& ctx) {
         for (int64_t p = p0; p < pe; ++p) Y[f * P + p] = X[p * F + f];
     }
   });
-  const auto& s = ctx.spec;
+}
+Cost vt_cost(const Instr& in, const CoreSpec& s) {
+  const int64_t P = in.ip[VTF::P], F = in.ip[VTF::F];
   Tiled t;
   t.ptiles = ceil_div(P, s.partitions);
-  t.instructions = t.ptiles * nbf;
-  t.cycles = t.instructions * min_ii(s, static_cast<double>(B));
+  t.instructions = t.ptiles * ceil_div(F, kBankEdge);
+  t.cycles = t.instructions * min_ii(s, static_cast<double>(kBankEdge));
   if (P * F == 0) t = Tiled{};
-  return vcost(t, P * F * 8, 0);
+  return vcost(t, dtype_bytes_of(in, VTF::in_dtype, 2 * P * F), 0);
 }
 
 // ---------------- Scan ----------------
 void scan_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   ori_check(in, numel, "Scan", false, 0);
-  const int64_t a = in.ip[3];
+  const int64_t a = in.ip[ScanF::alu];
   if (a != static_cast<int64_t>(Alu::Add) && a != static_cast<int64_t>(Alu::Mul) && a != static_cast<int64_t>(Alu::Max) &&
       a != static_cast<int64_t>(Alu::Min))
     fail("Scan: alu code " + std::to_string(a) + " is not add/mul/max/min");
-  check_dtype("Scan", in.ip[4]);
+  check_dtype("Scan", in.ip[ScanF::in_dtype]);
+  check_dtype("Scan", in.ip[ScanF::out_dtype]);
 }
-Cost scan_exec(const Instr& in, OpCtx& ctx) {
-  const int64_t outer = in.ip[0], R = in.ip[1], inner = in.ip[2];
-  const Alu op = static_cast<Alu>(in.ip[3]);
-  const DType dt = static_cast<DType>(in.ip[4]);
+void scan_exec(const Instr& in, OpCtx& ctx) {
+  const int64_t outer = in.ip[ScanF::outer], R = in.ip[ScanF::R], inner = in.ip[ScanF::inner];
+  const Alu op = static_cast<Alu>(in.ip[ScanF::alu]);
+  const DType dt = field_dtype(in, ScanF::out_dtype);
   const float* X = ctx.operand(in, 0);
   float* Y = ctx.operand(in, 1);
   parallel_chunks(outer * inner, R, [&](int64_t b, int64_t e) {
@@ -748,25 +797,27 @@ Cost scan_exec(const Instr& in, OpCtx& ctx) {
       if (dt != DType::F32) round_row(y, inner, R, dt);
     }
   });
-  const auto& s = ctx.spec;
+}
+Cost scan_cost(const Instr& in, const CoreSpec& s) {
+  const int64_t outer = in.ip[ScanF::outer], R = in.ip[ScanF::R], inner = in.ip[ScanF::inner];
   Tiled t = tiled(s, outer * inner, R, [&](int64_t N) { return min_ii(s, 2.0 * N); });
   const int64_t n = outer * R * inner;
-  return vcost(t, n * 8, n);
+  return vcost(t, dtype_bytes_of(in, ScanF::in_dtype, n) + dtype_bytes_of(in, ScanF::out_dtype, n), n);
 }
 
 }  // namespace
 
 void register_vector_engine_ops() {
-  register_op(Op::TensorTensor, "TensorTensor", Engine::Vector, 3, 3, tt_exec, tt_check);
-  register_op(Op::TensorScalar, "TensorScalar", Engine::Vector, 2, 2, ts_exec, ts_check);
-  register_op(Op::TensorReduce, "TensorReduce", Engine::Vector, 2, 2, reduce_exec, reduce_check);
-  register_op(Op::Softmax, "Softmax", Engine::Vector, 2, 2, softmax_exec, softmax_check);
-  register_op(Op::LayerNorm, "LayerNorm", Engine::Vector, 2, 4, ln_exec, ln_check);
-  register_op(Op::BatchNorm, "BatchNorm", Engine::Vector, 4, 6, bn_exec, bn_check);
-  register_op(Op::Pool2d, "Pool2d", Engine::Vector, 2, 2, pool_exec, pool_check);
-  register_op(Op::TensorCopy, "TensorCopy", Engine::Vector, 2, 2, copy_exec, copy_check);
-  register_op(Op::VecTranspose, "VecTranspose", Engine::Vector, 2, 2, vt_exec, vt_check);
-  register_op(Op::Scan, "Scan", Engine::Vector, 2, 2, scan_exec, scan_check);
+  register_builtin(Op::TensorTensor, tt_exec, tt_check, tt_cost);
+  register_builtin(Op::TensorScalar, ts_exec, ts_check, ts_cost);
+  register_builtin(Op::TensorReduce, reduce_exec, reduce_check, reduce_cost);
+  register_builtin(Op::Softmax, softmax_exec, softmax_check, softmax_cost);
+  register_builtin(Op::LayerNorm, ln_exec, ln_check, ln_cost);
+  register_builtin(Op::BatchNorm, bn_exec, bn_check, bn_cost);
+  register_builtin(Op::Pool2d, pool_exec, pool_check, pool_cost);
+  register_builtin(Op::TensorCopy, copy_exec, copy_check, copy_cost);
+  register_builtin(Op::VecTranspose, vt_exec, vt_check, vt_cost);
+  register_builtin(Op::Scan, scan_exec, scan_check, scan_cost);
 }
 
 }  // namespace nemu

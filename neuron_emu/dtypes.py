@@ -7,45 +7,71 @@ see the header comment of csrc/dtype_convert.cpp for the sources.
 """
 from __future__ import annotations
 
-from typing import Optional, Union
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple, Union
 
 import numpy as np
 import torch
 
 from neuron_emu import _C
-from neuron_emu.isa import DType
+from neuron_emu.isa import DType, IoDType
 
-DTYPE_NAMES: dict[str, DType] = {
-    "fp32": DType.F32,
-    "bf16": DType.BF16,
-    "fp16": DType.FP16,
-    "tf32": DType.TF32,
-    "fp8_e4m3": DType.FP8E4M3,
-    "fp8_e5m2": DType.FP8E5M2,
+
+@dataclass(frozen=True)
+class DTypeInfo:
+    """One emulated dtype: its code and name and device size (from the C++ table, csrc/common.h), the torch
+    dtype with the same values, other spellings users pass, and whether `--auto-cast-type` accepts it."""
+    dtype: DType
+    name: str
+    bytes: int
+    torch: Optional[torch.dtype]
+    aliases: Tuple[str, ...]
+    auto_cast: bool
+
+
+_PY_COLUMNS = {  # name -> (torch dtype, aliases, valid --auto-cast-type); the C++ table supplies code and size
+    "fp32": (torch.float32, ("float32", "f32"), False),
+    "bf16": (torch.bfloat16, ("bfloat16",), True),
+    "fp16": (torch.float16, ("float16", "f16"), True),
+    "tf32": (None, (), True),  # torch has no tf32 storage type
+    "fp8_e4m3": (torch.float8_e4m3fn, ("float8_e4m3fn",), True),
+    "fp8_e5m2": (torch.float8_e5m2, ("float8_e5m2",), False),
 }
 
-_TORCH_DTYPES: dict[str, Optional[torch.dtype]] = {
-    "fp32": torch.float32,
-    "bf16": torch.bfloat16,
-    "fp16": torch.float16,
-    "tf32": None,  # torch has no tf32 storage dtype
-    "fp8_e4m3": torch.float8_e4m3fn,
-    "fp8_e5m2": torch.float8_e5m2,
-}
+DTYPES: Tuple[DTypeInfo, ...] = tuple(
+    DTypeInfo(DType(code), name, nbytes, *_PY_COLUMNS[name]) for code, name, nbytes in _C.dtype_table())
+if {d.name for d in DTYPES} != set(_PY_COLUMNS) or [int(d.dtype) for d in DTYPES] != [int(v) for v in DType]:
+    raise ImportError("neuron_emu.dtypes: the Python columns do not match the extension's dtype table")
 
-_NAME_OF = {v: k for k, v in DTYPE_NAMES.items()}
+DTYPE_NAMES: Dict[str, DType] = {d.name: d.dtype for d in DTYPES}
+DTYPE_BYTES: Dict[DType, int] = {d.dtype: d.bytes for d in DTYPES}
+AUTO_CAST_TYPES: Dict[str, DType] = {d.name: d.dtype for d in DTYPES if d.auto_cast}
+# torch dtype of a tensor -> the emulated dtype its values are representable in (fp32 is the default storage)
+TORCH_TO_EMU: Dict[torch.dtype, DType] = {d.torch: d.dtype for d in DTYPES if d.torch is not None}
+_BY_SPELLING: Dict[str, DType] = {a: d.dtype for d in DTYPES for a in (d.name,) + d.aliases}
+_NAME_OF = {d.dtype: d.name for d in DTYPES}
 
-DTypeLike = Union[str, DType, int]
+# Host-side element types of model inputs and outputs (converted by IoIn/IoOut).
+IO_DTYPES: Dict[torch.dtype, IoDType] = {
+    torch.float32: IoDType.F32, torch.float64: IoDType.F64, torch.float16: IoDType.F16, torch.bfloat16: IoDType.BF16,
+    torch.int64: IoDType.I64, torch.int32: IoDType.I32, torch.int16: IoDType.I16, torch.int8: IoDType.I8,
+    torch.uint8: IoDType.U8, torch.bool: IoDType.Bool}
+
+DTypeLike = Union[str, DType, int, torch.dtype]
 
 
 def parse_dtype(name: DTypeLike) -> DType:
     """The emulated DType for a name ("bf16", ...), a DType, or its integer code; ValueError otherwise."""
     if isinstance(name, DType):
         return name
+    if isinstance(name, torch.dtype):
+        if name in TORCH_TO_EMU:
+            return TORCH_TO_EMU[name]
+        raise ValueError(f"{name} is not an emulated dtype; valid: {', '.join(str(t) for t in TORCH_TO_EMU)}")
     if isinstance(name, str):
         key = name.strip().lower()
-        if key in DTYPE_NAMES:
-            return DTYPE_NAMES[key]
+        if key in _BY_SPELLING:
+            return _BY_SPELLING[key]
         raise ValueError(f"unknown emulated dtype {name!r}; valid names: {', '.join(DTYPE_NAMES)}")
     if isinstance(name, (int, np.integer)) and not isinstance(name, bool):
         try:
@@ -63,7 +89,7 @@ def dtype_name(dtype: DTypeLike) -> str:
 
 def torch_dtype(name: DTypeLike) -> Optional[torch.dtype]:
     """The torch dtype with the same values (tf32 -> None: torch has no tf32 storage type)."""
-    return _TORCH_DTYPES[dtype_name(name)]
+    return DTYPES[int(parse_dtype(name))].torch
 
 
 def _as_f32_array(t: torch.Tensor, fn: str) -> np.ndarray:

@@ -30,7 +30,9 @@ class NeuronCoreSpec:
     vector_lanes: int             # [1.1 VectorE]
     scalar_lanes: int             # [1.1 ScalarE]
     min_ii: int                   # MIN_II ~64 cycles [1.1 instruction cost table]
+    free_tile: int                # free elements per partition in one VectorE/ScalarE instruction (see NEURONCORE_V2)
     gpsimd_cores: int             # [1.1 GpSimdE]
+    gpsimd_lanes: int             # fp32 lanes of one GpSimd core: 512-bit SIMD = 16 x FP32 [1.1 GpSimdE]
     gpsimd_start_cycles: int      # GPSIMD_START ~150 [1.1 table: iota/affine_select]
     gpsimd_tcm_bytes: int         # 64 KB TCM per GpSimd core [1.1 GpSimdE]
     sbuf_bytes: int               # [0; 1.1 SBUF]
@@ -59,7 +61,10 @@ NEURONCORE_V2 = NeuronCoreSpec(
     mm_init_latency=64, fp32_matmul_factor=4, has_fp32_matmul=True,            # [1.1 cost model]
     matmul_dtypes=("fp32", "tf32", "bf16", "fp16", "fp8_e4m3", "fp8_e5m2"),   # [1.1 TensorE: BF16, FP16, TF32, cFP8, FP32]
     vector_lanes=128, scalar_lanes=128, min_ii=64,                              # [1.1 VectorE/ScalarE; table]
-    gpsimd_cores=8, gpsimd_start_cycles=150, gpsimd_tcm_bytes=64 * 1024,        # [1.1 GpSimdE]
+    # ASSUMPTION: VectorE accepts up to 64K free elements (SBUF) [1.1 VectorE]; we model a compiler that tiles
+    # the free axis to one PSUM bank's 512 fp32 per partition [1.1 PSUM], so a long row costs several instructions.
+    free_tile=512,
+    gpsimd_cores=8, gpsimd_lanes=16, gpsimd_start_cycles=150, gpsimd_tcm_bytes=64 * 1024,  # [1.1 GpSimdE]
     sbuf_bytes=24 * MiB, psum_bytes=2 * MiB, partitions=128,                    # [0; 1.1 SBUF/PSUM]
     dma_engines=16, dma_gbps_per_engine=27.2, dma_fixed_ns=1300.0,             # [1.1 Data movement]
     device_mem_bytes=16 * GiB, device_mem_gbps=410.0,                           # [1.1 HBM: 820 GB/s per chip / 2 cores, derived]
@@ -80,8 +85,8 @@ NEURONCORE_V1 = NeuronCoreSpec(
     pe_rows=128, pe_cols=128, moving_max=512,                                   # ASSUMPTION: same tile limits as v2
     mm_init_latency=64, fp32_matmul_factor=4, has_fp32_matmul=False,           # no FP32 matmul on Inf1 [1.3; api 1.9 #765]
     matmul_dtypes=("bf16", "fp16"),                                             # [1.3 TensorE FP16/BF16/INT8 inputs]
-    vector_lanes=128, scalar_lanes=128, min_ii=64,
-    gpsimd_cores=0, gpsimd_start_cycles=0, gpsimd_tcm_bytes=0,
+    vector_lanes=128, scalar_lanes=128, min_ii=64, free_tile=512,              # ASSUMPTION: as v2
+    gpsimd_cores=0, gpsimd_lanes=0, gpsimd_start_cycles=0, gpsimd_tcm_bytes=0,
     # ASSUMPTION: SBUF/PSUM sizes unpublished; taken as v2's (they bound tiling only, not results).
     sbuf_bytes=24 * MiB, psum_bytes=2 * MiB, partitions=128,
     # ASSUMPTION: DMA engine count unpublished; 50 GiB/s per chip over 4 cores = 12.5 GiB/s per core [0; 1.3].
@@ -153,6 +158,8 @@ def core_spec(generation: int = 2):
     s.mm_init_latency = c.mm_init_latency
     s.fp32_matmul_factor = c.fp32_matmul_factor
     s.min_ii = c.min_ii
+    s.free_tile = c.free_tile
+    s.gpsimd_lanes = c.gpsimd_lanes
     s.gpsimd_start = c.gpsimd_start_cycles
     s.gpsimd_cores = c.gpsimd_cores
     s.dma_engines = c.dma_engines

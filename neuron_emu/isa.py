@@ -1,46 +1,74 @@
-"""Python mirror of csrc/isa.h: op codes, enums and the fixed-width instruction encoding.
+"""The instruction encoding, read from the one op schema of csrc/op_schema.h (via `_C.op_schema()`).
 
-The compiler and the kernel-level API both build instructions here, so there is one encoder.
-Keep the numbers in step with csrc/isa.h (tests/test_isa.py checks them against the extension).
+An `Instr` names its parameters: `Instr(Op.MatMul, operands, {"M": 4, "K": 8, ...})`. Encoding looks up each
+field's slot in the schema the extension exports, so the compiler, the kernel-level API and the C++ kernels
+cannot disagree about a layout; an unknown or missing field is an error naming the op and the field.
+The enums below (Alu, ActFunc, ...) are value tables of fields and mirror csrc/isa.h
+(tests/test_isa.py checks them against the kernels' behaviour).
 """
 from __future__ import annotations
 
 import enum
 import struct
 from dataclasses import dataclass, field
-from typing import Sequence
+from functools import lru_cache
+from typing import Dict, Optional, Sequence, Union
 
 import numpy as np
+
+from neuron_emu import _C
 
 INSTR_WORDS = 64
 MAX_OPERANDS = 6
 NUM_IPARAMS = 48
 NUM_FPARAMS = 4
 MAX_DIMS = 6
+VIEW_WORDS = _C.VIEW_WORDS
+
+# Built-in op codes, generated from the schema (run-time ops are addressed by name).
+Op = enum.IntEnum("Op", {name: d["code"] for name, d in sorted(_C.op_schema().items(), key=lambda kv: kv[1]["code"])
+                         if d["code"] < 64})
+Op.__doc__ = "Built-in op codes (csrc/op_schema.h)."
 
 
-class Op(enum.IntEnum):
-    MatMul = 1
-    Conv2d = 2
-    Transpose = 3
-    TensorTensor = 10
-    TensorScalar = 11
-    TensorReduce = 12
-    Softmax = 13
-    LayerNorm = 14
-    BatchNorm = 15
-    Pool2d = 16
-    TensorCopy = 17
-    VecTranspose = 18
-    Scan = 19
-    Activation = 30
-    Iota = 40
-    Select = 41
-    Gather = 42
-    DmaCopy = 50
-    DmaLoad = 51
-    IoIn = 52
-    IoOut = 53
+@dataclass(frozen=True)
+class OpSchema:
+    name: str
+    code: int
+    engine: str
+    operands: tuple
+    min_operands: int
+    max_operands: int
+    views: int
+    writes: int
+    ints: Dict[str, int]     # field name -> ip slot
+    reals: Dict[str, int]    # field name -> fp slot
+
+
+_schemas: Dict[str, OpSchema] = {}
+
+
+def refresh_schema() -> None:
+    """Re-read the schema from the extension (after an op was registered at run time)."""
+    _schemas.clear()
+    for name, d in _C.op_schema().items():
+        _schemas[name] = OpSchema(name, d["code"], d["engine"], tuple(d["operands"]), d["min_operands"],
+                                  d["max_operands"], d["views"], d["writes"],
+                                  {f: slot for f, kind, slot in d["fields"] if kind == "int"},
+                                  {f: slot for f, kind, slot in d["fields"] if kind == "real"})
+
+
+def schema(op: Union[Op, str]) -> OpSchema:
+    """The schema of a built-in op (Op) or of any registered op by name; KeyError names unknown ones."""
+    name = op.name if isinstance(op, Op) else str(op)
+    if name not in _schemas:
+        refresh_schema()
+    if name not in _schemas:
+        raise KeyError(f"unknown op {name!r}; registered ops: {', '.join(sorted(_schemas))}")
+    return _schemas[name]
+
+
+refresh_schema()
 
 
 class Engine(enum.IntEnum):
@@ -62,10 +90,6 @@ class DType(enum.IntEnum):
     TF32 = 3
     FP8E4M3 = 4
     FP8E5M2 = 5
-
-
-# Bytes per element of each emulated dtype (what DMA transfers are charged for).
-DTYPE_BYTES = {DType.F32: 4, DType.TF32: 4, DType.BF16: 2, DType.FP16: 2, DType.FP8E4M3: 1, DType.FP8E5M2: 1}
 
 
 class Alu(enum.IntEnum):
@@ -156,31 +180,55 @@ class IoDType(enum.IntEnum):
     Bool = 9
 
 
+def _f64_bits(v: float) -> int:
+    return struct.unpack("<q", struct.pack("<d", float(v)))[0]
+
+
 @dataclass
 class Instr:
-    op: Op
+    op: Union[Op, str]                                     # a built-in Op, or a run-time op's name
     operands: list[int]
-    ip: dict[int, int] = field(default_factory=dict)      # sparse: index -> value
-    fp: dict[int, float] = field(default_factory=dict)
+    fields: Dict[str, Union[int, float]] = field(default_factory=dict)  # every field of the op, by name
+    view: Optional[Dict[int, int]] = None                  # ops with views: view_layout(...)
     src: int = -1                                           # source-op index (for timelines/reports)
     deps: list[int] = field(default_factory=list)           # earlier instruction indices
 
+    @property
+    def name(self) -> str:
+        return self.op.name if isinstance(self.op, Op) else str(self.op)
+
     def encode(self, dep_begin: int = 0) -> np.ndarray:
+        sch = schema(self.op)
+        who = sch.name
         if len(self.operands) > MAX_OPERANDS:
-            raise ValueError(f"{self.op.name}: {len(self.operands)} operands > {MAX_OPERANDS}")
+            raise ValueError(f"{who}: {len(self.operands)} operands > {MAX_OPERANDS}")
         row = np.zeros(INSTR_WORDS, dtype=np.int64)
-        row[0] = int(self.op)
+        row[0] = sch.code
         row[1] = self.src
         row[2] = len(self.operands)
         row[3:9] = -1
         for j, b in enumerate(self.operands):
             row[3 + j] = b
-        for k, v in self.ip.items():
-            if not 0 <= k < NUM_IPARAMS:
-                raise ValueError(f"{self.op.name}: ip index {k} out of range")
-            row[9 + k] = int(v)
-        for k, v in self.fp.items():
-            row[57 + k] = struct.unpack("<q", struct.pack("<d", float(v)))[0]
+        if sch.views:
+            if self.view is None:
+                raise ValueError(f"{who}: needs a view layout (view_layout(...)) for its {sch.views} strided operands")
+            for k, v in self.view.items():
+                if not 0 <= k < VIEW_WORDS:
+                    raise ValueError(f"{who}: view slot {k} outside the view layout")
+                row[9 + k] = int(v)
+        elif self.view is not None:
+            raise ValueError(f"{who}: takes no view layout")
+        unknown = [k for k in self.fields if k not in sch.ints and k not in sch.reals]
+        if unknown:
+            raise ValueError(f"{who}: unknown field(s) {', '.join(map(repr, unknown))}; fields: "
+                             f"{', '.join(list(sch.ints) + list(sch.reals))}")
+        missing = [k for k in list(sch.ints) + list(sch.reals) if k not in self.fields]
+        if missing:
+            raise ValueError(f"{who}: missing field(s) {', '.join(missing)}")
+        for k, slot in sch.ints.items():
+            row[9 + slot] = int(self.fields[k])
+        for k, slot in sch.reals.items():
+            row[57 + slot] = _f64_bits(self.fields[k])
         row[61] = dep_begin
         row[62] = len(self.deps)
         return row

@@ -7,6 +7,7 @@ from neuron_emu import _C
 from neuron_emu.isa import Instr, IoDType, Op, encode_program, view_layout
 from neuron_emu.kernels import dma
 from neuron_emu.kernels._run import spec
+from isa_util import instr
 
 
 def test_copy_strided_and_cost():
@@ -32,16 +33,16 @@ def test_errors():
         dma.copy(torch.randn(3), queue="north")
     a = np.zeros(8, np.float32)
     with pytest.raises(ValueError, match="DmaCopy operand 0"):
-        _C.run_instr(Instr(Op.DmaCopy, [0, 1], ip=view_layout([8], [(4, [1]), (0, [1])])).encode(), [a, a.copy()],
-                     spec())
+        _C.run_instr(instr(Op.DmaCopy, [0, 1], view_layout([8], [(4, [1]), (0, [1])]), elem_bytes=4).encode(),
+                     [a, a.copy()], spec())
     with pytest.raises(ValueError, match="runs only inside a Program"):
-        _C.run_instr(Instr(Op.IoIn, [0], ip={2: 8}).encode(), [a], spec())
+        _C.run_instr(instr(Op.IoIn, [0], numel=8).encode(), [a], spec())
 
 
 def _roundtrip(x: torch.Tensor, in_dt: IoDType, out_dt: IoDType, out_torch_dtype):
     n = x.numel()
-    instrs = [Instr(Op.IoIn, [0], ip={0: 0, 1: int(in_dt), 2: n}),
-              Instr(Op.IoOut, [0], ip={0: 0, 1: int(out_dt), 2: n}, deps=[0])]
+    instrs = [instr(Op.IoIn, [0], io_index=0, io_dtype=in_dt, numel=n),
+              instr(Op.IoOut, [0], deps=[0], io_index=0, io_dtype=out_dt, numel=n)]
     rows, deps = encode_program(instrs)
     prog = _C.Program(spec(), rows, deps, np.array([n], np.int64), np.array([0], np.int32), np.array([0], np.int64),
                       [], n, 1, 1)
@@ -88,7 +89,7 @@ def test_io_out(dt, tdt):
 
 
 def test_io_bad_dtype_rejected_at_load():
-    rows, deps = encode_program([Instr(Op.IoIn, [0], ip={0: 0, 1: 12, 2: 4})])
+    rows, deps = encode_program([instr(Op.IoIn, [0], io_index=0, io_dtype=12, numel=4)])
     with pytest.raises(ValueError, match="io dtype"):
         _C.Program(spec(), rows, deps, np.array([4], np.int64), np.array([0], np.int32), np.array([0], np.int64),
                    [], 4, 1, 0)

@@ -7,6 +7,7 @@ from neuron_emu import _C
 from neuron_emu.isa import Instr, Op, encode_program, view_layout
 from neuron_emu.kernels import gpsimd_engine as ge
 from neuron_emu.kernels._run import spec
+from isa_util import instr
 
 
 def test_iota():
@@ -62,7 +63,7 @@ def test_gather_out_of_range():
 def test_gather_error_through_program():
     table = np.random.randn(10, 4).astype(np.float32)
     index = np.array([0, 99], np.float32)
-    instrs = [Instr(Op.Gather, [0, 1, 2], ip={0: 2, 1: 10, 2: 4})]
+    instrs = [instr(Op.Gather, [0, 1, 2], n=2, rows=10, D=4)]
     rows, deps = encode_program(instrs)
     prog = _C.Program(spec(), rows, deps, np.array([40, 2, 8], np.int64), np.array([1, 1, 0], np.int32),
                       np.array([0, 0, 0], np.int64), [(0, table), (1, index)], 8, 0, 0)
@@ -73,9 +74,9 @@ def test_gather_error_through_program():
 def test_malformed_rows():
     a = np.zeros(8, np.float32)
     with pytest.raises(ValueError, match="Iota operand 0"):
-        _C.run_instr(Instr(Op.Iota, [0], ip={0: 9}).encode(), [a], spec())
+        _C.run_instr(instr(Op.Iota, [0], numel=9).encode(), [a], spec())
     with pytest.raises(ValueError, match="Select operand 2"):
-        _C.run_instr(Instr(Op.Select, [0, 1, 2, 3], ip=view_layout([8], [(0, [1]), (0, [1]), (1, [1]), (0, [1])])
+        _C.run_instr(instr(Op.Select, [0, 1, 2, 3], view_layout([8], [(0, [1]), (0, [1]), (1, [1]), (0, [1])])
                            ).encode(), [a, a.copy(), a.copy(), a.copy()], spec())
     with pytest.raises(ValueError, match="Gather operand 2"):
-        _C.run_instr(Instr(Op.Gather, [0, 1, 2], ip={0: 4, 1: 2, 2: 4}).encode(), [a, a.copy(), a.copy()], spec())
+        _C.run_instr(instr(Op.Gather, [0, 1, 2], n=4, rows=2, D=4).encode(), [a, a.copy(), a.copy()], spec())

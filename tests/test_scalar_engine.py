@@ -8,6 +8,7 @@ from neuron_emu import _C
 from neuron_emu.isa import ActFunc, Instr, Op, view_layout
 from neuron_emu.kernels import scalar_engine as se
 from neuron_emu.kernels._run import spec
+from isa_util import instr
 
 torch.manual_seed(0)
 
@@ -83,9 +84,9 @@ def test_errors():
     with pytest.raises(TypeError, match="'scale'"):
         se.activation(torch.randn(3), "relu", scale="2")
     a = np.zeros(8, np.float32)
-    row = Instr(Op.Activation, [0, 1], ip={**view_layout([8], [(0, [1]), (0, [1])]), 40: 77}).encode()
+    row = instr(Op.Activation, [0, 1], view_layout([8], [(0, [1]), (0, [1])]), func=77).encode()
     with pytest.raises(ValueError, match="activation function code 77"):
         _C.run_instr(row, [a, a.copy()], spec())
-    row = Instr(Op.Activation, [0, 1], ip={**view_layout([8], [(0, [1]), (1, [1])]), 40: 0}).encode()
+    row = instr(Op.Activation, [0, 1], view_layout([8], [(0, [1]), (1, [1])]), func=0).encode()
     with pytest.raises(ValueError, match="Activation operand 1"):
         _C.run_instr(row, [a, a.copy()], spec())

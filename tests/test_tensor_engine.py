@@ -9,6 +9,7 @@ from neuron_emu import _C
 from neuron_emu.isa import DType, Instr, Op
 from neuron_emu.kernels import _run
 from neuron_emu.kernels.tensor_engine import conv2d, matmul, transpose
+from isa_util import instr
 
 TORCH = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp8_e4m3": torch.float8_e4m3fn, "fp8_e5m2": torch.float8_e5m2}
 
@@ -158,7 +159,8 @@ def test_matmul_fp32_refused_on_v1():
         matmul(torch.randn(4, 4), torch.randn(4, 4), dtype="fp32", generation=1)
     out, _ = matmul(torch.randn(4, 4), torch.randn(4, 4), dtype="bf16", generation=1)
     # the extension refuses it too (a compiled program for a v1 core)
-    ins = Instr(Op.MatMul, [0, 1, 2], ip={0: 1, 1: 4, 2: 4, 3: 4, 7: 4, 11: 4, 13: 16, 14: int(DType.F32)}, fp={0: 1.0, 1: 1.0})
+    ins = instr(Op.MatMul, [0, 1, 2], batch=1, M=4, K=4, N=4, lda=4, ldb=4, out_bstride=16, in_dtype=DType.F32,
+                alpha=1.0, beta=1.0)
     a = np.zeros((4, 4), np.float32)
     with pytest.raises(ValueError, match="fp32"):
         _C.run_instr(ins.encode(), [a, a.copy(), a.copy()], _run.spec(1))
@@ -266,9 +268,9 @@ def test_argument_errors_name_the_argument():
 
 
 def mm_row(over=None):
-    ip = {0: 1, 1: 4, 2: 5, 3: 6, 4: 0, 5: 0, 6: 0, 7: 5, 8: 0, 9: 0, 10: 0, 11: 6, 12: 0, 13: 24, 14: int(DType.BF16)}
-    ip.update(over or {})
-    return Instr(Op.MatMul, [0, 1, 2], ip=ip, fp={0: 1.0, 1: 1.0}).encode()
+    f = dict(batch=1, M=4, K=5, N=6, lda=5, ldb=6, out_bstride=24, in_dtype=DType.BF16, alpha=1.0, beta=1.0)
+    f.update(over or {})
+    return instr(Op.MatMul, [0, 1, 2], **f).encode()
 
 
 def test_malformed_instructions_raise_value_error():
@@ -276,38 +278,37 @@ def test_malformed_instructions_raise_value_error():
     spec = _run.spec(2)
     assert _C.run_instr(mm_row(), [a, b, o], spec)["cycles"] > 0
     bad = [
-        (dict([(1, 400)]), "MatMul.*(lda|A)"),          # M too large for A's buffer (and lda)
-        ({1: 5, 7: 5}, "operand 0 \\(A\\)"),            # M = 5 rows of A: A has only 4
-        ({3: 7, 11: 7}, "operand 1 \\(B\\)"),           # N too large for B
-        ({4: 1}, "operand 0 \\(A\\)"),                  # offset pushes A past its end
-        ({7: 3}, "lda"),                                # lda < K
-        ({14: 9}, "in_dtype"),                          # unknown dtype code
-        ({19: -1}, "out_dtype"),
-        ({6: 2}, "transA"),
-        ({17: 1}, "has_bias"),                          # has_bias but 3 operands
-        ({1: -1}, "M"),
-        ({12: 1}, "Out"),
+        (dict(M=400), "MatMul.*(lda|A)"),          # M too large for A's buffer (and lda)
+        (dict(M=5, lda=5), "operand 0 \\(A\\)"),     # M = 5 rows of A: A has only 4
+        (dict(N=7, ldb=7), "operand 1 \\(B\\)"),     # N too large for B
+        (dict(a_off=1), "operand 0 \\(A\\)"),        # offset pushes A past its end
+        (dict(lda=3), "lda"),                      # lda < K
+        (dict(in_dtype=9), "in_dtype"),            # unknown dtype code
+        (dict(out_dtype=-1), "out_dtype"),
+        (dict(transA=2), "transA"),
+        (dict(has_bias=1), "has_bias"),            # has_bias but 3 operands
+        (dict(M=-1), "M"),
+        (dict(out_off=1), "Out"),
     ]
     for over, pat in bad:
         with pytest.raises(ValueError, match=pat):
             _C.run_instr(mm_row(over), [a, b, o], spec)
     # batch 2 with a broadcast A/B but an Out of one matrix
     with pytest.raises(ValueError, match="Out"):
-        _C.run_instr(mm_row({0: 2, 13: 24}), [a, b, o], spec)
-    conv = Instr(Op.Conv2d, [0, 1, 2], ip={0: 1, 1: 4, 2: 8, 3: 8, 4: 8, 5: 3, 6: 3, 7: 1, 8: 1, 9: 1, 10: 1,
-                                           11: 1, 12: 1, 13: 1, 14: 0, 18: 8, 19: 8})
+        _C.run_instr(mm_row(dict(batch=2, out_bstride=24)), [a, b, o], spec)
+    good = dict(N=1, C=4, H=8, W=8, O=8, kh=3, kw=3, sh=1, sw=1, ph=1, pw=1, dh=1, dw=1, groups=1, in_dtype=0, OH=8, OW=8)
+    conv = instr(Op.Conv2d, [0, 1, 2], **good)
     x, w, out = np.zeros((1, 4, 8, 8), np.float32), np.zeros((8, 4, 3, 3), np.float32), np.zeros((1, 8, 8, 8), np.float32)
     assert _C.run_instr(conv.encode(), [x, w, out], spec)["flops"] > 0
-    for over, pat in [({18: 9}, "output size"), ({2: 9, 18: 9}, "X"), ({13: 3}, "groups"), ({7: 0}, "stride"),
-                      ({4: 16}, "W"), ({14: 6}, "in_dtype")]:
-        conv.ip.update(over)
+    for over, pat in [(dict(OH=9), "output size"), (dict(H=9, OH=9), "X"), (dict(groups=3), "groups"),
+                      (dict(sh=0), "stride"), (dict(O=16), "W"), (dict(in_dtype=6), "in_dtype")]:
+        conv = instr(Op.Conv2d, [0, 1, 2], **{**good, **over})
         with pytest.raises(ValueError, match=pat):
             _C.run_instr(conv.encode(), [x, w, out], spec)
-        conv.ip.update({0: 1, 1: 4, 2: 8, 3: 8, 4: 8, 7: 1, 13: 1, 14: 0, 18: 8, 19: 8})
-    tr = Instr(Op.Transpose, [0, 1], ip={0: 129, 1: 2, 2: 0})
+    tr = instr(Op.Transpose, [0, 1], P=129, F=2)
     with pytest.raises(ValueError, match="P"):
         _C.run_instr(tr.encode(), [np.zeros(258, np.float32), np.zeros(258, np.float32)], spec)
-    tr = Instr(Op.Transpose, [0, 1], ip={0: 4, 1: 8, 2: 0})
+    tr = instr(Op.Transpose, [0, 1], P=4, F=8)
     with pytest.raises(ValueError, match="Out"):
         _C.run_instr(tr.encode(), [np.zeros(32, np.float32), np.zeros(31, np.float32)], spec)
 
@@ -315,7 +316,7 @@ def test_malformed_instructions_raise_value_error():
 def test_program_rejects_overlapping_out():
     # a Program whose MatMul writes the buffer it reads from is refused at load
     from neuron_emu.isa import encode_program
-    ins = Instr(Op.MatMul, [0, 0, 0], ip={0: 1, 1: 2, 2: 2, 3: 2, 7: 2, 11: 2, 13: 4, 14: 0}, fp={0: 1.0, 1: 1.0})
+    ins = instr(Op.MatMul, [0, 0, 0], batch=1, M=2, K=2, N=2, lda=2, ldb=2, out_bstride=4, alpha=1.0, beta=1.0)
     rows, deps = encode_program([ins])
     with pytest.raises(ValueError, match="overlaps"):
         _C.Program(_run.spec(2), rows, deps, np.array([4], np.int64), np.array([0], np.int32),

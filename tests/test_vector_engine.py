@@ -10,6 +10,7 @@ from neuron_emu import _C
 from neuron_emu.isa import DType, Instr, Op, view_layout
 from neuron_emu.kernels import vector_engine as ve
 from neuron_emu.kernels._run import spec
+from isa_util import instr
 
 torch.manual_seed(0)
 
@@ -251,9 +252,8 @@ def test_bad_arguments_name_the_argument():
         ve.batch_norm(rnd(2, 3, 4), rnd(4), rnd(3))
 
 
-def _run(op, ip, arrays, fp=None):
-    ins = Instr(op, list(range(len(arrays))), ip=ip, fp=fp or {})
-    return _C.run_instr(ins.encode(), arrays, spec())
+def _run(op, arrays, view=None, **given):
+    return _C.run_instr(instr(op, range(len(arrays)), view, **given).encode(), arrays, spec())
 
 
 def test_malformed_rows_raise_value_error():
@@ -261,28 +261,28 @@ def test_malformed_rows_raise_value_error():
     b = np.zeros(16, np.float32)
     o = np.zeros(16, np.float32)
     ok = view_layout([4, 4], [(0, [4, 1])] * 3)
-    _run(Op.TensorTensor, {**ok, 40: 0}, [a, b, o])
+    _run(Op.TensorTensor, [a, b, o], ok, alu=0)
     with pytest.raises(ValueError, match="TensorTensor operand 1"):
-        _run(Op.TensorTensor, {**view_layout([4, 4], [(0, [4, 1]), (1, [4, 1]), (0, [4, 1])]), 40: 0}, [a, b, o])
+        _run(Op.TensorTensor, [a, b, o], view_layout([4, 4], [(0, [4, 1]), (1, [4, 1]), (0, [4, 1])]), alu=0)
     with pytest.raises(ValueError, match="alu code 99"):
-        _run(Op.TensorTensor, {**ok, 40: 99}, [a, b, o])
+        _run(Op.TensorTensor, [a, b, o], ok, alu=99)
     with pytest.raises(ValueError, match="out_dtype"):
-        _run(Op.TensorTensor, {**ok, 40: 0, 41: 17}, [a, b, o])
+        _run(Op.TensorTensor, [a, b, o], ok, alu=0, out_dtype=17)
     with pytest.raises(ValueError, match="ndim"):
-        _run(Op.TensorCopy, {0: 9}, [a, o])
+        _run(Op.TensorCopy, [a, o], {0: 9})
     with pytest.raises(ValueError, match="alu code"):
-        _run(Op.TensorScalar, {**view_layout([16], [(0, [1])] * 2), 40: 0, 43: 55}, [a, o])
+        _run(Op.TensorScalar, [a, o], view_layout([16], [(0, [1])] * 2), alu0=0, alu1=55)
     with pytest.raises(ValueError, match="reduce op"):
-        _run(Op.TensorReduce, {0: 4, 1: 4, 2: 1, 3: 42}, [a, o])
+        _run(Op.TensorReduce, [a, o], outer=4, R=4, inner=1, reduce_op=42)
     with pytest.raises(ValueError, match="needs 64 elements"):
-        _run(Op.TensorReduce, {0: 4, 1: 16, 2: 1}, [a, o])
+        _run(Op.TensorReduce, [a, o], outer=4, R=16, inner=1)
     with pytest.raises(ValueError, match="overflows"):
-        _run(Op.Softmax, {0: 1 << 40, 1: 1 << 40, 2: 1}, [a, o])
+        _run(Op.Softmax, [a, o], outer=1 << 40, R=1 << 40, inner=1)
     with pytest.raises(ValueError, match="negative"):
-        _run(Op.Scan, {0: -1, 1: 4, 2: 1}, [a, o])
+        _run(Op.Scan, [a, o], outer=-1, R=4, inner=1)
     with pytest.raises(ValueError, match="stride height"):
-        _run(Op.Pool2d, {0: 1, 1: 4, 2: 4, 3: 2, 4: 2, 5: 0, 6: 1, 9: 2, 10: 2}, [a, o])
+        _run(Op.Pool2d, [a, o], NC=1, H=4, W=4, kh=2, kw=2, sh=0, sw=1, dh=1, dw=1, OH=2, OW=2)
     with pytest.raises(ValueError, match="operands"):
-        _run(Op.LayerNorm, {0: 4, 1: 4, 2: 1, 3: 1}, [a, o])
+        _run(Op.LayerNorm, [a, o], rows=4, D=4, has_weight=1, has_bias=1)
     with pytest.raises(ValueError, match="output"):
-        _run(Op.VecTranspose, {0: 4, 1: 8}, [np.zeros(32, np.float32), o])
+        _run(Op.VecTranspose, [np.zeros(32, np.float32), o], P=4, F=8)

@@ -20,12 +20,10 @@ from neuron_emu.compiler.lowering.common import cast_copy, dma_copy
 from neuron_emu.compiler.memory import plan_memory
 from neuron_emu.compiler.options import CompilerOptions, EMULATED_NEURONX_CC_VERSION
 from neuron_emu.compiler.schedule import compute_deps, insert_weight_loads
+from neuron_emu.dtypes import IO_DTYPES
 from neuron_emu.hardware import CORES
-from neuron_emu.isa import DType, Instr, IoDType, Op, encode_program
+from neuron_emu.isa import DType, Instr, IoDType, Op, encode_program, schema
 
-IO_DTYPES = {torch.float32: IoDType.F32, torch.float64: IoDType.F64, torch.float16: IoDType.F16,
-             torch.bfloat16: IoDType.BF16, torch.int64: IoDType.I64, torch.int32: IoDType.I32,
-             torch.int16: IoDType.I16, torch.int8: IoDType.I8, torch.uint8: IoDType.U8, torch.bool: IoDType.Bool}
 
 
 class CompilationError(RuntimeError):
@@ -86,7 +84,7 @@ def compile_graph(graph: Graph, options: CompilerOptions, generation: int = 2) -
     for i, v in enumerate(graph.inputs):
         iod = _io_dtype(v.dtype, f"input {i}")
         tv = b.alloc(v.shape, v.dtype, out_emu(b, v.dtype) if v.dtype != torch.float32 else DType.F32)
-        b.emit(Instr(Op.IoIn, [tv.buf], {0: i, 1: int(iod), 2: tv.numel}), [], [tv])
+        b.emit(Instr(Op.IoIn, [tv.buf], dict(io_index=i, io_dtype=iod, numel=tv.numel)), [], [tv])
         emu = out_emu(b, v.dtype)
         if v.dtype == torch.float32 and emu != DType.F32:  # --auto-cast all: fp32 inputs are cast on the device
             cast = b.alloc(v.shape, v.dtype, emu)
@@ -127,7 +125,7 @@ def compile_graph(graph: Graph, options: CompilerOptions, generation: int = 2) -
             out = b.alloc(tv.shape, tv.dtype, tv.emu)
             dma_copy(b, tv, out)
             tv = out
-        b.emit(Instr(Op.IoOut, [tv.buf], {0: i, 1: int(iod), 2: tv.numel}), [tv], [])
+        b.emit(Instr(Op.IoOut, [tv.buf], dict(io_index=i, io_dtype=iod, numel=tv.numel)), [tv], [])
 
     insert_weight_loads(b)
     offsets, arena, extra = plan_memory(b.buf_numel, b.buf_kind, b.reads, b.writes)
@@ -156,6 +154,7 @@ def compile_graph(graph: Graph, options: CompilerOptions, generation: int = 2) -
                    for i, v in enumerate(graph.inputs)],
         "outputs": [{"name": f"output{i}", "shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", "")}
                     for i, v in enumerate(graph.outputs)],
+        "ops": artifact.op_names(b.instrs),
         "source_ops": b.src_names,
         "source_where": b.src_where,
     }
@@ -164,14 +163,11 @@ def compile_graph(graph: Graph, options: CompilerOptions, generation: int = 2) -
 
 
 def program_listing(b: ProgramBuilder) -> str:
-    from neuron_emu import _C
-    table = _C.op_table()
     lines = []
     for i, ins in enumerate(b.instrs):
-        name, engine = table.get(int(ins.op), (ins.op.name, "?"))
         src = b.src_names[ins.src] if 0 <= ins.src < len(b.src_names) else ""
-        ip = {k: v for k, v in sorted(ins.ip.items())}
-        lines.append(f"{i:6d} {engine:8s} {name:13s} bufs={ins.operands} ip={ip} fp={ins.fp or ''} deps={ins.deps} ; {src}")
+        fields = " ".join(f"{k}={int(v) if not isinstance(v, float) else v}" for k, v in ins.fields.items())
+        lines.append(f"{i:6d} {schema(ins.op).engine:8s} {ins.name:13s} bufs={ins.operands} {fields} deps={ins.deps} ; {src}")
     return "\n".join(lines) + "\n"
 
 

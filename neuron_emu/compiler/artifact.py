@@ -7,6 +7,8 @@ then a UTF-8 JSON header, then 64-byte-aligned binary sections named in the head
   deps    int64 [d]         dependency list
   buffers int64 [b, 3]      per buffer: numel, kind (0 intermediate, 1 constant), arena offset
   const.<buffer id> f32     constant data (weights, folded values)
+The header's "ops" maps each op code used in `instrs` to the op's name: codes of ops registered at run
+time differ between processes, so the loader resolves them by name (resolve_ops).
 Everything is length- and bounds-checked on load; the C++ Program then validates every instruction
 against the buffer sizes, so a corrupt file raises an error instead of reading out of bounds."""
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 import torch
 
 MAGIC = b"NEMUNEFF"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: instruction fields laid out by the op schema; the header names the ops used
 PREFIX = struct.Struct("<8sII16sQ")
 _ALIGN = 64
 _DTYPES = {"int64": np.int64, "float32": np.float32}
@@ -53,6 +55,41 @@ def serialize(meta: dict, sections: Dict[str, np.ndarray]) -> torch.Tensor:
         off = data_start + table[name]["offset"]
         view[off:off + arr.nbytes] = np.ascontiguousarray(arr).view(np.uint8).reshape(-1)
     return blob
+
+
+def op_names(instrs) -> Dict[str, str]:
+    """The header's op table for the instructions being serialized: {code: op name}."""
+    from neuron_emu.isa import schema
+    return {str(schema(ins.op).code): schema(ins.op).name for ins in instrs}
+
+
+def resolve_ops(header: dict, instrs: np.ndarray, origin: str = "model") -> np.ndarray:
+    """`instrs` with each op code replaced by this process's code for the op the header names. Returns the
+    table itself when nothing changes (built-in ops), else a copy; ArtifactError for an op not registered here."""
+    from neuron_emu.isa import schema
+    table = header.get("ops")
+    if not isinstance(table, dict):
+        raise ArtifactError(f"{origin}: header has no op table")
+    remap = {}
+    for code, name in table.items():
+        try:
+            here = schema(str(name)).code
+            remap[int(code)] = here
+        except (KeyError, ValueError):
+            raise ArtifactError(f"{origin}: the program uses op {name!r}, which is not registered in this process "
+                                "(load the library that defines it first, e.g. with neuron_emu.ops.load_library)") from None
+    if instrs.ndim != 2 or instrs.shape[0] == 0:
+        return instrs
+    codes = instrs[:, 0]
+    unknown = set(np.unique(codes).tolist()) - set(remap)
+    if unknown:
+        raise ArtifactError(f"{origin}: instruction op code(s) {sorted(unknown)} are not in the header's op table")
+    if all(k == v for k, v in remap.items()):
+        return instrs
+    out = instrs.copy()
+    for k, v in remap.items():
+        out[codes == k, 0] = v
+    return out
 
 
 def read_uid(blob: torch.Tensor) -> bytes:

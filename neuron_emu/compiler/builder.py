@@ -12,12 +12,11 @@ from typing import Dict, List, Sequence
 import numpy as np
 import torch
 
+from neuron_emu.dtypes import TORCH_TO_EMU
 from neuron_emu.isa import DType, Instr, contiguous_strides
 
 INTERMEDIATE, CONSTANT = 0, 1
 
-_TORCH_EMU = {torch.bfloat16: DType.BF16, torch.float16: DType.FP16,
-              getattr(torch, "float8_e4m3fn", None): DType.FP8E4M3, getattr(torch, "float8_e5m2", None): DType.FP8E5M2}
 
 
 @dataclass(frozen=True)
@@ -87,7 +86,7 @@ class ProgramBuilder:
             data = base.to(torch.float32).numpy() if base.dtype != torch.float32 else base.numpy()
             buf = self._new_const(np.ascontiguousarray(data, dtype=np.float32))
             self._const_by_storage[key] = buf
-        emu = _TORCH_EMU.get(t.dtype, DType.F32)
+        emu = TORCH_TO_EMU.get(t.dtype, DType.F32)
         return TV(buf, t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype, emu)
 
     def _new_const(self, data: np.ndarray) -> int:
@@ -131,8 +130,8 @@ class ProgramBuilder:
 def out_emu(builder: ProgramBuilder, dtype: torch.dtype) -> DType:
     """Emulated dtype an op's result is rounded to: the tensor's own low-precision dtype, or the
     auto-cast type for fp32 results under `--auto-cast all`."""
-    if dtype in _TORCH_EMU:
-        return _TORCH_EMU[dtype]
+    if dtype != torch.float32 and dtype in TORCH_TO_EMU:
+        return TORCH_TO_EMU[dtype]
     if dtype == torch.float32 and builder.options.auto_cast == "all":
         return builder.options.cast_dtype
     return DType.F32

@@ -10,11 +10,10 @@ import shlex
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Union
 
+from neuron_emu.dtypes import AUTO_CAST_TYPES
 from neuron_emu.isa import DType
 
 EMULATED_NEURONX_CC_VERSION = "2.22.12471.0+emu"
-
-AUTO_CAST_TYPES = {"bf16": DType.BF16, "fp16": DType.FP16, "tf32": DType.TF32, "fp8_e4m3": DType.FP8E4M3}
 
 
 class CompilerArgumentError(ValueError):

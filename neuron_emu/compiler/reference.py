@@ -18,10 +18,10 @@ from torch.utils import _pytree as pytree
 
 from neuron_emu.compiler.capture import Graph, Value
 from neuron_emu.compiler.options import CompilerOptions
+from neuron_emu.dtypes import torch_dtype
 
 aten = torch.ops.aten
 MATMUL_OPS = {aten.mm, aten.addmm, aten.bmm, aten.baddbmm, aten.convolution, aten._convolution}
-_CAST = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp8_e4m3": torch.float8_e4m3fn}
 
 
 def round_tensor(t: torch.Tensor, cast_type: str) -> torch.Tensor:
@@ -33,7 +33,7 @@ def round_tensor(t: torch.Tensor, cast_type: str) -> torch.Tensor:
         rounded = ((bits + 0xFFF + lsb) & ~0x1FFF).view(torch.float32)
         finite = torch.isfinite(t)
         return torch.where(finite, rounded, t)
-    return t.to(_CAST[cast_type]).to(torch.float32)
+    return t.to(torch_dtype(cast_type)).to(torch.float32)
 
 
 def run_reference(graph: Graph, options: CompilerOptions, inputs) -> List[torch.Tensor]:

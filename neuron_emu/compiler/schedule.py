@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Dict, List, Set
 
 from neuron_emu.compiler.builder import CONSTANT, ProgramBuilder
-from neuron_emu.isa import DTYPE_BYTES, DmaQueue, DType, Instr, Op
+from neuron_emu.dtypes import DTYPE_BYTES
+from neuron_emu.isa import DmaQueue, DType, Instr, Op
 
 
 
@@ -22,7 +23,7 @@ def insert_weight_loads(b: ProgramBuilder) -> None:
             if b.buf_kind[buf] == CONSTANT and buf not in loaded and ins.op not in (Op.IoOut,):
                 loaded.add(buf)
                 nbytes = b.buf_numel[buf] * DTYPE_BYTES[b.const_emu.get(buf, DType.F32)]
-                load = Instr(Op.DmaLoad, [buf], {0: nbytes, 40: int(DmaQueue.HbmToSbuf)}, src=ins.src)
+                load = Instr(Op.DmaLoad, [buf], dict(bytes=nbytes, queue=DmaQueue.HbmToSbuf), src=ins.src)
                 k = len(load_consumers)
                 if k >= 2 and load_consumers[k - 2] >= 0:  # -1: same consumer as this load
                     load.deps.append(load_consumers[k - 2])

@@ -34,7 +34,7 @@ def copy(src, dst: Optional[torch.Tensor] = None, elem_bytes: int = 4, queue="hb
         raise ValueError(f"{fn}: argument 'elem_bytes' must be 1, 2, 4 or 8, got {elem_bytes!r}")
     q = _queue(queue, fn)
     dst = output_for(src, dst, fn, "dst", "src")
-    cost = elementwise_instr(Op.DmaCopy, fn, [("src", src)], dst, ip={40: int(q), 42: int(elem_bytes)})
+    cost = elementwise_instr(Op.DmaCopy, fn, [("src", src)], dst, dict(queue=q, elem_bytes=int(elem_bytes)))
     return dst, cost
 
 
@@ -44,5 +44,5 @@ def load_cost(nbytes: int, queue="hbm_to_sbuf", generation: int = 2):
     if not isinstance(nbytes, int) or nbytes < 0:
         raise ValueError(f"{fn}: argument 'nbytes' must be a non-negative int, got {nbytes!r}")
     dummy = torch.zeros(1, dtype=torch.float32)
-    return run(Instr(Op.DmaLoad, [], ip={0: nbytes, 40: int(_queue(queue, fn))}), [("const", dummy)],
+    return run(Instr(Op.DmaLoad, [], dict(bytes=nbytes, queue=_queue(queue, fn))), [("const", dummy)],
                generation=generation)

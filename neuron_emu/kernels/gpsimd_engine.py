@@ -9,7 +9,7 @@ from numbers import Number
 
 import torch
 
-from neuron_emu.isa import Instr, Op
+from neuron_emu.isa import DType, Instr, Op
 from neuron_emu.kernels._run import check_tensor, run
 from neuron_emu.kernels.vector_engine import _broadcast, elementwise_instr, parse_out_dtype
 
@@ -23,7 +23,7 @@ def iota(n: int, start: float = 0.0, step: float = 1.0):
         if not isinstance(v, Number):
             raise TypeError(f"{fn}: argument '{name}' must be a number, got {type(v).__name__}")
     out = torch.empty(n, dtype=torch.float32)
-    return out, run(Instr(Op.Iota, [], ip={0: n}, fp={0: float(start), 1: float(step)}), [("out", out)])
+    return out, run(Instr(Op.Iota, [], dict(numel=n, start=float(start), step=float(step))), [("out", out)])
 
 
 def select(cond, a, b, out_dtype="fp32"):
@@ -35,7 +35,7 @@ def select(cond, a, b, out_dtype="fp32"):
     out = torch.empty(shape, dtype=torch.float32)
     cost = elementwise_instr(Op.Select, fn, [("cond", cond.expand(shape)), ("a", a.expand(shape)),
                                              ("b", b.expand(shape))], out,
-                             ip={41: int(parse_out_dtype(out_dtype, fn))})
+                             dict(in_dtype=DType.F32, out_dtype=parse_out_dtype(out_dtype, fn)))
     return out, cost
 
 
@@ -57,6 +57,6 @@ def gather(table, index):
         idx = index
     rows, D = table.shape
     out = torch.empty(tuple(index.shape) + (D,), dtype=torch.float32)
-    cost = run(Instr(Op.Gather, [], ip={0: idx.numel(), 1: rows, 2: D}),
+    cost = run(Instr(Op.Gather, [], dict(n=idx.numel(), rows=rows, D=D, in_dtype=DType.F32)),
                [("table", table), ("index", idx.reshape(-1)), ("out", out)])
     return out, cost

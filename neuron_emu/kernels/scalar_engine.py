@@ -10,7 +10,7 @@ from typing import Optional
 
 import torch
 
-from neuron_emu.isa import ActFunc, Op
+from neuron_emu.isa import ActFunc, DType, Op
 from neuron_emu.kernels._run import check_tensor
 from neuron_emu.kernels.vector_engine import elementwise_instr, parse_out_dtype
 
@@ -42,6 +42,6 @@ def activation(x, func="identity", scale: float = 1.0, bias: float = 0.0, param:
         raise TypeError(f"{fn}: argument 'param' must be a number, got {type(param).__name__}")
     out = torch.empty(x.shape, dtype=torch.float32)
     cost = elementwise_instr(Op.Activation, fn, [("x", x)], out,
-                             ip={40: int(f), 41: int(parse_out_dtype(out_dtype, fn))},
-                             fp={0: float(scale), 1: float(bias), 2: float(param)})
+                             dict(func=f, in_dtype=DType.F32, out_dtype=parse_out_dtype(out_dtype, fn),
+                                  scale=float(scale), bias=float(bias), param=float(param)))
     return out, cost

@@ -99,13 +99,13 @@ def matmul(a: torch.Tensor, b: torch.Tensor, *, dtype="fp32", bias: Optional[tor
         for name, t in (("a", a), ("b", b), ("bias", bias)):
             if t is not None and t.numel() and out.numel() and t.untyped_storage().data_ptr() == out.untyped_storage().data_ptr():
                 raise ValueError(f"{fn}: argument 'out' shares memory with argument '{name}'")
-    ip = {0: batch, 1: M, 2: K, 3: N,
-          4: 0, 5: (a_rows * a_cols if ab > 1 else 0), 6: int(transpose_a), 7: max(a_cols, 1),
-          8: 0, 9: (b_rows * b_cols if bb > 1 else 0), 10: int(transpose_b), 11: max(b_cols, 1),
-          12: 0, 13: M * N, 14: int(in_dt), 15: 0, 16: 0, 17: int(bias is not None), 18: 0,
-          19: int(out_dt), 20: int(accumulate), 21: 0 if stationary == "a" else 1}
+    f = dict(batch=batch, M=M, K=K, N=N, a_off=0, a_bstride=a_rows * a_cols if ab > 1 else 0,
+             transA=int(transpose_a), lda=max(a_cols, 1), b_off=0, b_bstride=b_rows * b_cols if bb > 1 else 0,
+             transB=int(transpose_b), ldb=max(b_cols, 1), out_off=0, out_bstride=M * N, in_dtype=in_dt,
+             a_prerounded=0, b_prerounded=0, has_bias=int(bias is not None), bias_off=0, out_dtype=out_dt,
+             accumulate=int(accumulate), stationary_side=0 if stationary == "a" else 1, alpha=alpha, beta=beta)
     tensors = [("a", a), ("b", b)] + ([("bias", bias)] if bias is not None else []) + [("out", out)]
-    cost = run(Instr(Op.MatMul, [], ip=ip, fp={0: alpha, 1: beta}), tensors, generation)
+    cost = run(Instr(Op.MatMul, [], f), tensors, generation)
     return out, cost
 
 
@@ -158,10 +158,10 @@ def conv2d(x: torch.Tensor, w: torch.Tensor, bias: Optional[torch.Tensor] = None
         if bias.shape[0] != O:
             raise ValueError(f"{fn}: argument 'bias' of shape {tuple(bias.shape)} must have O={O} elements")
     out = torch.empty((N, O, OH, OW), dtype=torch.float32)
-    ip = {0: N, 1: C, 2: H, 3: W, 4: O, 5: kh, 6: kw, 7: sh, 8: sw, 9: ph, 10: pw, 11: dh, 12: dw, 13: groups,
-          14: int(in_dt), 15: 0, 16: int(bias is not None), 17: int(out_dt), 18: OH, 19: OW}
+    f = dict(N=N, C=C, H=H, W=W, O=O, kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw, dh=dh, dw=dw, groups=groups,
+             in_dtype=in_dt, w_prerounded=0, has_bias=int(bias is not None), out_dtype=out_dt, OH=OH, OW=OW)
     tensors = [("x", x), ("w", w)] + ([("bias", bias)] if bias is not None else []) + [("out", out)]
-    cost = run(Instr(Op.Conv2d, [], ip=ip), tensors, generation)
+    cost = run(Instr(Op.Conv2d, [], f), tensors, generation)
     return out, cost
 
 
@@ -176,5 +176,5 @@ def transpose(x: torch.Tensor, *, dtype="fp32", generation: int = 2):
     if generation not in CORES:
         raise ValueError(f"{fn}: argument 'generation' must be one of {sorted(CORES)}, got {generation!r}")
     out = torch.empty((F, P), dtype=torch.float32)
-    cost = run(Instr(Op.Transpose, [], ip={0: P, 1: F, 2: int(in_dt)}), [("x", x), ("out", out)], generation)
+    cost = run(Instr(Op.Transpose, [], dict(P=P, F=F, in_dtype=in_dt)), [("x", x), ("out", out)], generation)
     return out, cost

@@ -13,12 +13,9 @@ from typing import Optional, Sequence
 
 import torch
 
+from neuron_emu.dtypes import parse_dtype
 from neuron_emu.isa import Alu, DType, Instr, Op, ReduceOp, view_layout
 from neuron_emu.kernels._run import check_tensor, output_for, run
-
-_DTYPES = {"fp32": DType.F32, "float32": DType.F32, "f32": DType.F32, "bf16": DType.BF16, "bfloat16": DType.BF16,
-           "fp16": DType.FP16, "float16": DType.FP16, "f16": DType.FP16, "tf32": DType.TF32,
-           "fp8_e4m3": DType.FP8E4M3, "fp8_e5m2": DType.FP8E5M2}
 
 _ALU = {"add": Alu.Add, "sub": Alu.Sub, "mul": Alu.Mul, "div": Alu.Div, "max": Alu.Max, "min": Alu.Min,
         "pow": Alu.Pow, "eq": Alu.Eq, "ne": Alu.Ne, "lt": Alu.Lt, "le": Alu.Le, "gt": Alu.Gt, "ge": Alu.Ge,
@@ -36,25 +33,11 @@ _SCAN = {"add": Alu.Add, "sum": Alu.Add, "cumsum": Alu.Add, "mul": Alu.Mul, "pro
 
 # ---------------------------------------------------------------- shared helpers (used by the other engines too)
 def parse_out_dtype(out_dtype, fn: str) -> DType:
-    """Emulated dtype code for `out_dtype` (a name like "bf16", a DType or a torch dtype)."""
-    if isinstance(out_dtype, DType):
-        return out_dtype
-    try:  # the shared parser, when present
-        from neuron_emu.dtypes import parse_dtype  # type: ignore
-        try:
-            d = parse_dtype(out_dtype)
-            return DType(int(getattr(d, "code", d)))
-        except Exception:
-            pass
-    except ImportError:
-        pass
-    if isinstance(out_dtype, torch.dtype):
-        m = {torch.float32: DType.F32, torch.bfloat16: DType.BF16, torch.float16: DType.FP16}
-        if out_dtype in m:
-            return m[out_dtype]
-    if isinstance(out_dtype, str) and out_dtype.lower() in _DTYPES:
-        return _DTYPES[out_dtype.lower()]
-    raise ValueError(f"{fn}: argument 'out_dtype' must be one of {sorted(set(_DTYPES))}, got {out_dtype!r}")
+    """Emulated dtype for `out_dtype` (a name like "bf16", a DType or a torch dtype; neuron_emu.dtypes)."""
+    try:
+        return parse_dtype(out_dtype)
+    except ValueError as e:
+        raise ValueError(f"{fn}: argument 'out_dtype': {e}") from None
 
 
 def parse_enum(value, table: dict, enum_cls, fn: str, arg: str):
@@ -86,9 +69,8 @@ def coalesce(shape: Sequence[int], strides: Sequence[Sequence[int]]):
     return [s for s, _ in out], [[st[j] for _, st in out] for j in range(len(strides))]
 
 
-def elementwise_instr(op: Op, fn: str, inputs: Sequence[tuple[str, torch.Tensor]], out: torch.Tensor, ip=None,
-                      fp=None):
-    """Run an elementwise view-layout instruction; inputs already expanded to out's shape."""
+def elementwise_instr(op: Op, fn: str, inputs: Sequence[tuple[str, torch.Tensor]], out: torch.Tensor, fields: dict):
+    """Run an elementwise view-layout instruction with its named `fields`; inputs already expanded to out's shape."""
     bases, offs, strides = [], [], []
     for name, t in list(inputs) + [("out", out)]:
         if any(s < 0 for s in t.stride()):
@@ -100,9 +82,7 @@ def elementwise_instr(op: Op, fn: str, inputs: Sequence[tuple[str, torch.Tensor]
     shape, cstrides = coalesce(list(out.shape), strides)
     if len(shape) > 6:
         raise ValueError(f"{fn}: shape {tuple(out.shape)} needs {len(shape)} strided dims, the view layout has 6")
-    params = view_layout(shape, list(zip(offs, cstrides)))
-    params.update(ip or {})
-    cost = run(Instr(op, [], ip=params, fp=dict(fp or {})), bases)
+    cost = run(Instr(op, [], fields, view_layout(shape, list(zip(offs, cstrides)))), bases)
     return cost
 
 
@@ -144,7 +124,7 @@ def binary(a, b, op="add", out_dtype="fp32"):
     shape = _broadcast(fn, a=a, b=b)
     out = torch.empty(shape, dtype=torch.float32)
     cost = elementwise_instr(Op.TensorTensor, fn, [("a", a.expand(shape)), ("b", b.expand(shape))], out,
-                             ip={40: int(alu), 41: int(dt)})
+                             dict(alu=alu, in_dtype=DType.F32, out_dtype=dt))
     return out, cost
 
 
@@ -156,16 +136,14 @@ def tensor_scalar(x, scalar0: float, op0="mul", scalar1: Optional[float] = None,
     a0 = parse_enum(op0, _ALU, Alu, fn, "op0")
     if not isinstance(scalar0, Number):
         raise TypeError(f"{fn}: argument 'scalar0' must be a number, got {type(scalar0).__name__}")
-    ip = {40: int(a0), 41: int(parse_out_dtype(out_dtype, fn)), 42: int(bool(reverse0)), 43: -1, 44: 0}
-    fp = {0: float(scalar0), 1: 0.0}
+    f = dict(alu0=a0, reverse0=int(bool(reverse0)), alu1=-1, reverse1=0, in_dtype=DType.F32,
+             out_dtype=parse_out_dtype(out_dtype, fn), scalar0=float(scalar0), scalar1=0.0)
     if op1 is not None:
         if not isinstance(scalar1, Number):
             raise TypeError(f"{fn}: argument 'scalar1' must be a number when op1 is given, got {scalar1!r}")
-        ip[43] = int(parse_enum(op1, _ALU, Alu, fn, "op1"))
-        ip[44] = int(bool(reverse1))
-        fp[1] = float(scalar1)
+        f.update(alu1=parse_enum(op1, _ALU, Alu, fn, "op1"), reverse1=int(bool(reverse1)), scalar1=float(scalar1))
     out = torch.empty(x.shape, dtype=torch.float32)
-    return out, elementwise_instr(Op.TensorScalar, fn, [("x", x)], out, ip=ip, fp=fp)
+    return out, elementwise_instr(Op.TensorScalar, fn, [("x", x)], out, f)
 
 
 def copy(x, out_dtype="fp32", out: Optional[torch.Tensor] = None):
@@ -174,7 +152,7 @@ def copy(x, out_dtype="fp32", out: Optional[torch.Tensor] = None):
     check_tensor(x, "x", fn)
     dt = parse_out_dtype(out_dtype, fn)
     out = output_for(x, out, fn)
-    return out, elementwise_instr(Op.TensorCopy, fn, [("x", x)], out, ip={41: int(dt)})
+    return out, elementwise_instr(Op.TensorCopy, fn, [("x", x)], out, dict(in_dtype=DType.F32, out_dtype=dt))
 
 
 def cast(x, out_dtype):
@@ -189,7 +167,7 @@ def transpose(x):
         raise ValueError(f"{fn}: argument 'x' must be 2-D [P, F], got shape {tuple(x.shape)}")
     P, F = x.shape
     out = torch.empty((F, P), dtype=torch.float32)
-    cost = run(Instr(Op.VecTranspose, [], ip={0: P, 1: F}), [("x", x), ("out", out)])
+    cost = run(Instr(Op.VecTranspose, [], dict(P=P, F=F, in_dtype=DType.F32)), [("x", x), ("out", out)])
     return out, cost
 
 
@@ -210,8 +188,8 @@ def reduce(x, dim: int = -1, op="sum", keepdim: bool = False, out_dtype="fp32"):
         else:
             del shape[d]
     out = torch.empty(shape, dtype=torch.float32)
-    ip = {0: outer, 1: R, 2: inner, 3: int(rop), 4: int(parse_out_dtype(out_dtype, fn))}
-    return out, run(Instr(Op.TensorReduce, [], ip=ip), [("x", x), ("out", out)])
+    f = dict(outer=outer, R=R, inner=inner, reduce_op=rop, in_dtype=DType.F32, out_dtype=parse_out_dtype(out_dtype, fn))
+    return out, run(Instr(Op.TensorReduce, [], f), [("x", x), ("out", out)])
 
 
 def softmax(x, dim: int = -1, log: bool = False, out_dtype="fp32"):
@@ -223,8 +201,9 @@ def softmax(x, dim: int = -1, log: bool = False, out_dtype="fp32"):
     out = torch.empty(x.shape, dtype=torch.float32)
     if x.numel() == 0:
         return out, {"engine": "VectorE", "cycles": 0.0, "ns": 0.0, "instructions": 0, "bytes": 0, "flops": 0}
-    ip = {0: outer, 1: R, 2: inner, 3: int(bool(log)), 4: int(parse_out_dtype(out_dtype, fn))}
-    return out, run(Instr(Op.Softmax, [], ip=ip), [("x", x), ("out", out)])
+    f = dict(outer=outer, R=R, inner=inner, log=int(bool(log)), in_dtype=DType.F32,
+             out_dtype=parse_out_dtype(out_dtype, fn))
+    return out, run(Instr(Op.Softmax, [], f), [("x", x), ("out", out)])
 
 
 def log_softmax(x, dim: int = -1, out_dtype="fp32"):
@@ -239,8 +218,8 @@ def scan(x, dim: int = -1, op="add", out_dtype="fp32"):
     d = _dim(x, dim, fn)
     outer, R, inner = _ori(x, d)
     out = torch.empty(x.shape, dtype=torch.float32)
-    ip = {0: outer, 1: R, 2: inner, 3: int(alu), 4: int(parse_out_dtype(out_dtype, fn))}
-    return out, run(Instr(Op.Scan, [], ip=ip), [("x", x), ("out", out)])
+    f = dict(outer=outer, R=R, inner=inner, alu=alu, in_dtype=DType.F32, out_dtype=parse_out_dtype(out_dtype, fn))
+    return out, run(Instr(Op.Scan, [], f), [("x", x), ("out", out)])
 
 
 def layer_norm(x, weight=None, bias=None, eps: float = 1e-5, normalized_shape=None, out_dtype="fp32"):
@@ -268,9 +247,9 @@ def layer_norm(x, weight=None, bias=None, eps: float = 1e-5, normalized_shape=No
             tensors.append((name, t))
     out = torch.empty(x.shape, dtype=torch.float32)
     tensors.append(("out", out))
-    ip = {0: x.numel() // D, 1: D, 2: int(weight is not None), 3: int(bias is not None),
-          4: int(parse_out_dtype(out_dtype, fn))}
-    return out, run(Instr(Op.LayerNorm, [], ip=ip, fp={0: float(eps)}), tensors)
+    f = dict(rows=x.numel() // D, D=D, has_weight=int(weight is not None), has_bias=int(bias is not None),
+             in_dtype=DType.F32, out_dtype=parse_out_dtype(out_dtype, fn), eps=float(eps))
+    return out, run(Instr(Op.LayerNorm, [], f), tensors)
 
 
 def batch_norm(x, mean, var, weight=None, bias=None, eps: float = 1e-5, out_dtype="fp32"):
@@ -294,9 +273,9 @@ def batch_norm(x, mean, var, weight=None, bias=None, eps: float = 1e-5, out_dtyp
         tensors.append((name, t))
     out = torch.empty(x.shape, dtype=torch.float32)
     tensors.append(("out", out))
-    ip = {0: N, 1: C, 2: HW, 3: int(weight is not None), 4: int(bias is not None),
-          5: int(parse_out_dtype(out_dtype, fn))}
-    return out, run(Instr(Op.BatchNorm, [], ip=ip, fp={0: float(eps)}), tensors)
+    f = dict(N=N, C=C, HW=HW, has_weight=int(weight is not None), has_bias=int(bias is not None), in_dtype=DType.F32,
+             out_dtype=parse_out_dtype(out_dtype, fn), eps=float(eps))
+    return out, run(Instr(Op.BatchNorm, [], f), tensors)
 
 
 def _pair(v, name, fn):
@@ -343,7 +322,7 @@ def pool2d(x, kernel, stride=None, padding=0, kind="max", dilation=1, ceil_mode=
         raise ValueError(f"{fn}: output size {OH}x{OW} is empty for input {tuple(x.shape)} and kernel {kernel}")
     NC = math.prod(x.shape[:-2])
     out = torch.empty(tuple(x.shape[:-2]) + (OH, OW), dtype=torch.float32)
-    ip = {0: NC, 1: H, 2: W, 3: kh, 4: kw, 5: sh, 6: sw, 7: ph, 8: pw, 9: OH, 10: OW, 11: 0 if kind == "max" else 1,
-          12: int(bool(count_include_pad)), 13: int(divisor_override or 0), 14: int(parse_out_dtype(out_dtype, fn)),
-          15: dh, 16: dw}
-    return out, run(Instr(Op.Pool2d, [], ip=ip), [("x", x), ("out", out)])
+    f = dict(NC=NC, H=H, W=W, kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw, dh=dh, dw=dw, OH=OH, OW=OW,
+             kind=0 if kind == "max" else 1, count_include_pad=int(bool(count_include_pad)),
+             divisor_override=int(divisor_override or 0), in_dtype=DType.F32, out_dtype=parse_out_dtype(out_dtype, fn))
+    return out, run(Instr(Op.Pool2d, [], f), [("x", x), ("out", out)])

@@ -78,7 +78,8 @@ class LoadedModel:
         self._out_shapes = [tuple(d["shape"]) for d in self.outputs]
         self.source_ops: List[str] = header.get("source_ops", [])
         try:
-            self.program = _C.Program(core_spec(self.generation), np.ascontiguousarray(sec["instrs"]),
+            instrs = artifact.resolve_ops(header, np.ascontiguousarray(sec["instrs"]), origin)
+            self.program = _C.Program(core_spec(self.generation), instrs,
                                       np.ascontiguousarray(sec["deps"]), np.ascontiguousarray(buffers[:, 0]),
                                       np.ascontiguousarray(buffers[:, 1].astype(np.int32)),
                                       np.ascontiguousarray(buffers[:, 2]), consts, int(header["arena_floats"]),

@@ -5,7 +5,8 @@ from typing import List, Sequence, Tuple
 
 
 from neuron_emu.compiler.builder import TV, ProgramBuilder, out_emu
-from neuron_emu.isa import DTYPE_BYTES, MAX_DIMS, DmaQueue, Instr, Op, contiguous_strides, view_layout
+from neuron_emu.dtypes import DTYPE_BYTES
+from neuron_emu.isa import MAX_DIMS, DmaQueue, Instr, Op, contiguous_strides, view_layout
 
 
 
@@ -58,10 +59,8 @@ def dma_copy(b: ProgramBuilder, src: TV, dst: TV, queue: DmaQueue = DmaQueue.Sbu
         raise LoweringError(f"copy shape mismatch {src.shape} -> {dst.shape}")
     if src.numel == 0:
         return
-    ip = strided_layout("DmaCopy", dst.shape, [(src.offset, src.strides), (dst.offset, dst.strides)])
-    ip[40] = int(queue)
-    ip[42] = DTYPE_BYTES[src.emu]
-    b.emit(Instr(Op.DmaCopy, [src.buf, dst.buf], ip), [src], [dst])
+    view = strided_layout("DmaCopy", dst.shape, [(src.offset, src.strides), (dst.offset, dst.strides)])
+    b.emit(Instr(Op.DmaCopy, [src.buf, dst.buf], dict(queue=queue, elem_bytes=DTYPE_BYTES[src.emu]), view), [src], [dst])
 
 
 def contiguous(b: ProgramBuilder, tv: TV) -> TV:
@@ -74,9 +73,8 @@ def contiguous(b: ProgramBuilder, tv: TV) -> TV:
 
 def cast_copy(b: ProgramBuilder, src: TV, dst: TV) -> None:
     """VectorE copy with rounding to dst.emu (a dtype cast)."""
-    ip = strided_layout("TensorCopy", dst.shape, [(src.offset, broadcast_strides(src, dst.shape)), (dst.offset, dst.strides)])
-    ip[41] = int(dst.emu)
-    b.emit(Instr(Op.TensorCopy, [src.buf, dst.buf], ip), [src], [dst])
+    view = strided_layout("TensorCopy", dst.shape, [(src.offset, broadcast_strides(src, dst.shape)), (dst.offset, dst.strides)])
+    b.emit(Instr(Op.TensorCopy, [src.buf, dst.buf], dict(in_dtype=src.emu, out_dtype=dst.emu), view), [src], [dst])
 
 
 def view_strides(tv: TV, shape: Sequence[int]):

@@ -28,16 +28,17 @@ def _scalar(x):
 
 
 def tensor_scalar_into(b, x: TV, out: TV, op0: str, s0: float, reverse0=False, op1=None, s1=0.0, reverse1=False):
-    ip = strided_layout("TensorScalar", out.shape, [(x.offset, broadcast_strides(x, out.shape)), (out.offset, out.strides)])
-    ip.update({40: int(ALU[op0]), 41: int(out.emu), 42: int(reverse0), 43: int(ALU[op1]) if op1 else -1, 44: int(reverse1)})
-    b.emit(Instr(Op.TensorScalar, [x.buf, out.buf], ip, {0: s0, 1: s1}), [x], [out])
+    view = strided_layout("TensorScalar", out.shape, [(x.offset, broadcast_strides(x, out.shape)), (out.offset, out.strides)])
+    fields = dict(alu0=ALU[op0], reverse0=int(reverse0), alu1=ALU[op1] if op1 else -1, reverse1=int(reverse1),
+                  in_dtype=x.emu, out_dtype=out.emu, scalar0=s0, scalar1=s1)
+    b.emit(Instr(Op.TensorScalar, [x.buf, out.buf], fields, view), [x], [out])
     return out
 
 
 def activation_into(b, x: TV, out: TV, func: ActFunc, scale=1.0, bias=0.0, param=0.0):
-    ip = strided_layout("Activation", out.shape, [(x.offset, broadcast_strides(x, out.shape)), (out.offset, out.strides)])
-    ip.update({40: int(func), 41: int(out.emu)})
-    b.emit(Instr(Op.Activation, [x.buf, out.buf], ip, {0: scale, 1: bias, 2: param}), [x], [out])
+    view = strided_layout("Activation", out.shape, [(x.offset, broadcast_strides(x, out.shape)), (out.offset, out.strides)])
+    fields = dict(func=func, in_dtype=x.emu, out_dtype=out.emu, scale=scale, bias=bias, param=param)
+    b.emit(Instr(Op.Activation, [x.buf, out.buf], fields, view), [x], [out])
     return out
 
 
@@ -52,10 +53,10 @@ def binary_into(b, op: str, x, y, out: TV, beta_b=1.0):
         y = tmp
     if sx is not None:
         return tensor_scalar_into(b, y, out, op, sx, reverse0=True)
-    ip = strided_layout("TensorTensor", out.shape, [(x.offset, broadcast_strides(x, out.shape)),
-                                                    (y.offset, broadcast_strides(y, out.shape)), (out.offset, out.strides)])
-    ip.update({40: int(ALU[op]), 41: int(out.emu)})
-    b.emit(Instr(Op.TensorTensor, [x.buf, y.buf, out.buf], ip), [x, y], [out])
+    view = strided_layout("TensorTensor", out.shape, [(x.offset, broadcast_strides(x, out.shape)),
+                                                      (y.offset, broadcast_strides(y, out.shape)), (out.offset, out.strides)])
+    fields = dict(alu=ALU[op], in_dtype=x.emu, out_dtype=out.emu)
+    b.emit(Instr(Op.TensorTensor, [x.buf, y.buf, out.buf], fields, view), [x, y], [out])
     return out
 
 
@@ -188,11 +189,11 @@ def select_into(b, cond: TV, x, y, out: TV):
         x = b.const(torch.tensor(xs, dtype=torch.float32))
     if ys is not None:
         y = b.const(torch.tensor(ys, dtype=torch.float32))
-    ip = strided_layout("Select", out.shape, [(cond.offset, broadcast_strides(cond, out.shape)),
-                                              (x.offset, broadcast_strides(x, out.shape)),
-                                              (y.offset, broadcast_strides(y, out.shape)), (out.offset, out.strides)])
-    ip[41] = int(out.emu)
-    b.emit(Instr(Op.Select, [cond.buf, x.buf, y.buf, out.buf], ip), [cond, x, y], [out])
+    view = strided_layout("Select", out.shape, [(cond.offset, broadcast_strides(cond, out.shape)),
+                                                (x.offset, broadcast_strides(x, out.shape)),
+                                                (y.offset, broadcast_strides(y, out.shape)), (out.offset, out.strides)])
+    b.emit(Instr(Op.Select, [cond.buf, x.buf, y.buf, out.buf], dict(in_dtype=x.emu, out_dtype=out.emu), view),
+           [cond, x, y], [out])
     return out
 
 
@@ -209,5 +210,5 @@ def _masked_fill(b, node, x, mask, value):
 @register(aten.fill)
 def _fill(b, node, x, value):
     out = alloc_like_node(b, node)
-    b.emit(Instr(Op.Iota, [out.buf], {0: out.numel}, {0: float(value), 1: 0.0}), [], [out])
+    b.emit(Instr(Op.Iota, [out.buf], dict(numel=out.numel, start=float(value), step=0.0)), [], [out])
     return out

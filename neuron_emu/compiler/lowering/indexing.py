@@ -22,7 +22,8 @@ def gather_rows(b, table, index, out):
         index = _own_buffer(b, index)
     rows = table.shape[0]
     D = table.numel // max(rows, 1)
-    b.emit(Instr(Op.Gather, [table.buf, index.buf, out.buf], {0: index.numel, 1: rows, 2: D}), [table, index], [out])
+    b.emit(Instr(Op.Gather, [table.buf, index.buf, out.buf], dict(n=index.numel, rows=rows, D=D, in_dtype=table.emu)),
+           [table, index], [out])
     return out
 
 

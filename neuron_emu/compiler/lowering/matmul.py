@@ -48,18 +48,18 @@ def emit_matmul(b, node, a: TV, w: TV, out: TV, bias: TV = None, alpha=1.0, beta
     w = _prepare(b, w, dtype)
     a, ta, lda = _operand(b, a, M, K)
     w, tb, ldb = _operand(b, w, K, N)
-    ip = {0: B, 1: M, 2: K, 3: N, 4: a.offset, 5: a.strides[0] if batched and a.shape[0] != 1 else 0,
-          6: ta, 7: lda, 8: w.offset, 9: w.strides[0] if batched and w.shape[0] != 1 else 0, 10: tb, 11: ldb,
-          12: out.offset, 13: M * N if batched else 0, 14: int(dtype),
-          15: int(a.emu == dtype), 16: int(w.emu == dtype), 17: 0, 19: int(out.emu), 20: 0,
-          21: 0 if M >= N else 1}
+    f = dict(batch=B, M=M, K=K, N=N, a_off=a.offset, a_bstride=a.strides[0] if batched and a.shape[0] != 1 else 0,
+             transA=ta, lda=lda, b_off=w.offset, b_bstride=w.strides[0] if batched and w.shape[0] != 1 else 0,
+             transB=tb, ldb=ldb, out_off=out.offset, out_bstride=M * N if batched else 0, in_dtype=dtype,
+             a_prerounded=int(a.emu == dtype), b_prerounded=int(w.emu == dtype), has_bias=0, bias_off=0,
+             out_dtype=out.emu, accumulate=0, stationary_side=0 if M >= N else 1, alpha=alpha, beta=beta)
     operands, reads = [a.buf, w.buf], [a, w]
     if bias is not None:
-        ip[17], ip[18] = 1, bias.offset
+        f.update(has_bias=1, bias_off=bias.offset)
         operands.append(bias.buf)
         reads.append(bias)
     operands.append(out.buf)
-    b.emit(Instr(Op.MatMul, operands, ip, {0: alpha, 1: beta}), reads, [out])
+    b.emit(Instr(Op.MatMul, operands, f), reads, [out])
     return out
 
 
@@ -113,19 +113,19 @@ def _convolution(b, node, x, w, bias, stride, padding, dilation, transposed, out
     w = contiguous(b, _prepare(b, w, dtype))
     N, C, H, W_ = x.shape
     O, _, kh, kw = w.shape
-    ip = {0: N, 1: C, 2: H, 3: W_, 4: O, 5: kh, 6: kw, 7: stride[0], 8: stride[1], 9: padding[0], 10: padding[1],
-          11: dilation[0], 12: dilation[1], 13: groups, 14: int(dtype), 15: int(w.emu == dtype),
-          16: 0, 17: int(out.emu), 18: out4.shape[2], 19: out4.shape[3]}
+    f = dict(N=N, C=C, H=H, W=W_, O=O, kh=kh, kw=kw, sh=stride[0], sw=stride[1], ph=padding[0], pw=padding[1],
+             dh=dilation[0], dw=dilation[1], groups=groups, in_dtype=dtype, w_prerounded=int(w.emu == dtype),
+             has_bias=0, out_dtype=out.emu, OH=out4.shape[2], OW=out4.shape[3])
     if x.offset or w.offset or out4.offset:
         x, w = _zero_offset(b, x), _zero_offset(b, w)
     operands, reads = [x.buf, w.buf], [x, w]
     if bias is not None:
         bias = _zero_offset(b, contiguous(b, bias))
-        ip[16] = 1
+        f["has_bias"] = 1
         operands.append(bias.buf)
         reads.append(bias)
     operands.append(out4.buf)
-    b.emit(Instr(Op.Conv2d, operands, ip), reads, [out4])
+    b.emit(Instr(Op.Conv2d, operands, f), reads, [out4])
     return out
 
 

@@ -18,7 +18,8 @@ def _layer_norm(b, node, x, normalized_shape, weight, bias, eps):
     for s in normalized_shape:
         D *= s
     operands, reads = [x.buf], [x]
-    ip = {0: x.numel // max(D, 1), 1: D, 2: int(weight is not None), 3: int(bias is not None), 4: int(out.emu)}
+    f = dict(rows=x.numel // max(D, 1), D=D, has_weight=int(weight is not None), has_bias=int(bias is not None),
+             in_dtype=x.emu, out_dtype=out.emu, eps=float(eps))
     for t in (weight, bias):
         if t is not None:
             t = contiguous(b, t)
@@ -27,7 +28,7 @@ def _layer_norm(b, node, x, normalized_shape, weight, bias, eps):
             operands.append(t.buf)
             reads.append(t)
     operands.append(out.buf)
-    b.emit(Instr(Op.LayerNorm, operands, ip, {0: float(eps)}), reads, [out])
+    b.emit(Instr(Op.LayerNorm, operands, f), reads, [out])
     return out, None, None
 
 
@@ -45,8 +46,9 @@ def _batch_norm(b, node, x, weight, bias, mean, var, eps):
             operands.append(t.buf)
             reads.append(t)
     operands.append(out.buf)
-    ip = {0: N, 1: C, 2: HW, 3: int(weight is not None), 4: int(bias is not None), 5: int(out.emu)}
-    b.emit(Instr(Op.BatchNorm, operands, ip, {0: float(eps)}), reads, [out])
+    f = dict(N=N, C=C, HW=HW, has_weight=int(weight is not None), has_bias=int(bias is not None), in_dtype=x.emu,
+             out_dtype=out.emu, eps=float(eps))
+    b.emit(Instr(Op.BatchNorm, operands, f), reads, [out])
     return out, None, None
 
 

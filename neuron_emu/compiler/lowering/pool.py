@@ -22,10 +22,10 @@ def _pool(b, node, x, out, k, s, p, d, kind, count_include_pad=True, divisor=Non
         from neuron_emu.compiler.lowering.norm import _own_buffer
         x = _own_buffer(b, x)
     NC = x.numel // (x.shape[-1] * x.shape[-2])
-    ip = {0: NC, 1: x.shape[-2], 2: x.shape[-1], 3: k[0], 4: k[1], 5: s[0], 6: s[1], 7: p[0], 8: p[1],
-          9: out.shape[-2], 10: out.shape[-1], 11: kind, 12: int(count_include_pad), 13: int(divisor or 0),
-          14: int(out.emu), 15: d[0], 16: d[1]}
-    b.emit(Instr(Op.Pool2d, [x.buf, out.buf], ip), [x], [out])
+    f = dict(NC=NC, H=x.shape[-2], W=x.shape[-1], kh=k[0], kw=k[1], sh=s[0], sw=s[1], ph=p[0], pw=p[1], dh=d[0],
+             dw=d[1], OH=out.shape[-2], OW=out.shape[-1], kind=kind, count_include_pad=int(count_include_pad),
+             divisor_override=int(divisor or 0), in_dtype=x.emu, out_dtype=out.emu)
+    b.emit(Instr(Op.Pool2d, [x.buf, out.buf], f), [x], [out])
     return out
 
 

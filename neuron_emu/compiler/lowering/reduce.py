@@ -47,7 +47,8 @@ def reduce_into(b, x, dims, op: ReduceOp, out):
         x = x.with_view([1], [1])
         dims = [0]
     x, outer, R, inner = _outer_r_inner(b, x, dims)
-    b.emit(Instr(Op.TensorReduce, [x.buf, out.buf], {0: outer, 1: R, 2: inner, 3: int(op), 4: int(out.emu)}), [x], [out])
+    f = dict(outer=outer, R=R, inner=inner, reduce_op=op, in_dtype=x.emu, out_dtype=out.emu)
+    b.emit(Instr(Op.TensorReduce, [x.buf, out.buf], f), [x], [out])
     return out
 
 
@@ -98,7 +99,8 @@ def _softmax_lower(log):
         out = alloc_like_node(b, node)
         d = norm_dim(dim, len(x.shape))
         x, outer, R, inner = _outer_r_inner(b, x, [d])
-        b.emit(Instr(Op.Softmax, [x.buf, out.buf], {0: outer, 1: R, 2: inner, 3: int(log), 4: int(out.emu)}), [x], [out])
+        f = dict(outer=outer, R=R, inner=inner, log=int(log), in_dtype=x.emu, out_dtype=out.emu)
+        b.emit(Instr(Op.Softmax, [x.buf, out.buf], f), [x], [out])
         return out
     return lower
 
@@ -113,5 +115,6 @@ def _cumsum(b, node, x, dim, *, dtype=None):
     alu = Alu.Add if node.target.overloadpacket is aten.cumsum else Alu.Mul
     d = norm_dim(dim, len(x.shape))
     x, outer, R, inner = _outer_r_inner(b, x, [d])
-    b.emit(Instr(Op.Scan, [x.buf, out.buf], {0: outer, 1: R, 2: inner, 3: int(alu), 4: int(out.emu)}), [x], [out])
+    f = dict(outer=outer, R=R, inner=inner, alu=alu, in_dtype=x.emu, out_dtype=out.emu)
+    b.emit(Instr(Op.Scan, [x.buf, out.buf], f), [x], [out])
     return out

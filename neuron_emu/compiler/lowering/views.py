@@ -190,15 +190,14 @@ def _to_copy(b, node, x, *args, **kwargs):
     emu = out_emu(b, dst_dtype)
     if dst_dtype == torch.bool:
         out = b.alloc(x.shape, dst_dtype)
-        ip = _layout2(x, out)
-        ip.update({40: int(Alu.Ne), 41: int(DType.F32), 43: -1})
-        b.emit(Instr(Op.TensorScalar, [x.buf, out.buf], ip, {0: 0.0}), [x], [out])
+        fields = dict(alu0=Alu.Ne, reverse0=0, alu1=-1, reverse1=0, in_dtype=x.emu, out_dtype=DType.F32,
+                      scalar0=0.0, scalar1=0.0)
+        b.emit(Instr(Op.TensorScalar, [x.buf, out.buf], fields, _layout2(x, out)), [x], [out])
         return out
     if not dst_dtype.is_floating_point and x.dtype.is_floating_point:
         out = b.alloc(x.shape, dst_dtype)
-        ip = _layout2(x, out)
-        ip.update({40: int(ActFunc.Trunc), 41: int(DType.F32)})
-        b.emit(Instr(Op.Activation, [x.buf, out.buf], ip, {0: 1.0, 1: 0.0}), [x], [out])
+        fields = dict(func=ActFunc.Trunc, in_dtype=x.emu, out_dtype=DType.F32, scale=1.0, bias=0.0, param=0.0)
+        b.emit(Instr(Op.Activation, [x.buf, out.buf], fields, _layout2(x, out)), [x], [out])
         return out
     if emu == DType.F32 or emu == x.emu:
         return x.with_dtype(dst_dtype, emu if emu != DType.F32 else x.emu)  # widening: values already exact
