@@ -1,7 +1,8 @@
 """Build the engine-kernel extension `neuron_emu._C` from csrc/ (pybind11, not libtorch).
 
 GEMMs go to OpenBLAS from the `scipy-openblas32` wheel (run-time CPU dispatch, x86-64 and aarch64);
-our own loops are compiled for a portable baseline with per-function AVX2 clones (see csrc/simd.h).
+our own hot loops are compiled for a portable baseline, AVX2+FMA and AVX-512 and picked at run time
+(NEMU_SIMD forces one; see csrc/simd.h).
 NEMU_SANITIZE=1 builds with AddressSanitizer + UBSan (see tests/run_sanitized.sh).
 """
 import glob

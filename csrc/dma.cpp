@@ -8,6 +8,7 @@
 #include <cstring>
 #include <string>
 
+#include "dtype_convert.h"
 #include "strided.h"
 
 namespace nemu {
@@ -53,57 +54,7 @@ void load_exec(const Instr&, OpCtx&) {}
 Cost load_cost(const Instr& in, const CoreSpec& s) { return dma_cost(s, in.ip[DLF::bytes]); }
 
 // ---------------- host dtype conversion ----------------
-float half_to_float(uint16_t h) {
-  const uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ffu;
-  uint32_t bits;
-  if (exp == 0) {
-    if (man == 0) {
-      bits = sign;
-    } else {  // subnormal: value = man * 2^-24
-      float f = static_cast<float>(man) * 5.9604644775390625e-8f;
-      std::memcpy(&bits, &f, 4);
-      bits |= sign;
-    }
-  } else if (exp == 31) {
-    bits = sign | 0x7f800000u | (man << 13);
-  } else {
-    bits = sign | ((exp + 112) << 23) | (man << 13);
-  }
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
-uint16_t float_to_half(float f) {  // round to nearest even, like torch's .to(float16)
-  uint32_t x;
-  std::memcpy(&x, &f, 4);
-  const uint32_t sign = (x >> 16) & 0x8000u;
-  x &= 0x7fffffffu;
-  if (x >= 0x7f800000u) return static_cast<uint16_t>(sign | 0x7c00u | (x > 0x7f800000u ? 0x200u : 0u));
-  if (x >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // rounds to >= 65520 -> inf
-  if (x < 0x38800000u) {  // below the smallest normal half: subnormal or zero
-    float a;
-    std::memcpy(&a, &x, 4);
-    const float scaled = a * 16777216.0f;  // / 2^-24, exact (power of two)
-    return static_cast<uint16_t>(sign | static_cast<uint32_t>(std::nearbyint(scaled)));
-  }
-  const uint32_t lsb = (x >> 13) & 1u;
-  x += 0xfffu + lsb;
-  x -= 112u << 23;
-  return static_cast<uint16_t>(sign | (x >> 13));
-}
-float bf16_to_float(uint16_t b) {
-  const uint32_t bits = static_cast<uint32_t>(b) << 16;
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
-uint16_t float_to_bf16(float f) {
-  uint32_t x;
-  std::memcpy(&x, &f, 4);
-  if ((x & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((x >> 16) | 0x40u);
-  x += 0x7fffu + ((x >> 16) & 1u);
-  return static_cast<uint16_t>(x >> 16);
-}
+// fp16 / bf16 go through dtype_convert's converters (bit-exact with torch's .to(), NaN payloads included);
 // float -> integer like x86 torch .to(intN): truncation; out of range / NaN gives the "integer indefinite"
 // value of the 32-bit (narrow types, then wrapped) or 64-bit conversion.
 int64_t to_i64(float v) {
@@ -155,8 +106,8 @@ void ioin_exec(const Instr& in, OpCtx& ctx) {
   switch (dt) {
     case IoDType::F32: if (n) std::memcpy(dst, src, static_cast<size_t>(n) * 4); break;
     case IoDType::F64: conv_in<double>(src, dst, n, [](double v) { return static_cast<float>(v); }); break;
-    case IoDType::F16: conv_in<uint16_t>(src, dst, n, half_to_float); break;
-    case IoDType::BF16: conv_in<uint16_t>(src, dst, n, bf16_to_float); break;
+    case IoDType::F16: conv_in<uint16_t>(src, dst, n, fp16_bits_to_float); break;
+    case IoDType::BF16: conv_in<uint16_t>(src, dst, n, bf16_bits_to_float); break;
     case IoDType::I64: conv_in<int64_t>(src, dst, n, [](int64_t v) { return static_cast<float>(v); }); break;
     case IoDType::I32: conv_in<int32_t>(src, dst, n, [](int32_t v) { return static_cast<float>(v); }); break;
     case IoDType::I16: conv_in<int16_t>(src, dst, n, [](int16_t v) { return static_cast<float>(v); }); break;
@@ -176,8 +127,8 @@ void ioout_exec(const Instr& in, OpCtx& ctx) {
   switch (dt) {
     case IoDType::F32: if (n) std::memcpy(dst, src, static_cast<size_t>(n) * 4); break;
     case IoDType::F64: conv_out<double>(src, dst, n, [](float v) { return static_cast<double>(v); }); break;
-    case IoDType::F16: conv_out<uint16_t>(src, dst, n, float_to_half); break;
-    case IoDType::BF16: conv_out<uint16_t>(src, dst, n, float_to_bf16); break;
+    case IoDType::F16: conv_out<uint16_t>(src, dst, n, to_fp16_bits); break;
+    case IoDType::BF16: conv_out<uint16_t>(src, dst, n, to_bf16_bits); break;
     case IoDType::I64: conv_out<int64_t>(src, dst, n, to_i64); break;
     case IoDType::I32: conv_out<int32_t>(src, dst, n, to_i32); break;
     case IoDType::I16: conv_out<int16_t>(src, dst, n, [](float v) { return static_cast<int16_t>(to_i32(v)); }); break;

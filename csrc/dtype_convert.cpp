@@ -134,7 +134,7 @@ inline uint32_t round_bits(uint32_t u, DType d) {
 
 // One loop per dtype so each inner loop is a straight select chain the compiler vectorises.
 template <uint32_t (*F)(uint32_t)>
-NEMU_SIMD_CLONES void round_loop(const float* in_, float* out_, int64_t n) {
+NEMU_ALWAYS_INLINE void round_loop(const float* in_, float* out_, int64_t n) {
   // in == out is allowed: each element is read once then written at the same index, so the loop
   // has no cross-iteration dependence even when the buffers alias. We go through uint32 copies.
   const uint32_t* in = reinterpret_cast<const uint32_t*>(in_);
@@ -149,7 +149,7 @@ inline uint32_t r_tf32(uint32_t u) { return tf32_bits(u); }
 inline uint32_t r_e4m3(uint32_t u) { return e4m3_to_f32_bits(e4m3_bits(u)); }
 inline uint32_t r_e5m2(uint32_t u) { return e5m2_to_f32_bits(e5m2_bits(u)); }
 
-void round_serial(const float* in, float* out, int64_t n, DType d) {
+NEMU_ALWAYS_INLINE void round_serial_body(const float* in, float* out, int64_t n, DType d) {
   switch (d) {
     case DType::F32:
       if (in != out) std::memmove(out, in, static_cast<size_t>(n) * sizeof(float));
@@ -161,6 +161,7 @@ void round_serial(const float* in, float* out, int64_t n, DType d) {
     case DType::FP8E5M2: round_loop<r_e5m2>(in, out, n); return;
   }
 }
+NEMU_SIMD_DISPATCH(round_serial, (const float* in, float* out, int64_t n, DType d), (in, out, n, d))
 
 }  // namespace
 

@@ -11,6 +11,7 @@
 #include "dtype_convert.h"
 #include "program.h"
 #include "runtime_ops.h"
+#include "simd.h"
 
 namespace py = pybind11;
 using namespace nemu;
@@ -143,6 +144,7 @@ PyProgram make_program(const CoreSpec& spec, py::array_t<int64_t, py::array::c_s
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "neuron-emu engine kernels (TensorE, VectorE, ScalarE, GpSimdE, DMA) with cycle costs";
+  simd_path();  // a NEMU_SIMD this CPU cannot run fails the import, not the first kernel
   register_tensor_engine_ops();
   register_vector_engine_ops();
   register_scalar_engine_ops();
@@ -220,6 +222,8 @@ PYBIND11_MODULE(_C, m) {
      py::arg("check_fn"), py::arg("cost_fn"), py::arg("exec_fn"),
      "Register an op whose check/cost/exec are C functions (csrc/nemu_op_abi.h) at the given addresses; returns its code.");
   m.def("cpu_features", &cpu_features_dict);
+  m.def("simd_path", [] { return simd_path_name(simd_path()); },
+        "The SIMD path our hot loops run: portable, avx2 or avx512 (widest supported, or NEMU_SIMD).");
 
   m.def("round_to", [](py::array_t<float, py::array::c_style> a, int dtype) {
     const DType d = dtype_from_int(dtype);

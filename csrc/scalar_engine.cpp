@@ -31,8 +31,8 @@ AI void un_loop(const float* x, int64_t sx, float* y, int64_t sy, int64_t n, flo
 
 AI float softplus1(float v) { return v > 20.f ? v : std::log1p(std::exp(v)); }
 
-NEMU_SIMD_CLONES void act_row(int func, const float* x, int64_t sx, float* y, int64_t sy, int64_t n, float sc, float bi,
-                              float prm) {
+NEMU_ALWAYS_INLINE void act_row_body(int func, const float* x, int64_t sx, float* y, int64_t sy, int64_t n, float sc, float bi,
+                                     float prm) {
   const bool aff = !(sc == 1.f && bi == 0.f);
 #define CASE(F, EXPR) \
   case ActFunc::F: un_loop(x, sx, y, sy, n, sc, bi, aff, [prm](float v) { (void)prm; return EXPR; }); break;
@@ -72,6 +72,9 @@ NEMU_SIMD_CLONES void act_row(int func, const float* x, int64_t sx, float* y, in
   }
 #undef CASE
 }
+NEMU_SIMD_DISPATCH(act_row,
+                   (int func, const float* x, int64_t sx, float* y, int64_t sy, int64_t n, float sc, float bi, float prm),
+                   (func, x, sx, y, sy, n, sc, bi, prm))
 
 using AF = ActivationF;
 void act_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {

@@ -193,7 +193,7 @@ inline Tiled tiled_elementwise(const CoreSpec& s, int64_t numel, F&& per_instr) 
 inline double min_ii(const CoreSpec& s, double n) { return std::max<double>(s.min_ii, n); }
 
 
-// ---- vectorisable math (inlined into NEMU_SIMD_CLONES loops) ----
+// ---- vectorisable math (inlined into every NEMU_SIMD_DISPATCH variant, simd.h) ----
 // expf, Cephes polynomial (|rel err| < 2e-7, like the SLEEF u10 exp torch uses), 2^n applied in two
 // halves so results stay correct down into the denormals; NaN propagates, overflow -> inf.
 inline __attribute__((always_inline)) float fast_expf(float x) {

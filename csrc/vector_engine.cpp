@@ -84,8 +84,8 @@ AI void bin_loop(const float* a, int64_t sa, const float* b, int64_t sb, float* 
   for (int64_t i = 0; i < n; ++i) o[i * so] = fn(a[i * sa], b[i * sb]);
 }
 
-NEMU_SIMD_CLONES void alu_row(int op, const float* a, int64_t sa, const float* b, int64_t sb, float* o, int64_t so,
-                              int64_t n) {
+NEMU_ALWAYS_INLINE void alu_row_body(int op, const float* a, int64_t sa, const float* b, int64_t sb, float* o, int64_t so,
+                                     int64_t n) {
   switch (static_cast<Alu>(op)) {
     case Alu::Add: bin_loop(a, sa, b, sb, o, so, n, [](float x, float y) { return x + y; }); break;
     case Alu::Sub: bin_loop(a, sa, b, sb, o, so, n, [](float x, float y) { return x - y; }); break;
@@ -109,8 +109,11 @@ NEMU_SIMD_CLONES void alu_row(int op, const float* a, int64_t sa, const float* b
     default: break;
   }
 }
+NEMU_SIMD_DISPATCH(alu_row,
+                   (int op, const float* a, int64_t sa, const float* b, int64_t sb, float* o, int64_t so, int64_t n),
+                   (op, a, sa, b, sb, o, so, n))
 
-NEMU_SIMD_CLONES void copy_row(const float* a, int64_t sa, float* o, int64_t so, int64_t n) {
+NEMU_ALWAYS_INLINE void copy_row_body(const float* a, int64_t sa, float* o, int64_t so, int64_t n) {
   if (sa == 1 && so == 1) {
     std::memmove(o, a, n * sizeof(float));
   } else if (so == 1) {
@@ -119,6 +122,7 @@ NEMU_SIMD_CLONES void copy_row(const float* a, int64_t sa, float* o, int64_t so,
     for (int64_t i = 0; i < n; ++i) o[i * so] = a[i * sa];
   }
 }
+NEMU_SIMD_DISPATCH(copy_row, (const float* a, int64_t sa, float* o, int64_t so, int64_t n), (a, sa, o, so, n))
 
 void check_alu(const char* op, int64_t code) { check_range(op, "alu code", code, 0, static_cast<int64_t>(Alu::kCount) - 1); }
 
@@ -245,7 +249,7 @@ void reduce_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   check_dtype("TensorReduce", in.ip[TensorReduceF::out_dtype]);
 }
 
-NEMU_SIMD_CLONES void reduce_rows(int rop, const float* x, float* out, int64_t R, int64_t inner, int64_t ib, int64_t nb) {
+NEMU_ALWAYS_INLINE void reduce_rows_body(int rop, const float* x, float* out, int64_t R, int64_t inner, int64_t ib, int64_t nb) {
   // Reduces x[r*inner + ib + i] over r for i in [0, nb) into out[ib + i].
   const ReduceOp op = static_cast<ReduceOp>(rop);
   switch (op) {
@@ -329,6 +333,9 @@ NEMU_SIMD_CLONES void reduce_rows(int rop, const float* x, float* out, int64_t R
     default: break;
   }
 }
+NEMU_SIMD_DISPATCH(reduce_rows,
+                   (int rop, const float* x, float* out, int64_t R, int64_t inner, int64_t ib, int64_t nb),
+                   (rop, x, out, R, inner, ib, nb))
 
 using RF = TensorReduceF;
 void reduce_exec(const Instr& in, OpCtx& ctx) {
@@ -366,7 +373,7 @@ void softmax_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) 
   check_dtype("Softmax", in.ip[SoftmaxF::out_dtype]);
 }
 
-NEMU_SIMD_CLONES void softmax_block(const float* x, float* y, int64_t R, int64_t inner, int64_t nb, bool log) {
+NEMU_ALWAYS_INLINE void softmax_block_body(const float* x, float* y, int64_t R, int64_t inner, int64_t nb, bool log) {
   // x, y point at element (r=0, i=ib); rows r at stride inner; nb columns.
   if (inner == 1) {  // contiguous row: vectorised max / exp / sum / scale passes, y doubles as the exp buffer
     float m8[8];
@@ -452,6 +459,9 @@ NEMU_SIMD_CLONES void softmax_block(const float* x, float* y, int64_t R, int64_t
     }
   }
 }
+NEMU_SIMD_DISPATCH(softmax_block,
+                   (const float* x, float* y, int64_t R, int64_t inner, int64_t nb, bool log),
+                   (x, y, R, inner, nb, log))
 
 using SMF = SoftmaxF;
 void softmax_exec(const Instr& in, OpCtx& ctx) {
@@ -507,7 +517,7 @@ void ln_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   check_dtype("LayerNorm", in.ip[LNF::out_dtype]);
 }
 
-NEMU_SIMD_CLONES void ln_row(const float* x, float* y, const float* w, const float* b, int64_t D, float eps) {
+NEMU_ALWAYS_INLINE void ln_row_body(const float* x, float* y, const float* w, const float* b, int64_t D, float eps) {
   double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
   int64_t i = 0;
   for (; i + 4 <= D; i += 4) { s0 += x[i]; s1 += x[i + 1]; s2 += x[i + 2]; s3 += x[i + 3]; }
@@ -528,6 +538,9 @@ NEMU_SIMD_CLONES void ln_row(const float* x, float* y, const float* w, const flo
   else if (b) for (int64_t k = 0; k < D; ++k) y[k] = (x[k] - m) * rstd + b[k];
   else for (int64_t k = 0; k < D; ++k) y[k] = (x[k] - m) * rstd;
 }
+NEMU_SIMD_DISPATCH(ln_row,
+                   (const float* x, float* y, const float* w, const float* b, int64_t D, float eps),
+                   (x, y, w, b, D, eps))
 
 void ln_exec(const Instr& in, OpCtx& ctx) {
   const int64_t rows = in.ip[LNF::rows], D = in.ip[LNF::D];
@@ -578,9 +591,10 @@ void bn_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   check_dtype("BatchNorm", in.ip[BNF::out_dtype]);
 }
 
-NEMU_SIMD_CLONES void affine_row(const float* x, float* y, int64_t n, float a, float b) {
+NEMU_ALWAYS_INLINE void affine_row_body(const float* x, float* y, int64_t n, float a, float b) {
   for (int64_t i = 0; i < n; ++i) y[i] = x[i] * a + b;
 }
+NEMU_SIMD_DISPATCH(affine_row, (const float* x, float* y, int64_t n, float a, float b), (x, y, n, a, b))
 
 void bn_exec(const Instr& in, OpCtx& ctx) {
   const int64_t N = in.ip[BNF::N], C = in.ip[BNF::C], HW = in.ip[BNF::HW];
