@@ -15,7 +15,7 @@
 //    (torch/headeronly/util/Float8_e4m3fn.h) SATURATES: finite values beyond the range and +-inf become +-448,
 //    NaN -> 0x7F | sign. This matches the OCP FP8 "saturate" conversion mode and NVIDIA's __NV_SATFINITE default.
 //    Neuron: the compiler's `--enable-saturate-infinity` flag (neuronx-cc CLI reference, summarised in
-//    shared/reference/neuron-api.md "--enable-saturate-infinity: +-inf -> MAX/MIN_FLOAT in compiler-inserted
+//    docs/reference/neuron-api.md "--enable-saturate-infinity: +-inf -> MAX/MIN_FLOAT in compiler-inserted
 //    matmul transposes") shows the hardware path itself does not saturate by default; the NKI docs do not
 //    publish the fp8 cast's overflow rule. We follow torch (the oracle of our tests and of the user's model).
 //    Older torch (<= 2.7) produced NaN for |x| >= 480; not emulated.

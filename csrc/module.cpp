@@ -205,6 +205,14 @@ PYBIND11_MODULE(_C, m) {
   }, "Every registered op: code, engine, operand names, view count, whether it writes, and its named fields "
      "(name, 'int'|'real', slot). The one definition the Python encoder reads (csrc/op_schema.h).");
   m.attr("VIEW_WORDS") = kViewWords;
+  m.def("enum_sizes", [] {
+    py::dict d;
+    d["Alu"] = static_cast<int>(Alu::kCount);
+    d["ActFunc"] = static_cast<int>(ActFunc::kCount);
+    d["ReduceOp"] = static_cast<int>(ReduceOp::kCount);
+    d["DType"] = kNumDTypes;
+    return d;
+  }, "Number of values of the field enums of csrc/isa.h (neuron_emu/isa.py mirrors their values).");
   m.def("dtype_table", [] {
     py::list l;
     for (int i = 0; i < kNumDTypes; ++i) l.append(py::make_tuple(i, kDTypes[i].name, kDTypes[i].bytes));

@@ -10,7 +10,7 @@
 // size in tiles of spec.pe_cols (128) and the moving free size in tiles of spec.moving_max (512, one PSUM
 // bank). Each tile is one LoadStationary + MultiplyMoving pair (2 instructions) costing the NKI-ISA
 // nc_matmul figure max(min(MM_INIT_LATENCY, n_stationary), n_moving) TensorE cycles, x fp32_matmul_factor
-// for fp32 inputs (shared/reference/neuron-hardware.md 1.1, "Per-instruction formula").
+// for fp32 inputs (docs/reference/neuron-hardware.md 1.1, "Per-instruction formula").
 //
 // Threads: one pool (thread_pool.h) runs rounding, im2col and GEMM blocks; OpenBLAS itself is single-threaded.
 #include <cblas.h>

@@ -1,6 +1,6 @@
 """The hardware model as data: NeuronCore generations, chips and instances.
 
-Every number cites ../shared/reference/neuron-hardware.md (section in brackets); that file names
+Every number cites docs/reference/neuron-hardware.md (section in brackets); that file names
 the upstream Neuron documentation page for each. Where NeuronCore-v1 facts are unpublished the
 value is an explicit ASSUMPTION with the reason.
 """

@@ -4,7 +4,7 @@ An `Instr` names its parameters: `Instr(Op.MatMul, operands, {"M": 4, "K": 8, ..
 field's slot in the schema the extension exports, so the compiler, the kernel-level API and the C++ kernels
 cannot disagree about a layout; an unknown or missing field is an error naming the op and the field.
 The enums below (Alu, ActFunc, ...) are value tables of fields and mirror csrc/isa.h
-(tests/test_isa.py checks them against the kernels' behaviour).
+(tests/test_isa.py checks their sizes against the extension and their meaning against torch).
 """
 from __future__ import annotations
 

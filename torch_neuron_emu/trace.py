@@ -1,6 +1,6 @@
 """torch_neuron.trace for Inferentia1 (NeuronCore-v1): the whole graph is compiled for one
 NeuronCore-v1 with neuron-cc's casting rules (`--fast-math`, default `all` = cast fp32 to bf16;
-../shared/reference/neuron-api.md section 1.9). Not yet emulated (ROADMAP item 4): the partitioner
+docs/reference/neuron-api.md section 1.9). Not yet emulated (ROADMAP item 4): the partitioner
 with CPU fallback between `neuron::forward` subgraphs, and `--neuroncore-pipeline-cores`."""
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """torch_neuronx.trace: capture -> neuronx-cc (emulated) -> a ScriptModule calling neuron::forward_v2.
 
-Mirrors ../shared/reference/neuron-api.md section 2.1: signature, defaults, warnings for deprecated
+Mirrors docs/reference/neuron-api.md section 2.1: signature, defaults, warnings for deprecated
 positionals and unknown keywords, compiler_workdir artifacts, fixed input shapes."""
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """neuronx-cc command-line flags accepted through `compiler_args`, parsed as the real CLI does.
 
 Emulated compiler level: neuronx-cc 2.22 (Neuron SDK 2.27+), where `--auto-cast` defaults to
-`none` (before 2.27 it was `matmult`; ../shared/reference/neuron-api.md section 2.10).
+`none` (before 2.27 it was `matmult`; docs/reference/neuron-api.md section 2.10).
 """
 from __future__ import annotations
 
