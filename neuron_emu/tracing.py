@@ -1,18 +1,20 @@
-"""Shared tracing path of torch_neuron_emu and torch_neuronx_emu: capture -> compile -> a
-TorchScript module whose forward calls `neuron::forward_v2` with the artifact as a buffer."""
+"""Shared tracing path of torch_neuron_emu and torch_neuronx_emu: capture -> compile_graph -> wrap_artifact,
+a TorchScript module whose forward calls `neuron::forward_v2` with the artifact as a buffer.
+
+NeuronModule stays in this module: its qualified name is recorded in every saved trace."""
 from __future__ import annotations
 
 import logging
 import os
 import time
 import warnings
-from typing import Any
+from typing import Any, Union
 
 import torch
 from torch.utils import _pytree as pytree
 
 import neuron_emu.runtime  # noqa: F401  (registers neuron::forward_v2)
-from neuron_emu.compiler import CompilationError, compile_graph
+from neuron_emu.compiler import CompilationError, Compiled, compile_graph
 from neuron_emu.compiler.capture import capture
 from neuron_emu.compiler.options import CompilerOptions
 
@@ -32,13 +34,25 @@ class NeuronModule(torch.nn.Module):
         return pytree.tree_unflatten(list(result), self.out_spec)
 
 
+def wrap_artifact(compiled: Union[Compiled, torch.Tensor], out_spec: Any, example_inputs) -> torch.jit.ScriptModule:
+    """The TorchScript module the user gets for one artifact (a Compiled or its blob): forward flattens the
+    inputs, calls `neuron::forward_v2` and rebuilds `out_spec`. Tracing it runs the artifact once on
+    `example_inputs` (a tensor or a tuple of tensors)."""
+    blob = compiled.blob if isinstance(compiled, Compiled) else compiled
+    inputs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
+    module = NeuronModule(blob, out_spec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.jit.trace(module, inputs, strict=False, check_trace=False)
+
+
 def trace_and_compile(func, inputs: tuple, options: CompilerOptions, generation: int,
                       compiler_workdir=None) -> torch.jit.ScriptModule:
     if isinstance(func, torch.nn.Module) and func.training:
         warnings.warn("The model is in training mode; Neuron traces are for inference: call model.eval() first",
                       UserWarning, stacklevel=3)
     t0 = time.perf_counter()
-    graph, _out = capture(func, inputs)
+    graph = capture(func, inputs)[0]  # (the eager outputs are not needed)
     try:
         compiled = compile_graph(graph, options, generation=generation)
     except CompilationError:
@@ -48,10 +62,9 @@ def trace_and_compile(func, inputs: tuple, options: CompilerOptions, generation:
     logger.info("Compiler status PASS")
     if compiler_workdir:
         _write_workdir(compiler_workdir, options, compiled.graph_text, compiled, "PASS")
-    module = NeuronModule(compiled.blob, graph.out_spec)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        traced = torch.jit.trace(module, inputs, strict=False, check_trace=False)
+    out_spec = graph.out_spec
+    del graph  # folded constants are in the artifact now: free them before the traced run
+    traced = wrap_artifact(compiled, out_spec, inputs)
     logger.debug("trace+compile took %.2fs (%d instructions)", time.perf_counter() - t0, compiled.n_instructions)
     return traced
 

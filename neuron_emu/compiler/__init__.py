@@ -1,5 +1,6 @@
-"""The emulated Neuron compiler: capture -> fold -> lower to engine instructions (auto-cast applied
-per op) -> weight prefetch -> memory plan -> dependencies -> serialize."""
+"""The emulated Neuron compiler: a Graph (ir.py, from any front end) -> validate -> fold -> lower to engine
+instructions (auto-cast applied per op) -> weight prefetch -> memory plan -> dependencies -> serialize.
+The result is the artifact and its metadata; wrapping it for the user (TorchScript) is the front end's job."""
 from __future__ import annotations
 
 import time
@@ -12,7 +13,8 @@ from torch.utils import _pytree as pytree
 
 from neuron_emu.compiler import artifact
 from neuron_emu.compiler.builder import CONSTANT, TV, ProgramBuilder, out_emu
-from neuron_emu.compiler.capture import Graph, Value
+from neuron_emu.compiler.errors import CompilationError
+from neuron_emu.compiler.ir import Graph, GraphError, Value  # noqa: F401  (GraphError: re-exported)
 from neuron_emu.compiler.fold import fold_and_prune
 from neuron_emu.compiler.fold_batchnorm import fold_batchnorm
 from neuron_emu.compiler.lowering import lookup
@@ -24,10 +26,6 @@ from neuron_emu.dtypes import IO_DTYPES
 from neuron_emu.hardware import CORES
 from neuron_emu.isa import DType, Instr, IoDType, Op, encode_program, schema
 
-
-
-class CompilationError(RuntimeError):
-    """The emulated neuronx-cc could not compile the graph (message names the op and its source)."""
 
 
 @dataclass
@@ -62,7 +60,11 @@ def graph_text(graph: Graph, nodes) -> str:
 
 
 def compile_graph(graph: Graph, options: CompilerOptions, generation: int = 2) -> Compiled:
+    """Compile a front end's graph for a NeuronCore generation (1: Inf1, 2: Inf2/Trn1). Folding rewrites the
+    graph in place (folded node outputs become constants). Raises GraphError for a graph that breaks the IR
+    contract, CompilationError for one the emulated compiler cannot compile."""
     t0 = time.perf_counter()
+    graph.validate()
     nodes = fold_and_prune(graph)
     fold_batchnorm(graph, nodes)
     b = ProgramBuilder(options, generation)

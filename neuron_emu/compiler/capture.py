@@ -4,20 +4,22 @@ Like `torch.jit.trace`, which the real torch_neuronx uses, this executes the mod
 records what ran: control flow and data-dependent Python values (`.item()`, `bool(t)`) are
 specialised to the example (with a warning, as jit.trace warns). Functionalization removes
 in-place ops and aliasing, so the graph is pure. Tensors that no recorded op produced (parameters,
-buffers, captured tensors) become constants, and every op whose inputs are all constants is folded
-into a constant using the value it produced during capture.
+buffers, captured tensors) become constants. The graph is the IR of ir.py; no value computed here is kept
+in it (folding recomputes constants), except the generator state of each random op, which pins its draw.
 """
 from __future__ import annotations
 
 import os
 import sys
 import warnings
-from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import Any, List
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils import _pytree as pytree
+from torch.utils.weak import WeakIdKeyDictionary
+
+from neuron_emu.compiler.ir import Graph, Node, Value, op_name  # noqa: F401  (op_name: re-exported)
 
 _TORCH_DIR = os.path.dirname(torch.__file__)
 _PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -29,48 +31,6 @@ _SKIP_DIRS = (_TORCH_DIR, os.path.join(_PKG, "compiler"), os.path.join(_PKG, "ru
 
 class CaptureError(RuntimeError):
     pass
-
-
-@dataclass
-class Value:
-    """A tensor in the captured graph: a model input, a constant, or a node output."""
-    id: int
-    shape: tuple
-    dtype: torch.dtype
-    kind: str                          # "input" | "const" | "node"
-    index: int = -1                    # input position
-    const: Optional[torch.Tensor] = None   # constants: the tensor
-    node: Optional["Node"] = None
-    real: Optional[torch.Tensor] = None    # node outputs: the value seen during capture (for folding)
-
-
-@dataclass
-class Node:
-    target: Any                        # torch._ops.OpOverload
-    args: Any                          # pytree with Value leaves for tensors
-    kwargs: dict
-    outputs: List[Value]
-    where: str                         # user source location, for error messages
-    index: int = 0
-
-    @property
-    def name(self) -> str:
-        return op_name(self.target)
-
-
-def op_name(target) -> str:
-    """'aten::addmm' style name, as the Neuron tools print operators."""
-    schema = getattr(target, "_schema", None)
-    return schema.name if schema is not None else str(target)
-
-
-@dataclass
-class Graph:
-    inputs: List[Value]
-    nodes: List[Node]
-    outputs: List[Value]               # flat outputs (tensors only)
-    out_spec: Any                      # pytree spec to rebuild the user's output structure
-    warnings: List[str] = field(default_factory=list)
 
 
 def _user_frame() -> str:
@@ -86,8 +46,9 @@ def _user_frame() -> str:
 class _Recorder(TorchDispatchMode):
     def __init__(self):
         super().__init__()
-        self.values: dict[int, Value] = {}     # id(tensor) -> Value
-        self.keep: list = []                   # keeps recorded tensors alive so ids stay unique
+        # tensor -> Value, weakly: an activation is freed as soon as the model drops it (capture holds no
+        # activations), and a dead tensor's entry goes with it, so a reused id cannot alias it
+        self.values = WeakIdKeyDictionary()
         self.nodes: List[Node] = []
         self.warnings: List[str] = []
         self._next = 0
@@ -95,21 +56,21 @@ class _Recorder(TorchDispatchMode):
     def new_value(self, t: torch.Tensor, kind: str, **kw) -> Value:
         v = Value(self._next, tuple(t.shape), t.dtype, kind, **kw)
         self._next += 1
-        self.values[id(t)] = v
-        self.keep.append(t)
+        self.values[t] = v
         return v
 
     def value_of(self, t: torch.Tensor) -> Value:
-        v = self.values.get(id(t))
+        v = self.values.get(t)
         if v is None:  # produced outside the graph: a parameter, buffer or captured tensor
             v = self.new_value(t, "const", const=t.detach())
         return v
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        rng_state = _rng_state(func, kwargs)
         out = func(*args, **kwargs)
         if func is torch.ops.aten._local_scalar_dense.default:
-            src = self.values.get(id(args[0]))
+            src = self.values.get(args[0])
             if src is not None and src.kind != "const":
                 msg = (f"Converting a tensor to a Python value at {_user_frame()}: the compiled graph is specialised "
                        f"to the value seen during tracing ({out}); other inputs may give wrong results")
@@ -119,12 +80,20 @@ class _Recorder(TorchDispatchMode):
         if func in (torch.ops.prim.device.default, torch.ops.aten.sym_size.int, torch.ops.aten.sym_numel.default):
             return out
         vargs, vkwargs = pytree.tree_map_only(torch.Tensor, self.value_of, (args, kwargs))
-        node = Node(func, vargs, vkwargs, [], _user_frame(), len(self.nodes))
+        node = Node(func, vargs, vkwargs, [], _user_frame(), len(self.nodes), rng_state)
         for o in pytree.tree_leaves(out):
             if isinstance(o, torch.Tensor):
-                node.outputs.append(self.new_value(o, "node", node=node, real=o))
+                node.outputs.append(self.new_value(o, "node", node=node))
         self.nodes.append(node)
         return out
+
+
+def _rng_state(func, kwargs):
+    """Random ops: the state of the generator about to draw, so folding can replay this very draw."""
+    if torch.Tag.nondeterministic_seeded not in func.tags:
+        return None
+    gen = kwargs.get("generator")
+    return gen.get_state() if isinstance(gen, torch.Generator) else torch.get_rng_state()
 
 
 def _to_plain(out):
@@ -165,7 +134,7 @@ def capture(func, example_inputs: tuple) -> tuple[Graph, Any]:
         if not isinstance(o, torch.Tensor):
             raise CaptureError(f"output {i} is a {type(o).__name__}; only tensors (in tuples, lists and dicts) "
                                "can be returned by a traced model")
-        v = rec.values.get(id(o))
+        v = rec.values.get(o)
         if v is None:
             v = rec.new_value(o, "const", const=o.detach())
         outputs.append(v)

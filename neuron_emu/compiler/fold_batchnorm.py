@@ -10,7 +10,7 @@ from typing import List
 import torch
 from torch.utils import _pytree as pytree
 
-from neuron_emu.compiler.capture import Graph, Node, Value
+from neuron_emu.compiler.ir import Graph, Node, Value
 
 aten = torch.ops.aten
 _BN = {aten._native_batch_norm_legit_no_training.default, aten.native_batch_norm.default}

@@ -16,7 +16,7 @@ from typing import List
 import torch
 from torch.utils import _pytree as pytree
 
-from neuron_emu.compiler.capture import Graph, Value
+from neuron_emu.compiler.ir import Graph, Value
 from neuron_emu.compiler.options import CompilerOptions
 from neuron_emu.dtypes import torch_dtype
 
@@ -44,7 +44,7 @@ def run_reference(graph: Graph, options: CompilerOptions, inputs) -> List[torch.
     def val(v: Value):
         if v.id in env:
             return env[v.id]
-        t = v.const if v.const is not None else v.real
+        t = v.const  # (compile_graph has folded constant nodes into constants)
         if t is None:
             raise RuntimeError(f"value %{v.id} unavailable")
         return round_tensor(t, cast) if all_ops else t
