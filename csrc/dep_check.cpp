@@ -123,7 +123,8 @@ void check_dependencies(const std::vector<Instr>& instrs, const std::vector<int6
         if (d.kind != BufKind::Intermediate || d.numel == 0) continue;
         const int64_t lo = d.arena_offset, hi = d.arena_offset + d.numel;
         arena.for_range(lo, hi, [&](int64_t s, Segment& seg) {
-          need(seg.writer, w ? Hazard::WAW : Hazard::RAW, b, s, seg.end);
+          // a write after readers needs only them: each was itself proven to follow the writer
+          if (!w || seg.readers.empty()) need(seg.writer, w ? Hazard::WAW : Hazard::RAW, b, s, seg.end);
           if (w) {
             for (const Access& r : seg.readers) need(r, Hazard::WAR, b, s, seg.end);
           } else if (seg.readers.empty() || seg.readers.back().instr != j) {
