@@ -112,7 +112,7 @@ struct PyProgram {
 PyProgram make_program(const CoreSpec& spec, py::array_t<int64_t, py::array::c_style> instrs,
                        py::array_t<int64_t, py::array::c_style> deps, py::array_t<int64_t, py::array::c_style> buf_numel,
                        py::array_t<int32_t, py::array::c_style> buf_kind, py::array_t<int64_t, py::array::c_style> buf_arena_offset,
-                       py::list consts, int64_t arena_floats, int n_inputs, int n_outputs) {
+                       py::list consts, int64_t arena_floats, int n_inputs, int n_outputs, bool check_deps) {
   if (instrs.ndim() != 2 || instrs.shape(1) != kInstrWords) fail("instruction table must be [n, 64] int64");
   const int64_t nb = buf_numel.size();
   if (buf_kind.size() != nb || buf_arena_offset.size() != nb) fail("buffer table columns differ in length");
@@ -136,7 +136,7 @@ PyProgram make_program(const CoreSpec& spec, py::array_t<int64_t, py::array::c_s
     p.keep_alive.append(pair[1]);
   }
   p.prog = std::make_unique<Program>(spec, instrs.data(), instrs.shape(0), deps.data(), deps.size(), std::move(bufs),
-                                     arena_floats, n_inputs, n_outputs);
+                                     arena_floats, n_inputs, n_outputs, check_deps);
   return p;
 }
 
@@ -271,7 +271,7 @@ PYBIND11_MODULE(_C, m) {
   py::class_<PyProgram>(m, "Program")
       .def(py::init(&make_program), py::arg("spec"), py::arg("instrs"), py::arg("deps"), py::arg("buf_numel"),
            py::arg("buf_kind"), py::arg("buf_arena_offset"), py::arg("consts"), py::arg("arena_floats"),
-           py::arg("n_inputs"), py::arg("n_outputs"))
+           py::arg("n_inputs"), py::arg("n_outputs"), py::arg("check_deps") = false)
       .def("run", [](PyProgram& p, const std::vector<uintptr_t>& ins, const std::vector<uintptr_t>& outs) {
         Program& prog = *p.prog;
         if (static_cast<int>(ins.size()) != prog.n_inputs()) fail("expected " + std::to_string(prog.n_inputs()) + " input pointers");

@@ -1,5 +1,7 @@
 #include "program.h"
 
+#include "dep_check.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
@@ -29,7 +31,8 @@ static std::string where(int64_t i, const Instr& in, const OpDef* d) {
 }
 
 Program::Program(const CoreSpec& spec, const int64_t* rows, int64_t n_instr, const int64_t* deps, int64_t n_deps,
-                 std::vector<BufferDesc> buffers, int64_t arena_floats, int n_inputs, int n_outputs)
+                 std::vector<BufferDesc> buffers, int64_t arena_floats, int n_inputs, int n_outputs,
+                 bool check_deps)
     : spec_(spec), deps_(deps, deps + n_deps), buffers_(std::move(buffers)), n_inputs_(n_inputs),
       n_outputs_(n_outputs) {
   check_spec(spec_);
@@ -97,6 +100,7 @@ Program::Program(const CoreSpec& spec, const int64_t* rows, int64_t n_instr, con
     instrs_.push_back(in);
     defs_.push_back(def);
   }
+  if (check_deps) check_dependencies(instrs_, deps_, buffers_);
   scratch_ = alloc_floats(scratch);
   start_ns_.assign(n_instr, 0.0);
   end_ns_.assign(n_instr, 0.0);

@@ -29,9 +29,11 @@ struct RunStats {
 class Program {
  public:
   // Validates everything (ops, operand ids, views against buffer sizes, dependency order, I/O
-  // indices) and throws std::invalid_argument naming the instruction on the first problem.
+  // indices) and throws std::invalid_argument naming the instruction on the first problem. With
+  // check_deps, also proves every memory hazard is ordered by a dependency path (dep_check.h).
   Program(const CoreSpec& spec, const int64_t* rows, int64_t n_instr, const int64_t* deps, int64_t n_deps,
-          std::vector<BufferDesc> buffers, int64_t arena_floats, int n_inputs, int n_outputs);
+          std::vector<BufferDesc> buffers, int64_t arena_floats, int n_inputs, int n_outputs,
+          bool check_deps = false);
 
   // Executes once. Host pointers must match the I/O dtypes/sizes the compiler recorded (checked by
   // the Python runtime). Serialised per Program; releases no locks of Python's (caller releases the GIL).

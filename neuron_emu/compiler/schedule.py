@@ -48,7 +48,10 @@ def compute_deps(b: ProgramBuilder, extra: Dict[int, Set[int]]) -> None:
         for buf in rs:
             deps.update(writers.get(buf, ()))
         for buf in ws:
-            deps.update(readers.get(buf, ()))
+            if readers.get(buf):
+                deps.update(readers[buf])
+            elif buf in writers:  # write after write (regions are whole buffers: partial writes are ordered too)
+                deps.add(writers[buf][-1])
         deps.update(extra.get(i, ()))
         deps.discard(i)
         ins.deps = sorted(d for d in deps if d < i)

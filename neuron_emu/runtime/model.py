@@ -1,6 +1,7 @@
 """A compiled artifact loaded onto an emulated NeuronCore: one native call per execution."""
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
@@ -83,7 +84,8 @@ class LoadedModel:
                                       np.ascontiguousarray(sec["deps"]), np.ascontiguousarray(buffers[:, 0]),
                                       np.ascontiguousarray(buffers[:, 1].astype(np.int32)),
                                       np.ascontiguousarray(buffers[:, 2]), consts, int(header["arena_floats"]),
-                                      len(self.inputs), len(self.outputs))
+                                      len(self.inputs), len(self.outputs),
+                                      check_deps=os.environ.get("NEMU_CHECK_DEPS") == "1")
         except ValueError as e:
             raise artifact.ArtifactError(f"{origin}: invalid program: {e}") from None
 
