@@ -19,12 +19,6 @@
 
 namespace nemu {
 
-bool operand_is_written(const Instr& in, int j) {
-  // ASSUMPTION (today's convention, to be replaced by the op schema's operand roles).
-  if (in.op == static_cast<int32_t>(Op::DmaLoad) || in.op == static_cast<int32_t>(Op::IoOut)) return false;
-  return j == in.n_operands - 1;
-}
-
 namespace {
 
 struct Access {
@@ -114,9 +108,11 @@ void check_dependencies(const std::vector<Instr>& instrs, const std::vector<int6
       seen[k.instr] = j;
       queries.push_back({j, k.instr, kind, buf, k.buf, lo, hi});
     };
+    const OpDef* def = find_op(in.op);
+    if (!def) fail("dependency check: instruction " + std::to_string(j) + " has unknown op " + std::to_string(in.op));
     for (int pass = 0; pass < 2; ++pass) {  // reads see the state before j; then j's writes
       for (int o = 0; o < in.n_operands; ++o) {
-        const bool w = operand_is_written(in, o);
+        const bool w = operand_is_written(*def, in, o);
         if (w != (pass == 1)) continue;
         const int32_t b = in.operand[o];
         const BufferDesc& d = buffers[b];

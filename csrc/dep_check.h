@@ -11,13 +11,9 @@ namespace nemu {
 
 struct BufferDesc;
 
-// Whether operand j of `in` is written (else read). Today's convention: every op writes its last
-// operand, except DmaLoad (cost only: writes nothing) and IoOut (reads it); IoIn writes its only
-// operand. The one place this rule lives: it will be replaced by the op schema's operand roles.
-bool operand_is_written(const Instr& in, int j);
-
 // Throws std::invalid_argument naming both instructions (index, op), the hazard kind and the arena
-// range/buffers on the first hazard not ordered by a dependency path. Regions are whole buffers on
+// range/buffers on the first hazard not ordered by a dependency path. Which operands an instruction
+// writes comes from its op's schema (operand_is_written, isa.h). Regions are whole buffers on
 // the arena (constants are read-only host memory and never hazards). Expects validated inputs.
 void check_dependencies(const std::vector<Instr>& instrs, const std::vector<int64_t>& deps,
                         const std::vector<BufferDesc>& buffers);
