@@ -1,6 +1,6 @@
 """One emulated NeuronCore: its spec, the programs loaded on it (an LRU cache) and its counters.
 
-A core is an instance, not a global: the Runtime (`runtime/runtime.py`) owns one per NeuronCore of the
+A core is an instance, not a global: the Runtime (`runtime/placement.py`) owns one per NeuronCore of the
 instance type. Each loaded model has its own native Program (own arena and scratch), so two cores share
 no mutable state and execute truly in parallel; executions on one core are serialised by the Program's
 mutex, as the real runtime serialises them per core."""

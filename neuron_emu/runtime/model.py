@@ -60,7 +60,7 @@ class LoadedModel:
         if self.generation not in CORES:
             raise artifact.ArtifactError(f"{origin}: unknown NeuronCore generation {self.generation}")
         if core is None:
-            from neuron_emu.runtime.runtime import runtime_for
+            from neuron_emu.runtime.placement import runtime_for
             core = runtime_for(self.generation).core(0)
         if core.generation != self.generation:
             raise RuntimeError(

@@ -8,7 +8,7 @@ from typing import List
 
 import torch
 
-from neuron_emu.runtime.runtime import _placed, model_for
+from neuron_emu.runtime.placement import _placed, model_for
 
 _lib = torch.library.Library("neuron", "DEF")
 _lib.define("forward_v2(Tensor[] inputs, Tensor model) -> Tensor[]")
