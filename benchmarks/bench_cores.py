@@ -35,6 +35,27 @@ def cpu_info() -> str:
     return f"{name} [{feats}], {len(os.sched_getaffinity(0))} usable CPUs"
 
 
+def ceiling(rounds):
+    """What two threads of GIL-free single-threaded work gain on this machine right now (other load shares it)."""
+    import hashlib
+    data = os.urandom(1 << 22)
+    work = [lambda: [hashlib.sha256(data).digest() for _ in range(8)]] * 2
+    ratios = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        for w in work:
+            w()
+        s = time.perf_counter() - t
+        ths = [threading.Thread(target=w) for w in work]
+        t = time.perf_counter()
+        for th in ths:
+            th.start()
+        for th in ths:
+            th.join()
+        ratios.append(s / (time.perf_counter() - t))
+    return statistics.median(ratios)
+
+
 def two_copies(model, inputs):
     traced = torch_neuronx_emu.trace(model, inputs)
     buf = io.BytesIO()
@@ -108,5 +129,6 @@ if __name__ == "__main__":
     a = ap.parse_args()
     torch.set_num_threads(2)
     print(f"CPU: {cpu_info()}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"machine ceiling: two threads of GIL-free hashing run {ceiling(a.rounds):.2f}x serial throughput now")
     for m in a.models.split(","):
         bench(m, a.calls, a.rounds)

@@ -34,7 +34,7 @@ struct Job {
   void* ctx;
   int64_t n;
   std::atomic<int64_t> next{0};  // next unclaimed index
-  int helpers = 0;               // workers inside a task of this job (guarded by Pool::mu_)
+  std::atomic<int> helpers{0};   // workers inside a task of this job (changed under Pool::mu_)
   std::exception_ptr error;      // first exception (guarded by Pool::mu_)
 };
 
@@ -63,7 +63,14 @@ class Pool {
     t_in_task = false;
     std::unique_lock<std::mutex> lk(mu_);
     remove(&job);  // every index is claimed: no worker can enter it any more
-    done_cv_.wait(lk, [&] { return job.helpers == 0; });
+    if (job.helpers.load() != 0) {
+      // helpers are finishing their last index: spin a moment before parking
+      lk.unlock();
+      for (int spin = 0; spin < 2000 && job.helpers.load(std::memory_order_acquire) != 0; ++spin) {
+      }
+      lk.lock();
+      done_cv_.wait(lk, [&] { return job.helpers.load() == 0; });
+    }
     if (job.error) std::rethrow_exception(job.error);
   }
 
@@ -108,7 +115,7 @@ class Pool {
         lk.unlock();
         execute(*j, i);
         lk.lock();
-        if (--j->helpers == 0) done_cv_.notify_all();
+        if (j->helpers.fetch_sub(1, std::memory_order_acq_rel) == 1) done_cv_.notify_all();
         continue;
       }
       // nothing to claim: spin briefly without the lock for a new job, then park
