@@ -285,7 +285,8 @@ PYBIND11_MODULE(_C, m) {
         py::dict d;
         d["start_ns"] = start; d["end_ns"] = end; d["cycles"] = cyc; d["host_ns"] = host; d["op"] = op; d["src"] = src;
         return d;
-      })
+      }, "Per-instruction modelled start/end ns and cycles (a property of the program: the same for every call), "
+         "op code, source op, and host_ns: emulator wall time of the last call on this Program.")
       .def_property_readonly("n_instructions", [](PyProgram& p) { return p.prog->instrs().size(); })
       .attr("STATS_FIELDS") = py::make_tuple("busy_ns", "busy_cycles", "instructions", "bytes", "flops");
 }

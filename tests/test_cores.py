@@ -204,10 +204,13 @@ def test_release_when_artifact_collected(fresh):
     model, inputs = zoo.mlp(batch=1)
     m = _jit_copies(torch_neuronx_emu.trace(model, inputs), 1)[0]
     m(*inputs)
-    assert runtime().core(0).loaded_models == 1
+    own = Runtime("inf2.48xlarge")
+    explicit = own.load(m.neff, core=5)
+    assert runtime().core(0).loaded_models == 1 and own.core(5).loaded_models == 1
     del m
     gc.collect()
-    assert runtime().core(0).loaded_models == 0 and not runtime_mod._placed
+    assert runtime().core(0).loaded_models == 0 and own.core(5).loaded_models == 0 and not runtime_mod._placed
+    assert explicit([inputs[0]])[0].shape == (1, 10)  # a LoadedModel still held keeps working
 
 
 def test_release_keeps_rss_bounded(fresh):

@@ -43,6 +43,7 @@ class Runtime:
         self.cores: List[NeuronCore] = [NeuronCore(i, inst.chip.core, models_to_keep)
                                         for i in range(inst.neuron_cores)]
         self._lock = threading.RLock()
+        _all_runtimes.add(self)
 
     def __repr__(self) -> str:
         return f"Runtime({self.instance.name}: {len(self.cores)} x {self.instance.chip.core.name})"
@@ -85,6 +86,7 @@ class Runtime:
             c.remove(key)
 
 
+_all_runtimes: "weakref.WeakSet[Runtime]" = weakref.WeakSet()   # every Runtime, for releasing artifacts
 _runtimes: Dict[str, Runtime] = {}
 _runtimes_lock = threading.RLock()
 
@@ -150,5 +152,5 @@ def _release(key: int) -> None:
     """The artifact tensor is being freed: drop its models from every core and from placement."""
     _watched.pop(key, None)
     _placed.pop(key, None)
-    for rt in list(_runtimes.values()):
+    for rt in list(_all_runtimes):
         rt.release(key)
