@@ -46,6 +46,25 @@ py::dict counters_dict(const Counters& c) {
   return d;
 }
 
+// One call's stats, allocation-light: [latency_ns, then per engine busy_ns, busy_cycles, instructions,
+// bytes, flops] (Program.STATS_FIELDS; counts are exact in float64 below 2^53).
+py::array_t<double> stats_array(const RunStats& st) {
+  constexpr int kFields = 5;
+  py::array_t<double> a(1 + kNumEngines * kFields);
+  double* d = a.mutable_data();
+  d[0] = st.latency_ns;
+  const Counters& c = st.counters;
+  for (int e = 0; e < kNumEngines; ++e) {
+    double* f = d + 1 + e * kFields;
+    f[0] = c.busy_ns[e];
+    f[1] = c.busy_cycles[e];
+    f[2] = static_cast<double>(c.instructions[e]);
+    f[3] = static_cast<double>(c.bytes[e]);
+    f[4] = static_cast<double>(c.flops[e]);
+  }
+  return a;
+}
+
 std::string describe(const py::array& a) {
   std::string s = "dtype " + std::string(py::str(a.dtype())) + ", shape (";
   for (py::ssize_t d = 0; d < a.ndim(); ++d) s += (d ? ", " : "") + std::to_string(a.shape(d));
@@ -276,21 +295,32 @@ PYBIND11_MODULE(_C, m) {
         Program& prog = *p.prog;
         if (static_cast<int>(ins.size()) != prog.n_inputs()) fail("expected " + std::to_string(prog.n_inputs()) + " input pointers");
         if (static_cast<int>(outs.size()) != prog.n_outputs()) fail("expected " + std::to_string(prog.n_outputs()) + " output pointers");
-        std::vector<void*> in_p(ins.size()), out_p(outs.size());
-        for (size_t i = 0; i < ins.size(); ++i) in_p[i] = reinterpret_cast<void*>(ins[i]);
-        for (size_t i = 0; i < outs.size(); ++i) out_p[i] = reinterpret_cast<void*>(outs[i]);
-        py::gil_scoped_release nogil;
-        std::lock_guard<std::mutex> lk(prog.mutex());
-        prog.run(in_p.data(), out_p.data());
-      }, py::arg("inputs"), py::arg("outputs"), "Run once; host pointers come from tensors the caller validated.")
+        void* in_p[64];
+        void* out_p[64];
+        std::vector<void*> in_v, out_v;  // only for more than 64 inputs/outputs
+        void** ip = in_p;
+        void** op = out_p;
+        if (ins.size() > 64) { in_v.resize(ins.size()); ip = in_v.data(); }
+        if (outs.size() > 64) { out_v.resize(outs.size()); op = out_v.data(); }
+        for (size_t i = 0; i < ins.size(); ++i) ip[i] = reinterpret_cast<void*>(ins[i]);
+        for (size_t i = 0; i < outs.size(); ++i) op[i] = reinterpret_cast<void*>(outs[i]);
+        RunStats st;
+        {
+          py::gil_scoped_release nogil;
+          st = prog.run(ip, op);
+        }
+        return stats_array(st);
+      }, py::arg("inputs"), py::arg("outputs"),
+      "Run once (host pointers come from tensors the caller validated); returns this call's stats as a float64 "
+      "vector: latency_ns, then per engine (TensorE, VectorE, ScalarE, GpSimdE, DMA) the STATS_FIELDS.")
       .def("last_stats", [](PyProgram& p) {
         std::lock_guard<std::mutex> lk(p.prog->mutex());
         py::dict d;
         d["latency_ns"] = p.prog->last().latency_ns;
-        d["runs"] = p.prog->last().runs;
+        d["runs"] = p.prog->runs();
         d["engines"] = counters_dict(p.prog->last().counters);
         return d;
-      })
+      }, "Stats of the last run on this Program by any thread (prefer run()'s return value).")
       .def("timeline", [](PyProgram& p) {
         std::lock_guard<std::mutex> lk(p.prog->mutex());
         const Program& prog = *p.prog;
@@ -308,6 +338,8 @@ PYBIND11_MODULE(_C, m) {
         py::dict d;
         d["start_ns"] = start; d["end_ns"] = end; d["cycles"] = cyc; d["host_ns"] = host; d["op"] = op; d["src"] = src;
         return d;
-      })
-      .def_property_readonly("n_instructions", [](PyProgram& p) { return p.prog->instrs().size(); });
+      }, "Per-instruction modelled start/end ns and cycles (a property of the program: the same for every call), "
+         "op code, source op, and host_ns: emulator wall time of the last call on this Program.")
+      .def_property_readonly("n_instructions", [](PyProgram& p) { return p.prog->instrs().size(); })
+      .attr("STATS_FIELDS") = py::make_tuple("busy_ns", "busy_cycles", "instructions", "bytes", "flops");
 }

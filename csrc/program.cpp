@@ -108,7 +108,8 @@ Program::Program(const CoreSpec& spec, const int64_t* rows, int64_t n_instr, con
   host_ns_.assign(n_instr, 0.0);
 }
 
-void Program::run(void* const* inputs, void* const* outputs) {
+RunStats Program::run(void* const* inputs, void* const* outputs) {
+  std::lock_guard<std::mutex> lk(mu_);
   OpCtx ctx{buf_ptrs_.data(), buf_numel_.data(), static_cast<int>(buf_ptrs_.size()), spec_, scratch_.get(),
             inputs, outputs, n_inputs_, n_outputs_};
   double engine_free[kNumEngines] = {};
@@ -135,7 +136,8 @@ void Program::run(void* const* inputs, void* const* outputs) {
   }
   last_.latency_ns = latency;
   last_.counters = counters;
-  last_.runs += 1;
+  runs_ += 1;
+  return last_;
 }
 
 }  // namespace nemu

@@ -20,10 +20,10 @@ struct BufferDesc {
   const float* const_data = nullptr;  // Constant: read-only data owned by the caller
 };
 
+// What one execution cost on the modelled core (returned by run; nothing shared between callers).
 struct RunStats {
   double latency_ns = 0;
   Counters counters;
-  int64_t runs = 0;
 };
 
 class Program {
@@ -35,16 +35,22 @@ class Program {
           std::vector<BufferDesc> buffers, int64_t arena_floats, int n_inputs, int n_outputs,
           bool check_deps = false);
 
-  // Executes once. Host pointers must match the I/O dtypes/sizes the compiler recorded (checked by
-  // the Python runtime). Serialised per Program; releases no locks of Python's (caller releases the GIL).
-  void run(void* const* inputs, void* const* outputs);
+  // Executes once and returns this call's stats. Host pointers must match the I/O dtypes/sizes the
+  // compiler recorded (checked by the Python runtime). Takes the Program's mutex: one execution at a
+  // time per Program (= per emulated core); different Programs share no mutable state and run in
+  // parallel. The caller releases the GIL.
+  RunStats run(void* const* inputs, void* const* outputs);
 
+  // Under mutex(): the last execution's stats and the number of executions of this Program.
   const RunStats& last() const { return last_; }
+  int64_t runs() const { return runs_; }
   const std::vector<Instr>& instrs() const { return instrs_; }
   const std::vector<double>& start_ns() const { return start_ns_; }
   const std::vector<double>& end_ns() const { return end_ns_; }
   const std::vector<double>& cycles() const { return cycles_; }
-  const std::vector<double>& host_ns() const { return host_ns_; }  // emulator wall time per instruction
+  // Modelled timeline: a pure function of (instructions, core spec), identical for every call.
+  // host_ns is the emulator's wall time per instruction of the last call on this Program.
+  const std::vector<double>& host_ns() const { return host_ns_; }
   int n_inputs() const { return n_inputs_; }
   int n_outputs() const { return n_outputs_; }
   const CoreSpec& spec() const { return spec_; }
@@ -65,6 +71,7 @@ class Program {
   std::vector<int64_t> buf_numel_;
   std::vector<double> start_ns_, end_ns_, cycles_, host_ns_;
   RunStats last_;
+  int64_t runs_ = 0;
   std::mutex mu_;
 };
 

@@ -28,78 +28,113 @@ int detect_threads() {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
+// One parallel_for call. Lives on its caller's stack; the caller leaves only when no worker is inside.
+struct Job {
+  void (*fn)(void*, int64_t);
+  void* ctx;
+  int64_t n;
+  std::atomic<int64_t> next{0};  // next unclaimed index
+  std::atomic<int> helpers{0};   // workers inside a task of this job (changed under Pool::mu_)
+  std::exception_ptr error;      // first exception (guarded by Pool::mu_)
+};
+
+// Workers serve every active job round-robin, one index at a time, so concurrent callers (two cores
+// running kernels at once) all get help. Each caller also works on its own job, then waits for its own
+// job only. Workers spin briefly after the queue empties (back-to-back kernels), then park.
 class Pool {
  public:
   explicit Pool(int threads) : threads_(threads) {
     for (int i = 1; i < threads_; ++i) std::thread([this] { worker(); }).detach();
   }
 
-  // Returns false (caller runs inline) when another thread is using the pool.
-  bool run(int64_t n, void (*fn)(void*, int64_t), void* ctx) {
-    std::unique_lock<std::mutex> busy(run_mu_, std::try_to_lock);
-    if (!busy.owns_lock()) return false;
+  void run(int64_t n, void (*fn)(void*, int64_t), void* ctx) {
+    Job job;
+    job.fn = fn;
+    job.ctx = ctx;
+    job.n = n;
     {
       std::lock_guard<std::mutex> lk(mu_);
-      fn_ = fn;
-      ctx_ = ctx;
-      n_ = n;
-      next_.store(0);
-      error_ = nullptr;
-      pending_.store(threads_ - 1);
-      generation_.fetch_add(1, std::memory_order_release);
+      jobs_.push_back(&job);
+      posted_.fetch_add(1, std::memory_order_release);
     }
     cv_.notify_all();
-    work();
-    // wait for the workers to leave this job (they finish their last task first)
-    for (int spin = 0; pending_.load(std::memory_order_acquire) != 0; ++spin)
-      if (spin > 64) std::this_thread::yield();
-    if (error_) std::rethrow_exception(error_);
-    return true;
+    t_in_task = true;
+    for (int64_t i; (i = job.next.fetch_add(1, std::memory_order_relaxed)) < n;) execute(job, i);
+    t_in_task = false;
+    std::unique_lock<std::mutex> lk(mu_);
+    remove(&job);  // every index is claimed: no worker can enter it any more
+    if (job.helpers.load() != 0) {
+      // helpers are finishing their last index: spin a moment before parking
+      lk.unlock();
+      for (int spin = 0; spin < 2000 && job.helpers.load(std::memory_order_acquire) != 0; ++spin) {
+      }
+      lk.lock();
+      done_cv_.wait(lk, [&] { return job.helpers.load() == 0; });
+    }
+    if (job.error) std::rethrow_exception(job.error);
   }
 
-  int threads() const { return threads_; }
-
  private:
-  void work() {
-    t_in_task = true;
-    for (int64_t i; (i = next_.fetch_add(1, std::memory_order_relaxed)) < n_;) {
-      try {
-        fn_(ctx_, i);
-      } catch (...) {
-        std::lock_guard<std::mutex> lk(mu_);
-        if (!error_) error_ = std::current_exception();
+  void execute(Job& job, int64_t i) {
+    try {
+      job.fn(job.ctx, i);
+    } catch (...) {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (!job.error) job.error = std::current_exception();
+    }
+  }
+
+  void remove(Job* job) {
+    for (size_t k = 0; k < jobs_.size(); ++k)
+      if (jobs_[k] == job) {
+        jobs_.erase(jobs_.begin() + static_cast<std::ptrdiff_t>(k));
+        return;
+      }
+  }
+
+  // Under mu_: claim one index of the next job (round-robin) that has one left.
+  Job* claim(int64_t& index) {
+    for (size_t tries = 0; tries < jobs_.size(); ++tries) {
+      Job* j = jobs_[rr_++ % jobs_.size()];
+      const int64_t i = j->next.fetch_add(1, std::memory_order_relaxed);
+      if (i < j->n) {
+        ++j->helpers;
+        index = i;
+        return j;
       }
     }
-    t_in_task = false;
+    return nullptr;
   }
 
   void worker() {
-    uint64_t seen = 0;  // not generation_.load(): a job may already be posted before this thread starts
+    t_in_task = true;  // nested parallel_for inside a task runs inline
+    std::unique_lock<std::mutex> lk(mu_);
     for (;;) {
-      // brief spin (back-to-back kernels), then park
+      int64_t i;
+      if (Job* j = claim(i)) {
+        lk.unlock();
+        execute(*j, i);
+        lk.lock();
+        if (j->helpers.fetch_sub(1, std::memory_order_acq_rel) == 1) done_cv_.notify_all();
+        continue;
+      }
+      // nothing to claim: spin briefly without the lock for a new job, then park
+      const uint64_t seen = posted_.load(std::memory_order_acquire);
+      lk.unlock();
       const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(50);
-      while (generation_.load(std::memory_order_acquire) == seen && std::chrono::steady_clock::now() < until) {
+      while (posted_.load(std::memory_order_acquire) == seen && std::chrono::steady_clock::now() < until) {
       }
-      if (generation_.load(std::memory_order_acquire) == seen) {
-        std::unique_lock<std::mutex> lk(mu_);
-        cv_.wait(lk, [&] { return generation_.load(std::memory_order_acquire) != seen; });
-      }
-      seen = generation_.load(std::memory_order_acquire);
-      work();
-      pending_.fetch_sub(1, std::memory_order_acq_rel);
+      lk.lock();
+      cv_.wait(lk, [&] { return posted_.load(std::memory_order_acquire) != seen; });
     }
   }
 
   const int threads_;
-  std::mutex run_mu_, mu_;
-  std::condition_variable cv_;
-  std::atomic<uint64_t> generation_{0};
-  std::atomic<int64_t> next_{0};
-  std::atomic<int> pending_{0};
-  int64_t n_ = 0;
-  void (*fn_)(void*, int64_t) = nullptr;
-  void* ctx_ = nullptr;
-  std::exception_ptr error_;
+  std::mutex mu_;
+  std::condition_variable cv_, done_cv_;
+  std::vector<Job*> jobs_;             // active jobs (guarded by mu_)
+  size_t rr_ = 0;                      // round-robin cursor (guarded by mu_)
+  std::atomic<uint64_t> posted_{0};    // jobs ever posted: wakes spinning and parked workers
 };
 
 Pool& pool() {
@@ -116,9 +151,6 @@ int num_threads() {
 
 bool in_parallel() { return t_in_task; }
 
-void parallel_for_impl(int64_t n, void (*fn)(void*, int64_t), void* ctx) {
-  if (!pool().run(n, fn, ctx))
-    for (int64_t i = 0; i < n; ++i) fn(ctx, i);
-}
+void parallel_for_impl(int64_t n, void (*fn)(void*, int64_t), void* ctx) { pool().run(n, fn, ctx); }
 
 }  // namespace nemu

@@ -3,8 +3,9 @@
 // Why not OpenMP: torch loads its libgomp first and ours resolves to it, so its default active wait
 // applies and cannot be changed from here. Idle OpenMP threads then spin on the cores that OpenBLAS and
 // the next kernel need; on a 2-core machine a bf16 1024^3 MatMul ran 1.7x slower than with passive
-// waiting. Our workers spin briefly, then park on a condition variable. Calls from inside a task, or
-// while another thread holds the pool, run inline on the calling thread.
+// waiting. Our workers spin briefly, then park on a condition variable. Concurrent callers (several
+// cores executing at once) each post a job; workers take indices from all active jobs round-robin and
+// every caller works on its own job too. Calls from inside a task run inline on the calling thread.
 #pragma once
 #include <algorithm>
 #include <cstdint>

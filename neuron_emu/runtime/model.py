@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 import threading
+import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
@@ -11,25 +13,19 @@ import torch
 
 from neuron_emu import _C
 from neuron_emu.compiler import artifact
-from neuron_emu.hardware import CORES, core_spec
-from neuron_emu.isa import ENGINE_NAMES
+from neuron_emu.hardware import CORES
+from neuron_emu.runtime.core import EngineSummary, NeuronCore, engine_summaries
 
-
-@dataclass
-class EngineSummary:
-    busy_s: float
-    utilization: float
-    instructions: int
-    bytes: int
-    flops: int
+__all__ = ["CallSummary", "EngineSummary", "LoadedModel", "last_call"]
 
 
 @dataclass
 class CallSummary:
-    """What the last execution cost on the emulated NeuronCore."""
+    """What one execution cost on the emulated NeuronCore that ran it."""
     latency_s: float
     engines: Dict[str, EngineSummary]
-    core: str
+    core: str                 # the core's generation name, e.g. "NeuronCore-v2"
+    core_index: int = 0       # which NeuronCore of the runtime ran it
     model: "LoadedModel" = field(repr=False, default=None)
 
     @property
@@ -37,27 +33,44 @@ class CallSummary:
         return max(self.engines, key=lambda e: self.engines[e].busy_s)
 
     def timeline(self) -> dict:
-        """Per-instruction start/end (ns), engine cycles, op code and source-op name of the last call."""
+        """Per-instruction start/end (ns), engine cycles, op code and source-op name. The modelled times are a
+        property of the program (identical for every call); host_ns is the last call's on this core."""
         return self.model.timeline()
 
 
-_last: Optional[CallSummary] = None
-_last_lock = threading.Lock()
+_tls = threading.local()
 
 
 def last_call() -> Optional[CallSummary]:
-    """Summary of the most recent execution of any compiled model in this process (None before any)."""
-    return _last
+    """Summary of the calling thread's most recent execution of a compiled model (None before any)."""
+    rec = getattr(_tls, "last", None)
+    return None if rec is None else rec[0].summary(rec[1])
 
 
 class LoadedModel:
-    def __init__(self, blob: torch.Tensor, origin: str = "model"):
+    """An artifact's program on one NeuronCore. Holds an alias of the artifact's storage (the constants are
+    used in place), never the artifact tensor object itself, so the runtime can release the model when the
+    tensor is garbage collected."""
+
+    def __init__(self, blob: torch.Tensor, origin: str = "model", core: Optional[NeuronCore] = None):
+        blob = blob.detach()  # a new tensor object over the same storage
         header, sec = artifact.deserialize(blob, origin)
         self.blob = blob
         self.header = header
         self.generation = int(header.get("core_generation", 2))
         if self.generation not in CORES:
             raise artifact.ArtifactError(f"{origin}: unknown NeuronCore generation {self.generation}")
+        if core is None:
+            from neuron_emu.runtime.placement import runtime_for
+            core = runtime_for(self.generation).core(0)
+        if core.generation != self.generation:
+            raise RuntimeError(
+                f"{origin} was compiled for {CORES[self.generation].name} but NeuronCore {core.index} is a "
+                f"{core.spec.name}: recompile for this core ({'torch_neuron' if core.generation == 1 else 'torch_neuronx'}"
+                f".trace) or run on an instance type with {CORES[self.generation].name} cores "
+                f"(NEURON_EMU_INSTANCE_TYPE)")
+        self.core = core
+        self.key = 0  # artifact identity in the core's cache (set by the runtime)
         buffers = sec["buffers"]
         if buffers.ndim != 2 or buffers.shape[1] != 3:
             raise artifact.ArtifactError(f"{origin}: buffer table has shape {buffers.shape}, expected [n, 3]")
@@ -73,14 +86,14 @@ class LoadedModel:
                 consts.append((bid, arr.reshape(-1)))
         self.inputs = header["inputs"]
         self.outputs = header["outputs"]
-        self._in_dtypes = [getattr(torch, d["dtype"]) for d in self.inputs]
-        self._in_shapes = [tuple(d["shape"]) for d in self.inputs]
-        self._out_dtypes = [getattr(torch, d["dtype"]) for d in self.outputs]
-        self._out_shapes = [tuple(d["shape"]) for d in self.outputs]
+        # per-input (shape, dtype) and per-output (shape, dtype), checked/used on every call
+        self._in_specs = [(torch.Size(d["shape"]), getattr(torch, d["dtype"])) for d in self.inputs]
+        self._out_specs = [(tuple(d["shape"]), getattr(torch, d["dtype"])) for d in self.outputs]
+        self._n_in = len(self.inputs)
         self.source_ops: List[str] = header.get("source_ops", [])
         try:
             instrs = artifact.resolve_ops(header, np.ascontiguousarray(sec["instrs"]), origin)
-            self.program = _C.Program(core_spec(self.generation), instrs,
+            self.program = _C.Program(core.native_spec, instrs,
                                       np.ascontiguousarray(sec["deps"]), np.ascontiguousarray(buffers[:, 0]),
                                       np.ascontiguousarray(buffers[:, 1].astype(np.int32)),
                                       np.ascontiguousarray(buffers[:, 2]), consts, int(header["arena_floats"]),
@@ -88,59 +101,50 @@ class LoadedModel:
                                       check_deps=os.environ.get("NEMU_CHECK_DEPS") == "1")
         except ValueError as e:
             raise artifact.ArtifactError(f"{origin}: invalid program: {e}") from None
+        self._artifact: Optional[weakref.ref] = None  # the artifact tensor this was placed for (runtime)
 
-    def check_inputs(self, inputs: List[torch.Tensor]) -> List[torch.Tensor]:
-        if len(inputs) != len(self.inputs):
-            raise RuntimeError(f"The model expects {len(self.inputs)} input tensor(s), got {len(inputs)}")
-        out = []
-        for i, (x, shape, dtype) in enumerate(zip(inputs, self._in_shapes, self._in_dtypes)):
-            if tuple(x.shape) != shape or x.dtype != dtype:
+    def __repr__(self) -> str:
+        return f"LoadedModel({len(self.inputs)} input(s) -> {len(self.outputs)} output(s) on NeuronCore {self.core.index})"
+
+    def _bad_inputs(self, inputs: List[torch.Tensor]):
+        if len(inputs) != self._n_in:
+            raise RuntimeError(f"The model expects {self._n_in} input tensor(s), got {len(inputs)}")
+        for i, (x, (shape, dtype)) in enumerate(zip(inputs, self._in_specs)):
+            if x.shape != shape or x.dtype != dtype:
                 raise RuntimeError(
                     f"Input tensor {i} has shape {list(x.shape)} and dtype {x.dtype}, but the model was compiled for "
                     f"shape {list(shape)} and dtype {dtype}. Neuron models have fixed input shapes: retrace with the "
                     f"new shape, or use torch_neuronx.dynamic_batch for a different batch size.")
-            if x.device.type != "cpu":
+            if not x.is_cpu:
                 raise RuntimeError(f"Input tensor {i} is on {x.device}; traced Neuron models take CPU tensors")
-            out.append(x.detach().contiguous())
+        raise AssertionError("unreachable")
+
+    def check_inputs(self, inputs: List[torch.Tensor]) -> List[torch.Tensor]:
+        if len(inputs) != self._n_in:
+            self._bad_inputs(inputs)
+        out = []
+        for x, (shape, dtype) in zip(inputs, self._in_specs):
+            if x.shape != shape or x.dtype is not dtype or not x.is_cpu:
+                self._bad_inputs(inputs)
+            out.append(x if x.is_contiguous() else x.contiguous())
         return out
 
     def __call__(self, inputs: List[torch.Tensor]) -> List[torch.Tensor]:
-        global _last
         inputs = self.check_inputs(inputs)
-        outs = [torch.empty(s, dtype=d) for s, d in zip(self._out_shapes, self._out_dtypes)]
-        self.program.run([x.data_ptr() for x in inputs], [o.data_ptr() for o in outs])
-        with _last_lock:
-            _last = self.summary()
+        outs = [torch.empty(s, dtype=d) for s, d in self._out_specs]
+        t0 = time.perf_counter_ns()
+        st = self.program.run([x.data_ptr() for x in inputs], [o.data_ptr() for o in outs])
+        self.core.record(self.key, st, time.perf_counter_ns() - t0)
+        _tls.last = (self, st)
         return outs
 
-    def summary(self) -> CallSummary:
-        st = self.program.last_stats()
-        lat = st["latency_ns"] * 1e-9
-        engines = {}
-        for name in ENGINE_NAMES:
-            e = st["engines"][name]
-            busy = e["busy_ns"] * 1e-9
-            engines[name] = EngineSummary(busy, busy / lat if lat else 0.0, e["instructions"], e["bytes"], e["flops"])
-        return CallSummary(lat, engines, CORES[self.generation].name, self)
+    def summary(self, st: np.ndarray) -> CallSummary:
+        """The CallSummary of one execution's stats vector (as Program.run returns it)."""
+        lat = float(st[0]) * 1e-9
+        return CallSummary(lat, engine_summaries(st, lat), self.core.spec.name, self.core.index, self)
 
     def timeline(self) -> dict:
+        """The program's modelled per-instruction timeline; host_ns is the last call's on this core."""
         t = self.program.timeline()
         t["source_op"] = [self.source_ops[s] if 0 <= s < len(self.source_ops) else "" for s in t["src"]]
         return t
-
-
-_cache: Dict[tuple, LoadedModel] = {}
-_cache_lock = threading.Lock()
-
-
-def load(blob: torch.Tensor) -> LoadedModel:
-    """The LoadedModel for an artifact tensor, loaded once per tensor (keyed by its storage and uid)."""
-    key = (blob.data_ptr(), blob.numel(), artifact.read_uid(blob))
-    m = _cache.get(key)
-    if m is None:
-        with _cache_lock:
-            m = _cache.get(key)
-            if m is None:
-                m = LoadedModel(blob)
-                _cache[key] = m
-    return m

@@ -1,0 +1,134 @@
+"""Two emulated NeuronCores in parallel: two loaded copies of one model (torch.jit.load twice: the runtime
+places them on cores 0 and 1) called from two threads, vs the same calls one after the other. Prints the
+throughput ratio measured in this run (interleaved rounds, median), with the CPU and the load average.
+
+    python benchmarks/bench_cores.py [--models mlp,bert-base] [--calls 200] [--rounds 5]
+
+Targets (cores issue): small MLP at batch 1 (kernels too small to fill two CPUs) >= 1.6x serial throughput;
+BERT-base s128 b1 (GEMMs already use both CPUs) >= 1.0x."""
+import argparse
+import io
+import os
+import platform
+import statistics
+import threading
+import time
+
+import torch
+
+import torch_neuronx_emu
+from neuron_emu import _C, zoo
+from neuron_emu.runtime import last_call
+
+MODELS = {"mlp": (lambda: zoo.mlp(in_features=512, hidden=(512, 512), out=256, batch=1), 200),
+          "bert-base": (lambda: zoo.bert("base", seq=128), 6)}
+
+
+def cpu_info() -> str:
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    feats = ",".join(k for k, v in _C.cpu_features().items() if v is True)
+    return f"{name} [{feats}], {len(os.sched_getaffinity(0))} usable CPUs"
+
+
+def ceiling(rounds):
+    """What two threads of GIL-free single-threaded work gain on this machine right now (other load shares it)."""
+    import hashlib
+    data = os.urandom(1 << 22)
+    work = [lambda: [hashlib.sha256(data).digest() for _ in range(8)]] * 2
+    ratios = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        for w in work:
+            w()
+        s = time.perf_counter() - t
+        ths = [threading.Thread(target=w) for w in work]
+        t = time.perf_counter()
+        for th in ths:
+            th.start()
+        for th in ths:
+            th.join()
+        ratios.append(s / (time.perf_counter() - t))
+    return statistics.median(ratios)
+
+
+def two_copies(model, inputs):
+    traced = torch_neuronx_emu.trace(model, inputs)
+    buf = io.BytesIO()
+    torch.jit.save(traced, buf)
+    copies = []
+    for _ in range(2):
+        buf.seek(0)
+        copies.append(torch.jit.load(buf))
+    cores = []
+    for c in copies:
+        c(*inputs)
+        cores.append(last_call().core_index)
+    assert sorted(cores) == [0, 1], f"copies placed on cores {cores}"
+    return copies
+
+
+def serial(copies, inputs, calls):
+    t = time.perf_counter()
+    for _ in range(calls):
+        for c in copies:
+            c(*inputs)
+    return time.perf_counter() - t
+
+
+def parallel(copies, inputs, calls):
+    start = threading.Barrier(len(copies) + 1)
+
+    def loop(c):
+        start.wait()
+        for _ in range(calls):
+            c(*inputs)
+
+    threads = [threading.Thread(target=loop, args=(c,)) for c in copies]
+    for th in threads:
+        th.start()
+    start.wait()
+    t = time.perf_counter()
+    for th in threads:
+        th.join()
+    return time.perf_counter() - t
+
+
+def bench(name, calls, rounds):
+    build, default_calls = MODELS[name]
+    calls = calls or default_calls
+    model, inputs = build()
+    copies = two_copies(model, inputs)
+    with torch.no_grad():
+        ref = [c(*inputs) for c in copies]
+    serial(copies, inputs, 2)
+    parallel(copies, inputs, 2)
+    ts, tp = [], []
+    for _ in range(rounds):  # interleaved so that load changes hit both
+        ts.append(serial(copies, inputs, calls))
+        tp.append(parallel(copies, inputs, calls))
+    outs = [c(*inputs) for c in copies]
+    same = all(torch.equal(a, b) for a, b in zip(torch.utils._pytree.tree_leaves(ref),
+                                                  torch.utils._pytree.tree_leaves(outs)))
+    s, p = statistics.median(ts), statistics.median(tp)
+    n = 2 * calls
+    print(f"{name:10s} {n} calls | serial {n / s:8.1f} calls/s ({s / n * 1e3:7.3f} ms/call) | two cores in two threads "
+          f"{n / p:8.1f} calls/s | throughput ratio {s / p:4.2f}x (best {min(ts) / min(tp):4.2f}x) | outputs "
+          f"{'bit-identical' if same else 'DIFFER'} | load avg {os.getloadavg()[0]:.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--models", default="mlp,bert-base")
+    ap.add_argument("--calls", type=int, default=0, help="calls per copy per round (default: per model)")
+    ap.add_argument("--rounds", type=int, default=5)
+    a = ap.parse_args()
+    torch.set_num_threads(2)
+    print(f"CPU: {cpu_info()}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"machine ceiling: two threads of GIL-free hashing run {ceiling(a.rounds):.2f}x serial throughput now")
+    for m in a.models.split(","):
+        bench(m, a.calls, a.rounds)
