@@ -92,11 +92,11 @@ Program::Program(const CoreSpec& spec, const int64_t* rows, int64_t n_instr, con
     }
     try {
       def->check(in, numel, spec_);
+      costs_.push_back(def->cost(in, spec_));  // e.g. an engine this core lacks is refused here, at load
     } catch (const std::invalid_argument& e) {
       fail(where(i, in, def) + ": " + e.what());
     }
     if (def->scratch) scratch = std::max(scratch, def->scratch(in));
-    costs_.push_back(def->cost(in, spec_));
     instrs_.push_back(in);
     defs_.push_back(def);
   }
