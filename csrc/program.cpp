@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <string>
 
+#include "thread_pool.h"
+
 namespace nemu {
 
 std::unique_ptr<float[], void (*)(void*)> alloc_floats(int64_t n) {
@@ -110,6 +112,7 @@ Program::Program(const CoreSpec& spec, const int64_t* rows, int64_t n_instr, con
 
 RunStats Program::run(void* const* inputs, void* const* outputs) {
   std::lock_guard<std::mutex> lk(mu_);
+  CpuClaim busy;  // this thread occupies a CPU for the whole run (thread_pool.h)
   OpCtx ctx{buf_ptrs_.data(), buf_numel_.data(), static_cast<int>(buf_ptrs_.size()), spec_, scratch_.get(),
             inputs, outputs, n_inputs_, n_outputs_};
   double engine_free[kNumEngines] = {};

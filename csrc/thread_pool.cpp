@@ -15,6 +15,8 @@ namespace nemu {
 namespace {
 
 thread_local bool t_in_task = false;
+thread_local int t_claims = 0;
+std::atomic<int> g_busy_callers{0};  // threads holding a CpuClaim
 
 int detect_threads() {
   if (const char* env = std::getenv("NEMU_NUM_THREADS")) {
@@ -44,10 +46,11 @@ struct Job {
 class Pool {
  public:
   explicit Pool(int threads) : threads_(threads) {
-    for (int i = 1; i < threads_; ++i) std::thread([this] { worker(); }).detach();
+    for (int i = 1; i < threads_; ++i) std::thread([this, i] { worker(i - 1); }).detach();
   }
 
   void run(int64_t n, void (*fn)(void*, int64_t), void* ctx) {
+    CpuClaim claim;  // a caller outside Program::run (kernel API) occupies a CPU while here
     Job job;
     job.fn = fn;
     job.ctx = ctx;
@@ -57,16 +60,18 @@ class Pool {
       jobs_.push_back(&job);
       posted_.fetch_add(1, std::memory_order_release);
     }
-    cv_.notify_all();
+    if (may_help(0)) cv_.notify_all();  // else no worker may help: don't wake one just to park again
     t_in_task = true;
     for (int64_t i; (i = job.next.fetch_add(1, std::memory_order_relaxed)) < n;) execute(job, i);
     t_in_task = false;
     std::unique_lock<std::mutex> lk(mu_);
     remove(&job);  // every index is claimed: no worker can enter it any more
     if (job.helpers.load() != 0) {
-      // helpers are finishing their last index: spin a moment before parking
+      // helpers are finishing their last index (one task at most): spin up to 100 us before parking, since a
+      // futex wake-up costs tens of microseconds here, as much as a small kernel's whole task
       lk.unlock();
-      for (int spin = 0; spin < 2000 && job.helpers.load(std::memory_order_acquire) != 0; ++spin) {
+      const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(100);
+      while (job.helpers.load(std::memory_order_acquire) != 0 && std::chrono::steady_clock::now() < until) {
       }
       lk.lock();
       done_cv_.wait(lk, [&] { return job.helpers.load() == 0; });
@@ -92,8 +97,12 @@ class Pool {
       }
   }
 
+  // Worker `w` helps only while callers leave a CPU for it (see CpuClaim).
+  bool may_help(int w) const { return w + g_busy_callers.load(std::memory_order_relaxed) < threads_; }
+
   // Under mu_: claim one index of the next job (round-robin) that has one left.
-  Job* claim(int64_t& index) {
+  Job* claim(int w, int64_t& index) {
+    if (!may_help(w)) return nullptr;
     for (size_t tries = 0; tries < jobs_.size(); ++tries) {
       Job* j = jobs_[rr_++ % jobs_.size()];
       const int64_t i = j->next.fetch_add(1, std::memory_order_relaxed);
@@ -106,12 +115,12 @@ class Pool {
     return nullptr;
   }
 
-  void worker() {
+  void worker(int w) {
     t_in_task = true;  // nested parallel_for inside a task runs inline
     std::unique_lock<std::mutex> lk(mu_);
     for (;;) {
       int64_t i;
-      if (Job* j = claim(i)) {
+      if (Job* j = claim(w, i)) {
         lk.unlock();
         execute(*j, i);
         lk.lock();
@@ -122,7 +131,8 @@ class Pool {
       const uint64_t seen = posted_.load(std::memory_order_acquire);
       lk.unlock();
       const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(50);
-      while (posted_.load(std::memory_order_acquire) == seen && std::chrono::steady_clock::now() < until) {
+      while (may_help(w) && posted_.load(std::memory_order_acquire) == seen &&
+             std::chrono::steady_clock::now() < until) {
       }
       lk.lock();
       cv_.wait(lk, [&] { return posted_.load(std::memory_order_acquire) != seen; });
@@ -150,6 +160,14 @@ int num_threads() {
 }
 
 bool in_parallel() { return t_in_task; }
+
+CpuClaim::CpuClaim() {
+  if (t_claims++ == 0) g_busy_callers.fetch_add(1, std::memory_order_relaxed);
+}
+
+CpuClaim::~CpuClaim() {
+  if (--t_claims == 0) g_busy_callers.fetch_sub(1, std::memory_order_relaxed);
+}
 
 void parallel_for_impl(int64_t n, void (*fn)(void*, int64_t), void* ctx) { pool().run(n, fn, ctx); }
 

@@ -16,6 +16,18 @@ namespace nemu {
 int num_threads();   // pool size including the calling thread (NEMU_NUM_THREADS, else the usable CPUs)
 bool in_parallel();  // true inside a parallel_for task
 
+// Marks the calling thread as occupying a CPU while it lives (one Program::run: its small kernels run on
+// the caller's thread between pool jobs). Workers help only while callers leave CPUs free: with as many
+// busy callers as CPUs (two cores executing on a 2-CPU host) each caller runs its own tasks, instead of
+// waking a third thread that can only time-slice with them. Nested claims on one thread count once.
+class CpuClaim {
+ public:
+  CpuClaim();
+  ~CpuClaim();
+  CpuClaim(const CpuClaim&) = delete;
+  CpuClaim& operator=(const CpuClaim&) = delete;
+};
+
 void parallel_for_impl(int64_t n, void (*fn)(void*, int64_t), void* ctx);
 
 // f(i) for every i in [0, n), spread over the pool; the caller takes part. The first exception thrown by
