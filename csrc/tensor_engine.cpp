@@ -109,6 +109,29 @@ inline int64_t pad16(int64_t n) { return (n + 15) / 16 * 16; }
 
 inline void sgemm_serial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
                          const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  // One row or one column of C is a matrix-vector product: OpenBLAS's sgemm does not forward those to its
+  // gemv kernels, which stream the matrix once (1x512x512: 65 -> ~20 us). Same fp32 products and sums.
+  if (M == 1 && K > 0) {  // C[0, :] = a^T op(B), i.e. y = op(B)^T a
+    const float* a = A;
+    const int inca = ta ? static_cast<int>(lda) : 1;
+    if (tb)  // B is [N, K]: y = B a
+      scipy_cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(N), static_cast<int>(K), alpha, B,
+                        static_cast<int>(ldb), a, inca, beta, C, 1);
+    else     // B is [K, N]: y = B^T a
+      scipy_cblas_sgemv(CblasRowMajor, CblasTrans, static_cast<int>(K), static_cast<int>(N), alpha, B,
+                        static_cast<int>(ldb), a, inca, beta, C, 1);
+    return;
+  }
+  if (N == 1 && K > 0) {  // C[:, 0] = op(A) b
+    const int incb = tb ? 1 : static_cast<int>(ldb);
+    if (ta)  // A is [K, M]: y = A^T b
+      scipy_cblas_sgemv(CblasRowMajor, CblasTrans, static_cast<int>(K), static_cast<int>(M), alpha, A,
+                        static_cast<int>(lda), B, incb, beta, C, static_cast<int>(ldc));
+    else     // A is [M, K]: y = A b
+      scipy_cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(M), static_cast<int>(K), alpha, A,
+                        static_cast<int>(lda), B, incb, beta, C, static_cast<int>(ldc));
+    return;
+  }
   scipy_cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, static_cast<int>(M),
                     static_cast<int>(N), static_cast<int>(K), alpha, A, static_cast<int>(lda), B, static_cast<int>(ldb),
                     beta, C, static_cast<int>(ldc));

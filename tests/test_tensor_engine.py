@@ -321,3 +321,20 @@ def test_program_rejects_overlapping_out():
     with pytest.raises(ValueError, match="overlaps"):
         _C.Program(_run.spec(2), rows, deps, np.array([4], np.int64), np.array([0], np.int32),
                    np.array([0], np.int64), [], 4, 0, 0)
+
+
+@pytest.mark.parametrize("shape", [(1, 300, 200), (200, 300, 1), (1, 7, 1)])
+@pytest.mark.parametrize("ta", [False, True])
+@pytest.mark.parametrize("tb", [False, True])
+def test_matrix_vector_products(shape, ta, tb):
+    # one row or one column of the output takes the gemv path: same results as torch in fp32 (and under
+    # the two-thread split, whose threshold 2^18 multiply-adds a 1x512x512 product reaches)
+    M, K, N = shape
+    a = torch.randn(K, M) if ta else torch.randn(M, K)
+    b = torch.randn(N, K) if tb else torch.randn(K, N)
+    bias = torch.randn(N)
+    out, _ = matmul(a, b, transpose_a=ta, transpose_b=tb, bias=bias)
+    ref = (a.T if ta else a) @ (b.T if tb else b) + bias
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    big, _ = matmul(torch.randn(1, 512), torch.randn(512, 512), transpose_b=tb)
+    assert big.shape == (1, 512)
