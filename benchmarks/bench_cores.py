@@ -2,7 +2,7 @@
 places them on cores 0 and 1) called from two threads, vs the same calls one after the other. Prints the
 throughput ratio measured in this run (interleaved rounds, median), with the CPU and the load average.
 
-    python benchmarks/bench_cores.py [--models mlp,bert-base] [--calls 200] [--rounds 5]
+    python benchmarks/bench_cores.py [--models mlp,cnn,bert-base] [--calls 200] [--rounds 5]
 
 Targets (cores issue): small MLP at batch 1 (kernels too small to fill two CPUs) >= 1.6x serial throughput;
 BERT-base s128 b1 (GEMMs already use both CPUs) >= 1.0x."""
@@ -20,7 +20,12 @@ import torch_neuronx_emu
 from neuron_emu import _C, zoo
 from neuron_emu.runtime import last_call
 
+# mlp: batch-1 matrix-vector products, bound by memory bandwidth (2.6 MB of weights a call) and by the
+# GIL-held dispatch around a ~50 us call, which the two CPUs of a small VM share; cnn: a small ResNet whose
+# kernels are compute-bound and below the threading threshold (the case two emulated cores should double);
+# bert-base: GEMMs that already use both CPUs alone (two cores must not lose throughput).
 MODELS = {"mlp": (lambda: zoo.mlp(in_features=512, hidden=(512, 512), out=256, batch=1), 200),
+          "cnn": (lambda: zoo.resnet((1, 1, 1, 1), width=16, image=64), 40),
           "bert-base": (lambda: zoo.bert("base", seq=128), 6)}
 
 
@@ -123,7 +128,7 @@ def bench(name, calls, rounds):
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
-    ap.add_argument("--models", default="mlp,bert-base")
+    ap.add_argument("--models", default="mlp,cnn,bert-base")
     ap.add_argument("--calls", type=int, default=0, help="calls per copy per round (default: per model)")
     ap.add_argument("--rounds", type=int, default=5)
     a = ap.parse_args()
