@@ -69,6 +69,8 @@ def compile_graph(graph: Graph, options: CompilerOptions, generation: int = 2) -
     fold_batchnorm(graph, nodes)
     b = ProgramBuilder(options, generation)
     b.options_has_fp32_matmul = CORES[generation].has_fp32_matmul
+    b.used_values = {v.id for n in nodes for v in pytree.tree_leaves((n.args, n.kwargs)) if isinstance(v, Value)}
+    b.used_values.update(v.id for v in graph.outputs)
     env: dict = {}
 
     def tv_of(v: Value) -> TV:

@@ -1,6 +1,8 @@
 """ATen op -> engine-instruction lowerings, one module per op family. `LOWERINGS` maps OpOverloads
 (and OpOverloadPackets, as a fallback) to functions `fn(builder, node, *args, **kwargs)` whose
-tensor arguments are TVs; they return a TV, or a tuple with None for outputs they don't produce."""
+tensor arguments are TVs; they return a TV, or a tuple with None for outputs they don't produce.
+`builder.used_values` holds the ids of the values some node or graph output reads, so a lowering can skip an
+output that is costly and unread (e.g. attention's logsumexp)."""
 from __future__ import annotations
 
 from typing import Callable, Dict
@@ -32,4 +34,4 @@ def supported_ops():
 
 
 from neuron_emu.compiler.lowering import (  # noqa: E402,F401  (registration side effects)
-    elementwise, indexing, matmul, norm, pool, reduce, views)
+    attention, elementwise, indexing, matmul, norm, pool, reduce, views)

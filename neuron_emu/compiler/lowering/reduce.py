@@ -94,14 +94,17 @@ def _max_dim(b, node, x, dim=None, keepdim=False):
     return vals, idx
 
 
+def softmax_into(b, x, dim: int, out, log: bool = False):
+    """out = (log_)softmax(x) over `dim`; out is contiguous with x's shape."""
+    x, outer, R, inner = _outer_r_inner(b, x, [norm_dim(dim, len(x.shape))])
+    f = dict(outer=outer, R=R, inner=inner, log=int(log), in_dtype=x.emu, out_dtype=out.emu)
+    b.emit(Instr(Op.Softmax, [x.buf, out.buf], f), [x], [out])
+    return out
+
+
 def _softmax_lower(log):
     def lower(b, node, x, dim, half_to_float=False, *_, **__):
-        out = alloc_like_node(b, node)
-        d = norm_dim(dim, len(x.shape))
-        x, outer, R, inner = _outer_r_inner(b, x, [d])
-        f = dict(outer=outer, R=R, inner=inner, log=int(log), in_dtype=x.emu, out_dtype=out.emu)
-        b.emit(Instr(Op.Softmax, [x.buf, out.buf], f), [x], [out])
-        return out
+        return softmax_into(b, x, dim, alloc_like_node(b, node), log)
     return lower
 
 
