@@ -1,4 +1,4 @@
-"""Gathers (GpSimdE): embedding lookups and index_select / single-index advanced indexing."""
+"""Gathers (GpSimdE): embedding lookups, index_select / single-index advanced indexing and torch.gather."""
 from __future__ import annotations
 
 import torch
@@ -79,3 +79,26 @@ def _index(b, node, x, indices):
         rows *= s
     D = x.numel // max(rows, 1)
     return gather_rows(b, x.with_view([rows, D], [D, 1]), linear, out)
+
+
+@register(aten.gather)
+def _gather(b, node, x, dim, index, *, sparse_grad=False):
+    """out[i..] = x[i.. with i_dim replaced by index[i..]]: one GpSimd Gather of single elements at the linear
+    index index * stride_dim + base, where base (the other coordinates' offsets) is a compile-time constant."""
+    from neuron_emu.compiler.lowering.elementwise import binary_into, tensor_scalar_into
+
+    nd = max(len(x.shape), 1)
+    dim = norm_dim(dim, nd)
+    if x.numel > 2 ** 24:
+        raise LoweringError(f"gather from {x.numel} elements: linear indices past 2^24 are not exact in fp32")
+    x = contiguous(b, x)
+    shape = list(index.shape) or [1]
+    xstrides = list(x.strides) or [1]
+    base = torch.zeros(shape, dtype=torch.float32)
+    for d, (n, st) in enumerate(zip(shape, xstrides)):
+        if d != dim:
+            coord = torch.arange(n, dtype=torch.float32) * st
+            base = base + coord.view([n if i == d else 1 for i in range(len(shape))])
+    scaled = tensor_scalar_into(b, index, b.alloc(index.shape, torch.float32), "mul", float(xstrides[dim]))
+    linear = binary_into(b, "add", scaled, b.const(base.reshape(index.shape)), b.alloc(index.shape, torch.float32))
+    return gather_rows(b, x.with_view([x.numel, 1], [1, 1]), linear, alloc_like_node(b, node))
