@@ -96,12 +96,69 @@ def _rng_state(func, kwargs):
     return gen.get_state() if isinstance(gen, torch.Generator) else torch.get_rng_state()
 
 
+def _cache_layers(obj):
+    """A Hugging Face KV cache (`transformers.Cache`: DynamicCache and friends) as its per-layer (key, value)
+    tensors, or None for anything else. Duck-typed (`.layers` of objects with `.keys`/`.values`; older releases'
+    `.key_cache`/`.value_cache` lists), so neither transformers nor its pytree registration is needed."""
+    layers = getattr(obj, "layers", None)
+    if isinstance(layers, (list, tuple)) and layers and all(hasattr(l, "keys") and hasattr(l, "values") for l in layers):
+        pairs = [(l.keys, l.values) for l in layers]
+    elif isinstance(getattr(obj, "key_cache", None), list) and isinstance(getattr(obj, "value_cache", None), list):
+        pairs = list(zip(obj.key_cache, obj.value_cache))
+    else:
+        return None
+    if not all(isinstance(k, torch.Tensor) and isinstance(v, torch.Tensor) for k, v in pairs):
+        return None
+    return tuple(pairs)
+
+
+def _ts_type(x):
+    """A TorchScript-ish type signature: a traced module's dict values (and list items) must share one type."""
+    if isinstance(x, torch.Tensor):
+        return "Tensor"
+    if isinstance(x, tuple):
+        return ("Tuple",) + tuple(_ts_type(v) for v in x)
+    if isinstance(x, list):
+        return ("List",) + tuple(sorted({repr(_ts_type(v)) for v in x}))
+    if isinstance(x, dict):
+        return ("Dict",) + tuple(sorted({repr(_ts_type(v)) for v in x.values()}))
+    return type(x).__name__
+
+
+def _uniform(values) -> bool:
+    return len({repr(_ts_type(v)) for v in values}) <= 1
+
+
 def _to_plain(out):
-    """ModelOutput (an OrderedDict subclass) -> dict, so the packer and TorchScript see plain containers."""
-    if isinstance(out, dict) and type(out) is not dict:
-        return {k: _to_plain(v) for k, v in out.items()}
+    """The model's output as the plain containers a TorchScript module can return (the traced module is one, before
+    and after torch.jit.save/load, so no other class can be rebuilt on the way back):
+    - a `ModelOutput` (an OrderedDict subclass) or other dict subclass -> dict;
+    - a KV cache (`DynamicCache`, which transformers does not register as a pytree node) -> a tuple of per-layer
+      (key, value) tuples, the legacy `past_key_values` layout that `DynamicCache.from_legacy_cache` reads;
+    - another registered pytree node of a non-container class -> the tuple of its flattened children;
+    - a dict (or list) whose values then differ in type (TorchScript dicts and lists hold one type, e.g. a
+      `last_hidden_state` tensor beside a cache) -> the tuple of its values in order: `ModelOutput.to_tuple()`,
+      what transformers returns with `return_dict=False` / `torchscript=True`.
+    Anything else that is not a tensor stays a leaf, and capture rejects it by name."""
+    if isinstance(out, torch.Tensor) or out is None:
+        return out
+    cache = _cache_layers(out)
+    if cache is not None:
+        return cache
+    if isinstance(out, dict):
+        plain = {k: _to_plain(v) for k, v in out.items()}
+        return plain if _uniform(v for v in plain.values() if v is not None) else tuple(plain.values())
     if isinstance(out, (list, tuple)) and not hasattr(out, "_fields"):
-        return type(out)(_to_plain(v) for v in out)
+        plain = [_to_plain(v) for v in out]
+        if isinstance(out, list):
+            return plain if _uniform(v for v in plain if v is not None) else tuple(plain)
+        return tuple(plain)
+    if hasattr(out, "_fields"):  # namedtuple: pytree keeps it (TorchScript returns it as a tuple)
+        return out
+    node = pytree.SUPPORTED_NODES.get(type(out))
+    if node is not None:
+        children, _ = node.flatten_fn(out)
+        return tuple(_to_plain(c) for c in children)
     return out
 
 
@@ -113,7 +170,8 @@ def capture(func, example_inputs: tuple) -> tuple[Graph, Any]:
     rec = _Recorder()
     inputs = [rec.new_value(x, "input", index=i) for i, x in enumerate(example_inputs)]
     # functionalize wraps the inputs; register the wrapped inner tensors too, by identity of the data.
-    fn = torch.func.functionalize(func, remove="mutations_and_views")
+    # Outputs are made plain inside: functionalize unwraps only pytree containers, not e.g. a DynamicCache.
+    fn = torch.func.functionalize(lambda *a: _to_plain(func(*a)), remove="mutations_and_views")
     # The real SDK captures under torch.jit.trace, so libraries see torch.jit.is_tracing() == True and take
     # their trace-safe paths (e.g. transformers keeps the attention mask instead of testing it with .all()).
     saved_is_tracing = torch.jit.is_tracing
@@ -127,7 +185,6 @@ def capture(func, example_inputs: tuple) -> tuple[Graph, Any]:
         raise CaptureError(f"model could not be traced: {type(e).__name__}: {e}") from e
     finally:
         torch.jit.is_tracing = saved_is_tracing
-    out = _to_plain(out)
     flat, spec = pytree.tree_flatten(out)
     outputs = []
     for i, o in enumerate(flat):
