@@ -1,0 +1,225 @@
+"""Hugging Face models built with library defaults (SDPA attention, KV cache on, no attn_implementation override)
+trace and match eager; fused attention's ATen forms against F.scaled_dot_product_attention; torch.gather.
+
+Tolerances: rtol 1e-4 / atol 1e-5 is fp32 with a different summation order (OpenBLAS blocks, our softmax); the
+attention composition rounds differently from the fused flash kernel (online softmax) by a few ulp."""
+import io
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils import _pytree as pytree
+
+import torch_neuronx_emu
+from neuron_emu.compiler import compile_graph
+from neuron_emu.compiler.capture import capture
+from neuron_emu.compiler.options import parse_compiler_args
+from neuron_emu.compiler.reference import run_reference
+from neuron_emu.runtime.model import LoadedModel
+
+transformers = pytest.importorskip("transformers")
+
+TOL = dict(rtol=1e-4, atol=1e-5)
+SEQ, VOCAB = 8, 100
+
+
+def _trace(model, inputs, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch_neuronx_emu.trace(model, inputs, **kw)
+
+
+def _bert():
+    cfg = transformers.BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                                  vocab_size=VOCAB)
+    ids = torch.randint(0, VOCAB, (2, SEQ))
+    mask = torch.ones(2, SEQ, dtype=torch.long)
+    mask[1, 5:] = 0  # padding: exercises the boolean mask SDPA receives
+    return transformers.BertModel(cfg).eval(), (ids, mask)
+
+
+def _roberta():
+    cfg = transformers.RobertaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                                     vocab_size=VOCAB)
+    ids = torch.randint(3, VOCAB, (2, SEQ))  # position ids come from a cumsum over ids != pad (1), via gather
+    ids[1, 6:] = cfg.pad_token_id
+    return transformers.RobertaModel(cfg).eval(), (ids,)
+
+
+def _gpt2():
+    cfg = transformers.GPT2Config(n_embd=32, n_layer=2, n_head=2, vocab_size=VOCAB, bos_token_id=0, eos_token_id=0)
+    return transformers.GPT2LMHeadModel(cfg).eval(), (torch.randint(0, VOCAB, (1, SEQ)),)
+
+
+def _llama():
+    cfg = transformers.LlamaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                   intermediate_size=64, vocab_size=VOCAB, max_position_embeddings=64,
+                                   bos_token_id=0, eos_token_id=0)
+    return transformers.LlamaForCausalLM(cfg).eval(), (torch.randint(0, VOCAB, (1, SEQ)),)
+
+
+def _qwen2():
+    cfg = transformers.Qwen2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                   intermediate_size=64, vocab_size=VOCAB, max_position_embeddings=64,
+                                   bos_token_id=0, eos_token_id=0)
+    return transformers.Qwen2ForCausalLM(cfg).eval(), (torch.randint(0, VOCAB, (1, SEQ)),)
+
+
+def _eager_plain(out):
+    """Eager output in the traced module's layout: ModelOutput -> dict, or its to_tuple() when it holds a cache,
+    whose layers become (key, value) pairs."""
+    def cache(c):
+        return tuple((layer.keys, layer.values) for layer in c.layers)
+    if isinstance(out, transformers.utils.ModelOutput):
+        vals = [cache(v) if isinstance(v, transformers.Cache) else v for v in out.values()]
+        if any(isinstance(v, tuple) for v in vals):
+            return tuple(vals)
+        return dict(zip(out.keys(), vals))
+    return out
+
+
+BUILDERS = {"bert": _bert, "roberta": _roberta, "gpt2": _gpt2, "llama": _llama, "qwen2": _qwen2}
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_default_model_matches_eager(name):
+    model, inputs = BUILDERS[name]()
+    assert model.config._attn_implementation == "sdpa"
+    traced = _trace(model, inputs)
+    got = traced(*inputs)
+    with torch.no_grad():
+        want = _eager_plain(model(*inputs))
+    assert pytree.tree_structure(got) == pytree.tree_structure(want)
+    for g, w in zip(pytree.tree_leaves(got), pytree.tree_leaves(want)):
+        torch.testing.assert_close(g, w, **TOL)
+
+
+def test_cache_output_layout_and_save_load_roundtrip():
+    model, inputs = _gpt2()
+    traced = _trace(model, inputs)
+    logits, cache = traced(*inputs)
+    assert len(cache) == 2 and all(len(layer) == 2 for layer in cache)  # per layer (key, value)
+    assert cache[0][0].shape == (1, 2, SEQ, 16)
+    buf = io.BytesIO()
+    torch.jit.save(traced, buf)
+    buf.seek(0)
+    loaded = torch.jit.load(buf)
+    again = loaded(*inputs)
+    assert pytree.tree_structure(again) == pytree.tree_structure((logits, cache))
+    for a, b in zip(pytree.tree_leaves(again), pytree.tree_leaves((logits, cache))):
+        assert torch.equal(a, b)
+    rebuilt = transformers.DynamicCache()  # the legacy layout rebuilds a cache for generation
+    for i, (k, v) in enumerate(again[1]):
+        rebuilt.update(k, v, i)
+    assert rebuilt.get_seq_length() == SEQ
+
+
+def test_bert_default_autocast_matmult_matches_reference():
+    """--auto-cast matmult: both products inside attention read bf16 operands, as the reference states."""
+    model, inputs = _bert()
+    graph, eager = capture(model, inputs)
+    options = parse_compiler_args("--auto-cast matmult --auto-cast-type bf16")
+    got = LoadedModel(compile_graph(graph, options).blob)(list(inputs))
+    ref = run_reference(graph, options, inputs)
+    fp32 = pytree.tree_leaves(eager)
+    for g, r, f in zip(got, ref, fp32):
+        scale = f.abs().max().item()
+        err_ref = (g - r).abs().max().item() / scale
+        err_fp32 = (g - f).abs().max().item() / scale
+        assert err_ref <= 1e-5, (err_ref, err_fp32)
+        assert err_fp32 > 2 * err_ref, "the cast did not change the result"
+
+
+# ---- fused attention against F.scaled_dot_product_attention ----
+
+class _SDPA(torch.nn.Module):
+    def __init__(self, **kw):
+        super().__init__()
+        self.kw = kw
+
+    def forward(self, q, k, v, *mask):
+        kw = dict(self.kw)
+        if mask:
+            kw["attn_mask"] = mask[0]
+        return F.scaled_dot_product_attention(q, k, v, **kw)
+
+
+def _bool_mask():
+    m = torch.rand(2, 1, 8, 6) > 0.3
+    m[0, 0, 2] = False  # a fully masked row: eager gives zeros
+    return m
+
+
+def _float_mask():
+    m = torch.randn(8, 6)
+    m[3] = float("-inf")  # fully masked row through the additive mask
+    return m
+
+
+SDPA_CASES = {
+    "plain": ({}, lambda: ()),
+    "causal": (dict(is_causal=True), lambda: ()),
+    "scale": (dict(scale=0.3), lambda: ()),
+    "bool_mask": ({}, lambda: (_bool_mask(),)),
+    "float_mask": ({}, lambda: (_float_mask(),)),
+    "head_mask_and_scale": (dict(scale=0.2), lambda: (torch.randn(1, 4, 8, 6),)),
+}
+
+
+@pytest.mark.parametrize("ev", [16, 8], ids=["flash", "math"])  # different head sizes send eager down the math path
+@pytest.mark.parametrize("case", list(SDPA_CASES))
+def test_sdpa_variants(case, ev):
+    kw, mask = SDPA_CASES[case]
+    q, k, v = torch.randn(2, 4, 8, 16), torch.randn(2, 4, 6, 16), torch.randn(2, 4, 6, ev)
+    inputs = (q, k, v) + mask()
+    model = _SDPA(**kw).eval()
+    got = _trace(model, inputs)(*inputs)
+    assert not torch.isnan(got).any()
+    torch.testing.assert_close(got, model(*inputs), **TOL)
+
+
+def test_sdpa_grouped_query():
+    q, k, v = torch.randn(2, 4, 8, 16), torch.randn(2, 2, 6, 16), torch.randn(2, 2, 6, 16)
+    model = _SDPA(enable_gqa=True, is_causal=True).eval()
+    torch.testing.assert_close(_trace(model, (q, k, v))(q, k, v), model(q, k, v), **TOL)
+
+
+class _FlashLse(torch.nn.Module):
+    def forward(self, q, k, v, m):
+        return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, attn_mask=m)
+
+
+def test_flash_logsumexp_when_read():
+    q, k, v = torch.randn(2, 4, 8, 16), torch.randn(2, 4, 6, 16), torch.randn(2, 4, 6, 16)
+    m = torch.zeros(2, 1, 8, 6)
+    m[0, 0, 2] = float("-inf")
+    inputs = (q, k, v, m)
+    got, want = _trace(_FlashLse(), inputs)(*inputs), _FlashLse()(*inputs)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, **TOL)
+
+
+# ---- torch.gather ----
+
+class _Gather(torch.nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x, index):
+        return torch.gather(x, self.dim, index)
+
+
+@pytest.mark.parametrize("dim", [0, 1, 2, -1])
+def test_gather_is_exact(dim):
+    x = torch.randn(3, 5, 7)
+    index = torch.randint(0, x.shape[dim], (2, 4, 6))
+    got = _trace(_Gather(dim), (x, index))(x, index)
+    assert torch.equal(got, torch.gather(x, dim, index))
+
+
+def test_gather_from_a_transposed_input():
+    x = torch.randn(4, 6).t()
+    index = torch.randint(0, 4, (6, 3))
+    assert torch.equal(_trace(_Gather(1), (x, index))(x, index), torch.gather(x, 1, index))
