@@ -70,6 +70,8 @@ def _eager_plain(out):
     """Eager output in the traced module's layout: ModelOutput -> dict, or its to_tuple() when it holds a cache,
     whose layers become (key, value) pairs."""
     def cache(c):
+        if isinstance(c, transformers.EncoderDecoderCache):
+            return tuple(a + b for a, b in zip(cache(c.self_attention_cache), cache(c.cross_attention_cache)))
         return tuple((layer.keys, layer.values) for layer in c.layers)
     if isinstance(out, transformers.utils.ModelOutput):
         vals = [cache(v) if isinstance(v, transformers.Cache) else v for v in out.values()]
@@ -79,7 +81,20 @@ def _eager_plain(out):
     return out
 
 
-BUILDERS = {"bert": _bert, "roberta": _roberta, "gpt2": _gpt2, "llama": _llama, "qwen2": _qwen2}
+def _bart():  # encoder-decoder: an EncoderDecoderCache comes back as (self k, self v, cross k, cross v) per layer
+    cfg = transformers.BartConfig(d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                                  decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, vocab_size=VOCAB,
+                                  max_position_embeddings=64)
+    return transformers.BartModel(cfg).eval(), (torch.randint(3, VOCAB, (1, SEQ)),)
+
+
+def _falcon():  # multi-query heads split with x[..., [-2], :]: advanced indexing after slices, negative index
+    cfg = transformers.FalconConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, vocab_size=VOCAB)
+    return transformers.FalconForCausalLM(cfg).eval(), (torch.randint(0, VOCAB, (1, SEQ)),)
+
+
+BUILDERS = {"bert": _bert, "roberta": _roberta, "gpt2": _gpt2, "llama": _llama, "qwen2": _qwen2, "bart": _bart,
+            "falcon": _falcon}
 
 
 @pytest.mark.parametrize("name", list(BUILDERS))
@@ -223,3 +238,17 @@ def test_gather_from_a_transposed_input():
     x = torch.randn(4, 6).t()
     index = torch.randint(0, 4, (6, 3))
     assert torch.equal(_trace(_Gather(1), (x, index))(x, index), torch.gather(x, 1, index))
+
+
+# ---- advanced indexing after full slices, shape-only creation ops ----
+
+class _Index(torch.nn.Module):
+    def forward(self, x, i):
+        return x[..., i, :], x[:, i], x[:, :, i.view(2, 2)], x.new_zeros(x.shape[1:]), torch.full_like(x, 2.0)
+
+
+def test_index_after_slices_with_negative_indices():
+    x, i = torch.randn(2, 8, 5, 16), torch.tensor([1, 0, -1, -2])
+    got = _trace(_Index(), (x, i))(x, i)
+    for g, w in zip(got, _Index()(x, i)):
+        assert torch.equal(g, w)

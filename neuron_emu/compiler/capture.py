@@ -99,7 +99,14 @@ def _rng_state(func, kwargs):
 def _cache_layers(obj):
     """A Hugging Face KV cache (`transformers.Cache`: DynamicCache and friends) as its per-layer (key, value)
     tensors, or None for anything else. Duck-typed (`.layers` of objects with `.keys`/`.values`; older releases'
-    `.key_cache`/`.value_cache` lists), so neither transformers nor its pytree registration is needed."""
+    `.key_cache`/`.value_cache` lists), so neither transformers nor its pytree registration is needed. An
+    `EncoderDecoderCache` gives (self key, self value, cross key, cross value) per layer, the legacy layout."""
+    if hasattr(obj, "self_attention_cache") and hasattr(obj, "cross_attention_cache"):
+        own = _cache_layers(obj.self_attention_cache)
+        cross = _cache_layers(obj.cross_attention_cache)
+        if own is not None and cross is not None and len(own) == len(cross):
+            return tuple(a + c for a, c in zip(own, cross))
+        return own
     layers = getattr(obj, "layers", None)
     if isinstance(layers, (list, tuple)) and layers and all(hasattr(l, "keys") and hasattr(l, "values") for l in layers):
         pairs = [(l.keys, l.values) for l in layers]
@@ -134,7 +141,8 @@ def _to_plain(out):
     and after torch.jit.save/load, so no other class can be rebuilt on the way back):
     - a `ModelOutput` (an OrderedDict subclass) or other dict subclass -> dict;
     - a KV cache (`DynamicCache`, which transformers does not register as a pytree node) -> a tuple of per-layer
-      (key, value) tuples, the legacy `past_key_values` layout that `DynamicCache.from_legacy_cache` reads;
+      (key, value) tuples (+ cross-attention key, value for an `EncoderDecoderCache`), the legacy
+      `past_key_values` layout;
     - another registered pytree node of a non-container class -> the tuple of its flattened children;
     - a dict (or list) whose values then differ in type (TorchScript dicts and lists hold one type, e.g. a
       `last_hidden_state` tensor beside a cache) -> the tuple of its values in order: `ModelOutput.to_tuple()`,

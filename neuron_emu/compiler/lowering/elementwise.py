@@ -210,5 +210,22 @@ def _masked_fill(b, node, x, mask, value):
 @register(aten.fill)
 def _fill(b, node, x, value):
     out = alloc_like_node(b, node)
+    if isinstance(value, TV):  # fill.Tensor: a 0-dim value, broadcast
+        from neuron_emu.compiler.lowering.common import cast_copy
+        cast_copy(b, value, out)
+        return out
     b.emit(Instr(Op.Iota, [out.buf], dict(numel=out.numel, start=float(value), step=0.0)), [], [out])
     return out
+
+
+def _fill_node(b, node, value):
+    out = alloc_like_node(b, node)
+    b.emit(Instr(Op.Iota, [out.buf], dict(numel=out.numel, start=float(value), step=0.0)), [], [out])
+    return out
+
+
+# Creation ops that read only their tensor argument's shape (a computed tensor's, else they fold): a constant fill.
+register(aten.new_zeros, aten.zeros_like)(lambda b, node, *a, **k: _fill_node(b, node, 0.0))
+register(aten.new_ones, aten.ones_like)(lambda b, node, *a, **k: _fill_node(b, node, 1.0))
+register(aten.new_full)(lambda b, node, x, size, fill_value, **k: _fill_node(b, node, fill_value))
+register(aten.full_like)(lambda b, node, x, fill_value, **k: _fill_node(b, node, fill_value))

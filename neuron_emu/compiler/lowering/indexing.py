@@ -49,25 +49,40 @@ def _index_select(b, node, x, dim, index):
 
 @register(aten.index)
 def _index(b, node, x, indices):
-    """x[i0, i1, ..., ik-1] with integer index tensors on the leading k dims (broadcast together):
-    a row gather of x viewed as [prod(shape[:k]), D] at the linear index sum(i_j * stride_j)."""
+    """x[:, ..., i0, i1, ..., ik-1] with integer index tensors (broadcast together) on k adjacent dims after p
+    leading full slices (None): the indexed dims move to the front, a row gather of that view as
+    [prod(shape[p:p+k]), D] at the linear index sum(i_j * stride_j), and the result's index dims move back to p."""
     from neuron_emu.compiler.lowering.elementwise import binary_into, tensor_scalar_into
 
-    k = len(indices)
-    if any(t is None for t in indices) or any(t.dtype == torch.bool for t in indices):
-        raise LoweringError("advanced indexing is supported with integer index tensors on the leading dims only")
-    x = contiguous(b, x)
+    indices = list(indices)
+    while indices and indices[-1] is None:  # trailing full slices
+        indices.pop()
+    p = 0
+    while p < len(indices) and indices[p] is None:
+        p += 1
+    idx = indices[p:]
+    k = len(idx)
+    if not idx or any(t is None for t in idx) or any(t.dtype == torch.bool for t in idx):
+        raise LoweringError("advanced indexing is supported with integer index tensors on adjacent dims "
+                            "(after leading full slices) only")
+    nd = len(x.shape)
     out = alloc_like_node(b, node)
-    idx_shape = list(out.shape[:len(out.shape) - (len(x.shape) - k)])
+    idx_shape = list(out.shape[p:len(out.shape) - (nd - p - k)])
+    if p:  # move the indexed dims to the front
+        perm = list(range(p, p + k)) + list(range(p)) + list(range(p + k, nd))
+        x = x.with_view([x.shape[d] for d in perm], [x.strides[d] for d in perm])
+    x = contiguous(b, x)
     strides, acc = [], 1
     for s in reversed(x.shape[:k]):
         strides.append(acc)
         acc *= s
     strides.reverse()
     linear = None
-    for t, st in zip(indices, strides):
+    for t, st, n in zip(idx, strides, x.shape[:k]):
         term = b.alloc(idx_shape, torch.float32)
         tensor_scalar_into(b, t, term, "mul", float(st))
+        wrap = tensor_scalar_into(b, t, b.alloc(idx_shape, torch.float32), "lt", 0.0, op1="mul", s1=float(n * st))
+        term = binary_into(b, "add", term, wrap, b.alloc(idx_shape, torch.float32))  # negative indices count from the end
         if linear is None:
             linear = term
         else:
@@ -78,7 +93,14 @@ def _index(b, node, x, indices):
     for s in x.shape[:k]:
         rows *= s
     D = x.numel // max(rows, 1)
-    return gather_rows(b, x.with_view([rows, D], [D, 1]), linear, out)
+    if not p:
+        return gather_rows(b, x.with_view([rows, D], [D, 1]), linear, out)
+    rest = list(x.shape[k:])  # leading dims, then the dims after the indexed block
+    tmp = gather_rows(b, x.with_view([rows, D], [D, 1]), linear, b.alloc(idx_shape + rest, x.dtype, x.emu))
+    m = len(idx_shape)
+    perm = list(range(m, m + p)) + list(range(m)) + list(range(m + p, m + len(rest)))
+    dma_copy(b, tmp.with_view([tmp.shape[d] for d in perm], [tmp.strides[d] for d in perm]), out)
+    return out
 
 
 @register(aten.gather)
