@@ -17,9 +17,13 @@ blas_lib_dir = scipy_openblas32.get_lib_dir()
 cflags = ["-O3", "-fopenmp-simd", "-pthread", "-fno-math-errno", "-Wall", "-Wextra", "-Wno-unused-parameter",
           "-DBLAS_SYMBOL_PREFIX=scipy_"]
 ldflags = ["-pthread", f"-Wl,-rpath,{blas_lib_dir}", "-Wl,-rpath,$ORIGIN/../scipy_openblas32/lib"]
-if os.environ.get("NEMU_SANITIZE") == "1":
-    san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"]
-    cflags = [f for f in cflags if f != "-O3"] + ["-O1", "-g"] + san
+SANITIZE = os.environ.get("NEMU_SANITIZE") == "1"
+if SANITIZE:
+    # signed-integer-overflow is part of "undefined"; it only fires without -fwrapv (dropped below), so a
+    # size computation that wraps is a sanitizer report instead of a silently wrong bound.
+    san = ["-fsanitize=address,undefined,signed-integer-overflow", "-fno-omit-frame-pointer",
+           "-fno-sanitize-recover=undefined"]
+    cflags = [f for f in cflags if f != "-O3"] + ["-O1", "-g", "-fno-wrapv"] + san
     ldflags += san
 
 HEADERS = sorted(glob.glob("csrc/*.h"))
@@ -35,6 +39,19 @@ def _stale(obj: str, src: str) -> bool:
 
 ParallelCompile("NEMU_BUILD_JOBS", needs_recompile=_stale).install()
 
+
+class _BuildExt(build_ext):
+    """Under NEMU_SANITIZE, drop -fwrapv from the flags Python's sysconfig puts in front of ours (CFLAGS/OPT of
+    the interpreter's build): with it, signed overflow is defined and UBSan cannot report it."""
+
+    def build_extensions(self):
+        if SANITIZE:
+            for attr in ("compiler", "compiler_so", "compiler_cxx", "linker_so"):
+                cmd = getattr(self.compiler, attr, None)
+                if isinstance(cmd, list):
+                    setattr(self.compiler, attr, [f for f in cmd if f != "-fwrapv"])
+        super().build_extensions()
+
 ext = Pybind11Extension(
     "neuron_emu._C",
     sorted(glob.glob("csrc/*.cpp")),
@@ -47,4 +64,4 @@ ext = Pybind11Extension(
     cxx_std=17,
 )
 
-setup(ext_modules=[ext], cmdclass={"build_ext": build_ext})
+setup(ext_modules=[ext], cmdclass={"build_ext": _BuildExt})

@@ -8,6 +8,8 @@
 #include <shared_mutex>
 #include <string>
 
+#include "checked.h"
+
 namespace nemu {
 
 const char* engine_name(Engine e) {
@@ -78,13 +80,14 @@ void check_view(const Instr& in, int j, int64_t numel, const char* opname) {
   if (ndim < 0 || ndim > kMaxDims) fail(who + ": ndim " + std::to_string(ndim) + " not in [0, 6]");
   View v = view_of(in, j);
   if (v.offset < 0) fail(who + ": negative offset " + std::to_string(v.offset));
+  // Checked arithmetic throughout: a shape or stride near 2^63 must not wrap the reach back into the buffer.
   int64_t last = v.offset, count = 1;
   std::string shape = "[";
   for (int d = 0; d < ndim; ++d) {
     if (v.shape[d] < 0) fail(who + ": negative extent in dim " + std::to_string(d));
     if (v.stride[d] < 0) fail(who + ": negative stride in dim " + std::to_string(d));
-    count *= v.shape[d];
-    if (v.shape[d] > 0) last += (v.shape[d] - 1) * v.stride[d];
+    count = checked_mul(count, v.shape[d], who, "view element count");
+    if (v.shape[d] > 0) last = checked_add(last, checked_mul(v.shape[d] - 1, v.stride[d], who, "view extent"), who, "view reach");
     shape += (d ? "," : "") + std::to_string(v.shape[d]);
   }
   shape += "]";

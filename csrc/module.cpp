@@ -131,7 +131,8 @@ struct PyProgram {
 PyProgram make_program(const CoreSpec& spec, py::array_t<int64_t, py::array::c_style> instrs,
                        py::array_t<int64_t, py::array::c_style> deps, py::array_t<int64_t, py::array::c_style> buf_numel,
                        py::array_t<int32_t, py::array::c_style> buf_kind, py::array_t<int64_t, py::array::c_style> buf_arena_offset,
-                       py::list consts, int64_t arena_floats, int n_inputs, int n_outputs, bool check_deps) {
+                       py::list consts, int64_t arena_floats, const std::vector<std::pair<int64_t, int32_t>>& inputs,
+                       const std::vector<std::pair<int64_t, int32_t>>& outputs, bool check_deps) {
   if (instrs.ndim() != 2 || instrs.shape(1) != kInstrWords) fail("instruction table must be [n, 64] int64");
   const int64_t nb = buf_numel.size();
   if (buf_kind.size() != nb || buf_arena_offset.size() != nb) fail("buffer table columns differ in length");
@@ -154,8 +155,11 @@ PyProgram make_program(const CoreSpec& spec, py::array_t<int64_t, py::array::c_s
     bufs[b].const_data = data;
     p.keep_alive.append(pair[1]);
   }
+  std::vector<IoSpec> ins, outs;
+  for (const auto& io : inputs) ins.push_back(IoSpec{io.first, io.second});
+  for (const auto& io : outputs) outs.push_back(IoSpec{io.first, io.second});
   p.prog = std::make_unique<Program>(spec, instrs.data(), instrs.shape(0), deps.data(), deps.size(), std::move(bufs),
-                                     arena_floats, n_inputs, n_outputs, check_deps);
+                                     arena_floats, std::move(ins), std::move(outs), check_deps);
   return p;
 }
 
@@ -290,7 +294,9 @@ PYBIND11_MODULE(_C, m) {
   py::class_<PyProgram>(m, "Program")
       .def(py::init(&make_program), py::arg("spec"), py::arg("instrs"), py::arg("deps"), py::arg("buf_numel"),
            py::arg("buf_kind"), py::arg("buf_arena_offset"), py::arg("consts"), py::arg("arena_floats"),
-           py::arg("n_inputs"), py::arg("n_outputs"), py::arg("check_deps") = false)
+           py::arg("inputs"), py::arg("outputs"), py::arg("check_deps") = false,
+           "Validate and load a program. inputs/outputs: per model input/output, (numel, IoDType code) as the "
+           "artifact's header declares it (the host tensors' size); every IoIn/IoOut must match it exactly.")
       .def("run", [](PyProgram& p, const std::vector<uintptr_t>& ins, const std::vector<uintptr_t>& outs) {
         Program& prog = *p.prog;
         if (static_cast<int>(ins.size()) != prog.n_inputs()) fail("expected " + std::to_string(prog.n_inputs()) + " input pointers");

@@ -20,6 +20,13 @@ struct BufferDesc {
   const float* const_data = nullptr;  // Constant: read-only data owned by the caller
 };
 
+// A model input or output as the artifact's header declares it: the host tensor's element count and
+// IoDType (isa.h). The header sizes the host tensors, so every IoIn/IoOut must agree with it exactly.
+struct IoSpec {
+  int64_t numel = 0;
+  int32_t io_dtype = 0;
+};
+
 // What one execution cost on the modelled core (returned by run; nothing shared between callers).
 struct RunStats {
   double latency_ns = 0;
@@ -28,12 +35,14 @@ struct RunStats {
 
 class Program {
  public:
-  // Validates everything (ops, operand ids, views against buffer sizes, dependency order, I/O
-  // indices) and throws std::invalid_argument naming the instruction on the first problem. With
-  // check_deps, also proves every memory hazard is ordered by a dependency path (dep_check.h).
+  // Validates everything (ops, operand ids, views against buffer sizes, dependency order, every I/O
+  // index transferred exactly once with the numel and dtype of `inputs`/`outputs`, the arena against
+  // max_arena_bytes()) and throws std::invalid_argument naming the instruction or buffer and the field on
+  // the first problem. With check_deps, also proves every memory hazard is ordered by a dependency path
+  // (dep_check.h).
   Program(const CoreSpec& spec, const int64_t* rows, int64_t n_instr, const int64_t* deps, int64_t n_deps,
-          std::vector<BufferDesc> buffers, int64_t arena_floats, int n_inputs, int n_outputs,
-          bool check_deps = false);
+          std::vector<BufferDesc> buffers, int64_t arena_floats, std::vector<IoSpec> inputs,
+          std::vector<IoSpec> outputs, bool check_deps = false);
 
   // Executes once and returns this call's stats. Host pointers must match the I/O dtypes/sizes the
   // compiler recorded (checked by the Python runtime). Takes the Program's mutex: one execution at a
@@ -78,7 +87,12 @@ class Program {
 // Throws unless every cost parameter of the spec was filled in from neuron_emu/hardware.py.
 void check_spec(const CoreSpec& s);
 
-// 64-byte aligned, zero-filled float allocation released with std::free.
-std::unique_ptr<float[], void (*)(void*)> alloc_floats(int64_t n);
+// 64-byte aligned, zero-filled float allocation released with std::free; std::invalid_argument (naming
+// `what`) when n is negative, overflows, or cannot be allocated.
+std::unique_ptr<float[], void (*)(void*)> alloc_floats(int64_t n, const char* what = "buffer");
+
+// The most a Program may allocate for its arena (and, separately, its scratch): NEMU_MAX_ARENA_BYTES, else
+// min(physical memory / 2, 64 GiB). A corrupt artifact cannot make a small file allocate the machine.
+int64_t max_arena_bytes();
 
 }  // namespace nemu

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <string>
 
+#include "checked.h"
 #include "dtype_convert.h"
 #include "isa.h"
 #include "simd.h"
@@ -135,12 +136,6 @@ inline void round_row(float* o, int64_t so, int64_t n, DType d) {
 }
 
 // ---- argument checking ----
-inline int64_t checked_mul(int64_t a, int64_t b, const char* op, const char* what) {
-  int64_t r;
-  if (a < 0 || b < 0) fail(std::string(op) + ": negative " + what);
-  if (__builtin_mul_overflow(a, b, &r)) fail(std::string(op) + ": " + what + " overflows");
-  return r;
-}
 inline void check_fits(const char* op, int j, const char* what, int64_t need, const int64_t* numel) {
   if (need > numel[j])
     fail(std::string(op) + " operand " + std::to_string(j) + " (" + what + "): needs " + std::to_string(need) +
@@ -155,8 +150,14 @@ inline void check_range(const char* op, const char* what, int64_t v, int64_t lo,
     fail(std::string(op) + ": " + what + " " + std::to_string(v) + " not in [" + std::to_string(lo) + ", " +
          std::to_string(hi) + "]");
 }
+// Checks the k views, and bounds the work: the iteration count may not exceed the elements of the written
+// (last) operand's buffer, so zero strides cannot turn a small artifact into an endless loop.
 inline void check_views(const Instr& in, int k, const int64_t* numel, const char* op) {
   for (int j = 0; j < k; ++j) check_view(in, j, numel[j], op);
+  const int64_t n = view_numel(in);
+  if (k > 0 && n > numel[k - 1])
+    fail(std::string(op) + ": view of " + std::to_string(n) + " elements writes a buffer of " +
+         std::to_string(numel[k - 1]) + " elements");
 }
 inline DType field_dtype(const Instr& in, int slot) { return static_cast<DType>(in.ip[slot]); }
 // Bytes of n elements stored in the dtype of field `slot` (checked at load).

@@ -45,7 +45,7 @@ def _roundtrip(x: torch.Tensor, in_dt: IoDType, out_dt: IoDType, out_torch_dtype
               instr(Op.IoOut, [0], deps=[0], io_index=0, io_dtype=out_dt, numel=n)]
     rows, deps = encode_program(instrs)
     prog = _C.Program(spec(), rows, deps, np.array([n], np.int64), np.array([0], np.int32), np.array([0], np.int64),
-                      [], n, 1, 1)
+                      [], n, [(n, int(in_dt))], [(n, int(out_dt))])
     x = x.contiguous()
     out = torch.empty(x.shape, dtype=out_torch_dtype)
     prog.run([x.data_ptr()], [out.data_ptr()])
@@ -92,4 +92,4 @@ def test_io_bad_dtype_rejected_at_load():
     rows, deps = encode_program([instr(Op.IoIn, [0], io_index=0, io_dtype=12, numel=4)])
     with pytest.raises(ValueError, match="io dtype"):
         _C.Program(spec(), rows, deps, np.array([4], np.int64), np.array([0], np.int32), np.array([0], np.int64),
-                   [], 4, 1, 0)
+                   [], 4, [(4, 0)], [])

@@ -66,7 +66,7 @@ def test_gather_error_through_program():
     instrs = [instr(Op.Gather, [0, 1, 2], n=2, rows=10, D=4)]
     rows, deps = encode_program(instrs)
     prog = _C.Program(spec(), rows, deps, np.array([40, 2, 8], np.int64), np.array([1, 1, 0], np.int32),
-                      np.array([0, 0, 0], np.int64), [(0, table), (1, index)], 8, 0, 0)
+                      np.array([0, 0, 0], np.int64), [(0, table), (1, index)], 8, [], [])
     with pytest.raises(ValueError, match="Gather: index 99 .*10 rows"):
         prog.run([], [])
 

@@ -320,7 +320,7 @@ def test_program_rejects_overlapping_out():
     rows, deps = encode_program([ins])
     with pytest.raises(ValueError, match="overlaps"):
         _C.Program(_run.spec(2), rows, deps, np.array([4], np.int64), np.array([0], np.int32),
-                   np.array([0], np.int64), [], 4, 0, 0)
+                   np.array([0], np.int64), [], 4, [], [])
 
 
 @pytest.mark.parametrize("shape", [(1, 300, 200), (200, 300, 1), (1, 7, 1)])

@@ -14,6 +14,7 @@ against the buffer sizes, so a corrupt file raises an error instead of reading o
 from __future__ import annotations
 
 import json
+import math
 import struct
 import uuid
 from typing import Dict, Tuple
@@ -96,8 +97,76 @@ def read_uid(blob: torch.Tensor) -> bytes:
     return bytes(blob[16:32].numpy()) if blob.numel() >= PREFIX.size else b""
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+_MAX_NUMEL = 1 << 62  # any element count above this is corrupt (and would overflow int64 byte counts)
+
+
+def _shape(v, where: str) -> list:
+    """A header shape: a list of non-negative ints whose product fits int64; ArtifactError naming `where`."""
+    if not isinstance(v, list) or not all(_is_int(x) and x >= 0 for x in v):
+        raise ArtifactError(f"{where}: shape must be a list of non-negative integers, got {v!r:.80}")
+    if math.prod(v) > _MAX_NUMEL:
+        raise ArtifactError(f"{where}: shape {v} has more than 2^62 elements")
+    return v
+
+
+def io_dtype_names() -> Dict[str, int]:
+    """Header dtype name ("float32", "int64", ...) -> IoDType code, for every host dtype IoIn/IoOut convert."""
+    from neuron_emu.dtypes import IO_DTYPES
+    return {str(t).replace("torch.", ""): int(code) for t, code in IO_DTYPES.items()}
+
+
+def check_header(header, origin: str = "model") -> dict:
+    """Validate the header fields the runtime reads before anything is sized from them: core_generation,
+    arena_floats, inputs/outputs (list of {shape, dtype}), ops, source_ops. ArtifactError names the field."""
+    if not isinstance(header, dict):
+        raise ArtifactError(f"{origin}: header is a JSON {type(header).__name__}, expected an object")
+    gen = header.get("core_generation", 2)
+    if not _is_int(gen):
+        raise ArtifactError(f"{origin}: header field 'core_generation' must be an integer, got {gen!r:.80}")
+    arena = header.get("arena_floats")
+    if not _is_int(arena) or not 0 <= arena <= _MAX_NUMEL:
+        raise ArtifactError(f"{origin}: header field 'arena_floats' must be an integer in [0, 2^62], got {arena!r:.80}")
+    names = io_dtype_names()
+    for kind in ("inputs", "outputs"):
+        ios = header.get(kind)
+        if not isinstance(ios, list):
+            raise ArtifactError(f"{origin}: header field {kind!r} must be a list, got {type(ios).__name__}")
+        for i, d in enumerate(ios):
+            where = f"{origin}: header {kind}[{i}]"
+            if not isinstance(d, dict):
+                raise ArtifactError(f"{where} must be an object, got {type(d).__name__}")
+            _shape(d.get("shape"), where)
+            if not isinstance(d.get("dtype"), str) or d["dtype"] not in names:
+                raise ArtifactError(f"{where}: dtype {d.get('dtype')!r:.80} is not one of {sorted(names)}")
+    ops = header.get("ops")
+    if not isinstance(ops, dict) or not all(isinstance(k, str) and k.isdigit() and len(k) < 10 and isinstance(v, str)
+                                            for k, v in ops.items()):
+        raise ArtifactError(f"{origin}: header field 'ops' must map op codes to op names")
+    src = header.get("source_ops", [])
+    if not isinstance(src, list) or not all(isinstance(x, str) for x in src):
+        raise ArtifactError(f"{origin}: header field 'source_ops' must be a list of strings")
+    return header
+
+
+def io_table(header: dict):
+    """(inputs, outputs) of a checked header as the C++ Program takes them: per I/O, (numel, IoDType code)."""
+    names = io_dtype_names()
+    return tuple([(math.prod(d["shape"]), names[d["dtype"]]) for d in header[kind]] for kind in ("inputs", "outputs"))
+
+
+# the sections every artifact has: dtype and number of dimensions (the second dimension where fixed)
+_REQUIRED = {"instrs": ("int64", 2, 64), "deps": ("int64", 1, None), "buffers": ("int64", 2, 3)}
+
+
 def deserialize(blob: torch.Tensor, origin: str = "model") -> Tuple[dict, Dict[str, np.ndarray]]:
-    """Parse and bounds-check; returns (header, sections as zero-copy numpy views into `blob`)."""
+    """Parse and bounds-check; returns (header, sections as zero-copy numpy views into `blob`). Every problem is
+    an ArtifactError naming the origin, the section and the field."""
+    if not isinstance(blob, torch.Tensor):
+        raise ArtifactError(f"{origin}: compiled artifact must be a tensor, got {type(blob).__name__}")
     if blob.dtype != torch.uint8 or blob.dim() != 1 or not blob.is_contiguous():
         raise ArtifactError(f"{origin}: compiled artifact must be a contiguous 1-D uint8 tensor, got {blob.dtype} {tuple(blob.shape)}")
     raw = blob.numpy()
@@ -113,21 +182,41 @@ def deserialize(blob: torch.Tensor, origin: str = "model") -> Tuple[dict, Dict[s
         raise ArtifactError(f"{origin}: header of {hlen} bytes runs past the end of the {raw.size}-byte artifact")
     try:
         header = json.loads(bytes(raw[PREFIX.size:PREFIX.size + hlen]).decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ArtifactError(f"{origin}: corrupt header: {e}") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise ArtifactError(f"{origin}: corrupt header: {type(e).__name__}: {e}"[:500]) from None
+    check_header(header, origin)
     data_start = _align(PREFIX.size + hlen)
+    table = header.get("sections")
+    if not isinstance(table, dict):
+        raise ArtifactError(f"{origin}: header field 'sections' must be an object")
     sections = {}
-    for name, s in header.get("sections", {}).items():
-        dtype = _DTYPES.get(s.get("dtype"))
+    for name, s in table.items():
+        where = f"{origin}: section {name!r:.60}"
+        if not isinstance(s, dict):
+            raise ArtifactError(f"{where}: entry must be an object")
+        dtype = _DTYPES.get(s.get("dtype")) if isinstance(s.get("dtype"), str) else None
         if dtype is None:
-            raise ArtifactError(f"{origin}: section {name}: unsupported dtype {s.get('dtype')!r}")
-        off, nbytes, shape = int(s["offset"]), int(s["nbytes"]), [int(x) for x in s["shape"]]
-        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
-        if off < 0 or off % _ALIGN or nbytes != count * np.dtype(dtype).itemsize or data_start + off + nbytes > raw.size:
-            raise ArtifactError(f"{origin}: section {name} (offset {off}, {nbytes} bytes, shape {shape}) is out of bounds "
+            raise ArtifactError(f"{where}: unsupported dtype {s.get('dtype')!r:.80}")
+        off, nbytes = s.get("offset"), s.get("nbytes")
+        for field, v in (("offset", off), ("nbytes", nbytes)):
+            if not _is_int(v) or v < 0:
+                raise ArtifactError(f"{where}: field {field!r} must be a non-negative integer, got {v!r:.80}")
+        shape = _shape(s.get("shape"), where)
+        count = math.prod(shape)
+        if off % _ALIGN or nbytes != count * np.dtype(dtype).itemsize or data_start + off + nbytes > raw.size:
+            raise ArtifactError(f"{where} (offset {off}, {nbytes} bytes, shape {shape}) is out of bounds "
                                 f"of the {raw.size}-byte artifact")
         sections[name] = raw[data_start + off:data_start + off + nbytes].view(dtype).reshape(shape)
-    for req in ("instrs", "deps", "buffers"):
+    for req, (dt, ndim, cols) in _REQUIRED.items():
         if req not in sections:
             raise ArtifactError(f"{origin}: section {req!r} missing")
+        a = sections[req]
+        if a.dtype != np.dtype(dt) or a.ndim != ndim or (cols is not None and a.shape[1] != cols):
+            want = f"{dt} [n{', ' + str(cols) if cols else ''}]"
+            raise ArtifactError(f"{origin}: section {req!r} is {a.dtype} {list(a.shape)}, expected {want}")
+    kinds = sections["buffers"][:, 1]
+    bad = np.nonzero((kinds != 0) & (kinds != 1))[0]
+    if bad.size:
+        raise ArtifactError(f"{origin}: buffers[{int(bad[0])}]: kind {int(kinds[bad[0]])} is not 0 (intermediate) "
+                            "or 1 (constant)")
     return header, sections

@@ -97,7 +97,7 @@ class LoadedModel:
                                       np.ascontiguousarray(sec["deps"]), np.ascontiguousarray(buffers[:, 0]),
                                       np.ascontiguousarray(buffers[:, 1].astype(np.int32)),
                                       np.ascontiguousarray(buffers[:, 2]), consts, int(header["arena_floats"]),
-                                      len(self.inputs), len(self.outputs),
+                                      *artifact.io_table(header),
                                       check_deps=os.environ.get("NEMU_CHECK_DEPS") == "1")
         except ValueError as e:
             raise artifact.ArtifactError(f"{origin}: invalid program: {e}") from None
