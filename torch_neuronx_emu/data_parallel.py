@@ -18,6 +18,7 @@ from torch.utils import _pytree as pytree
 
 from neuron_emu.runtime import placement as rt_placement
 from neuron_emu.runtime.batching import compiled_batch
+from torch_neuronx_emu.batching import dynamic_batch
 from torch_neuronx_emu.experimental.placement import artifacts, runtime_of, set_neuron_cores
 
 __all__ = ["DataParallel"]
@@ -77,8 +78,7 @@ class DataParallel(torch.nn.Module):
                               UserWarning, stacklevel=2)
 
     def enable_dynamic_batching(self) -> None:
-        for blob in self._blobs:
-            rt_placement.place(blob, dynamic=True)
+        dynamic_batch(self.module)
         self.dynamic_batching = True
 
     def disable_dynamic_batching(self) -> None:

@@ -20,6 +20,15 @@ def compiled_batch(m: LoadedModel) -> int:
     return sizes.pop() if len(sizes) == 1 else -1
 
 
+def check(m: LoadedModel, inputs: List[torch.Tensor]) -> None:
+    """Raise the documented ValueError for inputs dynamic batching cannot run (called before TorchScript, which
+    would turn it into a RuntimeError)."""
+    if (compiled_batch(m) >= 1 and len(inputs) == len(m._in_specs)
+            and all(isinstance(x, torch.Tensor) for x in inputs)
+            and not all(x.shape == s for x, (s, _) in zip(inputs, m._in_specs))):
+        _check(m, inputs)
+
+
 def _check(m: LoadedModel, inputs: List[torch.Tensor]) -> int:
     """The batch size of `inputs` (ValueError when dimension 0 disagrees or another dimension changed)."""
     sizes = [x.shape[0] if x.dim() else None for x in inputs]
