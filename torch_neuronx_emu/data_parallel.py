@@ -1,6 +1,7 @@
 """torch_neuronx.DataParallel (neuron-api.md 2.3, same semantics as torch.neuron.DataParallel 1.6): one copy of
-a traced model per NeuronCore, the input scattered along `dim` into chunks that run in parallel (one thread per
-chunk, each pinned to its core; Program.run releases the GIL), the outputs gathered along `dim`.
+a traced model per NeuronCore, the input scattered along `dim` into chunks that run in parallel (chunk i on core
+i % len(device_ids); each core's chunks on one thread pinned to it, the first core's on the calling thread, the
+others on a pool of num_workers threads; Program.run releases the GIL), the outputs gathered along `dim`.
 
 Dynamic batching is on by default when dim == 0 (a chunk of any size runs as compiled-size pieces); with it off,
 input.shape[dim] / len(device_ids) must equal the compiled size. device_ids are ints or 'nc:#' strings,
@@ -107,9 +108,9 @@ class DataParallel(torch.nn.Module):
         sizes = {s[self.dim] if len(s) > self.dim else -1 for s, _ in m._in_specs}
         return sizes.pop() if len(sizes) == 1 else -1
 
-    def _run(self, core: int, args: tuple, kwargs: dict):
+    def _run_group(self, core: int, chunks: List[tuple], kwargs: dict) -> list:
         with rt_placement.pinned(core):
-            return self.module(*args, **kwargs)
+            return [self.module(*c, **kwargs) for c in chunks]
 
     def forward(self, *inputs, **kwargs):
         tensors = [x for x in inputs if isinstance(x, torch.Tensor)]
@@ -133,11 +134,24 @@ class DataParallel(torch.nn.Module):
         starts = list(range(0, size, split))
         chunks = [tuple(x.narrow(dim, s, min(split, size - s)) if isinstance(x, torch.Tensor) else x
                         for x in inputs) for s in starts]
-        if len(chunks) == 1:
-            return self._run(self.device_ids[0], chunks[0], kwargs)
-        pool = self._executor()
-        futures = [pool.submit(self._run, self.device_ids[i % k], c, kwargs) for i, c in enumerate(chunks)]
-        return _gather([f.result() for f in futures], dim)
+        # chunk i runs on device i % k; each core's chunks go one after the other in one task (a pool hand-off
+        # costs ~50 us), the first core's on the calling thread
+        groups = [list(range(j, len(chunks), k)) for j in range(min(k, len(chunks)))]
+        pool = self._executor() if len(groups) > 1 else None
+        futures = [pool.submit(self._run_group, self.device_ids[j], [chunks[i] for i in g], kwargs)
+                   for j, g in enumerate(groups) if j > 0]
+        results: List[Any] = [None] * len(chunks)
+        try:
+            for i, r in zip(groups[0], self._run_group(self.device_ids[0], [chunks[i] for i in groups[0]], kwargs)):
+                results[i] = r
+        finally:   # every chunk has finished (or failed) before this call returns
+            done = [f.result() if f.exception() is None else f.exception() for f in futures]
+        for j, d in enumerate(done, 1):
+            if isinstance(d, BaseException):
+                raise d
+            for i, r in zip(groups[j], d):
+                results[i] = r
+        return results[0] if len(results) == 1 else _gather(results, dim)
 
 
 def _gather(results: List[Any], dim: int):
