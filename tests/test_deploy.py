@@ -172,6 +172,15 @@ def test_set_neuron_cores_errors(fresh, mlp2, start_nc, nc_count, message):
             pass
 
 
+def test_move_trace_to_device(fresh, mlp2):
+    _, inputs, traced = mlp2
+    t = _copy(traced)
+    assert torch_neuronx_emu.move_trace_to_device(t, 1) is None
+    assert _cores_of(t, 2, *inputs) == [1, 1]
+    with pytest.raises(ValueError, match=r"Invalid device_id 2: expected a NeuronCore from 0 to 1"):
+        torch_neuronx_emu.move_trace_to_device(t, 2)
+
+
 def test_set_neuron_cores_needs_a_trace():
     with pytest.raises(ValueError, match="contains no Neuron-compiled graph"):
         torch_neuronx_emu.set_neuron_cores(torch.nn.Linear(2, 2))

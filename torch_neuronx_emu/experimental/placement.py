@@ -16,7 +16,7 @@ import torch
 from neuron_emu.runtime import placement as rt_placement
 from neuron_emu.runtime.placement import Runtime
 
-__all__ = ["set_neuron_cores", "set_multicore", "neuron_cores_context", "multicore_context"]
+__all__ = ["set_neuron_cores", "set_multicore", "neuron_cores_context", "multicore_context", "move_trace_to_device"]
 
 
 def artifacts(trace) -> List[torch.Tensor]:
@@ -70,6 +70,18 @@ def set_multicore(trace) -> None:
     """Load `trace` on every visible NeuronCore; executions round-robin over them."""
     for blob in artifacts(trace):
         rt_placement.place(blob, list(range(len(runtime_of(blob).cores))))
+
+
+def move_trace_to_device(trace, device_id: int) -> None:
+    """torch_neuronx.move_trace_to_device (neuron-api.md 2.1): load `trace` on NeuronCore `device_id` (0 ..
+    visible cores - 1), in place; returns None. For separate-weights traces the real SDK also moves the weights
+    to the device; here weights are always inlined, so only the placement happens."""
+    for blob in artifacts(trace):
+        n = len(runtime_of(blob).cores)
+        if isinstance(device_id, bool) or not isinstance(device_id, int) or not 0 <= device_id < n:
+            raise ValueError(f"Invalid device_id {device_id!r}: expected a NeuronCore from 0 to {n - 1} (the "
+                             f"visible NeuronCores)")
+        rt_placement.place(blob, [device_id])
 
 
 @contextlib.contextmanager
