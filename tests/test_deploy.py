@@ -79,7 +79,8 @@ def test_visible_cores(monkeypatch, instance, visible, num, expect):
                                  r"NeuronCores 0-1"),
     ("inf2.xlarge", "2", None, r"NEURON_RT_VISIBLE_CORES='2' asks for NeuronCore 2 .*NeuronCores 0-1"),
     ("inf2.xlarge", "abc", None, r"NEURON_RT_VISIBLE_CORES='abc' is not a NeuronCore index.*NeuronCores 0-1"),
-    ("inf2.48xlarge", "3-1", None, r"NEURON_RT_VISIBLE_CORES='3-1': '3-1' is not a valid range \(inf2\.48xlarge has NeuronCores 0-23\)"),
+    ("inf2.48xlarge", "3-1", None, r"NEURON_RT_VISIBLE_CORES='3-1': '3-1' is not a valid range "
+                                   r"\(inf2\.48xlarge has NeuronCores 0-23\)"),
     ("inf2.48xlarge", "0-2,2", None, r"NEURON_RT_VISIBLE_CORES='0-2,2' names NeuronCore 2 twice"),
     ("inf2.xlarge", None, "3", r"NEURON_RT_NUM_CORES='3' must be 0 \(all\) or 1-2: inf2\.xlarge has NeuronCores 0-1"),
     ("inf2.xlarge", None, "-1", r"NEURON_RT_NUM_CORES='-1'"),
@@ -119,7 +120,8 @@ def test_visible_cores_end_to_end():
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
     assert lines[0] == "4 3 7"
-    assert lines[1] == "Invalid start_nc 4: expected -1 (least used) or a NeuronCore from 0 to 3 (the visible NeuronCores)"
+    assert lines[1] == ("Invalid start_nc 4: expected -1 (least used) or a NeuronCore from 0 to 3 (the visible "
+                        "NeuronCores)")
 
 
 def test_index_error_names_visible_cores():
