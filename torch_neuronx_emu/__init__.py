@@ -1,5 +1,11 @@
 """Drop-in emulation of `torch_neuronx` (Inferentia2 / Trainium, NeuronCore-v2) on CPU."""
 from torch_neuronx_emu.trace import trace, hint  # noqa: F401
+from torch_neuronx_emu import experimental  # noqa: F401
+from torch_neuronx_emu.experimental.placement import (move_trace_to_device, multicore_context,  # noqa: F401
+                                                      neuron_cores_context, set_multicore, set_neuron_cores)
+from torch_neuronx_emu.batching import dynamic_batch  # noqa: F401
+from torch_neuronx_emu.data_parallel import DataParallel  # noqa: F401
 from neuron_emu.runtime import last_call  # noqa: F401
 
-__all__ = ["trace", "hint", "last_call"]
+__all__ = ["trace", "hint", "dynamic_batch", "DataParallel", "experimental", "set_neuron_cores", "set_multicore",
+           "neuron_cores_context", "multicore_context", "move_trace_to_device", "last_call"]

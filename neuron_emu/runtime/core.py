@@ -65,8 +65,9 @@ class CoreCounters:
 class NeuronCore:
     """An emulated NeuronCore of one generation. Thread-safe; counters and the model cache share a lock."""
 
-    def __init__(self, index: int, spec: NeuronCoreSpec, max_models: int = 64):
-        self.index = index
+    def __init__(self, index: int, spec: NeuronCoreSpec, max_models: int = 64, physical_index: int = -1):
+        self.index = index   # as the process sees it: visible cores are numbered from 0 (NEURON_RT_VISIBLE_CORES)
+        self.physical_index = index if physical_index < 0 else physical_index   # the core's number on the instance
         self.spec = spec
         self.generation = spec.generation
         self.native_spec = core_spec(spec.generation)   # the _C.CoreSpec every Program on this core runs with
@@ -80,7 +81,8 @@ class NeuronCore:
         self._host_ns = 0
 
     def __repr__(self) -> str:
-        return f"NeuronCore({self.index}, {self.spec.name}, {self.loaded_models} model(s) loaded)"
+        phys = "" if self.physical_index == self.index else f" (instance core {self.physical_index})"
+        return f"NeuronCore({self.index}{phys}, {self.spec.name}, {self.loaded_models} model(s) loaded)"
 
     @property
     def loaded_models(self) -> int:

@@ -5,13 +5,21 @@ Placement: `neuron::forward_v2` loads an artifact on the least-used core (fewest
 call and remembers it for that artifact tensor; `load(blob, core=i)` places it explicitly, so one artifact can
 live on several cores and run on them concurrently. A core keeps at most NEURON_NUM_RECENT_MODELS_TO_KEEP
 models (default 64, least recently used evicted); every model of an artifact is released when the artifact
-tensor (a traced module's `neff` buffer) is garbage collected."""
+tensor (a traced module's `neff` buffer) is garbage collected.
+
+Visible cores: a Runtime owns the instance's cores narrowed by NEURON_RT_VISIBLE_CORES (`1`, `1-3`, `0,2`) or
+NEURON_RT_NUM_CORES (the first N; 0 = all), read when it is created, and numbers them from 0 as the real runtime
+does. Explicit placement (`place`: torch_neuronx's set_neuron_cores / DataParallel) replaces an artifact's
+single model by a `Deployment`: copies on several cores used round robin, or on the core a thread pinned
+(`pinned`), optionally with dynamic batching (`runtime/batching.py`)."""
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import threading
 import weakref
-from typing import Dict, List, Optional
+from typing import Dict, Iterator, List, Optional, Sequence, Union
 
 import torch
 
@@ -27,10 +35,55 @@ DEFAULT_INSTANCE_FOR_GENERATION = {2: "inf2.xlarge", 1: "inf1.xlarge"}
 DEFAULT_MODELS_TO_KEEP = 64
 
 
-class Runtime:
-    """The NeuronCores of one instance type (2 per Inferentia2/Trainium chip, 4 per Inferentia chip)."""
+def _init_error(what: str) -> RuntimeError:
+    # torch_neuronx's text when the runtime fails to start (aws-neuron-samples#44), with the reason appended
+    return RuntimeError(f"Neuron runtime cannot be initialized; cannot determine the number of available "
+                        f"NeuronCores: {what}")
 
-    def __init__(self, instance_type: str = DEFAULT_INSTANCE_TYPE, models_to_keep: Optional[int] = None):
+
+def visible_cores(inst: Instance, visible: Optional[str] = None, num: Optional[str] = None) -> List[int]:
+    """The instance cores a process owns: NEURON_RT_VISIBLE_CORES (a core, a range `a-b`, or a comma-separated
+    list of both, Runtime 2.16+) or else NEURON_RT_NUM_CORES (the first N, 0 = all), else all of them.
+    ASSUMPTION: with both set, NEURON_RT_VISIBLE_CORES wins (it names exact cores)."""
+    total = inst.neuron_cores
+    rng = f"{inst.name} has NeuronCores 0-{total - 1}"
+    if visible is not None and visible.strip():
+        cores: List[int] = []
+        for part in visible.split(","):
+            lo, sep, hi = part.strip().partition("-")
+            try:
+                a, b = int(lo), int(hi) if sep else int(lo)
+            except ValueError:
+                raise _init_error(f"NEURON_RT_VISIBLE_CORES={visible!r} is not a NeuronCore index, a range like "
+                                  f"'1-3' or a comma-separated list of them ({rng})") from None
+            if a < 0 or b < a:
+                raise _init_error(f"NEURON_RT_VISIBLE_CORES={visible!r}: {part.strip()!r} is not a valid range "
+                                  f"({rng})")
+            if b >= total:
+                raise _init_error(f"NEURON_RT_VISIBLE_CORES={visible!r} asks for NeuronCore {b} but {rng}")
+            for c in range(a, b + 1):
+                if c in cores:
+                    raise _init_error(f"NEURON_RT_VISIBLE_CORES={visible!r} names NeuronCore {c} twice ({rng})")
+                cores.append(c)
+        return sorted(cores)
+    if num is not None and num.strip():
+        try:
+            n = int(num)
+        except ValueError:
+            n = -1
+        if not 0 <= n <= total:
+            raise _init_error(f"NEURON_RT_NUM_CORES={num!r} must be 0 (all) or 1-{total}: {rng}")
+        if n:
+            return list(range(n))
+    return list(range(total))
+
+
+class Runtime:
+    """The NeuronCores of one instance type (2 per Inferentia2/Trainium chip, 4 per Inferentia chip) that this
+    process owns (NEURON_RT_VISIBLE_CORES / NEURON_RT_NUM_CORES), numbered from 0."""
+
+    def __init__(self, instance_type: str = DEFAULT_INSTANCE_TYPE, models_to_keep: Optional[int] = None,
+                 visible: Optional[str] = None, num_cores: Optional[str] = None):
         inst: Optional[Instance] = INSTANCES.get(instance_type)
         if inst is None:
             raise ValueError(f"Unknown instance type {instance_type!r} (NEURON_EMU_INSTANCE_TYPE); valid instance "
@@ -39,9 +92,12 @@ class Runtime:
             models_to_keep = int(os.environ.get("NEURON_NUM_RECENT_MODELS_TO_KEEP", DEFAULT_MODELS_TO_KEEP))
         if models_to_keep < 1:
             raise ValueError(f"NEURON_NUM_RECENT_MODELS_TO_KEEP must be >= 1, got {models_to_keep}")
+        if visible is None and num_cores is None:
+            visible, num_cores = os.environ.get("NEURON_RT_VISIBLE_CORES"), os.environ.get("NEURON_RT_NUM_CORES")
         self.instance = inst
-        self.cores: List[NeuronCore] = [NeuronCore(i, inst.chip.core, models_to_keep)
-                                        for i in range(inst.neuron_cores)]
+        self.visible = visible_cores(inst, visible, num_cores)   # instance core of each visible core
+        self.cores: List[NeuronCore] = [NeuronCore(i, inst.chip.core, models_to_keep, phys)
+                                        for i, phys in enumerate(self.visible)]
         self._lock = threading.RLock()
         _all_runtimes.add(self)
 
@@ -54,8 +110,10 @@ class Runtime:
 
     def core(self, index: int) -> NeuronCore:
         if not 0 <= index < len(self.cores):
-            raise IndexError(f"NeuronCore {index} does not exist: {self.instance.name} has {len(self.cores)} "
-                             f"NeuronCores (0..{len(self.cores) - 1})")
+            n = len(self.cores)
+            which = "NeuronCores" if n == self.instance.neuron_cores else "visible NeuronCores"
+            raise IndexError(f"NeuronCore {index} does not exist: {self.instance.name} has {n} {which} "
+                             f"(0..{n - 1})")
         return self.cores[index]
 
     def least_used(self) -> NeuronCore:
@@ -154,3 +212,79 @@ def _release(key: int) -> None:
     _placed.pop(key, None)
     for rt in list(_all_runtimes):
         rt.release(key)
+
+
+# -- explicit placement: replicas, pinned threads, dynamic batching ---------------------------------------------
+
+_pin = threading.local()
+
+
+@contextlib.contextmanager
+def pinned(core: int) -> Iterator[None]:
+    """Within the block, this thread's executions of a Deployment run on its copy on NeuronCore `core` (how
+    DataParallel sends each chunk to its core)."""
+    prev = getattr(_pin, "core", None)
+    _pin.core = core
+    try:
+        yield
+    finally:
+        _pin.core = prev
+
+
+class Deployment:
+    """How forward_v2 runs an artifact placed explicitly: one copy per core, executions round robin (or on the
+    core the calling thread pinned), optionally dynamic batching. Stands in `_placed` where a LoadedModel would."""
+
+    def __init__(self, blob: torch.Tensor, rt: Runtime, models: Sequence[LoadedModel], dynamic: bool = False):
+        self._artifact = weakref.ref(blob)
+        self.runtime = rt
+        self.models = list(models)
+        self.dynamic = dynamic
+        self._next = itertools.count()   # next() is atomic under the GIL
+
+    def __repr__(self) -> str:
+        cores = ",".join(str(m.core.index) for m in self.models)
+        return f"Deployment(NeuronCores [{cores}]{', dynamic batching' if self.dynamic else ''})"
+
+    @property
+    def cores(self) -> List[int]:
+        return [m.core.index for m in self.models]
+
+    def pick(self) -> LoadedModel:
+        pin = getattr(_pin, "core", None)
+        if pin is not None:
+            for m in self.models:
+                if m.core.index == pin:
+                    return m
+            blob = self._artifact()
+            if blob is not None:   # pinned to a core outside this placement: load a copy there
+                return self.runtime.load(blob, core=pin)
+        return self.models[next(self._next) % len(self.models)]
+
+    def __call__(self, inputs: List[torch.Tensor]) -> List[torch.Tensor]:
+        m = self.pick()
+        if self.dynamic:
+            from neuron_emu.runtime.batching import run_dynamic
+            return run_dynamic(m, inputs)
+        return m(inputs)
+
+
+def current(blob: torch.Tensor) -> Union[LoadedModel, Deployment, None]:
+    """What forward_v2 runs for an artifact tensor now (None before its first call)."""
+    m = _placed.get(id(blob))
+    return m if m is not None and m._artifact() is blob else None
+
+
+def place(blob: torch.Tensor, cores: Optional[Sequence[int]] = None, dynamic: Optional[bool] = None) -> Deployment:
+    """Place an artifact explicitly: a copy on each of `cores` (visible indices; None keeps the cores it runs on
+    now, or the least-used core), dynamic batching on/off (None keeps the current setting)."""
+    rt = runtime_for(_generation(blob))
+    with rt._lock:
+        now = current(blob)
+        if cores is None:
+            cores = now.cores if isinstance(now, Deployment) else [(now.core if now else rt.least_used()).index]
+        if dynamic is None:
+            dynamic = isinstance(now, Deployment) and now.dynamic
+        d = Deployment(blob, rt, [rt.load(blob, core=c) for c in cores], dynamic)
+        _placed[id(blob)] = d
+        return d

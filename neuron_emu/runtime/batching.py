@@ -1,0 +1,72 @@
+"""Dynamic batching (torch_neuronx.dynamic_batch, neuron-api.md 2.2): a model compiled for batch B runs a batch
+of any size N by splitting dimension 0 into ceil(N / B) chunks of B, padding the last with zeros, running the
+chunks one after the other on one core and concatenating the outputs (trimmed back to N).
+
+Every input must have the same size in dimension 0 and the compiled sizes in every other dimension; otherwise
+ValueError. Outputs whose compiled dimension 0 is B are batched (concatenated); any other output is taken from
+the first chunk (ASSUMPTION: the SDK documents only batched outputs)."""
+from __future__ import annotations
+
+from typing import List
+
+import torch
+
+from neuron_emu.runtime.model import LoadedModel
+
+
+def compiled_batch(m: LoadedModel) -> int:
+    """The batch size the model was compiled for: dimension 0 of its inputs (-1 when it has none in common)."""
+    sizes = {shape[0] if len(shape) else -1 for shape, _ in m._in_specs}
+    return sizes.pop() if len(sizes) == 1 else -1
+
+
+def check(m: LoadedModel, inputs: List[torch.Tensor]) -> None:
+    """Raise the documented ValueError for inputs dynamic batching cannot run (called before TorchScript, which
+    would turn it into a RuntimeError)."""
+    if (compiled_batch(m) >= 1 and len(inputs) == len(m._in_specs)
+            and all(isinstance(x, torch.Tensor) for x in inputs)
+            and not all(x.shape == s for x, (s, _) in zip(inputs, m._in_specs))):
+        _check(m, inputs)
+
+
+def _check(m: LoadedModel, inputs: List[torch.Tensor]) -> int:
+    """The batch size of `inputs` (ValueError when dimension 0 disagrees or another dimension changed)."""
+    sizes = [x.shape[0] if x.dim() else None for x in inputs]
+    if None in sizes or len(set(sizes)) != 1:
+        shapes = ", ".join(str(list(x.shape)) for x in inputs)
+        raise ValueError(f"Dynamic batching requires every input to have the same size in dimension 0 (the batch "
+                         f"dimension), got inputs of shapes {shapes}")
+    for i, (x, (shape, _)) in enumerate(zip(inputs, m._in_specs)):
+        if x.shape[1:] != shape[1:]:
+            raise ValueError(f"Dynamic batching only changes dimension 0: input {i} has shape {list(x.shape)} but "
+                             f"the model was compiled for shape {list(shape)} (only the first dimension may "
+                             f"differ)")
+    return sizes[0]
+
+
+def run_dynamic(m: LoadedModel, inputs: List[torch.Tensor]) -> List[torch.Tensor]:
+    """Run `m` on a batch of any size along dimension 0 (see the module docstring)."""
+    batch = compiled_batch(m)
+    if len(inputs) != len(m._in_specs) or batch < 1 or not all(isinstance(x, torch.Tensor) for x in inputs):
+        return m(inputs)   # not batchable: the model's own input check reports it
+    if all(x.shape == s for x, (s, _) in zip(inputs, m._in_specs)):
+        return m(inputs)
+    n = _check(m, inputs)
+    if n == 0:
+        raise ValueError("Dynamic batching: the inputs have batch size 0")
+    chunks = []
+    for start in range(0, n, batch):
+        part = []
+        for x in inputs:
+            c = x[start:start + batch]
+            if c.shape[0] < batch:
+                c = torch.cat([c, c.new_zeros((batch - c.shape[0],) + tuple(c.shape[1:]))])
+            part.append(c)
+        chunks.append(m(part))
+    outs = []
+    for j, (shape, _) in enumerate(m._out_specs):
+        if len(shape) and shape[0] == batch:
+            outs.append(torch.cat([c[j] for c in chunks])[:n] if len(chunks) > 1 else chunks[0][j][:n])
+        else:
+            outs.append(chunks[0][j])
+    return outs

@@ -1,0 +1,166 @@
+"""torch_neuronx.DataParallel (neuron-api.md 2.3, same semantics as torch.neuron.DataParallel 1.6): one copy of
+a traced model per NeuronCore, the input scattered along `dim` into chunks that run in parallel (chunk i on core
+i % len(device_ids); each core's chunks on one thread pinned to it, the first core's on the calling thread, the
+others on a pool of num_workers threads; Program.run releases the GIL), the outputs gathered along `dim`.
+
+Dynamic batching is on by default when dim == 0 (a chunk of any size runs as compiled-size pieces); with it off,
+input.shape[dim] / len(device_ids) must equal the compiled size. device_ids are ints or 'nc:#' strings,
+relative to the process's visible NeuronCores (NEURON_RT_VISIBLE_CORES)."""
+from __future__ import annotations
+
+import re
+import threading
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, List, Optional, Sequence
+
+import torch
+from torch.utils import _pytree as pytree
+
+from neuron_emu.runtime import placement as rt_placement
+from neuron_emu.runtime.batching import compiled_batch
+from torch_neuronx_emu.batching import dynamic_batch
+from torch_neuronx_emu.experimental.placement import artifacts, runtime_of, set_neuron_cores
+
+__all__ = ["DataParallel"]
+
+_NC = re.compile(r"nc:(\d+)")
+
+
+def _device_index(d, n: int) -> int:
+    if isinstance(d, bool) or not isinstance(d, (int, str)):
+        raise ValueError(f"Invalid device id {d!r}: expected an int or a string 'nc:#'")
+    if isinstance(d, str):
+        m = _NC.fullmatch(d.strip())
+        if m is None:
+            raise ValueError(f"Invalid device id {d!r}: expected an int or a string 'nc:#'")
+        d = int(m.group(1))
+    if not 0 <= d < n:
+        raise ValueError(f"Invalid device id {d}: {n} NeuronCores are visible to this process (0-{n - 1}, "
+                         f"relative to NEURON_RT_VISIBLE_CORES)")
+    return d
+
+
+class DataParallel(torch.nn.Module):
+    """Run a traced module data-parallel over NeuronCores `device_ids` (default: every visible core)."""
+
+    def __init__(self, module, device_ids: Optional[Sequence] = None, dim: int = 0, set_dynamic_batching: bool = True):
+        super().__init__()
+        blobs = artifacts(module)
+        rt = runtime_of(blobs[0])
+        n = len(rt.cores)
+        ids = list(range(n)) if device_ids is None else [_device_index(d, n) for d in device_ids]
+        if not ids:
+            raise ValueError("device_ids is empty: DataParallel needs at least one NeuronCore")
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"device_ids {list(device_ids)} name a NeuronCore more than once")
+        self.module = module
+        self.device_ids: List[int] = ids
+        self.dim = dim
+        self.num_workers = 2 * len(ids)
+        self.split_size: Optional[int] = None   # None: max(1, input.shape[dim] // number of NeuronCores) per call
+        self.dynamic_batching = False
+        self._blobs = blobs
+        self._pool: Optional[ThreadPoolExecutor] = None
+        self._pool_workers = 0
+        self._pool_lock = threading.Lock()
+        contiguous = ids == list(range(ids[0], ids[0] + len(ids)))
+        if contiguous:   # as torch_neuronx does it
+            set_neuron_cores(module, ids[0], len(ids))
+        else:
+            for blob in blobs:
+                rt_placement.place(blob, ids)
+        if set_dynamic_batching:
+            if dim == 0:
+                self.enable_dynamic_batching()
+            else:
+                warnings.warn(f"Dynamic batching cannot be enabled: it splits dimension 0 but DataParallel scatters "
+                              f"on dim={dim}; input.shape[{dim}] / len(device_ids) must equal the compiled size",
+                              UserWarning, stacklevel=2)
+
+    def enable_dynamic_batching(self) -> None:
+        dynamic_batch(self.module)
+        self.dynamic_batching = True
+
+    def disable_dynamic_batching(self) -> None:
+        """Each chunk must then be exactly the compiled size: input.shape[dim] / len(device_ids) == compiled."""
+        for blob in self._blobs:
+            rt_placement.place(blob, dynamic=False)
+        self.dynamic_batching = False
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None or self._pool_workers != self.num_workers:
+                if self._pool is not None:
+                    self._pool.shutdown(wait=False)
+                self._pool = ThreadPoolExecutor(max_workers=max(1, int(self.num_workers)),
+                                                thread_name_prefix="neuron-dp")
+                self._pool_workers = self.num_workers
+            return self._pool
+
+    def _compiled_size(self) -> int:
+        m = rt_placement.current(self._blobs[0])
+        m = m.models[0] if isinstance(m, rt_placement.Deployment) else m
+        if m is None:
+            return -1
+        if self.dim == 0:
+            return compiled_batch(m)
+        sizes = {s[self.dim] if len(s) > self.dim else -1 for s, _ in m._in_specs}
+        return sizes.pop() if len(sizes) == 1 else -1
+
+    def _run_group(self, core: int, chunks: List[tuple], kwargs: dict) -> list:
+        with rt_placement.pinned(core):
+            return [self.module(*c, **kwargs) for c in chunks]
+
+    def forward(self, *inputs, **kwargs):
+        tensors = [x for x in inputs if isinstance(x, torch.Tensor)]
+        if not tensors:
+            raise ValueError("DataParallel needs at least one tensor input to scatter")
+        dim, k = self.dim, len(self.device_ids)
+        size = tensors[0].shape[dim]
+        for x in tensors:
+            if x.dim() <= dim or x.shape[dim] != size:
+                raise ValueError(f"DataParallel scatters every tensor input on dim={dim}: got inputs of shapes "
+                                 f"{[list(t.shape) for t in tensors]}")
+        if self.dynamic_batching:
+            split = int(self.split_size) if self.split_size else max(1, size // k)
+        else:
+            compiled = self._compiled_size()
+            if compiled > 0 and size != compiled * k:
+                raise ValueError(f"With dynamic batching disabled, input.shape[{dim}] / len(device_ids) must equal "
+                                 f"the compiled size: input.shape[{dim}] = {size}, {k} NeuronCore(s), compiled "
+                                 f"size {compiled} (expected input.shape[{dim}] = {compiled * k})")
+            split = int(self.split_size) if self.split_size else max(1, size // k)
+        starts = list(range(0, size, split))
+        chunks = [tuple(x.narrow(dim, s, min(split, size - s)) if isinstance(x, torch.Tensor) else x
+                        for x in inputs) for s in starts]
+        # chunk i runs on device i % k; each core's chunks go one after the other in one task (a pool hand-off
+        # costs ~50 us), the first core's on the calling thread
+        groups = [list(range(j, len(chunks), k)) for j in range(min(k, len(chunks)))]
+        pool = self._executor() if len(groups) > 1 else None
+        futures = [pool.submit(self._run_group, self.device_ids[j], [chunks[i] for i in g], kwargs)
+                   for j, g in enumerate(groups) if j > 0]
+        results: List[Any] = [None] * len(chunks)
+        try:
+            for i, r in zip(groups[0], self._run_group(self.device_ids[0], [chunks[i] for i in groups[0]], kwargs)):
+                results[i] = r
+        finally:   # every chunk has finished (or failed) before this call returns
+            done = [f.result() if f.exception() is None else f.exception() for f in futures]
+        for j, d in enumerate(done, 1):
+            if isinstance(d, BaseException):
+                raise d
+            for i, r in zip(groups[j], d):
+                results[i] = r
+        return results[0] if len(results) == 1 else _gather(results, dim)
+
+
+def _gather(results: List[Any], dim: int):
+    leaves, spec = pytree.tree_flatten(results[0])
+    rest = [pytree.tree_flatten(r)[0] for r in results[1:]]
+    out = []
+    for j, leaf in enumerate(leaves):
+        if isinstance(leaf, torch.Tensor) and leaf.dim() > dim:
+            out.append(torch.cat([leaf] + [r[j] for r in rest], dim))
+        else:
+            out.append(leaf)
+    return pytree.tree_unflatten(out, spec)
