@@ -357,3 +357,16 @@ def test_data_parallel_dim1_warns(fresh):
     y = dp(x4)
     assert y.shape == (3, 4)
     torch.testing.assert_close(y, T()(x4).detach(), **TOL)
+
+
+def test_placed_models_released_with_the_module(fresh, mlp2):
+    import gc
+    _, inputs, traced = mlp2
+    dp = torch_neuronx_emu.DataParallel(_copy(traced))
+    dp(torch.randn(8, 64))
+    t = torch_neuronx_emu.dynamic_batch(_copy(traced))
+    t(torch.randn(3, 64))
+    assert sum(c.loaded_models for c in runtime().cores) == 3
+    del dp, t
+    gc.collect()
+    assert sum(c.loaded_models for c in runtime().cores) == 0
