@@ -370,3 +370,20 @@ def test_placed_models_released_with_the_module(fresh, mlp2):
     del dp, t
     gc.collect()
     assert sum(c.loaded_models for c in runtime().cores) == 0
+
+
+def test_dynamic_batch_over_replicas(fresh, mlp2):
+    """set_multicore + dynamic_batch: the chunks of one call are spread over the cores (2.2's cost formula)."""
+    model, _, traced = mlp2
+    t = _copy(traced)
+    torch_neuronx_emu.set_multicore(t)
+    torch_neuronx_emu.dynamic_batch(t)
+    x = torch.randn(7, 64)
+    ref = _single_core_reference(traced, x)
+    for c in runtime().cores:
+        c.reset_counters()
+    assert torch.equal(t(x), ref)
+    assert [c.counters().executions for c in runtime().cores] == [2, 2]   # 4 chunks of 2 over 2 cores
+    for n in (1, 2, 9):
+        xn = torch.randn(n, 64)
+        assert torch.equal(t(xn), _single_core_reference(traced, xn))
