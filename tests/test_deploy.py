@@ -387,3 +387,19 @@ def test_dynamic_batch_over_replicas(fresh, mlp2):
     for n in (1, 2, 9):
         xn = torch.randn(n, 64)
         assert torch.equal(t(xn), _single_core_reference(traced, xn))
+
+
+def test_lazy_and_async_load_are_saved(fresh, mlp2):
+    from torch_neuronx_emu.loading import load_settings
+    _, inputs, traced = mlp2
+    t = _copy(traced)
+    assert load_settings(t) == {"lazy": False, "async": False}
+    assert torch_neuronx_emu.lazy_load(t) is None and torch_neuronx_emu.async_load(t) is None
+    torch_neuronx_emu.async_load(t, enable_async_load=False)
+    u = _copy(t)   # saved and loaded with the module
+    assert load_settings(u) == {"lazy": True, "async": False}
+    assert runtime().core(0).loaded_models + runtime().core(1).loaded_models == 0   # nothing loaded yet
+    u(*inputs)
+    assert last_call().core_index == 0
+    with pytest.raises(ValueError, match="contains no Neuron-compiled graph"):
+        torch_neuronx_emu.lazy_load(torch.nn.Linear(2, 2))
