@@ -357,3 +357,49 @@ def test_data_parallel_dim1_warns(fresh):
     y = dp(x4)
     assert y.shape == (3, 4)
     torch.testing.assert_close(y, T()(x4).detach(), **TOL)
+
+
+def test_placed_models_released_with_the_module(fresh, mlp2):
+    import gc
+    _, inputs, traced = mlp2
+    dp = torch_neuronx_emu.DataParallel(_copy(traced))
+    dp(torch.randn(8, 64))
+    t = torch_neuronx_emu.dynamic_batch(_copy(traced))
+    t(torch.randn(3, 64))
+    assert sum(c.loaded_models for c in runtime().cores) == 3
+    del dp, t
+    gc.collect()
+    assert sum(c.loaded_models for c in runtime().cores) == 0
+
+
+def test_dynamic_batch_over_replicas(fresh, mlp2):
+    """set_multicore + dynamic_batch: the chunks of one call are spread over the cores (2.2's cost formula)."""
+    model, _, traced = mlp2
+    t = _copy(traced)
+    torch_neuronx_emu.set_multicore(t)
+    torch_neuronx_emu.dynamic_batch(t)
+    x = torch.randn(7, 64)
+    ref = _single_core_reference(traced, x)
+    for c in runtime().cores:
+        c.reset_counters()
+    assert torch.equal(t(x), ref)
+    assert [c.counters().executions for c in runtime().cores] == [2, 2]   # 4 chunks of 2 over 2 cores
+    for n in (1, 2, 9):
+        xn = torch.randn(n, 64)
+        assert torch.equal(t(xn), _single_core_reference(traced, xn))
+
+
+def test_lazy_and_async_load_are_saved(fresh, mlp2):
+    from torch_neuronx_emu.loading import load_settings
+    _, inputs, traced = mlp2
+    t = _copy(traced)
+    assert load_settings(t) == {"lazy": False, "async": False}
+    assert torch_neuronx_emu.lazy_load(t) is None and torch_neuronx_emu.async_load(t) is None
+    torch_neuronx_emu.async_load(t, enable_async_load=False)
+    u = _copy(t)   # saved and loaded with the module
+    assert load_settings(u) == {"lazy": True, "async": False}
+    assert runtime().core(0).loaded_models + runtime().core(1).loaded_models == 0   # nothing loaded yet
+    u(*inputs)
+    assert last_call().core_index == 0
+    with pytest.raises(ValueError, match="contains no Neuron-compiled graph"):
+        torch_neuronx_emu.lazy_load(torch.nn.Linear(2, 2))

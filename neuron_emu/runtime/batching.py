@@ -1,17 +1,22 @@
 """Dynamic batching (torch_neuronx.dynamic_batch, neuron-api.md 2.2): a model compiled for batch B runs a batch
 of any size N by splitting dimension 0 into ceil(N / B) chunks of B, padding the last with zeros, running the
-chunks one after the other on one core and concatenating the outputs (trimmed back to N).
+chunks one after the other on one core (or spread over the copies of a replicated model) and concatenating the outputs (trimmed back to N).
 
 Every input must have the same size in dimension 0 and the compiled sizes in every other dimension; otherwise
 ValueError. Outputs whose compiled dimension 0 is B are batched (concatenated); any other output is taken from
 the first chunk (ASSUMPTION: the SDK documents only batched outputs)."""
 from __future__ import annotations
 
-from typing import List
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
+from typing import List, Optional, Sequence
 
 import torch
 
 from neuron_emu.runtime.model import LoadedModel
+
+
+MAX_CHUNK_THREADS = 32   # trn1.32xlarge's NeuronCores; threads start only when a call needs them
 
 
 def compiled_batch(m: LoadedModel) -> int:
@@ -44,8 +49,13 @@ def _check(m: LoadedModel, inputs: List[torch.Tensor]) -> int:
     return sizes[0]
 
 
-def run_dynamic(m: LoadedModel, inputs: List[torch.Tensor]) -> List[torch.Tensor]:
-    """Run `m` on a batch of any size along dimension 0 (see the module docstring)."""
+def run_dynamic(models: Sequence[LoadedModel], inputs: List[torch.Tensor], first: int = 0) -> List[torch.Tensor]:
+    """Run a batch of any size along dimension 0 (see the module docstring) on copies of one artifact: chunk i on
+    models[(first + i) % len(models)]. With several copies (set_neuron_cores nc_count > 1, set_multicore) their
+    chunks run concurrently, each copy's in order (the first on the calling thread), so a call costs about
+    ceil(batch / compiled batch) / cores executions, as neuron-api.md 2.2 states."""
+    k = len(models)
+    m = models[first % k]
     batch = compiled_batch(m)
     if len(inputs) != len(m._in_specs) or batch < 1 or not all(isinstance(x, torch.Tensor) for x in inputs):
         return m(inputs)   # not batchable: the model's own input check reports it
@@ -54,7 +64,7 @@ def run_dynamic(m: LoadedModel, inputs: List[torch.Tensor]) -> List[torch.Tensor
     n = _check(m, inputs)
     if n == 0:
         raise ValueError("Dynamic batching: the inputs have batch size 0")
-    chunks = []
+    parts = []
     for start in range(0, n, batch):
         part = []
         for x in inputs:
@@ -62,7 +72,22 @@ def run_dynamic(m: LoadedModel, inputs: List[torch.Tensor]) -> List[torch.Tensor
             if c.shape[0] < batch:
                 c = torch.cat([c, c.new_zeros((batch - c.shape[0],) + tuple(c.shape[1:]))])
             part.append(c)
-        chunks.append(m(part))
+        parts.append(part)
+    chunks: List[Optional[List[torch.Tensor]]] = [None] * len(parts)
+    groups = [list(range(j, len(parts), k)) for j in range(min(k, len(parts)))]
+
+    def run(j: int) -> None:
+        mj = models[(first + j) % k]
+        for i in groups[j]:
+            chunks[i] = mj(parts[i])
+
+    futures = [_executor().submit(run, j) for j in range(1, len(groups))]
+    try:
+        run(0)
+    finally:   # every chunk has finished (or failed) before this returns
+        wait(futures)
+    for f in futures:
+        f.result()
     outs = []
     for j, (shape, _) in enumerate(m._out_specs):
         if len(shape) and shape[0] == batch:
@@ -70,3 +95,16 @@ def run_dynamic(m: LoadedModel, inputs: List[torch.Tensor]) -> List[torch.Tensor
         else:
             outs.append(chunks[0][j])
     return outs
+
+
+_pool: Optional[ThreadPoolExecutor] = None
+_pool_lock = threading.Lock()
+
+
+def _executor() -> ThreadPoolExecutor:
+    """Threads for the chunks of replicated models (tasks never wait on other tasks: no deadlock)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=MAX_CHUNK_THREADS, thread_name_prefix="neuron-dynbatch")
+        return _pool

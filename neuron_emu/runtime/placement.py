@@ -262,11 +262,12 @@ class Deployment:
         return self.models[next(self._next) % len(self.models)]
 
     def __call__(self, inputs: List[torch.Tensor]) -> List[torch.Tensor]:
-        m = self.pick()
         if self.dynamic:
             from neuron_emu.runtime.batching import run_dynamic
-            return run_dynamic(m, inputs)
-        return m(inputs)
+            if len(self.models) > 1 and getattr(_pin, "core", None) is None:
+                return run_dynamic(self.models, inputs, next(self._next))   # chunks spread over the copies
+            return run_dynamic([self.pick()], inputs)
+        return self.pick()(inputs)
 
 
 def current(blob: torch.Tensor) -> Union[LoadedModel, Deployment, None]:
