@@ -252,3 +252,14 @@ def test_index_after_slices_with_negative_indices():
     got = _trace(_Index(), (x, i))(x, i)
     for g, w in zip(got, _Index()(x, i)):
         assert torch.equal(g, w)
+
+
+class _Pad(torch.nn.Module):
+    def forward(self, x):
+        return F.pad(x, (1, 2)), F.pad(x, (1, -2, -1, 3, 0, 1), value=2.0), F.pad(x, (-1, -1))
+
+
+def test_constant_pad_is_exact():
+    x = torch.randn(2, 3, 5, 6)
+    for g, w in zip(_trace(_Pad(), (x,))(x), _Pad()(x)):
+        assert torch.equal(g, w)

@@ -209,3 +209,25 @@ def _to_copy(b, node, x, *args, **kwargs):
 def _layout2(x: TV, out: TV):
     from neuron_emu.compiler.lowering.common import strided_layout
     return strided_layout("copy", out.shape, [(x.offset, broadcast_strides(x, out.shape)), (out.offset, out.strides)])
+
+
+@register(aten.constant_pad_nd)
+def _constant_pad(b, node, x, pad, value=0):
+    """F.pad(mode="constant"): a GpSimd fill of the value, then a DMA copy of the (cropped, for negative pads) input
+    into the interior. `pad` lists (before, after) pairs from the last dim backwards."""
+    out = alloc_like_node(b, node)
+    nd = len(x.shape)
+    src_off, dst_off, shape = x.offset, out.offset, list(x.shape)
+    padded = False
+    for i in range(len(pad) // 2):
+        d = nd - 1 - i
+        lo, hi = int(pad[2 * i]), int(pad[2 * i + 1])
+        padded |= lo > 0 or hi > 0
+        src_off += max(-lo, 0) * x.strides[d]
+        dst_off += max(lo, 0) * out.strides[d]
+        shape[d] = x.shape[d] - max(-lo, 0) - max(-hi, 0)
+    if padded:
+        b.emit(Instr(Op.Iota, [out.buf], dict(numel=out.numel, start=float(value), step=0.0)), [], [out])
+    if all(s > 0 for s in shape):
+        _copy_or_cast(b, x.with_view(shape, x.strides, src_off), out.with_view(shape, out.strides, dst_off))
+    return out
