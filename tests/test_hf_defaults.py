@@ -13,6 +13,7 @@ from torch.utils import _pytree as pytree
 
 import torch_neuronx_emu
 from neuron_emu.compiler import compile_graph
+from neuron_emu.compiler import capture as capture_module
 from neuron_emu.compiler.capture import capture
 from neuron_emu.compiler.options import parse_compiler_args
 from neuron_emu.compiler.reference import run_reference
@@ -93,14 +94,20 @@ def _falcon():  # multi-query heads split with x[..., [-2], :]: advanced indexin
     return transformers.FalconForCausalLM(cfg).eval(), (torch.randint(0, VOCAB, (1, SEQ)),)
 
 
+def _bloom():  # its GeLU is an old-style autograd.Function (no setup_context)
+    cfg = transformers.BloomConfig(hidden_size=32, n_layer=2, n_head=2, vocab_size=VOCAB)
+    return transformers.BloomForCausalLM(cfg).eval(), (torch.randint(0, VOCAB, (1, SEQ)),)
+
+
 BUILDERS = {"bert": _bert, "roberta": _roberta, "gpt2": _gpt2, "llama": _llama, "qwen2": _qwen2, "bart": _bart,
-            "falcon": _falcon}
+            "falcon": _falcon, "bloom": _bloom}
 
 
 @pytest.mark.parametrize("name", list(BUILDERS))
 def test_default_model_matches_eager(name):
     model, inputs = BUILDERS[name]()
-    assert model.config._attn_implementation == "sdpa"
+    if model._supports_sdpa:  # the library default, not overridden
+        assert model.config._attn_implementation == "sdpa"
     traced = _trace(model, inputs)
     got = traced(*inputs)
     with torch.no_grad():
@@ -263,3 +270,29 @@ def test_constant_pad_is_exact():
     x = torch.randn(2, 3, 5, 6)
     for g, w in zip(_trace(_Pad(), (x,))(x), _Pad()(x)):
         assert torch.equal(g, w)
+
+
+class _OldStyle(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * torch.sigmoid(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g
+
+
+class _UsesOldStyle(torch.nn.Module):
+    def forward(self, x):
+        return _OldStyle.apply(x) + 1
+
+
+def test_old_style_autograd_function_traces_its_forward():
+    x = torch.randn(4, 8)
+    torch.testing.assert_close(_trace(_UsesOldStyle(), (x,))(x), _UsesOldStyle()(x), **TOL)
+    assert torch.autograd.Function.__dict__["apply"] is capture_module._function_apply  # restored after capture
+    y = torch.randn(3, requires_grad=True)
+    _OldStyle.apply(y).sum().backward()  # and autograd still works outside capture
+    assert y.grad is not None
