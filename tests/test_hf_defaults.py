@@ -296,3 +296,14 @@ def test_old_style_autograd_function_traces_its_forward():
     y = torch.randn(3, requires_grad=True)
     _OldStyle.apply(y).sum().backward()  # and autograd still works outside capture
     assert y.grad is not None
+
+
+@pytest.mark.parametrize("shape,groups,affine", [((2, 6, 5, 4), 3, True), ((2, 8, 7), 2, False), ((3, 6), 2, True)])
+def test_group_norm(shape, groups, affine):  # wav2vec2's feature encoder
+    model = torch.nn.GroupNorm(groups, shape[1], affine=affine).eval()
+    if affine:
+        with torch.no_grad():
+            model.weight.normal_()
+            model.bias.normal_()
+    x = torch.randn(shape) * 3 + 1
+    torch.testing.assert_close(_trace(model, (x,))(x), model(x), **TOL)
