@@ -137,9 +137,10 @@ def test_cache_output_layout_and_save_load_roundtrip():
     assert rebuilt.get_seq_length() == SEQ
 
 
-def test_bert_default_autocast_matmult_matches_reference():
+@pytest.mark.parametrize("name", ["bert", "gpt2", "llama"])
+def test_default_model_autocast_matmult_matches_reference(name):
     """--auto-cast matmult: both products inside attention read bf16 operands, as the reference states."""
-    model, inputs = _bert()
+    model, inputs = BUILDERS[name]()
     graph, eager = capture(model, inputs)
     options = parse_compiler_args("--auto-cast matmult --auto-cast-type bf16")
     got = LoadedModel(compile_graph(graph, options).blob)(list(inputs))
