@@ -308,3 +308,19 @@ def test_group_norm(shape, groups, affine):  # wav2vec2's feature encoder
             model.bias.normal_()
     x = torch.randn(shape) * 3 + 1
     torch.testing.assert_close(_trace(model, (x,))(x), model(x), **TOL)
+
+
+class _Unfold(torch.nn.Module):
+    def __init__(self, **kw):
+        super().__init__()
+        self.kw = kw
+
+    def forward(self, x):
+        return F.unfold(x, **self.kw)
+
+
+@pytest.mark.parametrize("kw", [dict(kernel_size=(3, 1), padding=(1, 0)),  # ConvBERT's span-based conv
+                                dict(kernel_size=(2, 3), dilation=(2, 1), padding=1, stride=(1, 2))])
+def test_unfold_is_exact(kw):
+    x = torch.randn(2, 3, 7, 6)
+    assert torch.equal(_trace(_Unfold(**kw), (x,))(x), _Unfold(**kw)(x))
