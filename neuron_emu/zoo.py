@@ -17,8 +17,9 @@ Builders
 * ``vit(size, batch)``              -- ``transformers.ViTModel`` (tiny / base).
 * ``mlp(...)``, ``dict_output_model()``, ``tuple_output_model()``, ``unsupported_op_model()``.
 
-The HuggingFace models use ``attn_implementation="eager"`` (no SDPA) and return their usual
-``ModelOutput`` (dict-like) from ``forward``.
+The HuggingFace models use ``attn_implementation="eager"`` and GPT-2 ``use_cache=False``, which keeps the
+benchmarks' programs stable; library defaults (SDPA attention, a returned KV cache) trace too and are covered by
+``tests/test_hf_defaults.py``. They return their usual ``ModelOutput`` (dict-like) from ``forward``.
 
 Batch-norm running statistics are randomised (not the identity 0/1 defaults) so that BN folding and
 BN numerics are actually exercised.

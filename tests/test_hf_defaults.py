@@ -13,6 +13,7 @@ from torch.utils import _pytree as pytree
 
 import torch_neuronx_emu
 from neuron_emu.compiler import compile_graph
+from neuron_emu.compiler import capture as capture_module
 from neuron_emu.compiler.capture import capture
 from neuron_emu.compiler.options import parse_compiler_args
 from neuron_emu.compiler.reference import run_reference
@@ -93,14 +94,20 @@ def _falcon():  # multi-query heads split with x[..., [-2], :]: advanced indexin
     return transformers.FalconForCausalLM(cfg).eval(), (torch.randint(0, VOCAB, (1, SEQ)),)
 
 
+def _bloom():  # its GeLU is an old-style autograd.Function (no setup_context)
+    cfg = transformers.BloomConfig(hidden_size=32, n_layer=2, n_head=2, vocab_size=VOCAB)
+    return transformers.BloomForCausalLM(cfg).eval(), (torch.randint(0, VOCAB, (1, SEQ)),)
+
+
 BUILDERS = {"bert": _bert, "roberta": _roberta, "gpt2": _gpt2, "llama": _llama, "qwen2": _qwen2, "bart": _bart,
-            "falcon": _falcon}
+            "falcon": _falcon, "bloom": _bloom}
 
 
 @pytest.mark.parametrize("name", list(BUILDERS))
 def test_default_model_matches_eager(name):
     model, inputs = BUILDERS[name]()
-    assert model.config._attn_implementation == "sdpa"
+    if model._supports_sdpa:  # the library default, not overridden
+        assert model.config._attn_implementation == "sdpa"
     traced = _trace(model, inputs)
     got = traced(*inputs)
     with torch.no_grad():
@@ -130,9 +137,10 @@ def test_cache_output_layout_and_save_load_roundtrip():
     assert rebuilt.get_seq_length() == SEQ
 
 
-def test_bert_default_autocast_matmult_matches_reference():
+@pytest.mark.parametrize("name", ["bert", "gpt2", "llama"])
+def test_default_model_autocast_matmult_matches_reference(name):
     """--auto-cast matmult: both products inside attention read bf16 operands, as the reference states."""
-    model, inputs = _bert()
+    model, inputs = BUILDERS[name]()
     graph, eager = capture(model, inputs)
     options = parse_compiler_args("--auto-cast matmult --auto-cast-type bf16")
     got = LoadedModel(compile_graph(graph, options).blob)(list(inputs))
@@ -252,3 +260,67 @@ def test_index_after_slices_with_negative_indices():
     got = _trace(_Index(), (x, i))(x, i)
     for g, w in zip(got, _Index()(x, i)):
         assert torch.equal(g, w)
+
+
+class _Pad(torch.nn.Module):
+    def forward(self, x):
+        return F.pad(x, (1, 2)), F.pad(x, (1, -2, -1, 3, 0, 1), value=2.0), F.pad(x, (-1, -1))
+
+
+def test_constant_pad_is_exact():
+    x = torch.randn(2, 3, 5, 6)
+    for g, w in zip(_trace(_Pad(), (x,))(x), _Pad()(x)):
+        assert torch.equal(g, w)
+
+
+class _OldStyle(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * torch.sigmoid(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g
+
+
+class _UsesOldStyle(torch.nn.Module):
+    def forward(self, x):
+        return _OldStyle.apply(x) + 1
+
+
+def test_old_style_autograd_function_traces_its_forward():
+    x = torch.randn(4, 8)
+    torch.testing.assert_close(_trace(_UsesOldStyle(), (x,))(x), _UsesOldStyle()(x), **TOL)
+    assert torch.autograd.Function.__dict__["apply"] is capture_module._function_apply  # restored after capture
+    y = torch.randn(3, requires_grad=True)
+    _OldStyle.apply(y).sum().backward()  # and autograd still works outside capture
+    assert y.grad is not None
+
+
+@pytest.mark.parametrize("shape,groups,affine", [((2, 6, 5, 4), 3, True), ((2, 8, 7), 2, False), ((3, 6), 2, True)])
+def test_group_norm(shape, groups, affine):  # wav2vec2's feature encoder
+    model = torch.nn.GroupNorm(groups, shape[1], affine=affine).eval()
+    if affine:
+        with torch.no_grad():
+            model.weight.normal_()
+            model.bias.normal_()
+    x = torch.randn(shape) * 3 + 1
+    torch.testing.assert_close(_trace(model, (x,))(x), model(x), **TOL)
+
+
+class _Unfold(torch.nn.Module):
+    def __init__(self, **kw):
+        super().__init__()
+        self.kw = kw
+
+    def forward(self, x):
+        return F.unfold(x, **self.kw)
+
+
+@pytest.mark.parametrize("kw", [dict(kernel_size=(3, 1), padding=(1, 0)),  # ConvBERT's span-based conv
+                                dict(kernel_size=(2, 3), dilation=(2, 1), padding=1, stride=(1, 2))])
+def test_unfold_is_exact(kw):
+    x = torch.randn(2, 3, 7, 6)
+    assert torch.equal(_trace(_Unfold(**kw), (x,))(x), _Unfold(**kw)(x))

@@ -96,6 +96,39 @@ def _rng_state(func, kwargs):
     return gen.get_state() if isinstance(gen, torch.Generator) else torch.get_rng_state()
 
 
+class _InferenceCtx:
+    """The `ctx` of an autograd.Function's forward run for inference: saving for backward is a no-op."""
+
+    def __init__(self, n_inputs: int):
+        self.needs_input_grad = (False,) * n_inputs
+        self.saved_tensors = ()
+
+    def save_for_backward(self, *tensors):
+        self.saved_tensors = tensors
+
+    def mark_dirty(self, *_):
+        pass
+
+    def mark_non_differentiable(self, *_):
+        pass
+
+    def set_materialize_grads(self, _):
+        pass
+
+
+_function_apply = torch.autograd.Function.__dict__["apply"]
+
+
+def _inference_apply(cls, *args, **kwargs):
+    """autograd.Function.apply during capture: functionalize is a functorch transform, under which torch refuses a
+    Function without a separate `setup_context` (old style, e.g. BLOOM's GeLU). Capture runs under no_grad, as
+    inference, so such a Function's forward runs directly and its ops are recorded (what torch.jit.trace records)."""
+    from torch.autograd.function import _is_setup_context_defined
+    if not torch.is_grad_enabled() and not _is_setup_context_defined(cls.setup_context):
+        return cls.forward(_InferenceCtx(len(args)), *args, **kwargs)
+    return _function_apply.__func__(cls, *args, **kwargs)
+
+
 def _cache_layers(obj):
     """A Hugging Face KV cache (`transformers.Cache`: DynamicCache and friends) as its per-layer (key, value)
     tensors, or None for anything else. Duck-typed (`.layers` of objects with `.keys`/`.values`; older releases'
@@ -184,6 +217,7 @@ def capture(func, example_inputs: tuple) -> tuple[Graph, Any]:
     # their trace-safe paths (e.g. transformers keeps the attention mask instead of testing it with .all()).
     saved_is_tracing = torch.jit.is_tracing
     torch.jit.is_tracing = lambda *a, **k: True
+    torch.autograd.Function.apply = classmethod(_inference_apply)
     try:
         with torch.no_grad(), rec:
             out = fn(*example_inputs)
@@ -193,6 +227,7 @@ def capture(func, example_inputs: tuple) -> tuple[Graph, Any]:
         raise CaptureError(f"model could not be traced: {type(e).__name__}: {e}") from e
     finally:
         torch.jit.is_tracing = saved_is_tracing
+        torch.autograd.Function.apply = _function_apply
     flat, spec = pytree.tree_flatten(out)
     outputs = []
     for i, o in enumerate(flat):

@@ -1,4 +1,4 @@
-"""Normalisation lowerings (VectorE): layer norm and inference batch norm."""
+"""Normalisation lowerings (VectorE): layer norm, group norm and inference batch norm."""
 from __future__ import annotations
 
 import torch
@@ -71,3 +71,26 @@ def _native_bn(b, node, x, weight, bias, running_mean, running_var, training, mo
     if training:
         raise LoweringError("batch_norm with training=True is not supported (call model.eval() before tracing)")
     return _batch_norm(b, node, x, weight, bias, running_mean, running_var, eps)
+
+
+@register(aten.native_group_norm)
+def _group_norm(b, node, x, weight, bias, N, C, HxW, group, eps):
+    """Group norm: a LayerNorm without affine over each [C/G * HW] group, then the per-channel affine on VectorE."""
+    from neuron_emu.compiler.lowering.elementwise import binary_into
+
+    out = alloc_like_node(b, node, 0)
+    x = contiguous(b, x)
+    rows, D = N * group, (C // group) * HxW
+    last = out if weight is None and bias is None else b.alloc(out.shape, out.dtype)
+    f = dict(rows=rows, D=D, has_weight=0, has_bias=0, in_dtype=x.emu, out_dtype=last.emu, eps=float(eps))
+    b.emit(Instr(Op.LayerNorm, [x.buf, last.buf], f), [x], [last])
+    shape3 = [N, C, HxW]
+    y = last.with_view(shape3, [C * HxW, HxW, 1])
+    for op, t in (("mul", weight), ("add", bias)):
+        if t is None:
+            continue
+        dst = out if op == "add" or bias is None else b.alloc(out.shape, out.dtype)
+        dst3 = dst.with_view(shape3, [C * HxW, HxW, 1])
+        binary_into(b, op, y, t.with_view([C, 1], [t.strides[0], 0]), dst3)
+        y = dst3
+    return out, None, None

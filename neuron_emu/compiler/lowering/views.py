@@ -209,3 +209,51 @@ def _to_copy(b, node, x, *args, **kwargs):
 def _layout2(x: TV, out: TV):
     from neuron_emu.compiler.lowering.common import strided_layout
     return strided_layout("copy", out.shape, [(x.offset, broadcast_strides(x, out.shape)), (out.offset, out.strides)])
+
+
+@register(aten.constant_pad_nd)
+def _constant_pad(b, node, x, pad, value=0):
+    """F.pad(mode="constant"): a GpSimd fill of the value, then a DMA copy of the (cropped, for negative pads) input
+    into the interior. `pad` lists (before, after) pairs from the last dim backwards."""
+    return pad_into(b, x, pad, value, alloc_like_node(b, node))
+
+
+def pad_into(b, x, pad, value, out):
+    nd = len(x.shape)
+    src_off, dst_off, shape = x.offset, out.offset, list(x.shape)
+    padded = False
+    for i in range(len(pad) // 2):
+        d = nd - 1 - i
+        lo, hi = int(pad[2 * i]), int(pad[2 * i + 1])
+        padded |= lo > 0 or hi > 0
+        src_off += max(-lo, 0) * x.strides[d]
+        dst_off += max(lo, 0) * out.strides[d]
+        shape[d] = x.shape[d] - max(-lo, 0) - max(-hi, 0)
+    if padded:
+        b.emit(Instr(Op.Iota, [out.buf], dict(numel=out.numel, start=float(value), step=0.0)), [], [out])
+    if all(s > 0 for s in shape):
+        _copy_or_cast(b, x.with_view(shape, x.strides, src_off), out.with_view(shape, out.strides, dst_off))
+    return out
+
+
+@register(aten.im2col)
+def _im2col(b, node, x, kernel_size, dilation, padding, stride):
+    """F.unfold: [N, C, H, W] -> [N, C*kh*kw, oh*ow], one strided DMA copy per kernel offset (after a pad)."""
+    out = alloc_like_node(b, node)
+    batched = len(x.shape) == 4
+    if not batched:
+        x = x.with_view([1] + list(x.shape), [0] + list(x.strides))
+    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = kernel_size, dilation, padding, stride
+    N, C, H, W = x.shape
+    if ph or pw:
+        x = pad_into(b, x, [pw, pw, ph, ph], 0.0, b.alloc([N, C, H + 2 * ph, W + 2 * pw], x.dtype, x.emu))
+        H, W = H + 2 * ph, W + 2 * pw
+    oh, ow = (H - dh * (kh - 1) - 1) // sh + 1, (W - dw * (kw - 1) - 1) // sw + 1
+    L = oh * ow
+    sN, sC, sH, sW = x.strides
+    for i in range(kh):
+        for j in range(kw):
+            src = x.with_view([N, C, oh, ow], [sN, sC, sh * sH, sw * sW], x.offset + i * dh * sH + j * dw * sW)
+            dst = out.with_view([N, C, oh, ow], [C * kh * kw * L, kh * kw * L, ow, 1], out.offset + (i * kw + j) * L)
+            _copy_or_cast(b, src, dst)
+    return out
