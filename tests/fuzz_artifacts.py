@@ -302,6 +302,13 @@ def _inputs_for(header, fallback):
 _UNCLEAN_TEXT = re.compile(r"\b(" + "|".join(e.__name__ for e in UNCLEAN) + r")\b")
 
 
+def _root_error(msg: str) -> str:
+    """The original error line inside a TorchScript interpreter error's text."""
+    for m in re.finditer(r"^\s*(?:[\w.]+\.)?(\w+(?:Error|Exception)): (.*)$", msg, re.M):
+        return f"{m.group(1)}: {m.group(2)}"
+    return msg[-300:]
+
+
 def _child(blob: bytes, fallback, wfd: int, pt: bytes = b"") -> None:
     # Bound the address space: a corrupt artifact must be refused, not allowed to allocate the machine.
     # (Not under AddressSanitizer, whose shadow mappings an RLIMIT_AS breaks: NEMU_FUZZ_NO_RLIMIT=1 and
@@ -338,7 +345,7 @@ def _child(blob: bytes, fallback, wfd: int, pt: bytes = b"") -> None:
         if m:
             status, detail = "unclean", f"{m.group(1)} (through TorchScript): {str(e)[-600:]}"
         else:
-            status, detail = "rejected", f"{type(e).__name__}: {str(e)[-300:] if pt else str(e)[:300]}"
+            status, detail = "rejected", f"{type(e).__name__}: {_root_error(str(e)) if pt else str(e)}"[:300]
     except BaseException as e:  # noqa: BLE001 - anything else is unclean too
         status, detail = "unclean", f"{type(e).__name__}: {e}"[:300]
     os.write(wfd, json.dumps({"status": status, "detail": detail}).encode()[:60000])
