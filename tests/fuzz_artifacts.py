@@ -311,10 +311,10 @@ def _root_error(msg: str) -> str:
 
 def _child(blob: bytes, fallback, wfd: int, pt: bytes = b"") -> None:
     # Bound the address space: a corrupt artifact must be refused, not allowed to allocate the machine.
-    # (Not under AddressSanitizer, whose shadow mappings an RLIMIT_AS breaks: NEMU_FUZZ_NO_RLIMIT=1 and
-    # ASAN_OPTIONS=allocator_may_return_null=1:max_allocation_size_mb=... instead.)
+    # (Not under AddressSanitizer, whose shadow mappings an RLIMIT_AS breaks: there ASAN_OPTIONS'
+    # allocator_may_return_null=1:max_allocation_size_mb=... bound allocations instead, see run_sanitized.sh.)
     try:
-        if os.environ.get("NEMU_FUZZ_NO_RLIMIT") == "1":
+        if os.environ.get("NEMU_FUZZ_NO_RLIMIT") == "1" or "asan" in os.environ.get("LD_PRELOAD", ""):
             raise OSError
         with open("/proc/self/status") as f:
             vm = next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmSize:"))
