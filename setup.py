@@ -45,10 +45,9 @@ class _BuildExt(build_ext):
     the interpreter's build): with it, signed overflow is defined and UBSan cannot report it."""
 
     def build_extensions(self):
-        if SANITIZE:
-            for attr in ("compiler", "compiler_so", "compiler_cxx", "linker_so"):
-                cmd = getattr(self.compiler, attr, None)
-                if isinstance(cmd, list):
+        if SANITIZE:  # every command list: compiler_so, compiler_so_cxx (newer setuptools), linker_so, ...
+            for attr, cmd in list(vars(self.compiler).items()):
+                if isinstance(cmd, list) and "-fwrapv" in cmd:
                     setattr(self.compiler, attr, [f for f in cmd if f != "-fwrapv"])
         super().build_extensions()
 

@@ -98,6 +98,8 @@ Cost select_cost(const Instr& in, const CoreSpec& s) {
 using GF = GatherF;
 void gather_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   const int64_t n = in.ip[GF::n], rows = in.ip[GF::rows], D = in.ip[GF::D];
+  for (auto [v, what] : {std::pair<int64_t, const char*>{n, "n"}, {rows, "rows"}, {D, "D"}})
+    check_range("Gather", what, v, 0, int64_t{1} << 40);  // each bounded: with D = 0 the buffers bound neither n nor rows
   const int64_t tab = checked_mul(rows, D, "Gather", "rows*D");
   const int64_t out = checked_mul(n, D, "Gather", "n*D");
   check_fits("Gather", 0, "table [rows,D]", tab, numel);

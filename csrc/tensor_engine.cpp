@@ -240,6 +240,12 @@ void matmul_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
     check_range(in.ip[k], 0, INT64_MAX / 4, op, name);
   check_range(p.lda, std::max<int64_t>(1, p.a_cols()), kMaxDim, op, p.ta ? "lda (>= M for transA)" : "lda (>= K)");
   check_range(p.ldb, std::max<int64_t>(1, p.b_cols()), kMaxDim, op, p.tb ? "ldb (>= K for transB)" : "ldb (>= N)");
+  // With a zero extent the buffers bound nothing, yet scratch (batch*M*K, batch*K*N) and cost (2*batch*M*N*K flops)
+  // multiply the others: bound the products themselves.
+  const i128 big = i128(1) << 40;
+  if (i128(p.batch) * p.M * p.K > big || i128(p.batch) * p.K * p.N > big || i128(p.batch) * p.M * p.N > big ||
+      i128(p.batch) * p.M * p.N * p.K > (i128(1) << 52))
+    fail(std::string(op) + ": problem too large (batch " + s(p.batch) + ", M " + s(p.M) + ", K " + s(p.K) + ", N " + s(p.N) + ")");
   if (p.batch > 1 && p.o_bs < p.M * p.N)
     fail(std::string(op) + ": out batch stride " + s(p.o_bs) + " < M*N = " + s(p.M * p.N) + " (batches of Out would overlap)");
 

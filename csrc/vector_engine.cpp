@@ -38,6 +38,10 @@
 namespace nemu {
 namespace {
 
+// Upper bound of any single extent field read from an artifact (2^40 elements = 4 TiB of fp32): the buffers
+// bound products of extents, this bounds each one, so cost formulas cannot overflow when a product is 0.
+constexpr int64_t kMaxExtent = int64_t{1} << 40;
+
 #define AI inline __attribute__((always_inline))
 
 // ---------------- ALU ----------------
@@ -231,6 +235,10 @@ static_assert(TensorReduceF::outer == 0 && TensorReduceF::R == 1 && TensorReduce
               "ORI field layout");
 ORI ori_check(const Instr& in, const int64_t* numel, const char* op, bool out_reduced, int64_t min_r) {
   ORI d{in.ip[0], in.ip[1], in.ip[2]};
+  // each extent bounded on its own: with outer*inner = 0 the buffers would not bound R (costs multiply it)
+  check_range(op, "outer", d.outer, 0, kMaxExtent);
+  check_range(op, "R", d.R, 0, kMaxExtent);
+  check_range(op, "inner", d.inner, 0, kMaxExtent);
   const int64_t rows = checked_mul(d.outer, d.inner, op, "outer*inner");
   const int64_t all = checked_mul(rows, d.R, op, "outer*R*inner");
   if (d.R < min_r) fail(std::string(op) + ": reduced extent R = " + std::to_string(d.R) + " must be >= " + std::to_string(min_r));
@@ -502,6 +510,8 @@ using LNF = LayerNormF;
 void ln_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   const int64_t rows = in.ip[LNF::rows], D = in.ip[LNF::D];
   const bool hw = in.ip[LNF::has_weight] != 0, hb = in.ip[LNF::has_bias] != 0;
+  check_range("LayerNorm", "rows", rows, 0, kMaxExtent);
+  check_range("LayerNorm", "D", D, 0, kMaxExtent);
   const int64_t all = checked_mul(rows, D, "LayerNorm", "rows*D");
   if (D < 1) fail("LayerNorm: D = " + std::to_string(D) + " must be >= 1");
   const int expect = 2 + hw + hb;
@@ -575,6 +585,8 @@ using BNF = BatchNormF;
 void bn_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   const int64_t N = in.ip[BNF::N], C = in.ip[BNF::C], HW = in.ip[BNF::HW];
   const bool hw = in.ip[BNF::has_weight] != 0, hb = in.ip[BNF::has_bias] != 0;
+  check_range("BatchNorm", "N", N, 0, kMaxExtent);
+  check_range("BatchNorm", "HW", HW, 0, kMaxExtent);
   const int64_t all = checked_mul(checked_mul(N, C, "BatchNorm", "N*C"), HW, "BatchNorm", "N*C*HW");
   const int expect = 4 + hw + hb;
   if (in.n_operands != expect)
@@ -650,7 +662,11 @@ void pool_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   check_range(op, "W", W, 1, 1 << 24);
   check_range(op, "OH", OH, 0, 1 << 24);
   check_range(op, "OW", OW, 0, 1 << 24);
+  check_range(op, "NC", NC, 0, kMaxExtent);
   const int64_t in_n = checked_mul(checked_mul(NC, H, op, "NC*H"), W, op, "NC*H*W");
+  // the work (every output visits its window, clipped to the input) must stay finite in practice
+  const __int128 work = static_cast<__int128>(NC) * OH * OW * std::min(kh, H) * std::min(kw, W);
+  if (work > (static_cast<__int128>(1) << 44)) fail(std::string(op) + ": NC*OH*OW*kh*kw is too large");
   const int64_t out_n = checked_mul(checked_mul(NC, OH, op, "NC*OH"), OW, op, "NC*OH*OW");
   check_fits(op, 0, "input [NC,H,W]", in_n, numel);
   check_fits(op, 1, "output [NC,OH,OW]", out_n, numel);
@@ -742,6 +758,8 @@ Cost pool_cost(const Instr& in, const CoreSpec& s) {
 using VTF = VecTransposeF;
 constexpr int64_t kBankEdge = 32;  // VectorE reshape banks are 32x32 blocks (NKI transpose)
 void vt_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
+  check_range("VecTranspose", "P", in.ip[VTF::P], 0, kMaxExtent);
+  check_range("VecTranspose", "F", in.ip[VTF::F], 0, kMaxExtent);
   const int64_t n = checked_mul(in.ip[VTF::P], in.ip[VTF::F], "VecTranspose", "P*F");
   check_fits("VecTranspose", 0, "input [P,F]", n, numel);
   check_fits("VecTranspose", 1, "output [F,P]", n, numel);

@@ -19,7 +19,8 @@ PYTHON="${PYTHON:-python}"
 START=$(date +%s)
 
 KERNEL_TESTS=(test_tensor_engine.py test_vector_engine.py test_scalar_engine.py
-              test_gpsimd_engine.py test_dma.py test_dtype_convert.py test_artifact.py)
+              test_gpsimd_engine.py test_dma.py test_dtype_convert.py test_artifact.py test_untrusted.py
+              test_fuzz.py)
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/nemu-sanitize.XXXXXX")"
 cleanup() {
@@ -100,7 +101,9 @@ LOG="$WORK/pytest.log"
     cd "$WORK"
     export PYTHONPATH="$WORK${PYTHONPATH:+:$PYTHONPATH}"
     export LD_PRELOAD="$PRELOAD"
-    export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1${NEMU_SAN_ASAN_OPTIONS:+:$NEMU_SAN_ASAN_OPTIONS}"
+    # allocator_may_return_null + max_allocation_size_mb: an oversized allocation fails cleanly (the fuzzer's
+    # children cannot use RLIMIT_AS under ASan)
+    export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1:allocator_may_return_null=1:max_allocation_size_mb=8192${NEMU_SAN_ASAN_OPTIONS:+:$NEMU_SAN_ASAN_OPTIONS}"
     export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
     export PYTHONFAULTHANDLER=1
     # Route Python object allocations through malloc so ASan also guards the buffers of
