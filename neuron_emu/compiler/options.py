@@ -76,9 +76,15 @@ def parse_compiler_args(compiler_args: Union[None, str, Sequence[str]], default_
     if compiler_args is None:
         argv: List[str] = []
     elif isinstance(compiler_args, str):
-        argv = shlex.split(compiler_args)
+        try:
+            argv = shlex.split(compiler_args)
+        except ValueError as e:
+            raise CompilerArgumentError(f"compiler_args {compiler_args!r} cannot be split into flags: {e}") from None
+    elif isinstance(compiler_args, (list, tuple)) and all(isinstance(a, str) for a in compiler_args):
+        argv = list(compiler_args)
     else:
-        argv = [str(a) for a in compiler_args]
+        raise CompilerArgumentError(f"compiler_args must be a string or a list of strings, got "
+                                    f"{type(compiler_args).__name__} {compiler_args!r}")
     # -O2 and -O=2 spellings, as neuronx-cc accepts
     norm = []
     for a in argv:

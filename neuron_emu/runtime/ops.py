@@ -22,3 +22,22 @@ def _forward_v2(inputs: List[torch.Tensor], model: torch.Tensor) -> List[torch.T
 
 
 _lib.impl("forward_v2", _forward_v2, "CPU")
+
+
+def _forward_v2_meta(inputs: List[torch.Tensor], model: torch.Tensor) -> List[torch.Tensor]:
+    bad = next((i for i, x in enumerate(inputs) if x.device.type != "cpu"), None)
+    where = f"Input tensor {bad} is on {inputs[bad].device}" if bad is not None else f"The model is on {model.device}"
+    raise RuntimeError(f"{where}; traced Neuron models take CPU tensors")
+
+
+_lib.impl("forward_v2", _forward_v2_meta, "Meta")
+
+
+def _no_backward(ctx, *grads):
+    raise RuntimeError("A traced Neuron model is inference-only: its outputs have no gradient. Compute gradients on "
+                       "the original torch.nn.Module, or call the traced model under torch.no_grad()")
+
+
+# Inputs that require grad give outputs that require grad, and backward() says why it cannot run instead of
+# silently leaving the inputs' .grad as None.
+torch.library.register_autograd("neuron::forward_v2", _no_backward, lib=_lib)

@@ -42,11 +42,20 @@ def _outer_r_inner(b, x, dims):
     return x, outer, R, inner
 
 
+_EMPTY_RESULT = {ReduceOp.Sum: 0.0, ReduceOp.Mean: float("nan"), ReduceOp.Prod: 1.0, ReduceOp.Any: 0.0,
+                 ReduceOp.All: 1.0}
+
+
 def reduce_into(b, x, dims, op: ReduceOp, out):
     if not x.shape:
         x = x.with_view([1], [1])
         dims = [0]
     x, outer, R, inner = _outer_r_inner(b, x, dims)
+    if R == 0:  # reducing an empty extent gives the op's identity, as eager does (max/argmax already failed eagerly)
+        if op not in _EMPTY_RESULT:
+            raise LoweringError(f"{op.name} over an empty dimension has no identity")
+        b.emit(Instr(Op.Iota, [out.buf], dict(numel=out.numel, start=_EMPTY_RESULT[op], step=0.0)), [], [out])
+        return out
     f = dict(outer=outer, R=R, inner=inner, reduce_op=op, in_dtype=x.emu, out_dtype=out.emu)
     b.emit(Instr(Op.TensorReduce, [x.buf, out.buf], f), [x], [out])
     return out
