@@ -36,7 +36,11 @@ def test_full_model_matches_eager(name):
     assert len(leaves[0]) == len(leaves[1]) == len(leaves[2])
     for o, e32, e64 in zip(*leaves):
         assert o.shape == e32.shape and o.dtype == e32.dtype
-        torch.testing.assert_close(o.double(), e64, rtol=1e-4, atol=1e-5)
-        assert (o.double() - e64).abs().max() <= 2 * (e32.double() - e64).abs().max() + 1e-6
+        # fp32 with a different summation order than eager (blocked GEMMs, gemv) cannot beat eager fp32's own
+        # distance from float64, which on ResNet-50's logits exceeds 1e-5: allow that much absolute slack, and
+        # require the emulator to be no further from float64 than twice eager fp32 is.
+        eager_err = (e32.double() - e64).abs().max().item()
+        torch.testing.assert_close(o.double(), e64, rtol=1e-4, atol=max(1e-5, eager_err))
+        assert (o.double() - e64).abs().max() <= 2 * eager_err + 1e-6
     s = torch_neuronx_emu.last_call()
     assert s.latency_s > 0 and s.engines["TensorE"].flops > 0
