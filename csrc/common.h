@@ -18,7 +18,7 @@ const char* engine_name(Engine e);
 enum class DType : int32_t { F32 = 0, BF16 = 1, FP16 = 2, TF32 = 3, FP8E4M3 = 4, FP8E5M2 = 5 };
 struct DTypeInfo {
   const char* name;
-  int bytes;  // storage size on the device (what DMA and the engines are charged for)
+  int bytes;  // storage size on the device (what DMA and the engines are charged for; tf32 sits in an fp32 container)
 };
 constexpr DTypeInfo kDTypes[] = {{"fp32", 4}, {"bf16", 2}, {"fp16", 2}, {"tf32", 4}, {"fp8_e4m3", 1}, {"fp8_e5m2", 1}};
 constexpr int kNumDTypes = sizeof(kDTypes) / sizeof(kDTypes[0]);

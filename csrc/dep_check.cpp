@@ -94,7 +94,8 @@ class ArenaMap {
 
 }  // namespace
 
-void check_dependencies(const std::vector<Instr>& instrs, const std::vector<int64_t>& deps,
+void check_dependencies(const std::vector<Instr>& instrs, const std::vector<const OpDef*>& defs,
+                        const std::vector<int64_t>& deps,
                         const std::vector<BufferDesc>& buffers) {
   const int32_t n = static_cast<int32_t>(instrs.size());
   ArenaMap arena;
@@ -108,11 +109,9 @@ void check_dependencies(const std::vector<Instr>& instrs, const std::vector<int6
       seen[k.instr] = j;
       queries.push_back({j, k.instr, kind, buf, k.buf, lo, hi});
     };
-    const OpDef* def = find_op(in.op);
-    if (!def) fail("dependency check: instruction " + std::to_string(j) + " has unknown op " + std::to_string(in.op));
     for (int pass = 0; pass < 2; ++pass) {  // reads see the state before j; then j's writes
       for (int o = 0; o < in.n_operands; ++o) {
-        const bool w = operand_is_written(*def, in, o);
+        const bool w = operand_is_written(*defs[j], in, o);
         if (w != (pass == 1)) continue;
         const int32_t b = in.operand[o];
         const BufferDesc& d = buffers[b];

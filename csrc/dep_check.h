@@ -15,7 +15,8 @@ struct BufferDesc;
 // range/buffers on the first hazard not ordered by a dependency path. Which operands an instruction
 // writes comes from its op's schema (operand_is_written, isa.h). Regions are whole buffers on
 // the arena (constants are read-only host memory and never hazards). Expects validated inputs.
-void check_dependencies(const std::vector<Instr>& instrs, const std::vector<int64_t>& deps,
+void check_dependencies(const std::vector<Instr>& instrs, const std::vector<const OpDef*>& defs,
+                        const std::vector<int64_t>& deps,
                         const std::vector<BufferDesc>& buffers);
 
 }  // namespace nemu

@@ -105,6 +105,7 @@ Program::Program(const CoreSpec& spec, const int64_t* rows, int64_t n_instr, con
   }
   std::vector<int64_t> io_seen_in(inputs.size(), -1), io_seen_out(outputs.size(), -1);
   int64_t scratch = 0;
+  std::vector<Cost> costs;  // each instruction's cost on this core, from its op's cost function
   instrs_.reserve(n_instr);
   defs_.reserve(n_instr);
   for (int64_t i = 0; i < n_instr; ++i) {
@@ -150,7 +151,7 @@ Program::Program(const CoreSpec& spec, const int64_t* rows, int64_t n_instr, con
     }
     try {
       def->check(in, numel, spec_);
-      costs_.push_back(def->cost(in, spec_));  // e.g. an engine this core lacks is refused here, at load
+      costs.push_back(def->cost(in, spec_));  // e.g. an engine this core lacks is refused here, at load
       if (def->scratch) {
         const int64_t need = def->scratch(in);
         if (need < 0 || need > limit / static_cast<int64_t>(sizeof(float)))
@@ -184,12 +185,33 @@ Program::Program(const CoreSpec& spec, const int64_t* rows, int64_t n_instr, con
     if (io_seen_in[k] < 0) fail("input " + std::to_string(k) + " has no IoIn instruction");
   for (size_t k = 0; k < io_seen_out.size(); ++k)
     if (io_seen_out[k] < 0) fail("output " + std::to_string(k) + " has no IoOut instruction (it would be left unwritten)");
-  if (check_deps) check_dependencies(instrs_, deps_, buffers_);
+  if (check_deps) check_dependencies(instrs_, defs_, deps_, buffers_);
   scratch_ = alloc_floats(scratch, "scratch");
-  start_ns_.assign(n_instr, 0.0);
-  end_ns_.assign(n_instr, 0.0);
-  cycles_.assign(n_instr, 0.0);
   host_ns_.assign(n_instr, 0.0);
+  simulate(costs);
+}
+
+// Each instruction starts when its engine is free and its dependencies have ended. Costs are a function of
+// (instruction, core), so this timeline is the same for every execution: it is computed once, here.
+void Program::simulate(const std::vector<Cost>& costs) {
+  const size_t n = instrs_.size();
+  start_ns_.assign(n, 0.0);
+  end_ns_.assign(n, 0.0);
+  cycles_.assign(n, 0.0);
+  double engine_free[kNumEngines] = {};
+  for (size_t i = 0; i < n; ++i) {
+    const Instr& in = instrs_[i];
+    const Cost& c = costs[i];
+    const int e = static_cast<int>(c.engine);
+    double start = engine_free[e];
+    for (int64_t k = 0; k < in.dep_count; ++k) start = std::max(start, end_ns_[deps_[in.dep_begin + k]]);
+    start_ns_[i] = start;
+    end_ns_[i] = start + c.ns(spec_);
+    cycles_[i] = c.cycles;
+    engine_free[e] = end_ns_[i];
+    modelled_.latency_ns = std::max(modelled_.latency_ns, end_ns_[i]);
+    modelled_.counters.add(c, spec_);
+  }
 }
 
 RunStats Program::run(void* const* inputs, void* const* outputs) {
@@ -197,32 +219,15 @@ RunStats Program::run(void* const* inputs, void* const* outputs) {
   CpuClaim busy;  // this thread occupies a CPU for the whole run (thread_pool.h)
   OpCtx ctx{buf_ptrs_.data(), buf_numel_.data(), static_cast<int>(buf_ptrs_.size()), spec_, scratch_.get(),
             inputs, outputs, n_inputs_, n_outputs_};
-  double engine_free[kNumEngines] = {};
-  Counters counters;
-  double latency = 0;
   const int64_t n = static_cast<int64_t>(instrs_.size());
   for (int64_t i = 0; i < n; ++i) {
-    const Instr& in = instrs_[i];
     const auto t0 = std::chrono::steady_clock::now();
     ctx.def = defs_[i];
-    defs_[i]->exec(in, ctx);
-    const Cost& c = costs_[i];
+    defs_[i]->exec(instrs_[i], ctx);
     host_ns_[i] = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
-    const int e = static_cast<int>(c.engine);
-    double start = engine_free[e];
-    for (int64_t k = 0; k < in.dep_count; ++k) start = std::max(start, end_ns_[deps_[in.dep_begin + k]]);
-    const double end = start + c.ns(spec_);
-    start_ns_[i] = start;
-    end_ns_[i] = end;
-    cycles_[i] = c.cycles;
-    engine_free[e] = end;
-    latency = std::max(latency, end);
-    counters.add(c, spec_);
   }
-  last_.latency_ns = latency;
-  last_.counters = counters;
   runs_ += 1;
-  return last_;
+  return modelled_;
 }
 
 }  // namespace nemu

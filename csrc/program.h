@@ -1,7 +1,6 @@
 // A loaded program: validated instruction table + buffer plan, executed in one native call.
-// The run loop executes every instruction through its engine kernel and, from each instruction's
-// cost (its op's cost function, evaluated at load), simulates the per-engine timeline (engines run
-// concurrently, honouring dependencies).
+// At load, each instruction's cost (its op's cost function) places it on its engine's timeline (engines
+// run concurrently, honouring dependencies); the run loop executes every instruction through its kernel.
 #pragma once
 #include <memory>
 #include <mutex>
@@ -51,7 +50,7 @@ class Program {
   RunStats run(void* const* inputs, void* const* outputs);
 
   // Under mutex(): the last execution's stats and the number of executions of this Program.
-  const RunStats& last() const { return last_; }
+  const RunStats& last() const { return modelled_; }
   int64_t runs() const { return runs_; }
   const std::vector<Instr>& instrs() const { return instrs_; }
   const std::vector<double>& start_ns() const { return start_ns_; }
@@ -71,7 +70,6 @@ class Program {
   std::vector<int64_t> deps_;
   std::vector<BufferDesc> buffers_;
   std::vector<const OpDef*> defs_;
-  std::vector<Cost> costs_;  // each instruction's cost on this core, from its op's cost function at load
   int n_inputs_, n_outputs_;
   // execution state, allocated once at load (no per-call allocation)
   std::unique_ptr<float[], void (*)(void*)> arena_{nullptr, nullptr};
@@ -79,9 +77,11 @@ class Program {
   std::vector<float*> buf_ptrs_;
   std::vector<int64_t> buf_numel_;
   std::vector<double> start_ns_, end_ns_, cycles_, host_ns_;
-  RunStats last_;
+  RunStats modelled_;  // every execution's stats (the modelled timeline's latency and engine counters)
   int64_t runs_ = 0;
   std::mutex mu_;
+
+  void simulate(const std::vector<Cost>& costs);
 };
 
 // Throws unless every cost parameter of the spec was filled in from neuron_emu/hardware.py.

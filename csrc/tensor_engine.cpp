@@ -33,7 +33,6 @@ constexpr int64_t kMaxDim = (int64_t{1} << 31) - 1;   // OpenBLAS blasint is int
 
 std::string s(int64_t v) { return std::to_string(v); }
 
-inline int64_t esize(DType d) { return dtype_bytes(d); }  // tf32 lives in an fp32 container in SBUF
 
 DType dtype_param(const Instr& in, int k, const char* op, const char* what) {
   const int64_t v = in.ip[k];
@@ -290,7 +289,7 @@ Cost matmul_cost(const Instr& in, const CoreSpec& sp) {
   c.cycles = cyc * static_cast<double>(p.batch);
   c.instructions = 2 * tiles * p.batch;
   c.flops = 2 * p.M * p.N * p.K * p.batch;
-  const int64_t ie = esize(p.in_dt), oe = esize(p.out_dt);
+  const int64_t ie = dtype_bytes(p.in_dt), oe = dtype_bytes(p.out_dt);
   c.bytes = p.batch * ((p.M * p.K + p.K * p.N) * ie + p.M * p.N * oe * (p.acc ? 2 : 1) + (p.has_bias ? p.N * 4 : 0));
   return c;
 }
@@ -434,8 +433,8 @@ Cost conv_cost(const Instr& in, const CoreSpec& sp) {
   c.cycles = cyc * static_cast<double>(p.g);
   c.instructions = 2 * tiles * p.g;
   c.flops = 2 * p.N * p.O * p.OH * p.OW * p.Kg();
-  const int64_t ie = esize(p.in_dt);
-  c.bytes = (p.N * p.C * p.H * p.W + p.O * p.Kg()) * ie + p.N * p.O * p.OH * p.OW * esize(p.out_dt) +
+  const int64_t ie = dtype_bytes(p.in_dt);
+  c.bytes = (p.N * p.C * p.H * p.W + p.O * p.Kg()) * ie + p.N * p.O * p.OH * p.OW * dtype_bytes(p.out_dt) +
             (p.has_bias ? p.O * 4 : 0);
   return c;
 }
@@ -547,7 +546,7 @@ Cost transpose_cost(const Instr& in, const CoreSpec& spec) {
                (rem ? static_cast<double>(std::max(P, std::min(L, rem))) : 0.0);
     c.instructions = 2 * (full + (rem ? 1 : 0));
   }
-  c.bytes = 2 * P * F * esize(static_cast<DType>(in.ip[TF::in_dtype]));
+  c.bytes = 2 * P * F * dtype_bytes(static_cast<DType>(in.ip[TF::in_dtype]));
   return c;
 }
 
