@@ -8,7 +8,7 @@ import logging
 import os
 import time
 import warnings
-from typing import Any, Union
+from typing import Any, Dict, List, Optional, Union
 
 import torch
 from torch.utils import _pytree as pytree
@@ -34,25 +34,54 @@ class NeuronModule(torch.nn.Module):
         return pytree.tree_unflatten(list(result), self.out_spec)
 
 
-def wrap_artifact(compiled: Union[Compiled, torch.Tensor], out_spec: Any, example_inputs) -> torch.jit.ScriptModule:
+class NeuronModuleWithWeights(NeuronModule):
+    """inline_weights_to_neff=False: the weights live in the module (`weights`, saved with it, swapped by
+    torch_neuronx.replace_weights) and are fed to the program after the inputs at every call; the artifact's
+    header names them (`weights`)."""
+
+    def __init__(self, neff: torch.Tensor, out_spec: Any, weights: List[torch.Tensor]):
+        super().__init__(neff, out_spec)
+        self.weights = torch.nn.ParameterList([torch.nn.Parameter(w, requires_grad=False) for w in weights])
+
+    def forward(self, *inputs):
+        result = torch.ops.neuron.forward_v2(list(inputs) + list(self.weights), self.neff)
+        return pytree.tree_unflatten(list(result), self.out_spec)
+
+
+def wrap_artifact(compiled: Union[Compiled, torch.Tensor], out_spec: Any, example_inputs,
+                  weights: Optional[List[torch.Tensor]] = None) -> torch.jit.ScriptModule:
     """The TorchScript module the user gets for one artifact (a Compiled or its blob): forward flattens the
-    inputs, calls `neuron::forward_v2` and rebuilds `out_spec`. Tracing it runs the artifact once on
-    `example_inputs` (a tensor or a tuple of tensors)."""
+    inputs, calls `neuron::forward_v2` (with `weights` after the inputs when they are kept outside the
+    artifact) and rebuilds `out_spec`. Tracing it runs the artifact once on `example_inputs` (a tensor or a
+    tuple of tensors)."""
     blob = compiled.blob if isinstance(compiled, Compiled) else compiled
     inputs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
-    module = NeuronModule(blob, out_spec)
+    module = NeuronModule(blob, out_spec) if weights is None else NeuronModuleWithWeights(blob, out_spec, weights)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return torch.jit.trace(module, inputs, strict=False, check_trace=False)
 
 
+def external_weights(func) -> Dict[str, torch.Tensor]:
+    """The weights inline_weights_to_neff=False keeps outside the artifact: the floating-point entries of the
+    module's state dict (parameters and persistent buffers, tied ones under each name). Integer buffers (e.g.
+    position ids) are not weights and stay compiled in."""
+    if not isinstance(func, torch.nn.Module):
+        return {}
+    return {k: v for k, v in func.state_dict(keep_vars=True).items()
+            if isinstance(v, torch.Tensor) and v.is_floating_point()}
+
+
 def trace_and_compile(func, inputs: tuple, options: CompilerOptions, generation: int,
-                      compiler_workdir=None) -> torch.jit.ScriptModule:
+                      compiler_workdir=None, inline_weights: bool = True) -> torch.jit.ScriptModule:
     if isinstance(func, torch.nn.Module) and func.training:
         warnings.warn("The model is in training mode; Neuron traces are for inference: call model.eval() first",
                       UserWarning, stacklevel=3)
     t0 = time.perf_counter()
-    graph = capture(func, inputs)[0]  # (the eager outputs are not needed)
+    weights = None if inline_weights else external_weights(func)
+    graph = capture(func, inputs, weights)[0]  # (the eager outputs are not needed)
+    # the trace owns a copy of its weights, as the real SDK's does (replacing them leaves the model untouched)
+    own = None if inline_weights else [weights[names[0]].detach().clone() for names in graph.weight_names]
     try:
         compiled = compile_graph(graph, options, generation=generation)
     except CompilationError:
@@ -64,7 +93,7 @@ def trace_and_compile(func, inputs: tuple, options: CompilerOptions, generation:
         _write_workdir(compiler_workdir, options, compiled.graph_text, compiled, "PASS")
     out_spec = graph.out_spec
     del graph  # folded constants are in the artifact now: free them before the traced run
-    traced = wrap_artifact(compiled, out_spec, inputs)
+    traced = wrap_artifact(compiled, out_spec, inputs, own)
     logger.debug("trace+compile took %.2fs (%d instructions)", time.perf_counter() - t0, compiled.n_instructions)
     return traced
 

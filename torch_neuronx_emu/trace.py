@@ -52,13 +52,12 @@ def trace(func, example_inputs, *_, input_output_aliases={}, compiler_workdir=No
         raise NotImplementedError("partitioner_config (CPU fallback partitioning) is not emulated yet by neuron-emu")
     if input_output_aliases:
         raise NotImplementedError("input_output_aliases is not emulated yet by neuron-emu")
-    if not inline_weights_to_neff:
-        raise NotImplementedError("inline_weights_to_neff=False (separate weights, replace_weights) is not emulated "
-                                  "yet by neuron-emu")
+    if not isinstance(inline_weights_to_neff, bool):
+        raise TypeError(f"inline_weights_to_neff must be a bool, got {type(inline_weights_to_neff).__name__}")
 
     options = parse_compiler_args(compiler_args)
     return trace_and_compile(func, _normalize_inputs(example_inputs), options, generation=2,
-                             compiler_workdir=compiler_workdir)
+                             compiler_workdir=compiler_workdir, inline_weights=inline_weights_to_neff)
 
 
 hint = trace

@@ -162,6 +162,8 @@ def compile_graph(graph: Graph, options: CompilerOptions, generation: int = 2) -
         "source_ops": b.src_names,
         "source_where": b.src_where,
     }
+    if graph.weight_names:  # inline_weights_to_neff=False: the trailing inputs are weights, named here
+        meta["weights"] = graph.weight_names
     blob = artifact.serialize(meta, sections)
     return Compiled(blob, graph_text(graph, nodes), program_listing(b), len(b.instrs), time.perf_counter() - t0, counts)
 

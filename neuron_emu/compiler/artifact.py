@@ -146,6 +146,10 @@ def check_header(header, origin: str = "model") -> dict:
     if not isinstance(ops, dict) or not all(isinstance(k, str) and k.isdigit() and len(k) < 10 and isinstance(v, str)
                                             for k, v in ops.items()):
         raise ArtifactError(f"{origin}: header field 'ops' must map op codes to op names")
+    weights = header.get("weights", [])  # separate weights: the trailing inputs' state-dict names
+    if (not isinstance(weights, list) or len(weights) > len(header["inputs"])
+            or not all(isinstance(n, list) and n and all(isinstance(x, str) for x in n) for n in weights)):
+        raise ArtifactError(f"{origin}: header field 'weights' must be a list of name lists, one per trailing input")
     src = header.get("source_ops", [])
     if not isinstance(src, list) or not all(isinstance(x, str) for x in src):
         raise ArtifactError(f"{origin}: header field 'source_ops' must be a list of strings")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
-from typing import Any, List
+from typing import Any, Dict, List, Optional
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -52,6 +52,7 @@ class _Recorder(TorchDispatchMode):
         self.nodes: List[Node] = []
         self.warnings: List[str] = []
         self._next = 0
+        self.weights: dict = {}   # external weights (inline_weights_to_neff=False): _alias_key -> input Value
 
     def new_value(self, t: torch.Tensor, kind: str, **kw) -> Value:
         v = Value(self._next, tuple(t.shape), t.dtype, kind, **kw)
@@ -62,7 +63,9 @@ class _Recorder(TorchDispatchMode):
     def value_of(self, t: torch.Tensor) -> Value:
         v = self.values.get(t)
         if v is None:  # produced outside the graph: a parameter, buffer or captured tensor
-            v = self.new_value(t, "const", const=t.detach())
+            v = self.weights.get(_alias_key(t)) if self.weights else None
+            if v is None:
+                v = self.new_value(t, "const", const=t.detach())
         return v
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
@@ -86,6 +89,12 @@ class _Recorder(TorchDispatchMode):
                 node.outputs.append(self.new_value(o, "node", node=node))
         self.nodes.append(node)
         return out
+
+
+def _alias_key(t: torch.Tensor) -> tuple:
+    """What makes two tensor objects the same weight: storage, offset, shape, strides, dtype (a Parameter and
+    the plain tensor a wrapper hands the dispatcher for it are different objects over the same data)."""
+    return (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
 
 
 def _rng_state(func, kwargs):
@@ -203,13 +212,27 @@ def _to_plain(out):
     return out
 
 
-def capture(func, example_inputs: tuple) -> tuple[Graph, Any]:
-    """Record `func(*example_inputs)`. Returns the graph and the eager output."""
+def capture(func, example_inputs: tuple, weights: Optional[Dict[str, torch.Tensor]] = None) -> tuple[Graph, Any]:
+    """Record `func(*example_inputs)`. Returns the graph and the eager output.
+
+    `weights` (state-dict name -> tensor) are kept out of the graph's constants: each one the model uses becomes
+    a graph input after the model's own (in first-use order of `weights`), and `graph.weight_names` lists the
+    names of each (several where a weight is tied)."""
     for i, x in enumerate(example_inputs):
         if not isinstance(x, torch.Tensor):
             raise CaptureError(f"example_inputs[{i}] is a {type(x).__name__}; trace accepts a tensor or a tuple of tensors")
     rec = _Recorder()
     inputs = [rec.new_value(x, "input", index=i) for i, x in enumerate(example_inputs)]
+    names_of: Dict[int, List[str]] = {}   # weight Value id -> its names
+    for name, w in (weights or {}).items():
+        key = _alias_key(w)
+        v = rec.weights.get(key)
+        if v is None:
+            v = Value(rec._next, tuple(w.shape), w.dtype, "input")
+            rec._next += 1
+            rec.weights[key] = v
+            names_of[v.id] = []
+        names_of[v.id].append(name)
     # functionalize wraps the inputs; register the wrapped inner tensors too, by identity of the data.
     # Outputs are made plain inside: functionalize unwraps only pytree containers, not e.g. a DynamicCache.
     fn = torch.func.functionalize(lambda *a: _to_plain(func(*a)), remove="mutations_and_views")
@@ -238,5 +261,10 @@ def capture(func, example_inputs: tuple) -> tuple[Graph, Any]:
         if v is None:
             v = rec.new_value(o, "const", const=o.detach())
         outputs.append(v)
-    graph = Graph(inputs, rec.nodes, outputs, spec, rec.warnings)
+    used = {a.id for n in rec.nodes for a in n.value_args()} | {v.id for v in outputs}
+    external = [v for v in rec.weights.values() if v.id in used]
+    for j, v in enumerate(external):
+        v.index = len(inputs) + j
+    graph = Graph(inputs + external, rec.nodes, outputs, spec, rec.warnings,
+                  weight_names=[names_of[v.id] for v in external])
     return graph, out

@@ -75,6 +75,9 @@ class Graph:
     outputs: List[Value]               # flat outputs (tensors only)
     out_spec: Any                      # pytree spec to rebuild the user's output structure
     warnings: List[str] = field(default_factory=list)   # front-end warnings (e.g. specialised Python values)
+    # inline_weights_to_neff=False: the last len(weight_names) inputs are the model's weights, fed at every call;
+    # each entry lists that weight's state-dict names (several for a tied weight)
+    weight_names: List[List[str]] = field(default_factory=list)
 
     def validate(self) -> None:
         """Raise GraphError, naming the node, unless every Value is defined before it is used and typed."""

@@ -21,7 +21,7 @@ MAX_CHUNK_THREADS = 32   # trn1.32xlarge's NeuronCores; threads start only when 
 
 def compiled_batch(m: LoadedModel) -> int:
     """The batch size the model was compiled for: dimension 0 of its inputs (-1 when it has none in common)."""
-    sizes = {shape[0] if len(shape) else -1 for shape, _ in m._in_specs}
+    sizes = {shape[0] if len(shape) else -1 for shape, _ in m._in_specs[:m.n_user]}  # (weights are not batched)
     return sizes.pop() if len(sizes) == 1 else -1
 
 
@@ -31,7 +31,7 @@ def check(m: LoadedModel, inputs: List[torch.Tensor]) -> None:
     if (compiled_batch(m) >= 1 and len(inputs) == len(m._in_specs)
             and all(isinstance(x, torch.Tensor) for x in inputs)
             and not all(x.shape == s for x, (s, _) in zip(inputs, m._in_specs))):
-        _check(m, inputs)
+        _check(m, inputs[:m.n_user])
 
 
 def _check(m: LoadedModel, inputs: List[torch.Tensor]) -> int:
@@ -61,6 +61,8 @@ def run_dynamic(models: Sequence[LoadedModel], inputs: List[torch.Tensor], first
         return m(inputs)   # not batchable: the model's own input check reports it
     if all(x.shape == s for x, (s, _) in zip(inputs, m._in_specs)):
         return m(inputs)
+    weights = inputs[m.n_user:]   # fed whole to every chunk
+    inputs = inputs[:m.n_user]
     n = _check(m, inputs)
     if n == 0:
         raise ValueError("Dynamic batching: the inputs have batch size 0")
@@ -72,7 +74,7 @@ def run_dynamic(models: Sequence[LoadedModel], inputs: List[torch.Tensor], first
             if c.shape[0] < batch:
                 c = torch.cat([c, c.new_zeros((batch - c.shape[0],) + tuple(c.shape[1:]))])
             part.append(c)
-        parts.append(part)
+        parts.append(part + weights)
     chunks: List[Optional[List[torch.Tensor]]] = [None] * len(parts)
     groups = [list(range(j, len(parts), k)) for j in range(min(k, len(parts)))]
 

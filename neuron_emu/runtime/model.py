@@ -90,6 +90,9 @@ class LoadedModel:
         self._in_specs = [(torch.Size(d["shape"]), getattr(torch, d["dtype"])) for d in self.inputs]
         self._out_specs = [(tuple(d["shape"]), getattr(torch, d["dtype"])) for d in self.outputs]
         self._n_in = len(self.inputs)
+        # inline_weights_to_neff=False: the last n_weights inputs are the weights the module feeds every call
+        self.weight_names: List[List[str]] = header.get("weights", [])
+        self.n_user = self._n_in - len(self.weight_names)
         self.source_ops: List[str] = header.get("source_ops", [])
         try:
             instrs = artifact.resolve_ops(header, np.ascontiguousarray(sec["instrs"]), origin)
