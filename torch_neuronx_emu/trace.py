@@ -24,6 +24,17 @@ def _normalize_inputs(example_inputs) -> tuple:
     raise TypeError(f"example_inputs must be a torch.Tensor or a tuple of tensors, got {type(example_inputs).__name__}")
 
 
+def check_aliases_arg(aliases) -> None:
+    """input_output_aliases must be {tensor: output index}; the tensor is an example input or a state tensor the
+    model reads (the compile checks the indices and shapes)."""
+    if not isinstance(aliases, dict):
+        raise TypeError(f"input_output_aliases must be a dict {{tensor: output index}}, got {type(aliases).__name__}")
+    bad = next((k for k in aliases if not isinstance(k, torch.Tensor)), None)
+    if bad is not None:
+        raise TypeError(f"input_output_aliases keys must be tensors (an example input or a state tensor of the "
+                        f"model), got {type(bad).__name__}")
+
+
 def trace(func, example_inputs, *_, input_output_aliases={}, compiler_workdir=None, compiler_args=None,
           partitioner_config=None, inline_weights_to_neff=True, cpu_backend=False, **kwargs):
     """Trace and compile `func` for an (emulated) Inferentia2/Trainium NeuronCore-v2.
@@ -50,14 +61,14 @@ def trace(func, example_inputs, *_, input_output_aliases={}, compiler_workdir=No
         warnings.warn(f"Unexpected keyword arguments: {list(kwargs)}", UserWarning, stacklevel=2)
     if partitioner_config is not None:
         raise NotImplementedError("partitioner_config (CPU fallback partitioning) is not emulated yet by neuron-emu")
-    if input_output_aliases:
-        raise NotImplementedError("input_output_aliases is not emulated yet by neuron-emu")
+    check_aliases_arg(input_output_aliases)
     if not isinstance(inline_weights_to_neff, bool):
         raise TypeError(f"inline_weights_to_neff must be a bool, got {type(inline_weights_to_neff).__name__}")
 
     options = parse_compiler_args(compiler_args)
     return trace_and_compile(func, _normalize_inputs(example_inputs), options, generation=2,
-                             compiler_workdir=compiler_workdir, inline_weights=inline_weights_to_neff)
+                             compiler_workdir=compiler_workdir, inline_weights=inline_weights_to_neff,
+                             aliases=input_output_aliases)
 
 
 hint = trace

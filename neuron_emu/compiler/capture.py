@@ -52,7 +52,7 @@ class _Recorder(TorchDispatchMode):
         self.nodes: List[Node] = []
         self.warnings: List[str] = []
         self._next = 0
-        self.weights: dict = {}   # external weights (inline_weights_to_neff=False): _alias_key -> input Value
+        self.weights: dict = {}   # external weights (inline_weights_to_neff=False): alias_key -> input Value
 
     def new_value(self, t: torch.Tensor, kind: str, **kw) -> Value:
         v = Value(self._next, tuple(t.shape), t.dtype, kind, **kw)
@@ -63,7 +63,7 @@ class _Recorder(TorchDispatchMode):
     def value_of(self, t: torch.Tensor) -> Value:
         v = self.values.get(t)
         if v is None:  # produced outside the graph: a parameter, buffer or captured tensor
-            v = self.weights.get(_alias_key(t)) if self.weights else None
+            v = self.weights.get(alias_key(t)) if self.weights else None
             if v is None:
                 v = self.new_value(t, "const", const=t.detach())
         return v
@@ -91,7 +91,7 @@ class _Recorder(TorchDispatchMode):
         return out
 
 
-def _alias_key(t: torch.Tensor) -> tuple:
+def alias_key(t: torch.Tensor) -> tuple:
     """What makes two tensor objects the same weight: storage, offset, shape, strides, dtype (a Parameter and
     the plain tensor a wrapper hands the dispatcher for it are different objects over the same data)."""
     return (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
@@ -225,7 +225,7 @@ def capture(func, example_inputs: tuple, weights: Optional[Dict[str, torch.Tenso
     inputs = [rec.new_value(x, "input", index=i) for i, x in enumerate(example_inputs)]
     names_of: Dict[int, List[str]] = {}   # weight Value id -> its names
     for name, w in (weights or {}).items():
-        key = _alias_key(w)
+        key = alias_key(w)
         v = rec.weights.get(key)
         if v is None:
             v = Value(rec._next, tuple(w.shape), w.dtype, "input")
