@@ -31,8 +31,12 @@ def fresh(monkeypatch):
 
 @pytest.fixture(scope="module")
 def mlp2():
+    """The traced MLP, saved lazy (lazy_load): its copies load at their first call or placement, not at
+    torch.jit.load, so each test's placement arithmetic starts from what it does (test_loading covers loads)."""
     model, inputs = zoo.mlp(in_features=64, hidden=(128,), out=16, batch=2)
-    return model, inputs, torch_neuronx_emu.trace(model, inputs)
+    traced = torch_neuronx_emu.trace(model, inputs)
+    torch_neuronx_emu.lazy_load(traced)
+    return model, inputs, traced
 
 
 def _copy(traced):
@@ -393,9 +397,10 @@ def test_lazy_and_async_load_are_saved(fresh, mlp2):
     from torch_neuronx_emu.loading import load_settings
     _, inputs, traced = mlp2
     t = _copy(traced)
-    assert load_settings(t) == {"lazy": False, "async": False}
-    assert torch_neuronx_emu.lazy_load(t) is None and torch_neuronx_emu.async_load(t) is None
+    assert load_settings(t) == {"lazy": True, "async": False}
+    assert torch_neuronx_emu.lazy_load(t, False) is None and torch_neuronx_emu.async_load(t) is None
     torch_neuronx_emu.async_load(t, enable_async_load=False)
+    torch_neuronx_emu.lazy_load(t)
     u = _copy(t)   # saved and loaded with the module
     assert load_settings(u) == {"lazy": True, "async": False}
     assert runtime().core(0).loaded_models + runtime().core(1).loaded_models == 0   # nothing loaded yet

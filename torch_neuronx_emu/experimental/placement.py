@@ -74,8 +74,9 @@ def set_multicore(trace) -> None:
 
 def move_trace_to_device(trace, device_id: int) -> None:
     """torch_neuronx.move_trace_to_device (neuron-api.md 2.1): load `trace` on NeuronCore `device_id` (0 ..
-    visible cores - 1), in place; returns None. For separate-weights traces the real SDK also moves the weights
-    to the device; here weights are always inlined, so only the placement happens."""
+    visible cores - 1), in place; returns None. For separate-weights traces (inline_weights_to_neff=False) the
+    real SDK also moves the weights to the device; here the weights stay in the module and are fed (copied in by
+    the program's input DMA, which the cost model charges) at every call."""
     for blob in artifacts(trace):
         n = len(runtime_of(blob).cores)
         if isinstance(device_id, bool) or not isinstance(device_id, int) or not 0 <= device_id < n:
@@ -89,7 +90,9 @@ def _placing_loads(place) -> Iterator[None]:
     real = torch.jit.load
 
     def load(*args, **kwargs):
-        module = real(*args, **kwargs)
+        from torch_neuronx_emu.loading import placement_pending
+        with placement_pending():   # the context places the model, not torch.jit.load's default load
+            module = real(*args, **kwargs)
         try:
             artifacts(module)
         except ValueError:
