@@ -28,6 +28,9 @@ def fresh(monkeypatch):
 
 
 def _jit_copies(traced, n):
+    """n loaded copies, saved lazy (lazy_load): each is placed at its first call, which these tests observe
+    (torch.jit.load's default load is covered in test_loading)."""
+    torch_neuronx_emu.lazy_load(traced)
     buf = io.BytesIO()
     torch.jit.save(traced, buf)
     out = []
