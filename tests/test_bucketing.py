@@ -185,3 +185,30 @@ def test_config_and_trace_argument_errors():
     with pytest.raises(TypeError, match=r"must return \(model, input_output_aliases\)"):
         torch_neuronx_emu.bucket_model_trace(lambda: Accumulate(4), [torch.zeros(1, 4)],
                                              torch_neuronx_emu.BucketModelConfig(lambda: torch.jit.script(pad_kernel)))
+
+
+@pytest.mark.slow
+def test_docs_bert_base_example_in_a_fresh_process(tmp_path):
+    """The developer guide's example at full size: BERT-base, buckets 128 and 512, traced here, loaded and run in a
+    fresh process on lengths 1..512 (the guide's 122 and 444 among them), compared with eager on the unpadded
+    positions."""
+    model, _ = zoo.bert("base", seq=512)
+    traced = torch_neuronx_emu.bucket_model_trace(lambda: (model, {}), [_inputs(128, 30522), _inputs(512, 30522)],
+                                                  torch_neuronx_emu.BucketModelConfig(get_bucket_kernel))
+    torch.jit.save(traced, str(tmp_path / "bert.pt"))
+    cases = {n: _inputs(n, 30522) for n in (1, 122, 128, 129, 444, 512)}
+    refs = {}
+    with torch.no_grad():
+        for n, x in cases.items():
+            refs[n] = model(*x).last_hidden_state
+    del traced
+    torch.save(cases, tmp_path / "cases.pt")
+    script = (f"import torch, torch_neuronx_emu\nm = torch.jit.load({str(tmp_path / 'bert.pt')!r})\n"
+              f"cases = torch.load({str(tmp_path / 'cases.pt')!r})\n"
+              f"torch.save({{n: m(*x)[0][:, :n] for n, x in cases.items()}}, {str(tmp_path / 'out.pt')!r})\n")
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT,
+                       env=dict(os.environ, PYTHONPATH=ROOT))
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = torch.load(tmp_path / "out.pt")
+    for n, ref in refs.items():
+        torch.testing.assert_close(out[n], ref, **TOL)
