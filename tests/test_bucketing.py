@@ -212,3 +212,16 @@ def test_docs_bert_base_example_in_a_fresh_process(tmp_path):
     out = torch.load(tmp_path / "out.pt")
     for n, ref in refs.items():
         torch.testing.assert_close(out[n], ref, **TOL)
+
+
+def test_a_dropped_bucket_model_releases_its_artifacts():
+    import gc
+    import weakref
+    cfg = torch_neuronx_emu.BucketModelConfig(lambda: torch.jit.script(pad_kernel), func_kwargs=[{"length": 4}])
+    m = torch_neuronx_emu.bucket_model_trace(_make, [torch.zeros(1, 4)], cfg)
+    m(torch.ones(1, 3))
+    neffs = [weakref.ref(b) for name, b in m.named_buffers() if name.endswith("neff")]
+    assert neffs
+    del m
+    gc.collect()
+    assert all(r() is None for r in neffs)   # nothing (e.g. the scripted class's closure) keeps them alive

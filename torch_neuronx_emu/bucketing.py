@@ -108,17 +108,19 @@ def _identity_preprocessor(shapes: List[List[List[int]]], states: List[torch.Ten
 def _bucket_model(kernel, preprocessor, buckets: List[NeuronBucket], states: List[torch.Tensor],
                   shapes: List[List[List[int]]]) -> torch.jit.ScriptModule:
     """The scripted selector. `kernel` and `preprocessor` are closure variables of forward, so torch.jit.script
-    compiles them into the module (and torch.jit.save stores their code)."""
+    compiles them into the module (and torch.jit.save stores their code). Nothing else may be: TorchScript keeps
+    the class for the life of the process, and with it its closure (the buckets' artifacts would never be freed)."""
 
     class NeuronBucketModel(torch.nn.Module):
         states: List[torch.Tensor]
         state_shapes: List[List[List[int]]]
 
-        def __init__(self):
+        def __init__(self, buckets_: List[NeuronBucket], states_: List[torch.Tensor],
+                     shapes_: List[List[List[int]]]):
             super().__init__()
-            self.buckets = torch.nn.ModuleList(buckets)
-            self.states = states
-            self.state_shapes = shapes
+            self.buckets = torch.nn.ModuleList(buckets_)
+            self.states = states_
+            self.state_shapes = shapes_
 
         def forward(self, inputs: List[torch.Tensor]) -> List[torch.Tensor]:
             tensors, index = kernel(inputs)
@@ -132,7 +134,7 @@ def _bucket_model(kernel, preprocessor, buckets: List[NeuronBucket], states: Lis
             raise ValueError("the bucket kernel returned bucket index " + str(i) + " but the model has "
                              + str(len(self.buckets)) + " buckets")
 
-    return torch.jit.script(NeuronBucketModel())
+    return torch.jit.script(NeuronBucketModel(buckets, states, shapes))
 
 
 class _Entry(torch.nn.Module):
