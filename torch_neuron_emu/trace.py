@@ -11,7 +11,9 @@ import warnings
 import torch
 
 from neuron_emu.compiler.options import CompilerArgumentError, CompilerOptions
-from neuron_emu.tracing import trace_and_compile
+from neuron_emu.tracing import _write_workdir
+from torch_neuron_emu.model_size import check_model_size
+from torch_neuron_emu.partition import trace_partitioned
 
 # --fast-math / --fp32-cast value -> (auto-cast mode, cast type) in our compiler's terms
 _FAST_MATH = {"all": ("all", "bf16"), "fp32-cast-all": ("all", "bf16"), "fp32-cast-all-fp16": ("all", "fp16"),
@@ -20,11 +22,10 @@ _FAST_MATH = {"all": ("all", "bf16"), "fp32-cast-all": ("all", "bf16"), "fp32-ca
 _FP32_CAST = {"all": "fp32-cast-all", "matmult": "fp32-cast-matmult", "matmult-fp16": "fp32-cast-matmult-fp16",
               "matmult-bf16": "fp32-cast-matmult-bf16", "all-fp16": "fp32-cast-all-fp16"}
 _RELAYOUT = {"fast-relayout", "no-fast-relayout"}
-# trace kwargs with no effect on a whole-graph compile (timeouts, torch.jit.trace options)
-_ACCEPTED_KWARGS = ("compiler_timeout", "fallback", "verbose", "strict", "check_trace")
-# partitioner / batching options of the real torch_neuron not emulated yet (ROADMAP item 4)
-_NOT_EMULATED_KWARGS = ("subgraph_builder_function", "minimum_segment_size", "single_fusion_ratio_threshold",
-                        "dynamic_batch_size", "optimizations", "separate_weights")
+# trace kwargs with no effect on the emulated compile (timeouts, verbosity)
+_ACCEPTED_KWARGS = ("compiler_timeout", "verbose", "skip_compiler")
+# options of the real torch_neuron not emulated yet
+_NOT_EMULATED_KWARGS = ("dynamic_batch_size", "optimizations")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,7 +47,10 @@ def parse_neuron_cc_args(compiler_args) -> CompilerOptions:
     if unknown:
         raise CompilerArgumentError(f"neuron-cc: error: unrecognized arguments: {' '.join(unknown)}")
     mode = "all"
-    for v in ns.fast_math or []:
+    values = [t for v in ns.fast_math or [] for t in v.split()]
+    if "all" in values and "none" in values:
+        raise CompilerArgumentError("neuron-cc: error: argument --fast-math: 'all' and 'none' are mutually exclusive")
+    for v in values:
         if v in _RELAYOUT:
             continue
         if v not in _FAST_MATH:
@@ -61,16 +65,31 @@ def parse_neuron_cc_args(compiler_args) -> CompilerOptions:
 
 
 def trace(model, example_inputs, **kwargs):
-    """Compile `model` for an emulated Inferentia1 NeuronCore-v1; returns a ScriptModule."""
+    """Compile `model` for an emulated Inferentia1: the operators neuron-cc supports are fused into subgraphs
+    compiled for NeuronCore-v1 (`neuron::forward_v2` ops), the rest stay `aten::` ops run on CPU. Returns a
+    ScriptModule. Keyword arguments as docs/reference/neuron-api.md 1.1; the rest go to torch.jit.trace."""
     compiler_args = kwargs.pop("compiler_args", None)
     compiler_workdir = kwargs.pop("compiler_workdir", None)
+    part = dict(subgraph_builder_function=kwargs.pop("subgraph_builder_function", None),
+                minimum_segment_size=kwargs.pop("minimum_segment_size", 2),
+                single_fusion_ratio_threshold=kwargs.pop("single_fusion_ratio_threshold", 0.6),
+                fallback=kwargs.pop("fallback", True))
+    separate_weights = kwargs.pop("separate_weights", False)
     for k in _ACCEPTED_KWARGS:
         kwargs.pop(k, None)
     for k in _NOT_EMULATED_KWARGS:
-        if kwargs.pop(k, None) is not None:
+        if kwargs.pop(k, None) not in (None, False, []):
             warnings.warn(f"torch_neuron_emu: `{k}` is not emulated yet and is ignored", UserWarning, stacklevel=2)
-    if kwargs:
-        warnings.warn(f"Unexpected keyword arguments: {list(kwargs)}", UserWarning, stacklevel=2)
     inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
-    return trace_and_compile(model, inputs, parse_neuron_cc_args(compiler_args), generation=1,
-                             compiler_workdir=compiler_workdir)
+    options = parse_neuron_cc_args(compiler_args)
+    if isinstance(model, torch.nn.Module) and model.training:
+        warnings.warn("The model is in training mode; Neuron traces are for inference: call model.eval() first",
+                      UserWarning, stacklevel=2)
+
+    def on_compiled(seg, compiled):
+        check_model_size(compiled, separate_weights)
+        if compiler_workdir:
+            _write_workdir(compiler_workdir, options, compiled.graph_text, compiled, "PASS")
+
+    return trace_partitioned(model, inputs, options, generation=1, trace_kwargs=kwargs, compile_hook=on_compiled,
+                             **part)
