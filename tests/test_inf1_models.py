@@ -13,6 +13,7 @@ from torch.utils import _pytree as pytree
 
 import torch_neuron_emu
 from neuron_emu import zoo
+from test_inf1_partition import Mixed
 from neuron_emu.partitioner.reference import run_plan_reference
 from torch_neuron_emu.partition import plan_model
 from torch_neuron_emu.trace import parse_neuron_cc_args
@@ -68,7 +69,9 @@ def check_model(model, inputs, tmp_path, name):
 
 def load_in_fresh_process(paths):
     """Each saved model loads and reproduces its outputs bit for bit in a new interpreter."""
-    code = ("import sys, torch, torch_neuron_emu\nfrom torch.utils import _pytree as pytree\n"
+    code = ("import sys, torch\nfrom torch.utils import _pytree as pytree\n"
+            "try:\n    torch.jit.load(sys.argv[1])\nexcept RuntimeError as e:\n    print('without import:', e)\n"
+            "import torch_neuron_emu\n"
             "for p in sys.argv[1:]:\n"
             "    m = torch.jit.load(p); d = torch.load(p[:-3] + '.io')\n"
             "    out = pytree.tree_leaves(m(*d['inputs']))\n"
@@ -89,9 +92,14 @@ def test_tiny_models_trace_save_load_fresh_process_and_match(tmp_path):
         paths.append(path)
     model, inputs = zoo.resnet()
     paths.append(check_model(model, inputs, tmp_path, "resnet")[1])
-    out = load_in_fresh_process(paths)
-    assert out.count("ok ") == 4 and "neuron::forward_v2" in out
-    assert "aten::index" in out.splitlines()[0]  # BERT: neuron-cc leaves aten::index (unlisted) on CPU
+    model, inputs = Mixed().eval(), (torch.randn(3, 16),)
+    paths.append(check_model(model, inputs, tmp_path, "mixed")[1])
+    text = load_in_fresh_process(paths)
+    assert "Unknown builtin op: neuron::forward_v2" in text.split("ok ")[0]  # without the import, as the real one
+    ok = [line for line in text.splitlines() if line.startswith("ok ")]
+    assert len(ok) == 5
+    assert "'aten::index'" in ok[0] and "'neuron::forward_v2'" in ok[0]  # BERT: aten::index (unlisted) on CPU
+    assert "'aten::_fft_r2c'" in ok[4] and "'neuron::forward_v2'" in ok[4]
 
 
 @pytest.mark.slow
