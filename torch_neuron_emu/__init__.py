@@ -8,6 +8,8 @@ import torch
 
 from torch_neuron_emu.trace import trace  # noqa: F401
 from torch_neuron_emu.partition import analyze_model  # noqa: F401
+from torch_neuron_emu.data_parallel import DataParallel  # noqa: F401
+from torch_neuron_emu.pipeline import pipeline_report  # noqa: F401
 from torch_neuron_emu.supported_ops import get_supported_operations  # noqa: F401
 from neuron_emu.runtime import last_call  # noqa: F401
 

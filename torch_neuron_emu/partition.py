@@ -16,6 +16,7 @@ from neuron_emu.compiler.capture import capture
 from neuron_emu.compiler.fold import fold_and_prune
 from neuron_emu.partitioner import build_module, partition, segment_graph
 from neuron_emu.tracing import wrap_artifact
+from torch_neuron_emu.pipeline import stage_cuts, stamp
 from torch_neuron_emu.supported_ops import is_published, is_supported, torchscript_name
 
 logger = logging.getLogger("Neuron")
@@ -55,7 +56,8 @@ class Partitioned:
 
 def plan_model(model, inputs: tuple, options, *, generation: int = 1,
                subgraph_builder_function: Optional[Callable] = None, minimum_segment_size: int = 2,
-               single_fusion_ratio_threshold: float = 0.6, fallback: bool = True, compile_hook=None) -> Partitioned:
+               single_fusion_ratio_threshold: float = 0.6, fallback: bool = True, compile_hook=None,
+               pipeline_cores: int = 1) -> Partitioned:
     """Capture, partition by the Inf1 rules and compile each subgraph for NeuronCore-v1, logging as torch-neuron."""
     graph = capture(model, inputs)[0]
     nodes = fold_and_prune(graph)
@@ -91,13 +93,18 @@ def plan_model(model, inputs: tuple, options, *, generation: int = 1,
                 len(arith), len(fused), pct)
     logger.info("The neuron partitioner created %d sub-graphs", len(plan.segments))
 
+    stage_of = {}
+    if pipeline_cores > 1:  # each subgraph cut into stages on as many cores (pipeline.py)
+        for seg in list(plan.segments):
+            for i, sub in enumerate(plan.split(seg, stage_cuts(seg.nodes, pipeline_cores))):
+                stage_of[id(sub)] = i
     neffs, failed = [], []
     for k, seg in enumerate(plan.segments):
         logger.info("Compiling function _NeuronGraph$%d with neuron-cc", k + 1)
         try:
             compiled = compile_graph(segment_graph(seg), options, generation=generation)
         except CompilationError as e:
-            if not fallback:
+            if not fallback or stage_of:
                 raise
             logger.warning("torch.neuron.trace failed on _NeuronGraph$%d; falling back to native python function "
                            "call (%s)", k + 1, e)
@@ -105,7 +112,8 @@ def plan_model(model, inputs: tuple, options, *, generation: int = 1,
             continue
         if compile_hook is not None:
             compile_hook(seg, compiled)
-        neffs.append(compiled.blob)
+        neffs.append(compiled.blob if id(seg) not in stage_of else stamp(compiled.blob, stage_of[id(seg)],
+                                                                            pipeline_cores))
     if failed:  # re-plan with the failed segments' nodes on CPU
         bad = {id(n) for s in failed for n in s.nodes}
         ok = {id(s.nodes[0]) for s in plan.segments if s not in failed}

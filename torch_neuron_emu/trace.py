@@ -34,6 +34,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parse_neuron_cc_args(compiler_args) -> CompilerOptions:
+    return parse_with_pipeline(compiler_args)[0]
+
+
+def parse_with_pipeline(compiler_args):
+    """(CompilerOptions, --neuroncore-pipeline-cores) from neuron-cc's arguments."""
     argv = shlex.split(compiler_args) if isinstance(compiler_args, str) else [str(a) for a in (compiler_args or [])]
     p = _Parser(prog="neuron-cc compile", add_help=False, allow_abbrev=False)
     p.add_argument("--fast-math", nargs="+")
@@ -58,10 +63,12 @@ def parse_neuron_cc_args(compiler_args) -> CompilerOptions:
         mode = v
     if ns.fp32_cast:  # --fp32-cast has priority over --fast-math
         mode = _FP32_CAST[ns.fp32_cast]
-    if ns.neuroncore_pipeline_cores not in (None, 1):
-        raise NotImplementedError("--neuroncore-pipeline-cores > 1 is not emulated yet by neuron-emu")
+    cores = 1 if ns.neuroncore_pipeline_cores is None else ns.neuroncore_pipeline_cores
+    if cores < 1:
+        raise CompilerArgumentError(f"neuron-cc: error: argument --neuroncore-pipeline-cores: invalid value {cores}: "
+                                    "the pipeline needs at least 1 NeuronCore")
     auto_cast, cast_type = _FAST_MATH[mode]
-    return CompilerOptions(target="inf1", auto_cast=auto_cast, auto_cast_type=cast_type, argv=argv)
+    return CompilerOptions(target="inf1", auto_cast=auto_cast, auto_cast_type=cast_type, argv=argv), cores
 
 
 def trace(model, example_inputs, **kwargs):
@@ -81,15 +88,22 @@ def trace(model, example_inputs, **kwargs):
         if kwargs.pop(k, None) not in (None, False, []):
             warnings.warn(f"torch_neuron_emu: `{k}` is not emulated yet and is ignored", UserWarning, stacklevel=2)
     inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
-    options = parse_neuron_cc_args(compiler_args)
+    options, pipeline_cores = parse_with_pipeline(compiler_args)
+    if pipeline_cores > 1:
+        from neuron_emu.runtime.placement import runtime_for
+        visible = len(runtime_for(1).cores)
+        if pipeline_cores > visible:
+            raise CompilerArgumentError(
+                f"--neuroncore-pipeline-cores {pipeline_cores}: only {visible} NeuronCores are visible to this "
+                f"process (instance {runtime_for(1).instance.name}, NEURON_RT_VISIBLE_CORES / NEURON_RT_NUM_CORES)")
     if isinstance(model, torch.nn.Module) and model.training:
         warnings.warn("The model is in training mode; Neuron traces are for inference: call model.eval() first",
                       UserWarning, stacklevel=2)
 
     def on_compiled(seg, compiled):
-        check_model_size(compiled, separate_weights)
+        check_model_size(compiled, separate_weights)  # per subgraph (per pipeline stage: each core's own slice)
         if compiler_workdir:
             _write_workdir(compiler_workdir, options, compiled.graph_text, compiled, "PASS")
 
     return trace_partitioned(model, inputs, options, generation=1, trace_kwargs=kwargs, compile_hook=on_compiled,
-                             **part)
+                             pipeline_cores=pipeline_cores, **part)

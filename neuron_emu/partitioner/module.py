@@ -16,6 +16,12 @@ from neuron_emu.compiler.ir import Value
 from neuron_emu.partitioner.segments import Plan, Segment
 
 
+class _Artifact(torch.nn.Module):
+    def __init__(self, neff: torch.Tensor):
+        super().__init__()
+        self.register_buffer("neff", neff, persistent=True)
+
+
 class PartitionedModule(torch.nn.Module):
     def __init__(self, steps: list, inputs: List[Value], outputs: List[Value], out_spec: Any, neffs: List[torch.Tensor]):
         super().__init__()
@@ -24,8 +30,8 @@ class PartitionedModule(torch.nn.Module):
         self._outputs = outputs
         self.out_spec = out_spec
         self._const_names = {}
-        for k, neff in enumerate(neffs):
-            self.register_buffer(f"neff_{k}", neff, persistent=True)
+        for k, neff in enumerate(neffs):  # `subgraph_k.neff`: found by the placement tools as any trace's `neff`
+            self.add_module(f"subgraph_{k}", _Artifact(neff))
         for v in self._values_read():
             if v.kind == "const" and v.id not in self._const_names:
                 name = f"const_{len(self._const_names)}"
@@ -40,7 +46,7 @@ class PartitionedModule(torch.nn.Module):
 
     def forward(self, *inputs):
         def segment(k, seg, xs):
-            return torch.ops.neuron.forward_v2(xs, getattr(self, f"neff_{k}"))
+            return torch.ops.neuron.forward_v2(xs, getattr(self, f"subgraph_{k}").neff)
         flat = execute(self._steps, self._inputs, self._outputs, inputs, segment,
                        lambda v: getattr(self, self._const_names[v.id]))
         return pytree.tree_unflatten(flat, self.out_spec)

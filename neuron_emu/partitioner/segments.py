@@ -22,10 +22,22 @@ class Plan:
     """Execution order: each step is a Segment (compiled) or a Node (run on CPU)."""
     steps: list
     segments: List[Segment]
+    graph_outputs: List[Value] = field(default_factory=list)
 
     @property
     def cpu_nodes(self) -> List[Node]:
         return [s for s in self.steps if isinstance(s, Node)]
+
+    def split(self, seg: Segment, parts: List[List[Node]]) -> List[Segment]:
+        """Replace `seg` by consecutive sub-segments (pipeline stages), rewiring every segment's inputs/outputs."""
+        assert [n for p in parts for n in p] == seg.nodes and all(parts)
+        subs = [Segment(list(p)) for p in parts]
+        i = self.steps.index(seg)
+        self.steps[i:i + 1] = subs
+        j = self.segments.index(seg)
+        self.segments[j:j + 1] = subs
+        _wire(self.steps, self.graph_outputs)
+        return subs
 
 
 def runs(nodes: List[Node], is_supported: Callable[[Node], bool]) -> List[List[Node]]:
@@ -64,7 +76,7 @@ def partition(nodes: List[Node], graph_outputs: List[Value], is_supported: Calla
             seen.add(id(s))
             steps.append(s)
     _wire(steps, graph_outputs)
-    return Plan(steps, segments)
+    return Plan(steps, segments, list(graph_outputs))
 
 
 def _wire(steps, graph_outputs: List[Value]) -> None:
@@ -80,6 +92,7 @@ def _wire(steps, graph_outputs: List[Value]) -> None:
             continue
         produced = {o.id for n in st.nodes for o in n.outputs}
         seen = set()
+        st.inputs = []
         for n in st.nodes:
             for a in n.value_args():
                 if a.kind != "const" and a.id not in produced and a.id not in seen:

@@ -185,8 +185,17 @@ _placed: Dict[int, LoadedModel] = {}     # id(artifact tensor) -> model placed a
 _watched: Dict[int, weakref.finalize] = {}
 
 
+def _pipeline_stage(blob: torch.Tensor) -> Optional[int]:
+    """A NeuronCore-Pipeline stage (torch_neuron_emu/pipeline.py) runs on the visible core of its index."""
+    stage = artifact.deserialize(blob)[0].get("pipeline_stage")
+    if stage is not None and (not isinstance(stage, int) or isinstance(stage, bool) or stage < 0):
+        raise artifact.ArtifactError(f"model: header field pipeline_stage {stage!r} is not a core index")
+    return stage
+
+
 def model_for(blob: torch.Tensor) -> LoadedModel:
-    """The model forward_v2 runs for an artifact tensor: placed on the least-used core at the first call."""
+    """The model forward_v2 runs for an artifact tensor: placed on the least-used core at the first call (a
+    pipeline stage: on the core of its stage index)."""
     m = _placed.get(id(blob))
     if m is not None and m._artifact() is blob:
         return m
@@ -194,7 +203,7 @@ def model_for(blob: torch.Tensor) -> LoadedModel:
     with rt._lock:
         m = _placed.get(id(blob))
         if m is None or m._artifact() is not blob:
-            m = rt.load(blob)
+            m = rt.load(blob, _pipeline_stage(blob))
             _placed[id(blob)] = m
     return m
 
