@@ -87,3 +87,19 @@ def test_data_parallel_over_the_4_cores_of_an_inf1_chip(fresh):
         dp(odd)
     with pytest.raises(ValueError, match="not supported for NeuronCore-Pipeline models"):
         torch_neuron_emu.DataParallel(_trace(model, x, compiler_args="--neuroncore-pipeline-cores 2"))
+
+
+def test_neuroncore_group_sizes_places_models_by_group_in_load_order(fresh, monkeypatch):
+    model, x = _mlp()
+    monkeypatch.setenv("NEURONCORE_GROUP_SIZES", "2,2")
+    a = _trace(model, x, compiler_args="--neuroncore-pipeline-cores 2")
+    b = _trace(model, x, compiler_args="--neuroncore-pipeline-cores 2")
+    monkeypatch.setattr(runtime_mod, "_runtimes", {})  # a runtime started with the groups, nothing loaded yet
+    a(x)
+    b(x)
+    assert [s["core"] for s in torch_neuron_emu.pipeline_report(a)["stages"]] == [0, 1]
+    assert [s["core"] for s in torch_neuron_emu.pipeline_report(b)["stages"]] == [2, 3]
+    monkeypatch.setenv("NEURONCORE_GROUP_SIZES", "4,2")
+    monkeypatch.setattr(runtime_mod, "_runtimes", {})
+    with pytest.raises(RuntimeError, match="NEURONCORE_GROUP_SIZES='4,2' asks for 6 NeuronCores, but 4 are visible"):
+        _trace(model, x)(x)

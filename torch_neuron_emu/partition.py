@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import uuid
 import warnings
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -93,7 +94,7 @@ def plan_model(model, inputs: tuple, options, *, generation: int = 1,
                 len(arith), len(fused), pct)
     logger.info("The neuron partitioner created %d sub-graphs", len(plan.segments))
 
-    stage_of = {}
+    stage_of, model_id = {}, uuid.uuid4().hex
     if pipeline_cores > 1:  # each subgraph cut into stages on as many cores (pipeline.py)
         for seg in list(plan.segments):
             for i, sub in enumerate(plan.split(seg, stage_cuts(seg.nodes, pipeline_cores))):
@@ -113,7 +114,7 @@ def plan_model(model, inputs: tuple, options, *, generation: int = 1,
         if compile_hook is not None:
             compile_hook(seg, compiled)
         neffs.append(compiled.blob if id(seg) not in stage_of else stamp(compiled.blob, stage_of[id(seg)],
-                                                                            pipeline_cores))
+                                                                            pipeline_cores, model_id))
     if failed:  # re-plan with the failed segments' nodes on CPU
         bad = {id(n) for s in failed for n in s.nodes}
         ok = {id(s.nodes[0]) for s in plan.segments if s not in failed}
