@@ -103,3 +103,11 @@ def test_neuroncore_group_sizes_places_models_by_group_in_load_order(fresh, monk
     monkeypatch.setattr(runtime_mod, "_runtimes", {})
     with pytest.raises(RuntimeError, match="NEURONCORE_GROUP_SIZES='4,2' asks for 6 NeuronCores, but 4 are visible"):
         _trace(model, x)(x)
+
+
+def test_dynamic_batch_size(fresh):
+    model, x = _mlp()
+    traced = _trace(model, x, dynamic_batch_size=True)
+    big = torch.randn(10, 32)
+    want = torch.cat([_trace(model, x)(torch.cat([big, big[:2]])[i:i + 4]) for i in range(0, 12, 4)])[:10]
+    assert torch.equal(traced(big), want)  # 10 rows as compiled-size chunks of 4 (the last one padded)

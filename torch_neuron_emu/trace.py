@@ -25,7 +25,7 @@ _RELAYOUT = {"fast-relayout", "no-fast-relayout"}
 # trace kwargs with no effect on the emulated compile (timeouts, verbosity)
 _ACCEPTED_KWARGS = ("compiler_timeout", "verbose", "skip_compiler")
 # options of the real torch_neuron not emulated yet
-_NOT_EMULATED_KWARGS = ("dynamic_batch_size", "optimizations")
+_NOT_EMULATED_KWARGS = ("optimizations",)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -82,6 +82,7 @@ def trace(model, example_inputs, **kwargs):
                 single_fusion_ratio_threshold=kwargs.pop("single_fusion_ratio_threshold", 0.6),
                 fallback=kwargs.pop("fallback", True))
     separate_weights = kwargs.pop("separate_weights", False)
+    dynamic_batch_size = kwargs.pop("dynamic_batch_size", False)
     for k in _ACCEPTED_KWARGS:
         kwargs.pop(k, None)
     for k in _NOT_EMULATED_KWARGS:
@@ -105,5 +106,21 @@ def trace(model, example_inputs, **kwargs):
         if compiler_workdir:
             _write_workdir(compiler_workdir, options, compiled.graph_text, compiled, "PASS")
 
-    return trace_partitioned(model, inputs, options, generation=1, trace_kwargs=kwargs, compile_hook=on_compiled,
-                             pipeline_cores=pipeline_cores, **part)
+    traced = trace_partitioned(model, inputs, options, generation=1, trace_kwargs=kwargs,
+                               compile_hook=on_compiled, pipeline_cores=pipeline_cores, **part)
+    if dynamic_batch_size:
+        _dynamic_batch(traced)
+    return traced
+
+
+def _dynamic_batch(traced):
+    """dynamic_batch_size=True: the runtime splits/pads dim 0 into compiled-size chunks (torch_neuronx_emu's
+    dynamic batching, in this process). Only for a model compiled whole: our partitioned trace records the CPU
+    ops with the traced sizes, so a different batch could not flow through them."""
+    from torch_neuronx_emu.batching import dynamic_batch
+
+    if "neff" not in dict(traced.named_buffers(recurse=False)):
+        warnings.warn("torch_neuron_emu: dynamic_batch_size is emulated only for models compiled as one Neuron "
+                      "subgraph; this model keeps the traced batch size", UserWarning, stacklevel=3)
+        return
+    dynamic_batch(traced)
