@@ -15,7 +15,7 @@ import torch_neuron_emu
 from neuron_emu import zoo
 from test_inf1_partition import Mixed
 from neuron_emu.partitioner.reference import run_plan_reference
-from torch_neuron_emu.partition import plan_model
+from torch_neuron_emu.partition import module_from_plan, plan_model
 from torch_neuron_emu.trace import parse_neuron_cc_args
 
 transformers = pytest.importorskip("transformers")
@@ -52,11 +52,16 @@ def _text(vocab, seq, batch):
     return ids, mask
 
 
-def check_model(model, inputs, tmp_path, name):
+def check_model(model, inputs, tmp_path, name, compile_once=False):
+    """compile_once (the full sizes): trace's own steps (plan_model, module_from_plan) so the model is captured
+    and compiled once for both the module and the oracle."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        traced = torch_neuron_emu.trace(model, inputs, strict=False)
         p = plan_model(model, inputs, parse_neuron_cc_args(None))
+        if compile_once:
+            traced = module_from_plan(model, p, inputs, {"strict": False})
+        else:
+            traced = torch_neuron_emu.trace(model, inputs, strict=False)
     got = pytree.tree_leaves(traced(*inputs))
     ref = run_plan_reference(p.graph, p.plan, parse_neuron_cc_args(None), inputs)
     for g, r in zip(got, ref):
@@ -109,8 +114,8 @@ def test_full_size_models(tmp_path):
                                      "electra_large": (electra, "large", 128),
                                      "distilbert": (distilbert, "base", 128)}.items():
         model, inputs = build(size, seq, 1)
-        paths.append(check_model(model, inputs, tmp_path, name)[1])
+        paths.append(check_model(model, inputs, tmp_path, name, compile_once=True)[1])
         del model
     model, inputs = zoo.resnet50()
-    paths.append(check_model(model, inputs, tmp_path, "resnet50")[1])
+    paths.append(check_model(model, inputs, tmp_path, "resnet50", compile_once=True)[1])
     assert load_in_fresh_process(paths).count("ok ") == 5

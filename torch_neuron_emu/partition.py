@@ -149,8 +149,11 @@ def plan_model(model, inputs: tuple, options, *, generation: int = 1,
 def trace_partitioned(model, inputs: tuple, options, *, trace_kwargs=None, **kw):
     """plan_model, then the TorchScript module: one Neuron op when the whole model compiled as one subgraph, a
     partitioned module (neuron::forward_v2 + aten:: CPU ops) otherwise, a CPU trace when nothing compiled."""
+    return module_from_plan(model, plan_model(model, inputs, options, **kw), inputs, trace_kwargs)
+
+
+def module_from_plan(model, p: Partitioned, inputs: tuple, trace_kwargs=None):
     trace_kwargs = dict(trace_kwargs or {})
-    p = plan_model(model, inputs, options, **kw)
     graph, plan, neffs = p.graph, p.plan, p.neffs
     if not plan.segments:
         with warnings.catch_warnings():

@@ -41,7 +41,7 @@ class Plan:
 
 
 def runs(nodes: List[Node], is_supported: Callable[[Node], bool]) -> List[List[Node]]:
-    """Consecutive supported nodes, in order; unsupported nodes are singleton CPU runs (marked by None lists)."""
+    """The maximal runs of consecutive supported nodes, in execution order."""
     out, cur = [], []
     for n in nodes:
         if is_supported(n):
