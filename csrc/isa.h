@@ -165,5 +165,7 @@ void register_vector_engine_ops();
 void register_scalar_engine_ops();
 void register_gpsimd_engine_ops();
 void register_dma_ops();
+void register_dma_gather_op();     // v1: gathers without GpSimd
+void register_vector_select_op();  // v1: selects without GpSimd
 
 }  // namespace nemu

@@ -173,6 +173,8 @@ PYBIND11_MODULE(_C, m) {
   register_scalar_engine_ops();
   register_gpsimd_engine_ops();
   register_dma_ops();
+  register_dma_gather_op();
+  register_vector_select_op();
 
   py::class_<CoreSpec>(m, "CoreSpec")
       .def(py::init<>())

@@ -25,6 +25,7 @@ namespace nemu {
   X(TensorCopy, 17, Vector, "In,Out", 2, 1)                      \
   X(VecTranspose, 18, Vector, "In,Out", 0, 1)                    \
   X(Scan, 19, Vector, "In,Out", 0, 1)                            \
+  X(VecSelect, 20, Vector, "Cond,A,B,Out", 4, 1)                 \
   X(Activation, 30, Scalar, "In,Out", 2, 1)                      \
   X(Iota, 40, GpSimd, "Out", 0, 1)                               \
   X(Select, 41, GpSimd, "Cond,A,B,Out", 4, 1)                    \
@@ -32,7 +33,8 @@ namespace nemu {
   X(DmaCopy, 50, Dma, "In,Out", 2, 1)                            \
   X(DmaLoad, 51, Dma, "Const", 0, 0)                             \
   X(IoIn, 52, Dma, "Out", 0, 1)                                  \
-  X(IoOut, 53, Dma, "In", 0, 0)
+  X(IoOut, 53, Dma, "In", 0, 0)                                 \
+  X(DmaGather, 54, Dma, "Table,Index,Out", 0, 1)
 
 // NEMU_FIELDS_<Name>(INT, REAL): integer fields INT(name) and real fields REAL(name), in slot order.
 // Conventions: *_dtype fields hold an emulated DType code (common.h); in_dtype is the element type the
@@ -79,6 +81,10 @@ namespace nemu {
 #define NEMU_FIELDS_Select(INT, REAL) INT(in_dtype) INT(out_dtype)
 // Out [n,D] = Table [rows,D] at the rows named by Index [n] (fp32 holding integers).
 #define NEMU_FIELDS_Gather(INT, REAL) INT(n) INT(rows) INT(D) INT(in_dtype)
+// Select on VectorE (a predicated copy) for cores without GpSimd (NeuronCore-v1): Out = Cond != 0 ? A : B.
+#define NEMU_FIELDS_VecSelect(INT, REAL) INT(in_dtype) INT(out_dtype)
+// Gather by DMA with indirect addressing (one descriptor per row): same layout as Gather.
+#define NEMU_FIELDS_DmaGather(INT, REAL) INT(n) INT(rows) INT(D) INT(in_dtype)
 // elem_bytes: element size the transfer is charged for.
 #define NEMU_FIELDS_DmaCopy(INT, REAL) INT(queue) INT(elem_bytes)
 // Cost only: constants are resident in host memory shared by the emulated HBM and SBUF.

@@ -71,6 +71,14 @@ NEURONCORE_V2 = NeuronCoreSpec(
     bf16_tflops=92.0,                                                           # [0; 4.1: use the NKI per-core figure]
 )
 
+# NeuronCore-v1 engines and the instructions the compiler emits for them [1.3; NC1]: TensorE (MatMul, Conv2d,
+# Transpose: FP16/BF16 inputs only, so every matmul is cast, --fast-math never gives fp32 matmuls), VectorE (the
+# elementwise/reduce/norm/pool ops and VecSelect, a predicated copy standing in for GpSimd's Select), ScalarE
+# (Activation), DMA (DmaCopy, DmaLoad, IoIn/IoOut and DmaGather: embedding/index_select rows fetched by DMA with
+# indirect addressing, since neuron-cc places aten::embedding on the device [published Inf1 op list] and v1 has no
+# GpSimd). ASSUMPTION: v1's DMA supports indirect (descriptor-per-row) addressing as v2's does; the v1 docs don't
+# say. Fills are DMA broadcasts of a compile-time constant. compile_graph refuses any instruction on an engine not
+# in `engines` below, naming the op.
 # NeuronCore-v1: published are 16 FP16/BF16 TFLOPS per core, ScalarE 512 and VectorE 256 FP ops/cycle,
 # 8 GiB DRAM at 50 GiB/s per chip shared by 4 cores (2 GB slice each) [0; 1.3]. Unpublished [1.3 "Not confirmed"]:
 # clock, array size, SBUF/PSUM size, DMA engines.

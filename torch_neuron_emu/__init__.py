@@ -1,8 +1,31 @@
-"""Emulation of `torch_neuron` (Inferentia1, NeuronCore-v1) on CPU. See trace.py for what is emulated."""
+"""Emulation of `torch_neuron` (Inferentia1, NeuronCore-v1) on CPU: the partitioner with CPU fallback
+(partition.py over neuron_emu/partitioner/), the published operator list (supported_ops.py), neuron-cc's
+`--fast-math` rules (trace.py). Importing it makes `torch.neuron` available, as `import torch_neuron` does."""
+import enum
+import sys
+
+import torch
+
 from torch_neuron_emu.trace import trace  # noqa: F401
+from torch_neuron_emu.partition import analyze_model  # noqa: F401
+from torch_neuron_emu.data_parallel import DataParallel  # noqa: F401
+from torch_neuron_emu.pipeline import pipeline_report  # noqa: F401
+from torch_neuron_emu.supported_ops import get_supported_operations  # noqa: F401
 from neuron_emu.runtime import last_call  # noqa: F401
+
+hint = trace  # the seed article's spelling
+
+
+class Optimization(enum.Enum):
+    """trace(optimizations=[...]); FLOAT32_TO_FLOAT16 is the only documented member [api 1.1]."""
+    FLOAT32_TO_FLOAT16 = 1
 
 
 def is_available() -> bool:
     """The emulated runtime is always available."""
     return True
+
+
+# `import torch_neuron` registers the `torch.neuron` namespace [api 1]
+torch.neuron = sys.modules[__name__]
+sys.modules.setdefault("torch.neuron", sys.modules[__name__])

@@ -11,7 +11,9 @@ import warnings
 import torch
 
 from neuron_emu.compiler.options import CompilerArgumentError, CompilerOptions
-from neuron_emu.tracing import trace_and_compile
+from neuron_emu.tracing import _write_workdir
+from torch_neuron_emu.model_size import check_model_size
+from torch_neuron_emu.partition import trace_partitioned
 
 # --fast-math / --fp32-cast value -> (auto-cast mode, cast type) in our compiler's terms
 _FAST_MATH = {"all": ("all", "bf16"), "fp32-cast-all": ("all", "bf16"), "fp32-cast-all-fp16": ("all", "fp16"),
@@ -20,11 +22,10 @@ _FAST_MATH = {"all": ("all", "bf16"), "fp32-cast-all": ("all", "bf16"), "fp32-ca
 _FP32_CAST = {"all": "fp32-cast-all", "matmult": "fp32-cast-matmult", "matmult-fp16": "fp32-cast-matmult-fp16",
               "matmult-bf16": "fp32-cast-matmult-bf16", "all-fp16": "fp32-cast-all-fp16"}
 _RELAYOUT = {"fast-relayout", "no-fast-relayout"}
-# trace kwargs with no effect on a whole-graph compile (timeouts, torch.jit.trace options)
-_ACCEPTED_KWARGS = ("compiler_timeout", "fallback", "verbose", "strict", "check_trace")
-# partitioner / batching options of the real torch_neuron not emulated yet (ROADMAP item 4)
-_NOT_EMULATED_KWARGS = ("subgraph_builder_function", "minimum_segment_size", "single_fusion_ratio_threshold",
-                        "dynamic_batch_size", "optimizations", "separate_weights")
+# trace kwargs with no effect on the emulated compile (timeouts, verbosity)
+_ACCEPTED_KWARGS = ("compiler_timeout", "verbose", "skip_compiler")
+# options of the real torch_neuron not emulated yet
+_NOT_EMULATED_KWARGS = ("optimizations",)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,6 +34,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parse_neuron_cc_args(compiler_args) -> CompilerOptions:
+    return parse_with_pipeline(compiler_args)[0]
+
+
+def parse_with_pipeline(compiler_args):
+    """(CompilerOptions, --neuroncore-pipeline-cores) from neuron-cc's arguments."""
     argv = shlex.split(compiler_args) if isinstance(compiler_args, str) else [str(a) for a in (compiler_args or [])]
     p = _Parser(prog="neuron-cc compile", add_help=False, allow_abbrev=False)
     p.add_argument("--fast-math", nargs="+")
@@ -46,7 +52,10 @@ def parse_neuron_cc_args(compiler_args) -> CompilerOptions:
     if unknown:
         raise CompilerArgumentError(f"neuron-cc: error: unrecognized arguments: {' '.join(unknown)}")
     mode = "all"
-    for v in ns.fast_math or []:
+    values = [t for v in ns.fast_math or [] for t in v.split()]
+    if "all" in values and "none" in values:
+        raise CompilerArgumentError("neuron-cc: error: argument --fast-math: 'all' and 'none' are mutually exclusive")
+    for v in values:
         if v in _RELAYOUT:
             continue
         if v not in _FAST_MATH:
@@ -54,23 +63,64 @@ def parse_neuron_cc_args(compiler_args) -> CompilerOptions:
         mode = v
     if ns.fp32_cast:  # --fp32-cast has priority over --fast-math
         mode = _FP32_CAST[ns.fp32_cast]
-    if ns.neuroncore_pipeline_cores not in (None, 1):
-        raise NotImplementedError("--neuroncore-pipeline-cores > 1 is not emulated yet by neuron-emu")
+    cores = 1 if ns.neuroncore_pipeline_cores is None else ns.neuroncore_pipeline_cores
+    if cores < 1:
+        raise CompilerArgumentError(f"neuron-cc: error: argument --neuroncore-pipeline-cores: invalid value {cores}: "
+                                    "the pipeline needs at least 1 NeuronCore")
     auto_cast, cast_type = _FAST_MATH[mode]
-    return CompilerOptions(target="inf1", auto_cast=auto_cast, auto_cast_type=cast_type, argv=argv)
+    return CompilerOptions(target="inf1", auto_cast=auto_cast, auto_cast_type=cast_type, argv=argv), cores
 
 
 def trace(model, example_inputs, **kwargs):
-    """Compile `model` for an emulated Inferentia1 NeuronCore-v1; returns a ScriptModule."""
+    """Compile `model` for an emulated Inferentia1: the operators neuron-cc supports are fused into subgraphs
+    compiled for NeuronCore-v1 (`neuron::forward_v2` ops), the rest stay `aten::` ops run on CPU. Returns a
+    ScriptModule. Keyword arguments as docs/reference/neuron-api.md 1.1; the rest go to torch.jit.trace."""
     compiler_args = kwargs.pop("compiler_args", None)
     compiler_workdir = kwargs.pop("compiler_workdir", None)
+    part = dict(subgraph_builder_function=kwargs.pop("subgraph_builder_function", None),
+                minimum_segment_size=kwargs.pop("minimum_segment_size", 2),
+                single_fusion_ratio_threshold=kwargs.pop("single_fusion_ratio_threshold", 0.6),
+                fallback=kwargs.pop("fallback", True))
+    separate_weights = kwargs.pop("separate_weights", False)
+    dynamic_batch_size = kwargs.pop("dynamic_batch_size", False)
     for k in _ACCEPTED_KWARGS:
         kwargs.pop(k, None)
     for k in _NOT_EMULATED_KWARGS:
-        if kwargs.pop(k, None) is not None:
+        if kwargs.pop(k, None) not in (None, False, []):
             warnings.warn(f"torch_neuron_emu: `{k}` is not emulated yet and is ignored", UserWarning, stacklevel=2)
-    if kwargs:
-        warnings.warn(f"Unexpected keyword arguments: {list(kwargs)}", UserWarning, stacklevel=2)
     inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
-    return trace_and_compile(model, inputs, parse_neuron_cc_args(compiler_args), generation=1,
-                             compiler_workdir=compiler_workdir)
+    options, pipeline_cores = parse_with_pipeline(compiler_args)
+    if pipeline_cores > 1:
+        from neuron_emu.runtime.placement import runtime_for
+        visible = len(runtime_for(1).cores)
+        if pipeline_cores > visible:
+            raise CompilerArgumentError(
+                f"--neuroncore-pipeline-cores {pipeline_cores}: only {visible} NeuronCores are visible to this "
+                f"process (instance {runtime_for(1).instance.name}, NEURON_RT_VISIBLE_CORES / NEURON_RT_NUM_CORES)")
+    if isinstance(model, torch.nn.Module) and model.training:
+        warnings.warn("The model is in training mode; Neuron traces are for inference: call model.eval() first",
+                      UserWarning, stacklevel=2)
+
+    def on_compiled(seg, compiled):
+        check_model_size(compiled, separate_weights)  # per subgraph (per pipeline stage: each core's own slice)
+        if compiler_workdir:
+            _write_workdir(compiler_workdir, options, compiled.graph_text, compiled, "PASS")
+
+    traced = trace_partitioned(model, inputs, options, generation=1, trace_kwargs=kwargs,
+                               compile_hook=on_compiled, pipeline_cores=pipeline_cores, **part)
+    if dynamic_batch_size:
+        _dynamic_batch(traced)
+    return traced
+
+
+def _dynamic_batch(traced):
+    """dynamic_batch_size=True: the runtime splits/pads dim 0 into compiled-size chunks (torch_neuronx_emu's
+    dynamic batching, in this process). Only for a model compiled whole: our partitioned trace records the CPU
+    ops with the traced sizes, so a different batch could not flow through them."""
+    from torch_neuronx_emu.batching import dynamic_batch
+
+    if "neff" not in dict(traced.named_buffers(recurse=False)):
+        warnings.warn("torch_neuron_emu: dynamic_batch_size is emulated only for models compiled as one Neuron "
+                      "subgraph; this model keeps the traced batch size", UserWarning, stacklevel=3)
+        return
+    dynamic_batch(traced)

@@ -131,6 +131,7 @@ def compile_graph(graph: Graph, options: CompilerOptions, generation: int = 2) -
             tv = out
         b.emit(Instr(Op.IoOut, [tv.buf], dict(io_index=i, io_dtype=iod, numel=tv.numel)), [tv], [])
 
+    _check_engines(b, generation)
     insert_weight_loads(b)
     offsets, arena, extra = plan_memory(b.buf_numel, b.buf_kind, b.reads, b.writes)
     compute_deps(b, extra)
@@ -166,6 +167,19 @@ def compile_graph(graph: Graph, options: CompilerOptions, generation: int = 2) -
         meta["weights"] = graph.weight_names
     blob = artifact.serialize(meta, sections)
     return Compiled(blob, graph_text(graph, nodes), program_listing(b), len(b.instrs), time.perf_counter() - t0, counts)
+
+
+def _check_engines(b: ProgramBuilder, generation: int) -> None:
+    """A program asking this core for an engine it lacks is refused here, naming the op, not at the first call."""
+    core = CORES[generation]
+    for ins in b.instrs:
+        engine = schema(ins.op).engine
+        if engine not in core.engines:
+            src = b.src_names[ins.src] if 0 <= ins.src < len(b.src_names) else "?"
+            where = b.src_where[ins.src] if 0 <= ins.src < len(b.src_where) else ""
+            raise CompilationError(f"cannot compile {src} for {core.name}: it was lowered to {ins.name} on {engine}, "
+                                   f"which {core.name} does not have (engines: {', '.join(core.engines)})"
+                                   + (f" (called from {where})" if where else ""))
 
 
 def program_listing(b: ProgramBuilder) -> str:

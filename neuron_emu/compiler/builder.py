@@ -50,8 +50,11 @@ class TV:
 
 class ProgramBuilder:
     def __init__(self, options, generation: int):
+        from neuron_emu.hardware import CORES
+
         self.options = options
         self.generation = generation
+        self.engines = CORES[generation].engines  # what this core has; lowerings pick instructions from it
         self.buf_numel: List[int] = []
         self.buf_kind: List[int] = []
         self.const_data: Dict[int, np.ndarray] = {}
@@ -120,6 +123,9 @@ class ProgramBuilder:
         self.reads.append([r.buf for r in reads])
         self.writes.append([w.buf for w in writes])
         return len(self.instrs) - 1
+
+    def has_engine(self, name: str) -> bool:
+        return name in self.engines
 
     def set_source(self, name: str, where: str) -> None:
         self.src_names.append(name)

@@ -20,6 +20,7 @@ from torch.utils import _pytree as pytree
 from torch.utils.weak import WeakIdKeyDictionary
 
 from neuron_emu.compiler.ir import Graph, Node, Value, op_name  # noqa: F401  (op_name: re-exported)
+from neuron_emu.compiler import scope
 
 _TORCH_DIR = os.path.dirname(torch.__file__)
 _PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -83,7 +84,7 @@ class _Recorder(TorchDispatchMode):
         if func in (torch.ops.prim.device.default, torch.ops.aten.sym_size.int, torch.ops.aten.sym_numel.default):
             return out
         vargs, vkwargs = pytree.tree_map_only(torch.Tensor, self.value_of, (args, kwargs))
-        node = Node(func, vargs, vkwargs, [], _user_frame(), len(self.nodes), rng_state)
+        node = Node(func, vargs, vkwargs, [], _user_frame(), len(self.nodes), rng_state, scope.current())
         for o in pytree.tree_leaves(out):
             if isinstance(o, torch.Tensor):
                 node.outputs.append(self.new_value(o, "node", node=node))
@@ -242,7 +243,7 @@ def capture(func, example_inputs: tuple, weights: Optional[Dict[str, torch.Tenso
     torch.jit.is_tracing = lambda *a, **k: True
     torch.autograd.Function.apply = classmethod(_inference_apply)
     try:
-        with torch.no_grad(), rec:
+        with torch.no_grad(), scope.module_scopes(func), rec:
             out = fn(*example_inputs)
     except CaptureError:
         raise

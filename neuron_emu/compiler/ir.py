@@ -52,6 +52,7 @@ class Node:
     # seeded random ops only: the CPU generator state to draw with, so that folding reproduces the
     # draw the front end saw; None means the draw is not pinned and the node must not be folded
     rng_state: Optional[torch.Tensor] = None
+    scope: str = ""                    # module scope it ran in (compiler/scope.py), e.g. "Net/Linear[fc]"
 
     @property
     def name(self) -> str:

@@ -25,6 +25,7 @@ import torch
 
 from neuron_emu.compiler import artifact
 from neuron_emu.hardware import INSTANCES, Instance
+from neuron_emu.runtime import groups
 from neuron_emu.runtime.core import NeuronCore
 from neuron_emu.runtime.model import LoadedModel
 
@@ -185,8 +186,23 @@ _placed: Dict[int, LoadedModel] = {}     # id(artifact tensor) -> model placed a
 _watched: Dict[int, weakref.finalize] = {}
 
 
+def _pipeline_stage(blob: torch.Tensor) -> Optional[int]:
+    """A NeuronCore-Pipeline stage (torch_neuron_emu/pipeline.py) runs on the visible core of its index."""
+    stage = artifact.deserialize(blob)[0].get("pipeline_stage")
+    if stage is not None and (not isinstance(stage, int) or isinstance(stage, bool) or stage < 0):
+        raise artifact.ArtifactError(f"model: header field pipeline_stage {stage!r} is not a core index")
+    return stage
+
+
+def _model_key(blob: torch.Tensor):
+    """One key for all stages of a pipeline model (`pipeline_model` in the header), else the artifact's uid."""
+    m = artifact.deserialize(blob)[0].get("pipeline_model")
+    return m if isinstance(m, str) else artifact.read_uid(blob)
+
+
 def model_for(blob: torch.Tensor) -> LoadedModel:
-    """The model forward_v2 runs for an artifact tensor: placed on the least-used core at the first call."""
+    """The model forward_v2 runs for an artifact tensor: placed on the least-used core at the first call (a
+    pipeline stage: on the core of its stage index)."""
     m = _placed.get(id(blob))
     if m is not None and m._artifact() is blob:
         return m
@@ -194,7 +210,9 @@ def model_for(blob: torch.Tensor) -> LoadedModel:
     with rt._lock:
         m = _placed.get(id(blob))
         if m is None or m._artifact() is not blob:
-            m = rt.load(blob)
+            stage = _pipeline_stage(blob)
+            grouped = groups.core_for(rt, _model_key(blob), stage or 0)  # NEURONCORE_GROUP_SIZES
+            m = rt.load(blob, grouped if grouped is not None else stage)
             _placed[id(blob)] = m
     return m
 

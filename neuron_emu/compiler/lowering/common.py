@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import List, Sequence, Tuple
 
+import torch
+
 
 from neuron_emu.compiler.builder import TV, ProgramBuilder, out_emu
 from neuron_emu.dtypes import DTYPE_BYTES
@@ -61,6 +63,17 @@ def dma_copy(b: ProgramBuilder, src: TV, dst: TV, queue: DmaQueue = DmaQueue.Sbu
         return
     view = strided_layout("DmaCopy", dst.shape, [(src.offset, src.strides), (dst.offset, dst.strides)])
     b.emit(Instr(Op.DmaCopy, [src.buf, dst.buf], dict(queue=queue, elem_bytes=DTYPE_BYTES[src.emu]), view), [src], [dst])
+
+
+def fill_into(b: ProgramBuilder, out: TV, value: float) -> TV:
+    """out[...] = value: a GpSimd Iota with step 0; on a core without GpSimd (NeuronCore-v1) a DMA broadcast of a
+    one-element constant (neuron-cc materialises the constant in the program)."""
+    if b.has_engine("GpSimdE"):
+        b.emit(Instr(Op.Iota, [out.buf], dict(numel=out.numel, start=float(value), step=0.0)), [], [out])
+        return out
+    one = b.const(torch.tensor([float(value)], dtype=torch.float32))
+    dma_copy(b, one.with_view(out.shape, [0] * len(out.shape), 0).with_dtype(out.dtype, out.emu), out)
+    return out
 
 
 def contiguous(b: ProgramBuilder, tv: TV) -> TV:

@@ -8,7 +8,8 @@ import torch
 
 from neuron_emu.compiler.builder import TV
 from neuron_emu.compiler.lowering import register
-from neuron_emu.compiler.lowering.common import LoweringError, alloc_like_node, broadcast_strides, strided_layout
+from neuron_emu.compiler.lowering.common import (LoweringError, alloc_like_node, broadcast_strides, fill_into,
+                                                 strided_layout)
 from neuron_emu.isa import ActFunc, Alu, DType, Instr, Op
 
 aten = torch.ops.aten
@@ -192,7 +193,8 @@ def select_into(b, cond: TV, x, y, out: TV):
     view = strided_layout("Select", out.shape, [(cond.offset, broadcast_strides(cond, out.shape)),
                                                 (x.offset, broadcast_strides(x, out.shape)),
                                                 (y.offset, broadcast_strides(y, out.shape)), (out.offset, out.strides)])
-    b.emit(Instr(Op.Select, [cond.buf, x.buf, y.buf, out.buf], dict(in_dtype=x.emu, out_dtype=out.emu), view),
+    op = Op.Select if b.has_engine("GpSimdE") else Op.VecSelect  # v1: VectorE's predicated copy
+    b.emit(Instr(op, [cond.buf, x.buf, y.buf, out.buf], dict(in_dtype=x.emu, out_dtype=out.emu), view),
            [cond, x, y], [out])
     return out
 
@@ -214,14 +216,12 @@ def _fill(b, node, x, value):
         from neuron_emu.compiler.lowering.common import cast_copy
         cast_copy(b, value, out)
         return out
-    b.emit(Instr(Op.Iota, [out.buf], dict(numel=out.numel, start=float(value), step=0.0)), [], [out])
-    return out
+    return fill_into(b, out, value)
 
 
 def _fill_node(b, node, value):
     out = alloc_like_node(b, node)
-    b.emit(Instr(Op.Iota, [out.buf], dict(numel=out.numel, start=float(value), step=0.0)), [], [out])
-    return out
+    return fill_into(b, out, value)
 
 
 # Creation ops that read only their tensor argument's shape (a computed tensor's, else they fold): a constant fill.

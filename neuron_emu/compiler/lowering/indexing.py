@@ -1,4 +1,4 @@
-"""Gathers (GpSimdE): embedding lookups, index_select / single-index advanced indexing and torch.gather."""
+"""Gathers (GpSimdE; DMA with indirect addressing on NeuronCore-v1): embedding lookups, index_select / single-index advanced indexing and torch.gather."""
 from __future__ import annotations
 
 import torch
@@ -22,7 +22,8 @@ def gather_rows(b, table, index, out):
         index = _own_buffer(b, index)
     rows = table.shape[0]
     D = table.numel // max(rows, 1)
-    b.emit(Instr(Op.Gather, [table.buf, index.buf, out.buf], dict(n=index.numel, rows=rows, D=D, in_dtype=table.emu)),
+    op = Op.Gather if b.has_engine("GpSimdE") else Op.DmaGather  # v1: DMA with indirect addressing
+    b.emit(Instr(op, [table.buf, index.buf, out.buf], dict(n=index.numel, rows=rows, D=D, in_dtype=table.emu)),
            [table, index], [out])
     return out
 

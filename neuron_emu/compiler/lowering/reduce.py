@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from neuron_emu.compiler.lowering import register
-from neuron_emu.compiler.lowering.common import alloc_like_node, contiguous, dma_copy, norm_dim
+from neuron_emu.compiler.lowering.common import alloc_like_node, contiguous, dma_copy, fill_into, norm_dim
 from neuron_emu.isa import Alu, Instr, Op, ReduceOp
 
 aten = torch.ops.aten
@@ -54,8 +54,7 @@ def reduce_into(b, x, dims, op: ReduceOp, out):
     if R == 0:  # reducing an empty extent gives the op's identity, as eager does (max/argmax already failed eagerly)
         if op not in _EMPTY_RESULT:
             raise LoweringError(f"{op.name} over an empty dimension has no identity")
-        b.emit(Instr(Op.Iota, [out.buf], dict(numel=out.numel, start=_EMPTY_RESULT[op], step=0.0)), [], [out])
-        return out
+        return fill_into(b, out, _EMPTY_RESULT[op])
     f = dict(outer=outer, R=R, inner=inner, reduce_op=op, in_dtype=x.emu, out_dtype=out.emu)
     b.emit(Instr(Op.TensorReduce, [x.buf, out.buf], f), [x], [out])
     return out

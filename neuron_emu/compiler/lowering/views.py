@@ -7,7 +7,7 @@ import torch
 from neuron_emu.compiler.builder import TV, out_emu
 from neuron_emu.compiler.lowering import register
 from neuron_emu.compiler.lowering.common import (alloc_like_node, broadcast_strides, cast_copy,
-                                                 contiguous, dma_copy, norm_dim, reshape)
+                                                 contiguous, dma_copy, fill_into, norm_dim, reshape)
 from neuron_emu.isa import ActFunc, Alu, DType, Instr, Op
 
 aten = torch.ops.aten
@@ -230,7 +230,7 @@ def pad_into(b, x, pad, value, out):
         dst_off += max(lo, 0) * out.strides[d]
         shape[d] = x.shape[d] - max(-lo, 0) - max(-hi, 0)
     if padded:
-        b.emit(Instr(Op.Iota, [out.buf], dict(numel=out.numel, start=float(value), step=0.0)), [], [out])
+        fill_into(b, out, value)
     if all(s > 0 for s in shape):
         _copy_or_cast(b, x.with_view(shape, x.strides, src_off), out.with_view(shape, out.strides, dst_off))
     return out

@@ -1,0 +1,60 @@
+"""NeuronCore Pipeline (`--neuroncore-pipeline-cores N`, docs/reference/neuron-api.md 1.9): each compiled subgraph
+is cut into N consecutive stages balanced by weight bytes (the point of a pipeline on Inf1 is that each core's
+2 GB slice holds only its stage's weights), compiled separately and stamped `pipeline_stage` i, which the runtime
+places on visible NeuronCore i (runtime/placement.py), so the stages really run on N emulated cores.
+
+Cost (`pipeline_report`): each stage's modelled latency (its own program on its own core, activations leaving and
+entering through the stage's I/O DMA); pipeline latency = their sum (one input flows through every stage);
+steady-state throughput = batch / the slowest stage (every stage busy on a different input)."""
+from __future__ import annotations
+
+from typing import List
+
+import torch
+
+from neuron_emu.compiler import artifact
+from neuron_emu.compiler.ir import Node
+
+
+def stage_cuts(nodes: List[Node], n: int) -> List[List[Node]]:
+    """n consecutive non-empty parts of `nodes` with about equal constant bytes (+1 per node, so weightless runs
+    still spread)."""
+    if n > len(nodes):
+        raise ValueError(f"--neuroncore-pipeline-cores {n}: the subgraph has only {len(nodes)} operators to split")
+    w = [1 + sum(a.const.numel() * a.const.element_size() for a in nd.value_args() if a.kind == "const")
+         for nd in nodes]
+    total, acc, parts, cur = sum(w), 0, [], []
+    for i, (nd, wi) in enumerate(zip(nodes, w)):
+        cur.append(nd)
+        acc += wi
+        left_nodes, left_parts = len(nodes) - i - 1, n - len(parts) - 1
+        if left_parts and (acc >= total * (len(parts) + 1) / n or left_nodes == left_parts):
+            parts.append(cur)
+            cur = []
+    parts.append(cur)
+    return parts
+
+
+def stamp(blob: torch.Tensor, stage: int, cores: int, model: str) -> torch.Tensor:
+    """The artifact with its pipeline stage, core count and model id (shared by its stages) in the header."""
+    header, sections = artifact.deserialize(blob)
+    meta = {k: v for k, v in header.items() if k not in ("sections", "format", "format_version")}
+    meta.update(pipeline_stage=stage, pipeline_cores=cores, pipeline_model=model)
+    return artifact.serialize(meta, dict(sections))
+
+
+def pipeline_report(module, batch: int = 1) -> dict:
+    """Per-stage modelled latency, pipeline latency and steady-state throughput of a traced pipeline model."""
+    from neuron_emu.runtime.placement import model_for
+    from torch_neuronx_emu.experimental.placement import artifacts
+
+    stages = []
+    for blob in artifacts(module):
+        header = artifact.deserialize(blob)[0]
+        m = model_for(blob)
+        t = m.timeline()
+        stages.append({"stage": header.get("pipeline_stage", 0), "core": m.core.index,
+                       "latency_s": float(t["end_ns"].max(initial=0.0)) * 1e-9})
+    slowest = max(s["latency_s"] for s in stages)
+    return {"stages": stages, "latency_s": sum(s["latency_s"] for s in stages),
+            "throughput_per_s": batch / slowest if slowest else float("inf")}
