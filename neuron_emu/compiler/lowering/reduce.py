@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from neuron_emu.compiler.lowering import register
-from neuron_emu.compiler.lowering.common import alloc_like_node, contiguous, dma_copy, norm_dim
+from neuron_emu.compiler.lowering.common import LoweringError, alloc_like_node, contiguous, dma_copy, norm_dim
 from neuron_emu.isa import Alu, Instr, Op, ReduceOp
 
 aten = torch.ops.aten
