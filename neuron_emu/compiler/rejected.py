@@ -15,6 +15,11 @@ _ANALYZE = ("torch_neuronx.analyze API doc (api-torch-neuronx-analyze.rst): its 
 _DYNAMIC = ("torch_neuronx.trace doc, limitations: fixed intermediate shapes (\"torch.nonzero\" unsupported); an "
             "output whose size depends on the input's values cannot be compiled")
 
+_COMPLEX = ("torch_neuronx trace internals (neuron-api.md, SRC torch_neuronx/xla_impl/trace.py): the metaneff dtype map "
+            "has no complex type (complex -> None); complex tensors cannot cross or live in a Neuron graph")
+_INV = ("aws-neuron/aws-neuron-sdk#816 \"torch.linalg.inv crashes the torch_neuronx.trace\": \"Currently we don't "
+        "support the torch.linalg.inv operation\" (Neuron team)")
+
 # aten op name (overload packet, "aten::x") -> source
 REJECTED = {
     "aten::sort": _APP_NOTE,
@@ -25,7 +30,19 @@ REJECTED = {
     "aten::_unique2": _DYNAMIC,
     "aten::unique_consecutive": _DYNAMIC,
     "aten::fft_fft": _ANALYZE,
+    **{f"aten::{n}": _ANALYZE + "; its result is complex: " + _COMPLEX
+       for n in ("_fft_r2c", "_fft_c2c", "_fft_c2r", "fft_rfft", "fft_ifft", "fft_irfft", "fft_hfft", "stft")},
+    **{f"aten::{n}": _COMPLEX for n in ("complex", "polar", "view_as_complex", "view_as_complex_copy",
+                                         "view_as_real", "view_as_real_copy")},
+    "aten::linalg_inv_ex": _INV,
+    "aten::linalg_inv": _INV,
 }
+
+
+def reject_dtype(dtype, what: str):
+    """A complex graph input/output: the real trace has no dtype for it."""
+    return RejectedOpError(f"neuronx-cc: error: {what} has dtype {dtype}, which Neuron does not support. "
+                           f"Source: {_COMPLEX}")
 
 
 class RejectedOpError(CompilationError):
