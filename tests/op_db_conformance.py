@@ -22,11 +22,15 @@ from torch.utils import _pytree as pytree
 import torch_neuronx_emu
 from neuron_emu.compiler.errors import CompilationError
 
-N_SAMPLES = 3
+N_SAMPLES = int(os.environ.get("NEMU_OP_DB_SAMPLES", "3"))  # first few CPU samples per op
 
 # fp32 with a different summation order (OpenBLAS blocking, pairwise vs sequential sums) and ScalarE's own
-# transcendental implementations: a few ulp relative; atol covers cancellation around zero.
+# transcendental implementations: a few ulp relative; atol covers cancellation around zero. A long reduction
+# (a 3-D transposed convolution sums ~100 products of values ~10) cancels to errors past that atol in eager fp32
+# itself; then both are measured against eager in float64, and ours passes when its error is within twice eager
+# fp32's own (ERR_FACTOR) plus ATOL.
 RTOL, ATOL = 1e-4, 1e-5
+ERR_FACTOR = 2.0
 
 _RANDOM = "random: draws differ from eager's generator by design (nothing to compare)"
 _UNINIT = "returns uninitialised memory (nothing to compare)"
@@ -95,8 +99,9 @@ class _Call(torch.nn.Module):
 _TENSOR = object()
 
 
-def _close(got, want) -> str:
+def _close(got, want, ref64=None) -> str:
     gl, wl = pytree.tree_leaves(got), pytree.tree_leaves(want)
+    rl = pytree.tree_leaves(ref64) if ref64 is not None else None
     if len(gl) != len(wl):
         return f"{len(gl)} outputs, eager has {len(wl)}"
     for i, (g, w) in enumerate(zip(gl, wl)):
@@ -113,8 +118,28 @@ def _close(got, want) -> str:
         try:
             torch.testing.assert_close(g.to(w.dtype), w, rtol=RTOL, atol=ATOL, equal_nan=True, check_dtype=False)
         except AssertionError as e:
-            return f"output {i}: " + " ".join(str(e).split("\n")[:3])
+            if not _as_accurate_as_eager(g, w, rl[i] if rl is not None and i < len(rl) else None):
+                return f"output {i}: " + " ".join(str(e).split("\n")[:3])
     return ""
+
+
+def _as_accurate_as_eager(g, w, r) -> bool:
+    if not isinstance(r, torch.Tensor) or not w.is_floating_point() or r.shape != w.shape:
+        return False
+    r = r.double()
+    if not torch.equal(torch.isnan(g), torch.isnan(w)):
+        return False
+    ok = ~torch.isnan(r)
+    ours = (g.double() - r)[ok].abs().max().item() if ok.any() else 0.0
+    eager = (w.double() - r)[ok].abs().max().item() if ok.any() else 0.0
+    return ours <= ERR_FACTOR * eager + ATOL
+
+
+def _reference64(m, tensors):
+    try:
+        return m(*[t.double() if t.is_floating_point() else t.clone() for t in tensors])
+    except Exception:  # noqa: BLE001 - no float64 kernel: no second opinion
+        return None
 
 
 def run_sample(op, sample):
@@ -141,6 +166,8 @@ def run_sample(op, sample):
     except Exception as e:  # noqa: BLE001 - every refusal is recorded with its message
         return "unsupported", f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
     why = _close(got, want)
+    if why:
+        why = _close(got, want, _reference64(m, tensors))
     return ("wrong", why) if why else ("pass", "")
 
 
