@@ -16,15 +16,15 @@ from neuron_emu.compiler.rejected import REJECTED, RejectedOpError
 FAST = [
     # elementwise math and activations
     "tan", "atan2", "logaddexp", "xlogy", "lerp", "addcdiv", "nan_to_num", "round.decimals_3", "round.decimals_neg_3",
-    "clamp", "heaviside", "sinc", "isinf", "frac", "nn.functional.elu", "nn.functional.selu", "nn.functional.celu",
+    "clamp", "heaviside", "nn.functional.elu", "nn.functional.selu", "nn.functional.celu",
     "nn.functional.softplus", "nn.functional.softshrink", "nn.functional.glu", "nn.functional.logsigmoid",
     "nn.functional.prelu", "logical_and", "where", "masked_fill",
     # reductions and statistics
     "linalg.vector_norm", "nn.functional.normalize", "var_mean", "std", "logsumexp", "dot", "mv", "addmv", "trace",
-    "count_nonzero", "cumsum", "cumprod",
+    "cumsum", "topk", "cummax",
     # layout
     "flip", "roll", "repeat", "tril", "diag_embed", "diagonal_scatter", "unfold", "nn.functional.pixel_shuffle",
-    "rot90", "as_strided", "as_strided.partial_views", "as_strided_scatter", "constant_pad_nd",
+    "as_strided", "as_strided.partial_views", "as_strided_scatter",
     # gathers and scatters
     "gather", "take", "scatter", "scatter_add", "scatter_reduce.amax", "scatter_reduce.mean", "index_add",
     "index_reduce.prod", "index_fill", "put",
@@ -32,6 +32,7 @@ FAST = [
     "nn.functional.interpolate.nearest", "nn.functional.interpolate.bilinear", "nn.functional.interpolate.bicubic",
     "nn.functional.adaptive_avg_pool2d", "nn.functional.pad.reflect", "nn.functional.pad.replicate",
     "native_layer_norm", "native_group_norm", "native_batch_norm", "nn.functional.linear",
+    "nn.functional.conv_transpose2d", "nn.functional.conv3d", "nn.functional.cross_entropy",
     # rejected by the real compiler
     "sort", "argsort",
 ]
@@ -46,7 +47,8 @@ def ops():
 
 
 @pytest.mark.parametrize("name", FAST)
-def test_op_matches_eager(ops, name):
+def test_op_matches_eager(ops, name, monkeypatch):
+    monkeypatch.setattr(conf, "N_SAMPLES", 2)  # CI: the first two samples (the full run takes three)
     outcome, why = conf.run_op(ops[name])
     expected = ("rejected",) if f"aten::{name}" in REJECTED else ("pass",)
     assert outcome in expected, f"{name}: {outcome}: {why}"
