@@ -67,6 +67,7 @@ NEMU_BUILTIN_OPS(NEMU_OP_FIELDS)
 
 enum class Alu : int32_t {
   Add = 0, Sub, Mul, Div, Max, Min, Pow, Eq, Ne, Lt, Le, Gt, Ge, And, Or, Xor, Fmod, Remainder, FloorDiv,
+  Atan2, Hypot, Copysign, FMax, FMin,  // FMax/FMin: NaN-ignoring (torch.fmax/fmin)
   kCount
 };
 
@@ -74,6 +75,7 @@ enum class ActFunc : int32_t {
   Identity = 0, Relu, Gelu, GeluTanh, Sigmoid, Tanh, Exp, Log, Silu, Sqrt, Rsqrt, Reciprocal,
   Abs, Square, Erf, Sin, Cos, Softplus, Sign, Floor, Ceil, Round, Log1p, Expm1, LogicalNot,
   Hardsigmoid, Hardswish, Mish, Elu, LeakyRelu, Trunc,
+  Tan, Sinh, Cosh, Asin, Acos, Atan, Asinh, Acosh, Atanh, Log2, Log10, Exp2, Erfc, Lgamma, IsNan, IsInf, Signbit,
   kCount
 };
 

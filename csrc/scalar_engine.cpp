@@ -68,6 +68,23 @@ NEMU_ALWAYS_INLINE void act_row_body(int func, const float* x, int64_t sx, float
     CASE(Elu, v > 0.f ? v : prm * std::expm1(v))
     CASE(LeakyRelu, v > 0.f ? v : v * prm)
     CASE(Trunc, std::trunc(v))
+    CASE(Tan, std::tan(v))
+    CASE(Sinh, std::sinh(v))
+    CASE(Cosh, std::cosh(v))
+    CASE(Asin, std::asin(v))
+    CASE(Acos, std::acos(v))
+    CASE(Atan, std::atan(v))
+    CASE(Asinh, std::asinh(v))
+    CASE(Acosh, std::acosh(v))
+    CASE(Atanh, std::atanh(v))
+    CASE(Log2, std::log2(v))
+    CASE(Log10, std::log10(v))
+    CASE(Exp2, std::exp2(v))
+    CASE(Erfc, std::erfc(v))
+    CASE(Lgamma, std::lgamma(v))
+    CASE(IsNan, std::isnan(v) ? 1.f : 0.f)
+    CASE(IsInf, std::isinf(v) ? 1.f : 0.f)
+    CASE(Signbit, std::signbit(v) ? 1.f : 0.f)
     default: break;
   }
 #undef CASE

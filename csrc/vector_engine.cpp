@@ -110,6 +110,11 @@ NEMU_ALWAYS_INLINE void alu_row_body(int op, const float* a, int64_t sa, const f
     case Alu::Fmod: bin_loop(a, sa, b, sb, o, so, n, [](float x, float y) { return std::fmod(x, y); }); break;
     case Alu::Remainder: bin_loop(a, sa, b, sb, o, so, n, [](float x, float y) { return f_remainder(x, y); }); break;
     case Alu::FloorDiv: bin_loop(a, sa, b, sb, o, so, n, [](float x, float y) { return f_floordiv(x, y); }); break;
+    case Alu::Atan2: bin_loop(a, sa, b, sb, o, so, n, [](float x, float y) { return std::atan2(x, y); }); break;
+    case Alu::Hypot: bin_loop(a, sa, b, sb, o, so, n, [](float x, float y) { return std::hypot(x, y); }); break;
+    case Alu::Copysign: bin_loop(a, sa, b, sb, o, so, n, [](float x, float y) { return std::copysign(x, y); }); break;
+    case Alu::FMax: bin_loop(a, sa, b, sb, o, so, n, [](float x, float y) { return std::fmax(x, y); }); break;
+    case Alu::FMin: bin_loop(a, sa, b, sb, o, so, n, [](float x, float y) { return std::fmin(x, y); }); break;
     default: break;
   }
 }

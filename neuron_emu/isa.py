@@ -112,6 +112,11 @@ class Alu(enum.IntEnum):
     Fmod = 16
     Remainder = 17
     FloorDiv = 18
+    Atan2 = 19
+    Hypot = 20
+    Copysign = 21
+    FMax = 22
+    FMin = 23
 
 
 class ActFunc(enum.IntEnum):
@@ -146,6 +151,23 @@ class ActFunc(enum.IntEnum):
     Elu = 28
     LeakyRelu = 29
     Trunc = 30
+    Tan = 31
+    Sinh = 32
+    Cosh = 33
+    Asin = 34
+    Acos = 35
+    Atan = 36
+    Asinh = 37
+    Acosh = 38
+    Atanh = 39
+    Log2 = 40
+    Log10 = 41
+    Exp2 = 42
+    Erfc = 43
+    Lgamma = 44
+    IsNan = 45
+    IsInf = 46
+    Signbit = 47
 
 
 class ReduceOp(enum.IntEnum):

@@ -24,7 +24,25 @@ TORCH_BIN = {
     "min": torch.minimum, "eq": torch.eq, "ne": torch.ne, "lt": torch.lt, "le": torch.le, "gt": torch.gt,
     "ge": torch.ge, "and": torch.logical_and, "or": torch.logical_or, "xor": torch.logical_xor,
     "fmod": torch.fmod, "remainder": torch.remainder, "floordiv": torch.floor_divide,
+    "copysign": torch.copysign, "fmax": torch.fmax, "fmin": torch.fmin,
 }
+
+
+@pytest.mark.parametrize("op", ["atan2", "hypot"])
+def test_binary_libm_vs_torch(op):
+    a, b = rnd(5, 7, 9) * 4, rnd(5, 7, 9) * 3
+    a[0, 0, :3] = 0.0
+    b[0, 1, :3] = 0.0
+    out, _ = ve.binary(a, b, op)
+    torch.testing.assert_close(out, getattr(torch, op)(a, b), rtol=2e-6, atol=1e-7)
+
+
+def test_fmax_fmin_ignore_nan():
+    a = torch.tensor([float("nan"), 1.0, float("nan"), -2.0])
+    b = torch.tensor([3.0, float("nan"), float("nan"), 5.0])
+    for op in ("fmax", "fmin"):
+        out, _ = ve.binary(a, b, op)
+        torch.testing.assert_close(out, getattr(torch, op)(a, b), equal_nan=True)
 
 
 @pytest.mark.parametrize("op", sorted(TORCH_BIN))

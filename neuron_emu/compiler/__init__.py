@@ -21,6 +21,7 @@ from neuron_emu.compiler.lowering import lookup
 from neuron_emu.compiler.lowering.common import cast_copy, dma_copy
 from neuron_emu.compiler.memory import plan_memory
 from neuron_emu.compiler.options import CompilerOptions, EMULATED_NEURONX_CC_VERSION
+from neuron_emu.compiler.rejected import reject, reject_dtype, rejection
 from neuron_emu.compiler.schedule import compute_deps, insert_weight_loads
 from neuron_emu.dtypes import IO_DTYPES
 from neuron_emu.hardware import CORES
@@ -39,6 +40,8 @@ class Compiled:
 
 
 def _io_dtype(dtype: torch.dtype, what: str) -> IoDType:
+    if dtype.is_complex:
+        raise reject_dtype(dtype, what)
     if dtype not in IO_DTYPES:
         raise CompilationError(f"{what} has dtype {dtype}, which Neuron does not support")
     return IO_DTYPES[dtype]
@@ -98,6 +101,8 @@ def compile_graph(graph: Graph, options: CompilerOptions, generation: int = 2) -
 
     counts: dict = {}
     for n in nodes:
+        if rejection(n.name):  # the real neuronx-cc refuses it: never compile it silently (rejected.py)
+            raise reject(n.name, n.where, [tuple(a.shape) for a in pytree.tree_leaves(n.args) if isinstance(a, Value)])
         fn = lookup(n.target)
         if fn is None:
             raise CompilationError(

@@ -52,6 +52,7 @@ class _Recorder(TorchDispatchMode):
         self.values = WeakIdKeyDictionary()
         self.nodes: List[Node] = []
         self.warnings: List[str] = []
+        self.viewed = set()  # storages some recorded view aliases (an in-place op on them stays mutable)
         self._next = 0
         self.weights: dict = {}   # external weights (inline_weights_to_neff=False): alias_key -> input Value
 
@@ -84,12 +85,33 @@ class _Recorder(TorchDispatchMode):
         if func in (torch.ops.prim.device.default, torch.ops.aten.sym_size.int, torch.ops.aten.sym_numel.default):
             return out
         vargs, vkwargs = pytree.tree_map_only(torch.Tensor, self.value_of, (args, kwargs))
+        if func._schema.is_mutable:
+            func = self._functional_form(func, args)
         node = Node(func, vargs, vkwargs, [], _user_frame(), len(self.nodes), rng_state, scope.current())
         for o in pytree.tree_leaves(out):
             if isinstance(o, torch.Tensor):
                 node.outputs.append(self.new_value(o, "node", node=node))
         self.nodes.append(node)
+        for o in pytree.tree_leaves(out):
+            if isinstance(o, torch.Tensor) and o._is_view():
+                self.viewed.add(o.untyped_storage().data_ptr())
         return out
+
+    def _functional_form(self, func, args):
+        """An in-place op that functionalize let through (it leaves some inside composite kernels, e.g. matmul's
+        `squeeze_` of a fresh 1-D result, or a loss's `clamp_min_`): recorded as its out-of-place overload, the
+        mutated tensor then mapping to the new value. Exact when nothing else aliases that tensor; a mutation
+        through or of a view stays mutable, and the IR check names it."""
+        name = func._schema.name.split("::")[-1]
+        self_arg = args[0] if args else None
+        if not name.endswith("_") or not isinstance(self_arg, torch.Tensor) or self_arg._is_view() \
+                or self_arg.untyped_storage().data_ptr() in self.viewed:
+            return func
+        packet = getattr(torch.ops.aten, name[:-1], None)
+        functional = getattr(packet, func._overloadname, None) if packet is not None else None
+        if functional is None or functional._schema.is_mutable:
+            return func
+        return functional
 
 
 def alias_key(t: torch.Tensor) -> tuple:

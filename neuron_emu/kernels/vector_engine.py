@@ -21,7 +21,8 @@ _ALU = {"add": Alu.Add, "sub": Alu.Sub, "mul": Alu.Mul, "div": Alu.Div, "max": A
         "pow": Alu.Pow, "eq": Alu.Eq, "ne": Alu.Ne, "lt": Alu.Lt, "le": Alu.Le, "gt": Alu.Gt, "ge": Alu.Ge,
         "and": Alu.And, "or": Alu.Or, "xor": Alu.Xor, "fmod": Alu.Fmod, "remainder": Alu.Remainder,
         "floordiv": Alu.FloorDiv, "floor_divide": Alu.FloorDiv, "maximum": Alu.Max, "minimum": Alu.Min,
-        "subtract": Alu.Sub, "multiply": Alu.Mul, "divide": Alu.Div, "true_divide": Alu.Div}
+        "subtract": Alu.Sub, "multiply": Alu.Mul, "divide": Alu.Div, "true_divide": Alu.Div,
+        "atan2": Alu.Atan2, "hypot": Alu.Hypot, "copysign": Alu.Copysign, "fmax": Alu.FMax, "fmin": Alu.FMin}
 
 _REDUCE = {"sum": ReduceOp.Sum, "max": ReduceOp.Max, "amax": ReduceOp.Max, "min": ReduceOp.Min,
            "amin": ReduceOp.Min, "mean": ReduceOp.Mean, "prod": ReduceOp.Prod, "argmax": ReduceOp.ArgMax,

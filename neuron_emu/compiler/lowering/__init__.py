@@ -35,3 +35,5 @@ def supported_ops():
 
 from neuron_emu.compiler.lowering import (  # noqa: E402,F401  (registration side effects)
     attention, elementwise, indexing, matmul, norm, pool, reduce, views)
+from neuron_emu.compiler.lowering import (  # noqa: E402,F401  (coverage families, issue 7)
+    activations, conv, losses, math, norm_statistics, ranking, resample, scatter, shape, statistics)

@@ -17,7 +17,8 @@ aten = torch.ops.aten
 ALU = {"add": Alu.Add, "sub": Alu.Sub, "mul": Alu.Mul, "div": Alu.Div, "max": Alu.Max, "min": Alu.Min,
        "pow": Alu.Pow, "eq": Alu.Eq, "ne": Alu.Ne, "lt": Alu.Lt, "le": Alu.Le, "gt": Alu.Gt, "ge": Alu.Ge,
        "and": Alu.And, "or": Alu.Or, "xor": Alu.Xor, "fmod": Alu.Fmod, "remainder": Alu.Remainder,
-       "floordiv": Alu.FloorDiv}
+       "floordiv": Alu.FloorDiv, "atan2": Alu.Atan2, "hypot": Alu.Hypot, "copysign": Alu.Copysign, "fmax": Alu.FMax,
+       "fmin": Alu.FMin}
 
 
 def _scalar(x):
@@ -141,23 +142,9 @@ def _gelu(b, node, x, approximate="none"):
     return activation_into(b, x, alloc_like_node(b, node), ActFunc.GeluTanh if approximate == "tanh" else ActFunc.Gelu)
 
 
-@register(aten.softplus)
-def _softplus(b, node, x, beta=1, threshold=20):
-    if beta != 1 or threshold != 20:
-        raise LoweringError("softplus with beta != 1 or threshold != 20 is not supported")
-    return activation_into(b, x, alloc_like_node(b, node), ActFunc.Softplus)
-
-
 @register(aten.leaky_relu)
 def _leaky_relu(b, node, x, slope=0.01):
     return activation_into(b, x, alloc_like_node(b, node), ActFunc.LeakyRelu, param=float(slope))
-
-
-@register(aten.elu)
-def _elu(b, node, x, alpha=1.0, scale=1.0, input_scale=1.0):
-    if scale != 1 or input_scale != 1:
-        raise LoweringError("elu with scale/input_scale != 1 is not supported")
-    return activation_into(b, x, alloc_like_node(b, node), ActFunc.Elu, param=float(alpha))
 
 
 @register(aten.clamp, aten.hardtanh, aten.clip)

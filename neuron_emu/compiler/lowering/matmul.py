@@ -93,12 +93,18 @@ def _addmm(b, node, bias, a, w, beta=1, alpha=1):
 
 @register(aten.convolution, aten._convolution)
 def _convolution(b, node, x, w, bias, stride, padding, dilation, transposed, output_padding, groups, *_):
-    if transposed:
-        raise LoweringError("transposed convolution is not supported by the emulated compiler yet")
     nsp = len(x.shape) - 2
+    if transposed or nsp == 3:
+        from neuron_emu.compiler.lowering.conv import convolution_general
+        return convolution_general(b, node, x, w, bias, stride, padding, dilation, transposed, output_padding, groups)
     if nsp not in (1, 2):
-        raise LoweringError(f"{nsp}-D convolution is not supported (1-D and 2-D are)")
-    out = alloc_like_node(b, node)
+        raise LoweringError(f"{nsp}-D convolution is not supported (1-D, 2-D and 3-D are)")
+    return emit_conv(b, x, w, bias, stride, padding, dilation, groups, alloc_like_node(b, node))
+
+
+def emit_conv(b, x, w, bias, stride, padding, dilation, groups, out):
+    """A 1-D or 2-D convolution on TensorE into out."""
+    nsp = len(x.shape) - 2
     if nsp == 1:  # a 1-D convolution is a 2-D one with H = 1
         x = reshape(b, x, [x.shape[0], x.shape[1], 1, x.shape[2]])
         w = reshape(b, w, [w.shape[0], w.shape[1], 1, w.shape[2]])

@@ -29,7 +29,9 @@ def _layer_norm(b, node, x, normalized_shape, weight, bias, eps):
             reads.append(t)
     operands.append(out.buf)
     b.emit(Instr(Op.LayerNorm, operands, f), reads, [out])
-    return out, None, None
+    from neuron_emu.compiler.lowering.norm_statistics import stats_outputs
+    mean, rstd = stats_outputs(b, node, x, x.numel // max(D, 1), D, eps)
+    return out, mean, rstd
 
 
 def _batch_norm(b, node, x, weight, bias, mean, var, eps):
@@ -49,7 +51,10 @@ def _batch_norm(b, node, x, weight, bias, mean, var, eps):
     f = dict(N=N, C=C, HW=HW, has_weight=int(weight is not None), has_bias=int(bias is not None), in_dtype=x.emu,
              out_dtype=out.emu, eps=float(eps))
     b.emit(Instr(Op.BatchNorm, operands, f), reads, [out])
-    return out, None, None
+    # eval mode saves no statistics: eager returns empty save_mean / save_invstd
+    extra = tuple(alloc_like_node(b, node, k) if node.outputs[k].shape and not node.outputs[k].shape[0] else None
+                  for k in range(1, len(node.outputs)))
+    return (out,) + extra
 
 
 def _own_buffer(b, t):
@@ -68,8 +73,9 @@ def _bn_no_training(b, node, x, weight, bias, running_mean, running_var, momentu
 
 @register(aten.native_batch_norm, aten._native_batch_norm_legit)
 def _native_bn(b, node, x, weight, bias, running_mean, running_var, training, momentum, eps):
-    if training:
-        raise LoweringError("batch_norm with training=True is not supported (call model.eval() before tracing)")
+    if training or running_mean is None:  # normalised with the batch's own statistics
+        from neuron_emu.compiler.lowering.norm_statistics import batch_norm_train
+        return batch_norm_train(b, node, x, weight, bias, running_mean, running_var, momentum, eps)[:3]
     return _batch_norm(b, node, x, weight, bias, running_mean, running_var, eps)
 
 
@@ -93,4 +99,6 @@ def _group_norm(b, node, x, weight, bias, N, C, HxW, group, eps):
         dst3 = dst.with_view(shape3, [C * HxW, HxW, 1])
         binary_into(b, op, y, t.with_view([C, 1], [t.strides[0], 0]), dst3)
         y = dst3
-    return out, None, None
+    from neuron_emu.compiler.lowering.norm_statistics import stats_outputs
+    mean, rstd = stats_outputs(b, node, x, rows, D, eps)
+    return out, mean, rstd

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from neuron_emu.compiler.lowering import register
-from neuron_emu.compiler.lowering.common import alloc_like_node, contiguous, dma_copy, fill_into, norm_dim
+from neuron_emu.compiler.lowering.common import LoweringError, alloc_like_node, contiguous, dma_copy, fill_into, norm_dim
 from neuron_emu.isa import Alu, Instr, Op, ReduceOp
 
 aten = torch.ops.aten
@@ -124,7 +124,9 @@ register(aten._log_softmax, aten.log_softmax)(_softmax_lower(True))
 def _cumsum(b, node, x, dim, *, dtype=None):
     out = alloc_like_node(b, node)
     alu = Alu.Add if node.target.overloadpacket is aten.cumsum else Alu.Mul
-    d = norm_dim(dim, len(x.shape))
+    if not x.shape:  # a 0-dim tensor is its own cumulative sum
+        x = x.with_view([1], [1])
+    d = norm_dim(dim, max(len(x.shape), 1))
     x, outer, R, inner = _outer_r_inner(b, x, [d])
     f = dict(outer=outer, R=R, inner=inner, alu=alu, in_dtype=x.emu, out_dtype=out.emu)
     b.emit(Instr(Op.Scan, [x.buf, out.buf], f), [x], [out])
