@@ -1,0 +1,87 @@
+"""The pending graph of a sync, walked once: nodes in post-order, the device data it reads (its inputs, in
+first-use order) and its key. The key hashes each node's op, scalar arguments, shapes and dtypes and which
+earlier node or input feeds each operand, never values: a loop of identical steps hashes the same."""
+from __future__ import annotations
+
+import hashlib
+from typing import List
+
+from neuron_emu.compiler.ir import Graph, Node, Value
+from neuron_emu.lazy.record import DeviceData, LNode, Ref
+
+
+class Walk:
+    __slots__ = ("nodes", "inputs", "input_user", "outputs", "key", "hash")
+
+    def __init__(self, outputs: List[Ref]):
+        self.nodes: List[LNode] = []
+        self.inputs: List[DeviceData] = []
+        self.input_user: List[str] = []         # where each input is first read (recompile reasons)
+        self.outputs = outputs
+        nid: dict = {}
+        iid: dict = {}
+        parts: List[str] = []
+        for out in outputs:
+            stack = [out.node]
+            while stack:
+                n = stack[-1]
+                if id(n) in nid:
+                    stack.pop()
+                    continue
+                pushed = False
+                for v in n.vals:
+                    if type(v) is Ref and id(v.node) not in nid:
+                        stack.append(v.node)
+                        pushed = True
+                if pushed:
+                    continue
+                stack.pop()
+                codes = []
+                for v in n.vals:
+                    if type(v) is Ref:
+                        codes.append(f"n{nid[id(v.node)]}.{v.idx}")
+                    else:
+                        k = iid.get(id(v))
+                        if k is None:
+                            k = iid[id(v)] = len(self.inputs)
+                            self.inputs.append(v)
+                            self.input_user.append(f"{n.func._schema.name} at {n.where}")
+                        codes.append(f"i{k}")
+                nid[id(n)] = len(self.nodes)
+                self.nodes.append(n)
+                parts.append(n.sig + "<" + ",".join(codes))
+        parts.append("return " + ",".join(f"n{nid[id(o.node)]}.{o.idx}" for o in outputs))
+        parts.append("inputs " + ";".join(f"{str(d.dtype)}{list(d.shape)}" for d in self.inputs))
+        self.key = "\n".join(parts)
+        self.hash = int.from_bytes(hashlib.blake2b(self.key.encode(), digest_size=8).digest(), "little")
+
+    def ir(self) -> Graph:
+        """The compiler IR of this graph (compiler/ir.py): inputs are the device data, outputs the synced values."""
+        vals: dict = {}
+        inputs = []
+        for k, d in enumerate(self.inputs):
+            v = Value(k, d.shape, d.dtype, "input", index=k)
+            vals[id(d)] = v
+            inputs.append(v)
+        nxt = [len(inputs)]
+
+        def conv(a):
+            if isinstance(a, (DeviceData, Ref)):
+                return vals[id(a)] if type(a) is DeviceData else outs_of[id(a.node)][a.idx]
+            if isinstance(a, (list, tuple)):
+                return type(a)(conv(x) for x in a)
+            return a
+        outs_of: dict = {}
+        nodes = []
+        for i, n in enumerate(self.nodes):
+            node = Node(n.func, conv(n.args), {k: conv(v) for k, v in n.kwargs.items()}, [], n.where, i)
+            for j in range(n.outs):
+                sh, dt = n.metas[j]
+                v = Value(nxt[0], sh, dt, "node", node=node)
+                nxt[0] += 1
+                node.outputs.append(v)
+            outs_of[id(n)] = node.outputs
+            nodes.append(node)
+        outputs = [outs_of[id(o.node)][o.idx] for o in self.outputs]
+        return Graph(inputs, nodes, outputs, None)
+
