@@ -15,6 +15,7 @@ from neuron_emu.compiler import CompilationError, compile_graph, graph_text
 from neuron_emu.lazy import cache, metrics, recompile
 from neuron_emu.lazy.graph import Walk
 from neuron_emu.lazy.record import DeviceData, Ref
+from neuron_emu.lazy.tensor import _CPU_VIEW
 
 logger = logging.getLogger("Neuron")
 
@@ -81,9 +82,9 @@ def _interpret(walk: Walk, inputs: List[torch.Tensor]) -> List[torch.Tensor]:
             return type(a)(get(x) for x in a)
         return a
     for n in walk.nodes:
-        out = n.func(*get(n.args), **{k: get(v) for k, v in n.kwargs.items()})
+        out = _CPU_VIEW.get(n.func, n.func)(*get(n.args), **{k: get(v) for k, v in n.kwargs.items()})
         env[id(n)] = list(out) if isinstance(out, (list, tuple)) else [out]
-    return [env[id(o.node)][o.idx] for o in walk.outputs]
+    return [env[id(o.node)][o.idx].contiguous() for o in walk.outputs]
 
 
 def sync(storages, cut_kind: str, cut_where: str) -> int:

@@ -21,6 +21,7 @@ from torch._decomp import decomposition_table
 
 from neuron_emu.compiler.lowering import lookup
 from neuron_emu.lazy import metrics
+from neuron_emu.lazy.decompositions import TABLE as preferred
 from neuron_emu.lazy.device import device_type
 from neuron_emu.lazy.record import DeviceData, MetaError, Ref, record, user_frame
 
@@ -127,9 +128,13 @@ def to_cpu(t: LazyTensor, cut: str = ".cpu()") -> torch.Tensor:
     with metrics.timed("TransferFromDeviceTime"):
         data = st.value.t
         for func, args, kwargs, idx in t._view:
-            r = func(data, *args, **kwargs)
+            r = _CPU_VIEW.get(func, func)(data, *args, **kwargs)
             data = r[idx] if idx is not None else r
         return data
+
+
+# device tensors report contiguous strides (as XLA's do), so a view of one is a reshape of strided CPU data
+_CPU_VIEW = {aten.view.default: aten.reshape.default, aten._unsafe_view.default: aten.reshape.default}
 
 
 def _view_step(func, args, kwargs, i, multi):
@@ -185,6 +190,7 @@ def _scatter(step, base: LazyTensor, src: LazyTensor) -> LazyTensor:
     if func is aten.select.int:
         return dispatch(aten.select_scatter.default, (base, src) + tuple(args), {})
     if func in (aten.view.default, aten._unsafe_view.default, aten._reshape_alias.default, aten.unsqueeze.default,
+                aten.reshape.default, aten.flatten.using_ints, aten.unflatten.int,
                 aten.squeeze.default, aten.squeeze.dim, aten.squeeze.dims, aten.view.dtype):
         if func is aten.view.dtype:
             raise RuntimeError("in-place write through a dtype view is not supported on the lazy device")
@@ -309,8 +315,22 @@ _seeded = torch.Tag.nondeterministic_seeded
 _decomposing: set = set()
 
 
+# Lowerings that skip secondary outputs (mean/rstd, indices, logsumexp) inference never reads; when autograd will
+# save them for backward the op is decomposed instead, so every output is computed.
+_PARTIAL = {aten.native_layer_norm.default, aten.native_batch_norm.default, aten._native_batch_norm_legit.default,
+            aten._native_batch_norm_legit.no_stats, aten.native_group_norm.default,
+            aten.max_pool2d_with_indices.default, aten._scaled_dot_product_flash_attention_for_cpu.default,
+            aten._scaled_dot_product_efficient_attention.default}
+
+
+def _needs_grad(args) -> bool:
+    return torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args)
+
+
 def _functional(func, args, kwargs):
     lowered = lookup(func) is not None and _seeded not in func.tags
+    if lowered and func in _PARTIAL and _needs_grad(args):
+        lowered = False
     if lowered and (_has_lazy(args, kwargs) or _on_device(kwargs)):
         vargs, vkw = _values(func, args, kwargs)
         try:
@@ -322,14 +342,18 @@ def _functional(func, args, kwargs):
             from neuron_emu.lazy.executor import sync
             sync([t._st for t in (out if isinstance(out, list) else [out])], "eager debug mode", user_frame())
         return out
-    decomp = decomposition_table.get(func)
-    if decomp is not None and _seeded not in func.tags and func not in _decomposing and _has_lazy(args, kwargs):
-        _decomposing.add(func)
-        try:
-            out = decomp(*args, **kwargs)
-        finally:
-            _decomposing.discard(func)
-        return _to_lazy(out)
+    if _seeded not in func.tags and func not in _decomposing and _has_lazy(args, kwargs):
+        for table in (preferred, decomposition_table):
+            decomp = table.get(func)
+            if decomp is None:
+                continue
+            _decomposing.add(func)
+            try:
+                out = decomp(*args, **kwargs)
+            finally:
+                _decomposing.discard(func)
+            if out is not NotImplemented:
+                return _to_lazy(out)
     return fallback(func, args, kwargs)
 
 
@@ -338,8 +362,10 @@ def _to_lazy(out):
         return out
     if isinstance(out, torch.Tensor):
         return from_cpu(out)
-    if isinstance(out, (list, tuple)):
-        return type(out)(_to_lazy(o) for o in out)
+    if isinstance(out, list):
+        return [_to_lazy(o) for o in out]
+    if isinstance(out, tuple):
+        return tuple(_to_lazy(o) for o in out)   # (a torch.return_types namedtuple becomes a plain tuple)
     return out
 
 
@@ -436,7 +462,7 @@ def fallback(func, args, kwargs):
 
     def wrap(o):
         if isinstance(o, torch.Tensor):
-            return back.get(id(o)) or _wrap(DeviceData(o))
+            return back.get(id(o)) or _wrap(DeviceData(o if o.is_contiguous() else o.contiguous()))
         if isinstance(o, (list, tuple)):
             return type(o)(wrap(x) for x in o)
         return o
