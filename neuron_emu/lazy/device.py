@@ -23,12 +23,14 @@ def device_type() -> str:
     elif name != _NAME:
         raise RuntimeError(f"The PrivateUse1 backend is already named {name!r} in this process; the emulated XLA "
                            f"device needs it named {_NAME!r}")
-    from neuron_emu.lazy.tensor import empty_data  # noqa: F401  (cycle: tensor imports device_type)
+    from neuron_emu.lazy.tensor import copy_from, empty_data  # (cycle: tensor imports device_type)
     lib = torch.library.Library("aten", "IMPL")
     lib.impl("empty.memory_format", lambda size, dtype=None, layout=None, device=None, pin_memory=None,
              memory_format=None: empty_data(size, dtype), "PrivateUse1")
     lib.impl("empty_strided", lambda size, stride, dtype=None, layout=None, device=None, pin_memory=None:
              empty_data(size, dtype), "PrivateUse1")
+    # torch.tensor(data, device=...) copies with the Python key excluded, so its copy arrives here
+    lib.impl("_copy_from", lambda self, dst, non_blocking=False: copy_from(self, dst), "PrivateUse1")
     _lib = lib
     return _NAME
 

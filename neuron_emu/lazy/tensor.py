@@ -462,7 +462,8 @@ def fallback(func, args, kwargs):
 
     def wrap(o):
         if isinstance(o, torch.Tensor):
-            return back.get(id(o)) or _wrap(DeviceData(o if o.is_contiguous() else o.contiguous()))
+            lazy = back.get(id(o))
+            return lazy if lazy is not None else _wrap(DeviceData(o if o.is_contiguous() else o.contiguous()))
         if isinstance(o, (list, tuple)):
             return type(o)(wrap(x) for x in o)
         return o
@@ -496,6 +497,10 @@ def _copy_(func, args, kwargs):
             v = DeviceData(src.detach().clone())
     assign(dst, _coerce(dst, v, "copy_"))
     return dst
+
+
+def copy_from(src, dst):
+    return _copy_(None, (dst, src), {})
 
 
 def _item(func, args, kwargs):
