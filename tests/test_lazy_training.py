@@ -65,8 +65,13 @@ def test_training_matches_eager_and_compiles_once(dev, case):
     # Same fp32 ops in the same order except matmul/reduction summation order (compiled kernels vs MKL): per-step
     # differences of a few ulps, which 20 optimizer steps amplify little on these well-conditioned problems.
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
-    for p_dev, p_cpu in zip(dev_model.parameters(), cpu_model.parameters()):
-        torch.testing.assert_close(p_dev.cpu(), p_cpu.detach(), rtol=1e-4, atol=1e-5)
+    for (name, p_dev), p_cpu in zip(dev_model.named_parameters(), cpu_model.parameters()):
+        a, b = p_dev.cpu(), p_cpu.detach()
+        if name.endswith("in_proj_bias"):
+            # The key bias has an exactly zero gradient (softmax is invariant to it); its computed gradient is
+            # rounding noise, which Adam normalises into full lr-sized steps on both sides: not comparable.
+            a, b = torch.cat([a[:32], a[64:]]), torch.cat([b[:32], b[64:]])
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=lambda m: f"{name}: {m}")
     assert met.counter_value("UncachedCompile") <= 2
     assert met.counter_value("CachedCompile") >= 18
     assert met.executed_fallback_ops() == []
