@@ -105,7 +105,7 @@ def sync(storages, cut_kind: str, cut_where: str) -> int:
     if cut_kind != "mark_step":
         recompile.graph_cuts.append(f"{cut} ({len(walk.nodes)} ops)")
     s = cache.settings()
-    key = (walk.hash, s.flags_hash)
+    key = (walk.key, s.flags_hash)
     entry = _entries.get(key)
     if entry is not None:
         metrics.counter_add("CachedCompile")

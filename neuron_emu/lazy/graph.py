@@ -11,26 +11,28 @@ from neuron_emu.lazy.record import DeviceData, LNode, Ref
 
 
 class Walk:
-    __slots__ = ("nodes", "inputs", "input_user", "outputs", "key", "hash")
+    __slots__ = ("nodes", "inputs", "outputs", "key", "_input_user", "_hash")
 
     def __init__(self, outputs: List[Ref]):
         self.nodes: List[LNode] = []
         self.inputs: List[DeviceData] = []
-        self.input_user: List[str] = []         # where each input is first read (recompile reasons)
         self.outputs = outputs
+        self._input_user: List[LNode] = []
+        self._hash = None
         nid: dict = {}
         iid: dict = {}
-        parts: List[str] = []
+        parts: list = []
+        nodes, inputs, users = self.nodes, self.inputs, self._input_user
         for out in outputs:
             stack = [out.node]
             while stack:
                 n = stack[-1]
-                if id(n) in nid:
+                if n in nid:
                     stack.pop()
                     continue
                 pushed = False
                 for v in n.vals:
-                    if type(v) is Ref and id(v.node) not in nid:
+                    if type(v) is Ref and v.node not in nid:
                         stack.append(v.node)
                         pushed = True
                 if pushed:
@@ -39,21 +41,34 @@ class Walk:
                 codes = []
                 for v in n.vals:
                     if type(v) is Ref:
-                        codes.append(f"n{nid[id(v.node)]}.{v.idx}")
+                        codes.append(nid[v.node] << 8 | v.idx)
                     else:
-                        k = iid.get(id(v))
+                        k = iid.get(v)
                         if k is None:
-                            k = iid[id(v)] = len(self.inputs)
-                            self.inputs.append(v)
-                            self.input_user.append(f"{n.func._schema.name} at {n.where}")
-                        codes.append(f"i{k}")
-                nid[id(n)] = len(self.nodes)
-                self.nodes.append(n)
-                parts.append(n.sig + "<" + ",".join(codes))
-        parts.append("return " + ",".join(f"n{nid[id(o.node)]}.{o.idx}" for o in outputs))
-        parts.append("inputs " + ";".join(f"{str(d.dtype)}{list(d.shape)}" for d in self.inputs))
-        self.key = "\n".join(parts)
-        self.hash = int.from_bytes(hashlib.blake2b(self.key.encode(), digest_size=8).digest(), "little")
+                            k = iid[v] = len(inputs)
+                            inputs.append(v)
+                            users.append(n)
+                        codes.append(~k)
+                nid[n] = len(nodes)
+                nodes.append(n)
+                parts.append((n.sig, tuple(codes)))
+        parts.append(tuple(nid[o.node] << 8 | o.idx for o in outputs))
+        parts.append(tuple((d.shape, d.dtype) for d in inputs))
+        # the in-memory cache key: exact (tuples compare by content), cheap to hash; the stable hash that names
+        # the graph on disk is computed from it only on a miss
+        self.key = tuple(parts)
+
+    @property
+    def hash(self) -> int:
+        """A hash stable across processes (Python's own hash of strings is salted per process)."""
+        if self._hash is None:
+            text = "\n".join(repr(p) for p in self.key)
+            self._hash = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+        return self._hash
+
+    @property
+    def input_user(self) -> List[str]:
+        return [f"{n.func._schema.name} at {n.where}" for n in self._input_user]
 
     def ir(self) -> Graph:
         """The compiler IR of this graph (compiler/ir.py): inputs are the device data, outputs the synced values."""

@@ -52,13 +52,19 @@ class MetaError(RuntimeError):
     """The op has no meta kernel or a data-dependent output shape: it must run on CPU."""
 
 
+_skip_code: dict = {}   # code object -> inside torch or this package (decided once per code object)
+
+
 def user_frame() -> str:
     """The first frame outside torch and this package: where the user's code recorded the op or cut the graph."""
     f = sys._getframe(2)
     while f is not None:
-        fn = f.f_code.co_filename
-        if not fn.startswith(_SKIP) and "contextlib" not in fn:
-            return f"{fn}:{f.f_lineno} in {f.f_code.co_name}"
+        c = f.f_code
+        skip = _skip_code.get(c)
+        if skip is None:
+            skip = _skip_code[c] = c.co_filename.startswith(_SKIP) or "contextlib" in c.co_filename
+        if not skip:
+            return f"{c.co_filename}:{f.f_lineno} in {c.co_name}"
         f = f.f_back
     return "<unknown>"
 

@@ -87,7 +87,12 @@ _DEVICE: List[Any] = [None]
 def _wrap(value, live: bool = True) -> LazyTensor:
     if _DEVICE[0] is None:
         _DEVICE[0] = torch.device(device_type(), 0)
-    return LazyTensor(_storage(value, live), (), value.shape, value.dtype)
+    st = Storage()
+    st.value = value
+    st.seq = next(_seq)
+    if live:
+        _live.add(st)
+    return LazyTensor(st, (), value.shape, value.dtype)
 
 
 def empty_data(size, dtype=None) -> LazyTensor:
@@ -281,20 +286,33 @@ def _scalar_data(x: float, f64: bool) -> DeviceData:
 
 
 def _values(func, args, kwargs):
-    f64 = any(isinstance(a, torch.Tensor) and a.dtype == torch.float64 for a in args)
     pos, names = _slots(func)
-    vargs = tuple(_scalar_data(a, f64) if (i in pos and type(a) is float and a not in (0.0, 1.0, -1.0))
-                  else _val(a, f64) for i, a in enumerate(args))
+    f64 = False
+    vargs = []
+    for i, a in enumerate(args):
+        if type(a) is LazyTensor:
+            v = value_of(a)
+            f64 = f64 or v.dtype is torch.float64
+            vargs.append(v)
+        elif type(a) is float and i in pos and a not in (0.0, 1.0, -1.0):
+            vargs.append(None)  # filled below, once the tensors' float width is known
+        else:
+            vargs.append(_val(a, f64))
+    for i, a in enumerate(args):
+        if vargs[i] is None and type(a) is float:
+            vargs[i] = _scalar_data(a, f64)
     vkw = {}
     for k, v in kwargs.items():
         if k in ("device", "pin_memory"):
             continue
         vkw[k] = _scalar_data(v, f64) if (k in names and type(v) is float and v not in (0.0, 1.0, -1.0)) \
             else _val(v, f64)
-    return vargs, vkw
+    return tuple(vargs), vkw
 
 
 def _has_lazy(args, kwargs) -> bool:
+    if args and type(args[0]) is LazyTensor:
+        return True
     for a in itertools.chain(args, kwargs.values()):
         if isinstance(a, LazyTensor):
             return True
@@ -327,8 +345,13 @@ def _needs_grad(args) -> bool:
     return torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args)
 
 
+_lowered: Dict[Any, bool] = {}
+
+
 def _functional(func, args, kwargs):
-    lowered = lookup(func) is not None and _seeded not in func.tags
+    lowered = _lowered.get(func)
+    if lowered is None:
+        lowered = _lowered[func] = lookup(func) is not None and _seeded not in func.tags
     if lowered and func in _PARTIAL and _needs_grad(args):
         lowered = False
     if lowered and (_has_lazy(args, kwargs) or _on_device(kwargs)):
@@ -540,12 +563,12 @@ _SPECIAL = {
 }
 
 
+_route: Dict[Any, Any] = {}
+
+
 def dispatch(func, args, kwargs):
-    h = _SPECIAL.get(func)
-    if h is not None:
-        return h(func, args, kwargs)
-    if func._schema.is_mutable:
-        return _mutating(func, args, kwargs)
-    if func.is_view:
-        return _view(func, args, kwargs)
-    return _functional(func, args, kwargs)
+    h = _route.get(func)
+    if h is None:
+        h = _route[func] = _SPECIAL.get(func) or (
+            _mutating if func._schema.is_mutable else _view if func.is_view else _functional)
+    return h(func, args, kwargs)
