@@ -442,9 +442,10 @@ def _mutating(func, args, kwargs):
     for t, r in zip(flat_targets, flat_res):
         if not isinstance(r, LazyTensor):
             r = from_cpu(r)
-        if tuple(r.shape) != tuple(t.shape) and is_out and not t._view and t.numel() == 0:
-            raise RuntimeError(f"{func._schema.name}: out= tensors are not resized on the lazy device; pass an out "
-                               f"tensor of shape {list(r.shape)}")
+        if tuple(r.shape) != tuple(t.shape) and (is_out or torch.Size(r.shape).numel() == t.numel()):
+            what = "out= tensors are not resized" if is_out else "a tensor's shape cannot change in place"
+            raise RuntimeError(f"{func._schema.name}: {what} on the lazy device (device tensors have fixed shapes, "
+                               f"{list(t.shape)} here, {list(r.shape)} wanted); use the out-of-place op")
         assign(t, _coerce(t, value_of(r), func._schema.name))
     if len(targets) == 1:
         return targets[0]
@@ -564,6 +565,34 @@ _SPECIAL = {
 
 
 _route: Dict[Any, Any] = {}
+
+
+_META_INPLACE = {aten.squeeze_.default, aten.squeeze_.dim, aten.squeeze_.dims, aten.unsqueeze_.default,
+                 aten.transpose_.default, aten.t_.default, aten.swapdims_.default, aten.swapaxes_.default}
+_PYTHON_KEYS = torch._C.DispatchKeySet(torch._C.DispatchKey.Python) | \
+    torch._C.DispatchKeySet(torch._C.DispatchKey.PythonTLSSnapshot)
+
+
+def _metadata_inplace(func, args, kwargs):
+    """squeeze_/unsqueeze_/transpose_...: the tensor becomes a new view of its storage (ATen's matmul and linear
+    end 1-D cases with squeeze_). The wrapper's sizes change with the Python key excluded (as_strided_ on it)."""
+    t = args[0]
+    name = func._schema.name.split("::")[1][:-1]
+    view_op = getattr(getattr(aten, name), func._overloadname)
+    r = record(view_op, (value_of(t),) + tuple(args[1:]), kwargs)
+    t._view = t._view + ((view_op, tuple(args[1:]), dict(kwargs), None),)
+    t._vc = None
+    stride, acc = [], 1
+    for d in reversed(r.shape):
+        stride.append(acc)
+        acc *= max(d, 1)
+    with torch._C._ExcludeDispatchKeyGuard(_PYTHON_KEYS):
+        aten.as_strided_.default(t, list(r.shape), list(reversed(stride)))
+    return t
+
+
+for _op in _META_INPLACE:
+    _SPECIAL[_op] = _metadata_inplace
 
 
 def dispatch(func, args, kwargs):
