@@ -452,10 +452,17 @@ def _mutating(func, args, kwargs):
     return tuple(targets) if targets else None
 
 
+# Deterministic factories read no device value: made on CPU they are a transfer of a constant, not a missing
+# lowering (torch_xla folds them into the graph as constants), so they are not counted as fallbacks.
+_CONSTANT_FACTORIES = {"aten::arange", "aten::full", "aten::zeros", "aten::ones", "aten::eye", "aten::linspace",
+                       "aten::scalar_tensor", "aten::logspace", "aten::tril_indices", "aten::triu_indices"}
+
+
 def fallback(func, args, kwargs):
     """Run the op on CPU: its device inputs are materialised (a graph cut), mutated ones written back, the
     results become device data. Counted as `aten::<op>` (torch_xla's counter for ops without a lowering)."""
-    metrics.counter_add(func._schema.name)
+    if func._schema.name not in _CONSTANT_FACTORIES:
+        metrics.counter_add(func._schema.name)
     written = set(a.name for a in func._schema.arguments if a.alias_info is not None and a.alias_info.is_write)
     mutated: List[tuple] = []
     where = f"{func._schema.name} (CPU fallback)"
