@@ -150,3 +150,24 @@ def test_eager_debug_mode_runs_op_by_op(dev, monkeypatch):
 def test_repr_of_grad_tensor(dev):
     w = torch.ones(2, device=dev, requires_grad=True)
     assert re.search(r"device='neuron:0', requires_grad=True\)$", repr(w))
+
+
+def test_xla_use_bf16(dev, monkeypatch):
+    from neuron_emu.lazy import bf16
+    monkeypatch.setenv("XLA_USE_BF16", "1")
+    monkeypatch.setattr(bf16, "_warned", set())
+    monkeypatch.setattr(bf16, "_gen", None)
+    with pytest.warns(DeprecationWarning, match="XLA_USE_BF16 will be deprecated after Neuron 2.19 release"):
+        xm.xla_device()
+    x = torch.randn(1000) * 3
+    d = x.to(dev)
+    held = d.cpu()
+    assert held.dtype == torch.float32                          # still reports float32
+    assert torch.equal(held, held.bfloat16().float())           # values are bf16
+    # stochastic rounding: each value is one of its two bf16 neighbours (within one bf16 ulp, 2^-7 relative),
+    # not always the nearest, and unbiased on average
+    assert ((held - x).abs() <= x.abs() * 2.0 ** -7).all()
+    assert (held != x.bfloat16().float()).any()
+    assert abs((held - x).mean().item()) < 0.01
+    y = (d * 1.001).cpu()                                       # computed results are rounded to bf16 too
+    assert torch.equal(y, y.bfloat16().float())

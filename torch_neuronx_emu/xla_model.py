@@ -3,7 +3,6 @@ NeuronCores NEURON_RT_VISIBLE_CORES names; the device is `neuron:<n>` (the renam
 device cannot take the XLA dispatch key, see docs/architecture.md)."""
 from __future__ import annotations
 
-import warnings
 from typing import List, Optional
 
 import torch
@@ -22,6 +21,8 @@ def xla_device(n: Optional[int] = None, devkind: Optional[str] = None) -> torch.
     if n is not None and not 0 <= n < _visible_cores():
         raise RuntimeError(f"Invalid device index {n}: {_visible_cores()} NeuronCore(s) are visible "
                            f"(NEURON_RT_VISIBLE_CORES)")
+    from neuron_emu.lazy import bf16
+    bf16.enabled()  # the deprecation warning of XLA_USE_BF16 / XLA_DOWNCAST_BF16, once
     return lazy.device(n or 0)
 
 
@@ -88,15 +89,3 @@ def set_rng_state(seed: int, device=None) -> None:
 
 def get_rng_state(device=None) -> int:
     return int(torch.initial_seed())
-
-
-def _deprecated_bf16_env() -> None:
-    import os
-    for var in ("XLA_USE_BF16", "XLA_DOWNCAST_BF16"):
-        if os.environ.get(var) == "1":
-            warnings.warn(f"{var} will be deprecated after Neuron 2.19 release, please convert model to bf16 using "
-                          f"model.to(torch.bfloat16) and set NEURON_RT_STOCHASTIC_ROUNDING_EN=1 instead",
-                          DeprecationWarning, stacklevel=3)
-
-
-_deprecated_bf16_env()

@@ -45,6 +45,8 @@ class Settings:
                 logger.setLevel(a.split("=", 1)[1].upper())
             else:
                 compiler.append(a)
+        from neuron_emu.lazy import bf16
+        compiler += bf16.compiler_flags()
         self.options: CompilerOptions = parse_compiler_args(compiler)
         self.flags_hash = hashlib.md5(" ".join(compiler).encode()).hexdigest()[:8]
 
@@ -54,9 +56,10 @@ _settings: Optional[Tuple[tuple, Settings]] = None
 
 def settings() -> Settings:
     global _settings
-    env = (os.environ.get("NEURON_CC_FLAGS"), os.environ.get("NEURON_COMPILE_CACHE_URL"))
+    env = (os.environ.get("NEURON_CC_FLAGS"), os.environ.get("NEURON_COMPILE_CACHE_URL"),
+           os.environ.get("XLA_USE_BF16"), os.environ.get("XLA_DOWNCAST_BF16"))
     if _settings is None or _settings[0] != env:
-        _settings = (env, Settings(*env))
+        _settings = (env, Settings(env[0], env[1]))
     return _settings[1]
 
 

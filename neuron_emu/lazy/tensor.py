@@ -20,7 +20,7 @@ import torch
 from torch._decomp import decomposition_table
 
 from neuron_emu.compiler.lowering import lookup
-from neuron_emu.lazy import metrics
+from neuron_emu.lazy import bf16, metrics
 from neuron_emu.lazy.decompositions import TABLE as preferred
 from neuron_emu.lazy.device import device_type
 from neuron_emu.lazy.record import DeviceData, MetaError, Ref, record, user_frame
@@ -102,7 +102,7 @@ def empty_data(size, dtype=None) -> LazyTensor:
 
 def from_cpu(t: torch.Tensor) -> LazyTensor:
     with metrics.timed("TransferToDeviceTime"):
-        return _wrap(DeviceData(t.detach().clone()))
+        return _wrap(DeviceData(bf16.round_transfer(t.detach().clone())))
 
 
 # -- values of tensors, view chains -------------------------------------------------------------------------
@@ -525,7 +525,7 @@ def _copy_(func, args, kwargs):
         v = value_of(src)
     else:
         with metrics.timed("TransferToDeviceTime"):
-            v = DeviceData(src.detach().clone())
+            v = DeviceData(bf16.round_transfer(src.detach().clone()))
     assign(dst, _coerce(dst, v, "copy_"))
     return dst
 
