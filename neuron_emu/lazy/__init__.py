@@ -1,0 +1,41 @@
+"""The lazy-tensor dev loop: an emulated XLA device (PrivateUse1 renamed `neuron`) whose ops are recorded
+(tensor.py, record.py) and compiled at a sync (executor.py) by the shared compiler, with an in-memory and on-disk
+graph cache (cache.py), torch_xla's metrics (metrics.py) and the reason for every compilation (recompile.py).
+User modules: torch_neuronx_emu.xla_model, .debug_metrics, .parallel_loader; shim.py aliases them as torch_xla."""
+from __future__ import annotations
+
+from typing import Callable, List
+
+from neuron_emu.lazy import metrics, recompile  # noqa: F401
+from neuron_emu.lazy.device import device, device_type  # noqa: F401
+
+_closures: List[tuple] = []
+
+
+def mark_step(where: str = None) -> int:
+    """Compile (or reuse) and run the pending graph of every live device tensor; run the step closures.
+    Returns the number of ops run."""
+    from neuron_emu.lazy.executor import sync
+    from neuron_emu.lazy.record import user_frame
+    from neuron_emu.lazy.tensor import live_storages
+    metrics.counter_add("MarkStep")
+    n = sync(live_storages(), "mark_step", where or user_frame())
+    closures = list(_closures)
+    _closures.clear()
+    for fn, args in closures:
+        fn(*args)
+    return n
+
+
+def add_step_closure(fn: Callable, args=()) -> None:
+    _closures.append((fn, tuple(args)))
+
+
+def recompile_reasons() -> List[str]:
+    """Why each graph of this process was compiled, oldest first."""
+    return [str(r) for r in recompile.recompiles]
+
+
+def graph_cuts() -> List[str]:
+    """Each sync that was not a mark_step (`.item()`, print, `.cpu()`, a CPU fallback) with its source line."""
+    return list(recompile.graph_cuts)

@@ -1,0 +1,71 @@
+"""Decompositions the lazy device prefers to PyTorch's: each is written with ops the compiler lowers, so a training
+step stays one graph instead of being cut by a CPU fallback (torch's versions use prims.var, scatter, index_put).
+Each returns NotImplemented to defer to PyTorch's decomposition for a case it does not cover."""
+from __future__ import annotations
+
+from typing import Callable, Dict
+
+import torch
+
+aten = torch.ops.aten
+TABLE: Dict[object, Callable] = {}
+
+
+def _register(op):
+    def deco(fn):
+        TABLE[op] = fn
+        return fn
+    return deco
+
+
+@_register(aten.native_layer_norm.default)
+def native_layer_norm(x, normalized_shape, weight, bias, eps):
+    dims = list(range(x.dim() - len(normalized_shape), x.dim()))
+    mean = x.mean(dims, keepdim=True)
+    centered = x - mean
+    var = (centered * centered).mean(dims, keepdim=True)   # biased variance, as layer norm uses
+    rstd = torch.rsqrt(var + eps)
+    out = centered * rstd
+    if weight is not None:
+        out = out * weight
+    if bias is not None:
+        out = out + bias
+    return out, mean, rstd
+
+
+@_register(aten.nll_loss_backward.default)
+def nll_loss_backward(grad_output, self, target, weight, reduction, ignore_index, total_weight):
+    if self.dim() > 2:
+        return NotImplemented
+    classes = torch.arange(self.shape[-1])          # CPU: becomes device data, no fallback
+    coef = (target.unsqueeze(-1) == classes) & (target != ignore_index).unsqueeze(-1)
+    coef = coef.to(self.dtype)
+    if weight is not None:
+        coef = coef * weight
+    g = grad_output.unsqueeze(-1) if reduction == 0 and self.dim() == 2 else grad_output
+    out = -(coef * g)
+    if reduction == 1:
+        out = out / total_weight
+    return out
+
+
+@_register(aten.embedding_dense_backward.default)
+def embedding_dense_backward(grad_output, indices, num_weights, padding_idx, scale_grad_by_freq):
+    if scale_grad_by_freq:
+        return NotImplemented
+    idx = indices.reshape(-1)
+    g = grad_output.reshape(idx.shape[0], grad_output.shape[-1])
+    onehot = (idx.unsqueeze(-1) == torch.arange(num_weights)).to(g.dtype)   # [tokens, vocabulary]
+    if padding_idx >= 0:
+        onehot = onehot * (idx != padding_idx).unsqueeze(-1).to(g.dtype)
+    return torch.mm(onehot.t(), g)   # (inside dispatch, `@` would arrive as aten::matmul, which has no lowering)
+
+
+@_register(aten.__and__.Tensor)
+def _and(a, b):
+    return torch.bitwise_and(a, b)
+
+
+@_register(aten.__or__.Tensor)
+def _or(a, b):
+    return torch.bitwise_or(a, b)

@@ -1,0 +1,39 @@
+"""The emulated XLA device as a real PyTorch device: PrivateUse1 renamed to `neuron` (Python-only; feasibility
+notes Q2: the XLA dispatch key has no Python device guard, so autograd on it aborts the process).
+`_setup_privateuseone_for_python_backend` registers the rename, the `torch.neuron` module, the hooks and the device
+guard; the two allocation factories get PrivateUse1 kernels because a factory has no device tensor input for
+`__torch_dispatch__` to catch."""
+from __future__ import annotations
+
+import torch
+
+_NAME = "neuron"
+_lib = None
+
+
+def device_type() -> str:
+    """The backend name, registering it on first use (a process can rename PrivateUse1 only once)."""
+    global _lib
+    if _lib is not None:
+        return _NAME
+    name = torch._C._get_privateuse1_backend_name()
+    if name == "privateuseone":
+        from torch.utils.backend_registration import _setup_privateuseone_for_python_backend
+        _setup_privateuseone_for_python_backend(_NAME)
+    elif name != _NAME:
+        raise RuntimeError(f"The PrivateUse1 backend is already named {name!r} in this process; the emulated XLA "
+                           f"device needs it named {_NAME!r}")
+    from neuron_emu.lazy.tensor import copy_from, empty_data  # (cycle: tensor imports device_type)
+    lib = torch.library.Library("aten", "IMPL")
+    lib.impl("empty.memory_format", lambda size, dtype=None, layout=None, device=None, pin_memory=None,
+             memory_format=None: empty_data(size, dtype), "PrivateUse1")
+    lib.impl("empty_strided", lambda size, stride, dtype=None, layout=None, device=None, pin_memory=None:
+             empty_data(size, dtype), "PrivateUse1")
+    # torch.tensor(data, device=...) copies with the Python key excluded, so its copy arrives here
+    lib.impl("_copy_from", lambda self, dst, non_blocking=False: copy_from(self, dst), "PrivateUse1")
+    _lib = lib
+    return _NAME
+
+
+def device(index: int = 0) -> torch.device:
+    return torch.device(device_type(), index)

@@ -1,0 +1,127 @@
+"""Sync: turn the pending values of some storages into device data. The graph is walked and hashed
+(graph.py); a hash seen before reuses its loaded program (CachedCompile), else the on-disk cache or the shared
+compiler (`compile_graph`) makes the artifact (UncachedCompile, with the reason recorded), which the runtime loads
+on a NeuronCore and runs in one native call. A graph the compiler rejects runs op by op on CPU, counted per op."""
+from __future__ import annotations
+
+import logging
+import warnings
+from collections import OrderedDict
+from typing import List, Optional
+
+import torch
+
+from neuron_emu.compiler import CompilationError, compile_graph, graph_text
+from neuron_emu.lazy import cache, metrics, recompile
+from neuron_emu.lazy.graph import Walk
+from neuron_emu.lazy.record import DeviceData, Ref
+from neuron_emu.lazy.tensor import _CPU_VIEW
+
+logger = logging.getLogger("Neuron")
+
+
+class Entry:
+    __slots__ = ("name", "blob", "model", "cpu_nodes")
+
+    def __init__(self, name, blob, cpu_nodes=False):
+        self.name, self.blob, self.model, self.cpu_nodes = name, blob, None, cpu_nodes
+
+
+_entries: "OrderedDict[tuple, Entry]" = OrderedDict()
+_MAX_ENTRIES = 2048   # torch_xla's XLA_COMPILATION_CACHE_SIZE default
+last_graph: Optional[Walk] = None   # for tests and debugging
+
+
+def _compile(walk: Walk, s: cache.Settings, cut: str) -> Entry:
+    name = f"MODULE_{walk.hash}+{s.flags_hash}"
+    rec = recompile.GraphRecord(name, [n.func._schema.name for n in walk.nodes], [n.where for n in walk.nodes],
+                                [(d.shape, d.dtype) for d in walk.inputs], walk.input_user, cut)
+    blob = cache.load(s, walk.hash)
+    if blob is not None:
+        metrics.counter_add("PersistentCacheHit")
+        return Entry(name, blob)
+    why = recompile.explain(rec)
+    logger.info(f"{cache.WRAPPER}: Compile cache path: {s.cache_dir}")
+    logger.info(f"{cache.WRAPPER}: Call compiler with cmd: ['neuronx-cc', '--target={s.options.target}', 'compile', "
+                f"'--framework', 'XLA', '{name}.hlo', '--output', '{name}.neff'] ({why})")
+    graph = walk.ir()
+    with metrics.timed("CompileTime"):
+        try:
+            compiled = compile_graph(graph, s.options, generation=2)
+        except CompilationError as e:
+            ops = sorted({n.name for n in graph.nodes if n.name in str(e)}) or sorted({n.name for n in graph.nodes})
+            warnings.warn(f"The emulated compiler cannot compile {name}; it runs op by op on CPU ({e})", stacklevel=4)
+            for op in ops:
+                metrics.counter_add(op)
+            return Entry(name, None, cpu_nodes=True)
+    logger.info("Compiler status PASS")
+    cache.store(s, walk.hash, compiled.blob, compiled.graph_text)
+    return Entry(name, compiled.blob)
+
+
+def _run(entry: Entry, walk: Walk) -> List[torch.Tensor]:
+    inputs = [d.t for d in walk.inputs]
+    with metrics.timed("ExecuteTime"):
+        if entry.cpu_nodes:
+            return _interpret(walk, inputs)
+        if entry.model is None or entry.model._artifact() is not entry.blob:
+            from neuron_emu.runtime.placement import runtime_for
+            entry.model = runtime_for(2).load(entry.blob, core=0, origin=entry.name)
+        return entry.model(inputs)
+
+
+def _interpret(walk: Walk, inputs: List[torch.Tensor]) -> List[torch.Tensor]:
+    env = {id(d): t for d, t in zip(walk.inputs, inputs)}
+
+    def get(a):
+        if isinstance(a, DeviceData):
+            return env[id(a)]
+        if isinstance(a, Ref):
+            return env[id(a.node)][a.idx]
+        if isinstance(a, (list, tuple)):
+            return type(a)(get(x) for x in a)
+        return a
+    for n in walk.nodes:
+        out = _CPU_VIEW.get(n.func, n.func)(*get(n.args), **{k: get(v) for k, v in n.kwargs.items()})
+        env[id(n)] = list(out) if isinstance(out, (list, tuple)) else [out]
+    return [env[id(o.node)][o.idx].contiguous() for o in walk.outputs]
+
+
+def sync(storages, cut_kind: str, cut_where: str) -> int:
+    """Materialise the pending values of `storages`. Returns the number of ops run (0: nothing pending)."""
+    global last_graph
+    pending = sorted((s for s in storages if type(s.value) is Ref), key=lambda s: s.seq)
+    if not pending:
+        return 0
+    outs: List[Ref] = []
+    pos = {}
+    for s in pending:
+        if id(s.value) not in pos:
+            pos[id(s.value)] = len(outs)
+            outs.append(s.value)
+    walk = Walk(outs)
+    last_graph = walk
+    cut = f"{cut_kind} at {cut_where}"
+    if cut_kind != "mark_step":
+        recompile.graph_cuts.append(f"{cut} ({len(walk.nodes)} ops)")
+    s = cache.settings()
+    key = (walk.key, s.flags_hash)
+    entry = _entries.get(key)
+    if entry is not None:
+        metrics.counter_add("CachedCompile")
+        _entries.move_to_end(key)
+    else:
+        metrics.counter_add("UncachedCompile")
+        entry = _entries[key] = _compile(walk, s, cut)
+        if len(_entries) > _MAX_ENTRIES:
+            _entries.popitem(last=False)
+    metrics.metric_add("TensorsGraphSize", float(len(walk.nodes)))
+    results = _run(entry, walk)
+    for st in pending:
+        st.value = DeviceData(results[pos[id(st.value)]])
+    return len(walk.nodes)
+
+
+def clear_cache() -> None:
+    """Forget the in-memory compile cache (the next sync of each graph goes to the disk cache or the compiler)."""
+    _entries.clear()

@@ -1,0 +1,146 @@
+"""The pending graph of the lazy device: values, nodes and the recording of one functional ATen op.
+
+A value is either `DeviceData` (a materialised buffer: a CPU tensor the emulated device holds) or a `Ref` to an
+output of an `LNode` (an op recorded but not yet run). Nodes are immutable once recorded; in-place ops are turned
+into functional ones by the front end (tensor.py), so a node's inputs never change under it. Output shapes come
+from running the op on meta tensors once per signature (op, shapes, dtypes, scalar arguments): the cache keeps
+capture at a few microseconds per op (an uncached meta `add` costs ~100 us in torch 2.13, feasibility Q3)."""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Dict, List, Tuple
+
+import torch
+
+_TORCH_DIR = os.path.dirname(torch.__file__)
+_PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_ROOT = os.path.dirname(_PKG)
+_SKIP = (_TORCH_DIR, os.path.join(_PKG, "lazy"), os.path.join(_ROOT, "torch_neuronx_emu"))
+
+
+class DeviceData:
+    """A materialised device buffer. Graphs read it as an input, hashed by shape and dtype only."""
+    __slots__ = ("t", "shape", "dtype")
+
+    def __init__(self, t: torch.Tensor):
+        self.t = t
+        self.shape = tuple(t.shape)
+        self.dtype = t.dtype
+
+
+class LNode:
+    """One recorded functional op: `args`/`kwargs` hold values (DeviceData/Ref) and plain Python leaves;
+    `vals` lists the value leaves in order (what the graph walk follows); `sig` is the op and its arguments
+    without values, the unit of graph hashing."""
+    __slots__ = ("func", "args", "kwargs", "vals", "outs", "metas", "sig", "where")
+
+    def __init__(self, func, args, kwargs, vals, outs, sig, where):
+        self.func, self.args, self.kwargs, self.vals, self.outs, self.sig, self.where = \
+            func, args, kwargs, vals, outs, sig, where
+
+
+class Ref:
+    """Output `idx` of a pending node."""
+    __slots__ = ("node", "idx", "shape", "dtype")
+
+    def __init__(self, node: LNode, idx: int, shape: tuple, dtype: torch.dtype):
+        self.node, self.idx, self.shape, self.dtype = node, idx, shape, dtype
+
+
+class MetaError(RuntimeError):
+    """The op has no meta kernel or a data-dependent output shape: it must run on CPU."""
+
+
+_skip_code: dict = {}   # code object -> inside torch or this package (decided once per code object)
+
+
+def user_frame() -> str:
+    """The first frame outside torch and this package: where the user's code recorded the op or cut the graph."""
+    f = sys._getframe(2)
+    while f is not None:
+        c = f.f_code
+        skip = _skip_code.get(c)
+        if skip is None:
+            skip = _skip_code[c] = c.co_filename.startswith(_SKIP) or "contextlib" in c.co_filename
+        if not skip:
+            return f"{c.co_filename}:{f.f_lineno} in {c.co_name}"
+        f = f.f_back
+    return "<unknown>"
+
+
+def _sig_of(a, vals: List, sig: List) -> Any:
+    """Walk one argument: collect value leaves into `vals`, append a hashable signature to `sig`."""
+    if isinstance(a, (DeviceData, Ref)):
+        vals.append(a)
+        sig.append((a.shape, a.dtype))
+        return a
+    if isinstance(a, (list, tuple)):
+        sig.append(len(a))
+        for x in a:
+            _sig_of(x, vals, sig)
+        return a
+    if isinstance(a, torch.SymInt):
+        raise MetaError("symbolic sizes are not supported on the lazy device")
+    sig.append(a if not isinstance(a, float) else ("f", a))  # 1.0 and 1 are different arguments
+    return a
+
+
+def _to_meta(a):
+    if isinstance(a, (DeviceData, Ref)):
+        return torch.empty(a.shape, dtype=a.dtype, device="meta")
+    if isinstance(a, (list, tuple)):
+        return type(a)(_to_meta(x) for x in a)
+    if isinstance(a, torch.device):
+        return torch.device("meta")
+    return a
+
+
+# (func, argument signature) -> (output (shape, dtype) list, output is a tuple/list?, signature string)
+_meta_cache: Dict[tuple, Tuple[List[Tuple[tuple, torch.dtype]], bool, str]] = {}
+
+
+def _infer(func, args, kwargs, key) -> Tuple[List[Tuple[tuple, torch.dtype]], bool, str]:
+    mkw = {k: _to_meta(v) for k, v in kwargs.items()}
+    if "device" in kwargs:
+        mkw["device"] = torch.device("meta")
+    try:
+        out = func(*_to_meta(args), **mkw)
+    except (NotImplementedError, torch._subclasses.fake_tensor.DynamicOutputShapeException) as e:
+        raise MetaError(str(e)) from None
+    except RuntimeError as e:  # e.g. a data-dependent op; CPU gives the real answer (or the real error)
+        raise MetaError(str(e)) from None
+    multi = isinstance(out, (tuple, list))
+    outs = out if multi else (out,)
+    if not all(isinstance(o, torch.Tensor) for o in outs):
+        raise MetaError(f"{func} returns a non-tensor")
+    metas = [(tuple(o.shape), o.dtype) for o in outs]
+    sig = f"{func}{key[1:]!r}->" + \
+          ",".join(f"{str(d)[6:]}{list(s)}" for s, d in metas)
+    r = (metas, multi, sig)
+    _meta_cache[key] = r
+    return r
+
+
+def record(func, args: tuple, kwargs: dict, where: str = None):
+    """Record a functional op on values. Returns one Ref, or a list of Refs for a multi-output op.
+    Raises MetaError when the op must run on CPU instead."""
+    vals: List = []
+    sig: List = [func]
+    for a in args:
+        _sig_of(a, vals, sig)
+    for k, v in kwargs.items():
+        sig.append(k)
+        _sig_of(v, vals, sig)
+    key = tuple(sig)
+    try:
+        hit = _meta_cache.get(key)
+    except TypeError:  # an unhashable argument (e.g. a list inside a dict): no caching, always correct
+        hit = None
+        key = (func, repr(sig[1:]))
+    metas, multi, s = hit if hit is not None else _infer(func, args, kwargs, key)
+    node = LNode(func, args, kwargs, vals, None, s, where if where is not None else user_frame())
+    refs = [Ref(node, i, sh, dt) for i, (sh, dt) in enumerate(metas)]
+    node.outs = len(refs)
+    node.metas = metas
+    return refs if multi else refs[0]

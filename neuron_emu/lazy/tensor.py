@@ -1,0 +1,610 @@
+"""LazyTensor: a tensor on the emulated XLA device whose value is recorded, not computed.
+
+Every device tensor refers to a `Storage` (one device allocation, whose current value is a DeviceData or a Ref into
+the pending graph) and a chain of view steps over it, as torch_xla's functionalization does: reading a view records
+its view ops over the storage's value; writing to a tensor (an in-place op, `copy_`, `out=`) computes the new
+value functionally and scatters it back through the chain into the storage, so every alias sees it. Device tensors
+report contiguous strides, as XLA tensors do.
+
+An op is routed once: view ops extend the chain; mutating ops run their functional variant and write back;
+functional ops with a lowering are recorded; others use PyTorch's decomposition when one exists, else run on CPU
+with an `aten::<op>` counter (their device inputs are materialised first: a graph cut)."""
+from __future__ import annotations
+
+import itertools
+import os
+import weakref
+from typing import Any, Dict, List, Optional
+
+import torch
+from torch._decomp import decomposition_table
+
+from neuron_emu.compiler.lowering import lookup
+from neuron_emu.lazy import bf16, metrics
+from neuron_emu.lazy.decompositions import TABLE as preferred
+from neuron_emu.lazy.device import device_type
+from neuron_emu.lazy.record import DeviceData, MetaError, Ref, record, user_frame
+
+aten = torch.ops.aten
+
+
+class Storage:
+    """One device allocation; `seq` orders a step's outputs deterministically (graph hashing)."""
+    __slots__ = ("value", "seq", "__weakref__")
+
+
+_live: "weakref.WeakSet[Storage]" = weakref.WeakSet()   # what mark_step materialises
+_seq = itertools.count()
+
+
+def _storage(value, live: bool = True) -> Storage:
+    s = Storage()
+    s.value = value
+    s.seq = next(_seq)
+    if live:
+        _live.add(s)
+    return s
+
+
+def live_storages() -> List[Storage]:
+    return list(_live)
+
+
+class LazyTensor(torch.Tensor):
+    @staticmethod
+    def __new__(cls, st: Storage, view: tuple, shape, dtype):
+        r = torch.Tensor._make_wrapper_subclass(cls, shape, dtype=dtype, device=_DEVICE[0])
+        r._st = st
+        r._view = view
+        r._vc = None
+        return r
+
+    @classmethod
+    def __torch_dispatch__(cls, func, types, args=(), kwargs=None):
+        return dispatch(func, args, kwargs or {})
+
+    def __repr__(self, *, tensor_contents=None):
+        cpu = to_cpu(self, "print")
+        s = repr(cpu)
+        dev = f", device='{self.device}'"
+        i = s.find(", dtype=")
+        s = s[:i] + dev + s[i:] if i >= 0 else s[:-1] + dev + ")"
+        if self.grad_fn is not None:
+            s = s[:-1] + f", grad_fn=<{type(self.grad_fn).__name__}>)"
+        elif self.requires_grad:
+            s = s[:-1] + ", requires_grad=True)"
+        return s
+
+    def __format__(self, spec):
+        if self.dim() == 0:
+            return self.item().__format__(spec)
+        return repr(self).__format__(spec)
+
+
+_DEVICE: List[Any] = [None]
+
+
+def _wrap(value, live: bool = True) -> LazyTensor:
+    if _DEVICE[0] is None:
+        _DEVICE[0] = torch.device(device_type(), 0)
+    st = Storage()
+    st.value = value
+    st.seq = next(_seq)
+    if live:
+        _live.add(st)
+    return LazyTensor(st, (), value.shape, value.dtype)
+
+
+def empty_data(size, dtype=None) -> LazyTensor:
+    """The allocation factories (torch.empty / empty_strided on the device): fresh device data."""
+    return _wrap(DeviceData(torch.empty(tuple(size), dtype=dtype or torch.get_default_dtype())))
+
+
+def from_cpu(t: torch.Tensor) -> LazyTensor:
+    with metrics.timed("TransferToDeviceTime"):
+        return _wrap(DeviceData(bf16.round_transfer(t.detach().clone())))
+
+
+# -- values of tensors, view chains -------------------------------------------------------------------------
+
+def value_of(t: LazyTensor):
+    """The tensor's current value (recording its view ops over the storage's value)."""
+    v = t._st.value
+    if not t._view:
+        return v
+    vc = t._vc
+    if vc is not None and vc[0] is v:
+        return vc[1]
+    base = v
+    for func, args, kwargs, idx in t._view:
+        r = record(func, (v,) + args, kwargs)
+        v = r[idx] if idx is not None else r
+    t._vc = (base, v)
+    return v
+
+
+def to_cpu(t: LazyTensor, cut: str = ".cpu()") -> torch.Tensor:
+    """The tensor's data on CPU (a view of the device buffer: callers must not write to it). Runs the pending
+    graph of this tensor's storage only, as torch_xla does for a print or `.item()`."""
+    st = t._st
+    if isinstance(st.value, Ref):
+        from neuron_emu.lazy.executor import sync
+        sync([st], cut, user_frame())
+    with metrics.timed("TransferFromDeviceTime"):
+        data = st.value.t
+        for func, args, kwargs, idx in t._view:
+            r = _CPU_VIEW.get(func, func)(data, *args, **kwargs)
+            data = r[idx] if idx is not None else r
+        return data
+
+
+# device tensors report contiguous strides (as XLA's do), so a view of one is a reshape of strided CPU data
+_CPU_VIEW = {aten.view.default: aten.reshape.default, aten._unsafe_view.default: aten.reshape.default}
+
+
+def _view_step(func, args, kwargs, i, multi):
+    """Normalise one output of a view op into a chain step whose inverse is known (split/unbind -> slice/select)."""
+    rest = tuple(args[1:])
+    if func in (aten.split.Tensor, aten.split_with_sizes.default, aten.unbind.int):
+        x = args[0]
+        if func is aten.unbind.int:
+            dim = rest[0] if rest else kwargs.get("dim", 0)
+            return (aten.select.int, (dim, i), {}, None)
+        dim = rest[1] if len(rest) > 1 else kwargs.get("dim", 0)
+        dim = dim % x.dim()
+        if func is aten.split.Tensor:
+            size = rest[0]
+            start = i * size
+            return (aten.slice.Tensor, (dim, start, min(start + size, x.shape[dim]), 1), {}, None)
+        sizes = rest[0]
+        start = sum(sizes[:i])
+        return (aten.slice.Tensor, (dim, start, start + sizes[i], 1), {}, None)
+    return (func, rest, dict(kwargs), i if multi else None)
+
+
+def _view(func, args, kwargs):
+    x = args[0]
+    if not isinstance(x, LazyTensor) or any(isinstance(a, torch.Tensor) for a in args[1:]):
+        return _functional(func, args, kwargs)
+    if func in _SHARE:  # same storage and chain
+        return LazyTensor(x._st, x._view, x.shape, x.dtype)
+    if lookup(func) is None:  # no lowering for this view: a copy on CPU (aliasing is lost; counted)
+        return fallback(func, args, kwargs)
+    try:
+        r = record(func, (value_of(x),) + tuple(args[1:]), kwargs)
+    except MetaError:
+        return fallback(func, args, kwargs)
+    multi = isinstance(r, list)
+    outs = []
+    for i, ref in enumerate(r if multi else [r]):
+        step = _view_step(func, args, kwargs, i, multi)
+        outs.append(LazyTensor(x._st, x._view + (step,), ref.shape, ref.dtype))
+    return outs if multi else outs[0]
+
+
+_SHARE = {aten.detach.default, aten.alias.default, aten.lift_fresh.default}
+
+
+def _scatter(step, base: LazyTensor, src: LazyTensor) -> LazyTensor:
+    """The base with `src` written where view `step` of it reads: the inverse of one view step."""
+    func, args, kwargs, idx = step
+    if func is aten.slice.Tensor:
+        a = list(args) + [None] * (4 - len(args))
+        dim, start, end, st = (a[0] if a[0] is not None else 0), a[1], a[2], (a[3] if a[3] is not None else 1)
+        return dispatch(aten.slice_scatter.default, (base, src, dim, start, end, st), {})
+    if func is aten.select.int:
+        return dispatch(aten.select_scatter.default, (base, src) + tuple(args), {})
+    if func in (aten.view.default, aten._unsafe_view.default, aten._reshape_alias.default, aten.unsqueeze.default,
+                aten.reshape.default, aten.flatten.using_ints, aten.unflatten.int,
+                aten.squeeze.default, aten.squeeze.dim, aten.squeeze.dims, aten.view.dtype):
+        if func is aten.view.dtype:
+            raise RuntimeError("in-place write through a dtype view is not supported on the lazy device")
+        return dispatch(aten.view.default, (src, list(base.shape)), {})
+    if func is aten.permute.default:
+        dims = [d % src.dim() for d in args[0]]
+        inv = [dims.index(i) for i in range(len(dims))]
+        return dispatch(aten.permute.default, (src, inv), {})
+    if func is aten.transpose.int:
+        return dispatch(aten.transpose.int, (src,) + tuple(args), {})
+    if func is aten.t.default:
+        return dispatch(aten.t.default, (src,), {})
+    if func is aten.diagonal.default:
+        return dispatch(aten.diagonal_scatter.default, (base, src) + tuple(args), kwargs)
+    if func is aten.as_strided.default:
+        return dispatch(aten.as_strided_scatter.default, (base, src) + tuple(args), kwargs)
+    raise RuntimeError(f"in-place write through a view made by {func._schema.name} is not supported on the lazy "
+                       f"device (it would not reach the viewed tensor)")
+
+
+def _tmp(value) -> LazyTensor:
+    return _wrap(value, live=False)
+
+
+def assign(t: LazyTensor, value) -> None:
+    """Give `t` a new value (same shape and dtype), visible through every alias of its storage."""
+    if not t._view:
+        t._st.value = value
+        return
+    vals = [t._st.value]
+    for func, args, kwargs, idx in t._view[:-1]:
+        r = record(func, (vals[-1],) + args, kwargs)
+        vals.append(r[idx] if idx is not None else r)
+    new = _tmp(value)
+    for step, b in zip(reversed(t._view), reversed(vals)):
+        new = _scatter(step, _tmp(b), new)
+    t._st.value = value_of(new)
+
+
+def _coerce(t: LazyTensor, v, what: str):
+    """`v` made to `t`'s dtype and shape for a write (in-place result or copy_ source)."""
+    if v.dtype != t.dtype:
+        if what != "copy_" and not torch.can_cast(v.dtype, t.dtype):
+            raise RuntimeError(f"result type {_tname(v.dtype)} can't be cast to the desired output type "
+                               f"{_tname(t.dtype)}")
+        v = record(aten._to_copy.default, (v,), {"dtype": t.dtype})
+    if v.shape != tuple(t.shape):
+        v = record(aten.expand.default, (v, list(t.shape)), {})
+        v = record(aten.clone.default, (v,), {})
+    return v
+
+
+def _tname(d):
+    return {torch.float32: "Float", torch.float64: "Double", torch.int64: "Long", torch.int32: "Int",
+            torch.bool: "Bool", torch.float16: "Half", torch.bfloat16: "BFloat16"}.get(d, str(d))
+
+
+# -- argument conversion ------------------------------------------------------------------------------------
+
+_tensor_slots: Dict[Any, tuple] = {}
+
+
+def _slots(func):
+    s = _tensor_slots.get(func)
+    if s is None:
+        pos, names = [], []
+        for i, a in enumerate(func._schema.arguments):
+            if isinstance(a.type, torch.TensorType):
+                (names if a.kwarg_only else pos).append(i if not a.kwarg_only else a.name)
+        s = _tensor_slots[func] = (frozenset(pos), frozenset(names))
+    return s
+
+
+def _val(a, f64: bool):
+    if isinstance(a, LazyTensor):
+        return value_of(a)
+    if isinstance(a, torch.Tensor):   # a CPU tensor mixed in (0-dim scalars, captured constants): device data
+        return DeviceData(a.detach().clone())
+    if isinstance(a, (list, tuple)) and a and any(isinstance(x, torch.Tensor) for x in a):
+        return type(a)(_val(x, f64) for x in a)
+    return a
+
+
+def _scalar_data(x: float, f64: bool) -> DeviceData:
+    """A Python float in a Tensor slot becomes device data, as torch_xla makes non-special scalars parameters:
+    an optimizer's step-dependent constants (Adam's bias corrections) then do not change the graph."""
+    return DeviceData(torch.tensor(x, dtype=torch.float64 if f64 else torch.float32))
+
+
+def _values(func, args, kwargs):
+    pos, names = _slots(func)
+    f64 = False
+    vargs = []
+    for i, a in enumerate(args):
+        if type(a) is LazyTensor:
+            v = value_of(a)
+            f64 = f64 or v.dtype is torch.float64
+            vargs.append(v)
+        elif type(a) is float and i in pos and a not in (0.0, 1.0, -1.0):
+            vargs.append(None)  # filled below, once the tensors' float width is known
+        else:
+            vargs.append(_val(a, f64))
+    for i, a in enumerate(args):
+        if vargs[i] is None and type(a) is float:
+            vargs[i] = _scalar_data(a, f64)
+    vkw = {}
+    for k, v in kwargs.items():
+        if k in ("device", "pin_memory"):
+            continue
+        vkw[k] = _scalar_data(v, f64) if (k in names and type(v) is float and v not in (0.0, 1.0, -1.0)) \
+            else _val(v, f64)
+    return tuple(vargs), vkw
+
+
+def _has_lazy(args, kwargs) -> bool:
+    if args and type(args[0]) is LazyTensor:
+        return True
+    for a in itertools.chain(args, kwargs.values()):
+        if isinstance(a, LazyTensor):
+            return True
+        if isinstance(a, (list, tuple)) and any(isinstance(x, LazyTensor) for x in a):
+            return True
+    return False
+
+
+def _on_device(kwargs) -> bool:
+    d = kwargs.get("device")
+    return d is not None and torch.device(d).type == device_type()
+
+
+# -- routing --------------------------------------------------------------------------------------------------
+
+_EAGER = os.environ.get("NEURON_USE_EAGER_DEBUG_MODE") == "1"
+_seeded = torch.Tag.nondeterministic_seeded
+_decomposing: set = set()
+
+
+# Lowerings that skip secondary outputs (mean/rstd, indices, logsumexp) inference never reads; when autograd will
+# save them for backward the op is decomposed instead, so every output is computed.
+_PARTIAL = {aten.native_layer_norm.default, aten.native_batch_norm.default, aten._native_batch_norm_legit.default,
+            aten._native_batch_norm_legit.no_stats, aten.native_group_norm.default,
+            aten.max_pool2d_with_indices.default, aten._scaled_dot_product_flash_attention_for_cpu.default,
+            aten._scaled_dot_product_efficient_attention.default}
+
+
+def _needs_grad(args) -> bool:
+    return torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args)
+
+
+_lowered: Dict[Any, bool] = {}
+
+
+def _functional(func, args, kwargs):
+    lowered = _lowered.get(func)
+    if lowered is None:
+        lowered = _lowered[func] = lookup(func) is not None and _seeded not in func.tags
+    if lowered and func in _PARTIAL and _needs_grad(args):
+        lowered = False
+    if lowered and (_has_lazy(args, kwargs) or _on_device(kwargs)):
+        vargs, vkw = _values(func, args, kwargs)
+        try:
+            r = record(func, vargs, vkw)
+        except MetaError:
+            return fallback(func, args, kwargs)
+        out = [_wrap(x) for x in r] if isinstance(r, list) else _wrap(r)
+        if _EAGER:
+            from neuron_emu.lazy.executor import sync
+            sync([t._st for t in (out if isinstance(out, list) else [out])], "eager debug mode", user_frame())
+        return out
+    if _seeded not in func.tags and func not in _decomposing and _has_lazy(args, kwargs):
+        for table in (preferred, decomposition_table):
+            decomp = table.get(func)
+            if decomp is None:
+                continue
+            _decomposing.add(func)
+            try:
+                out = decomp(*args, **kwargs)
+            finally:
+                _decomposing.discard(func)
+            if out is not NotImplemented:
+                return _to_lazy(out)
+    return fallback(func, args, kwargs)
+
+
+def _to_lazy(out):
+    if isinstance(out, LazyTensor):
+        return out
+    if isinstance(out, torch.Tensor):
+        return from_cpu(out)
+    if isinstance(out, list):
+        return [_to_lazy(o) for o in out]
+    if isinstance(out, tuple):
+        return tuple(_to_lazy(o) for o in out)   # (a torch.return_types namedtuple becomes a plain tuple)
+    return out
+
+
+_mut_cache: Dict[Any, tuple] = {}
+
+
+def _mutation(func):
+    """(functional variant or None, mutated argument names in order) for a mutating op."""
+    m = _mut_cache.get(func)
+    if m is not None:
+        return m
+    schema = func._schema
+    written = [a.name for a in schema.arguments if a.alias_info is not None and a.alias_info.is_write]
+    functional = None
+    name, overload = schema.name.split("::")[1], func._overloadname
+    out_names = [a.name for a in schema.arguments if a.is_out]
+    if out_names:
+        keep = [a.name for a in schema.arguments if not a.is_out]
+        packet = getattr(aten, name, None)
+        for ov in (packet.overloads() if packet is not None else []):
+            cand = getattr(packet, ov)
+            if not cand._schema.is_mutable and [a.name for a in cand._schema.arguments] == keep:
+                functional = cand
+                break
+    elif name.endswith("_"):
+        packet = getattr(aten, name[:-1], None)
+        if packet is not None and overload in packet.overloads():
+            cand = getattr(packet, overload)
+            if not cand._schema.is_mutable:
+                functional = cand
+    m = _mut_cache[func] = (functional, written, bool(out_names))
+    return m
+
+
+def _arg(func, args, kwargs, name):
+    for i, a in enumerate(func._schema.arguments):
+        if a.name == name:
+            return args[i] if i < len(args) else kwargs.get(name)
+    return None
+
+
+def _mutating(func, args, kwargs):
+    functional, written, is_out = _mutation(func)
+    targets = [_arg(func, args, kwargs, n) for n in written]
+    flat_targets = [x for t in targets for x in (t if isinstance(t, (list, tuple)) else [t])]
+    if functional is None or not all(isinstance(t, LazyTensor) for t in flat_targets):
+        return fallback(func, args, kwargs)
+    fkw = {k: v for k, v in kwargs.items() if k not in written}
+    res = _functional(functional, args, fkw)
+    flat_res = list(res) if isinstance(res, (list, tuple)) else [res]
+    for t, r in zip(flat_targets, flat_res):
+        if not isinstance(r, LazyTensor):
+            r = from_cpu(r)
+        if tuple(r.shape) != tuple(t.shape) and (is_out or torch.Size(r.shape).numel() == t.numel()):
+            what = "out= tensors are not resized" if is_out else "a tensor's shape cannot change in place"
+            raise RuntimeError(f"{func._schema.name}: {what} on the lazy device (device tensors have fixed shapes, "
+                               f"{list(t.shape)} here, {list(r.shape)} wanted); use the out-of-place op")
+        assign(t, _coerce(t, value_of(r), func._schema.name))
+    if len(targets) == 1:
+        return targets[0]
+    return tuple(targets) if targets else None
+
+
+# Deterministic factories read no device value: made on CPU they are a transfer of a constant, not a missing
+# lowering (torch_xla folds them into the graph as constants), so they are not counted as fallbacks.
+_CONSTANT_FACTORIES = {"aten::arange", "aten::full", "aten::zeros", "aten::ones", "aten::eye", "aten::linspace",
+                       "aten::scalar_tensor", "aten::logspace", "aten::tril_indices", "aten::triu_indices"}
+
+
+def fallback(func, args, kwargs):
+    """Run the op on CPU: its device inputs are materialised (a graph cut), mutated ones written back, the
+    results become device data. Counted as `aten::<op>` (torch_xla's counter for ops without a lowering)."""
+    if func._schema.name not in _CONSTANT_FACTORIES:
+        metrics.counter_add(func._schema.name)
+    written = set(a.name for a in func._schema.arguments if a.alias_info is not None and a.alias_info.is_write)
+    mutated: List[tuple] = []
+    where = f"{func._schema.name} (CPU fallback)"
+
+    def cpu(a, mut):
+        if isinstance(a, LazyTensor):
+            c = to_cpu(a, where)
+            if mut:
+                c = c.clone()
+                mutated.append((a, c))
+            return c
+        if isinstance(a, (list, tuple)) and any(isinstance(x, LazyTensor) for x in a):
+            return type(a)(cpu(x, mut) for x in a)
+        if isinstance(a, torch.device) and a.type == device_type():
+            return torch.device("cpu")
+        if isinstance(a, str) and a.startswith(device_type()):
+            return "cpu"
+        return a
+
+    names = [a.name for a in func._schema.arguments]
+    cargs = tuple(cpu(a, i < len(names) and names[i] in written) for i, a in enumerate(args))
+    ckw = {k: cpu(v, k in written) for k, v in kwargs.items()}
+    out = func(*cargs, **ckw)
+    back = {}
+    for lazy, c in mutated:
+        assign(lazy, DeviceData(c))
+        back[id(c)] = lazy
+
+    def wrap(o):
+        if isinstance(o, torch.Tensor):
+            lazy = back.get(id(o))
+            return lazy if lazy is not None else _wrap(DeviceData(o if o.is_contiguous() else o.contiguous()))
+        if isinstance(o, (list, tuple)):
+            return type(o)(wrap(x) for x in o)
+        return o
+    return wrap(out)
+
+
+# -- special ops ----------------------------------------------------------------------------------------------
+
+def _to_copy(func, args, kwargs):
+    x = args[0]
+    dev = kwargs.get("device")
+    if dev is not None and torch.device(dev).type == "cpu":
+        cpu = to_cpu(x)
+        dtype = kwargs.get("dtype") or cpu.dtype
+        return cpu.to(dtype=dtype, copy=True)
+    kw = {"dtype": kwargs["dtype"]} if kwargs.get("dtype") not in (None, x.dtype) else {}
+    if not kw:
+        return dispatch(aten.clone.default, (x,), {})
+    return _functional(func, (x,), kw)
+
+
+def _copy_(func, args, kwargs):
+    dst, src = args[0], args[1]
+    if not isinstance(dst, LazyTensor):  # device -> CPU tensor
+        dst.copy_(to_cpu(src))
+        return dst
+    if isinstance(src, LazyTensor):
+        v = value_of(src)
+    else:
+        with metrics.timed("TransferToDeviceTime"):
+            v = DeviceData(bf16.round_transfer(src.detach().clone()))
+    assign(dst, _coerce(dst, v, "copy_"))
+    return dst
+
+
+def copy_from(src, dst):
+    return _copy_(None, (dst, src), {})
+
+
+def _item(func, args, kwargs):
+    return to_cpu(args[0], ".item()").item()
+
+
+def _empty_like(func, args, kwargs):
+    x = args[0]
+    return empty_data(x.shape, kwargs.get("dtype") or x.dtype)
+
+
+def _new_empty(func, args, kwargs):
+    return empty_data(args[1], kwargs.get("dtype") or args[0].dtype)
+
+
+def _resize_(func, args, kwargs):
+    x, size = args[0], list(args[1])
+    if list(x.shape) == size:
+        return x
+    raise RuntimeError(f"resize_ from {list(x.shape)} to {size} is not supported on the lazy device (device tensors "
+                       f"have fixed shapes)")
+
+
+def _same_size(func, args, kwargs):
+    return tuple(args[0].shape) == tuple(args[1].shape)
+
+
+_SPECIAL = {
+    aten._to_copy.default: _to_copy,
+    aten.copy_.default: _copy_,
+    aten._local_scalar_dense.default: _item,
+    aten.empty_like.default: _empty_like,
+    aten.new_empty.default: _new_empty,
+    aten.new_empty_strided.default: _new_empty,
+    aten.resize_.default: _resize_,
+    aten.is_same_size.default: _same_size,
+}
+
+
+_route: Dict[Any, Any] = {}
+
+
+_META_INPLACE = {aten.squeeze_.default, aten.squeeze_.dim, aten.squeeze_.dims, aten.unsqueeze_.default,
+                 aten.transpose_.default, aten.t_.default, aten.swapdims_.default, aten.swapaxes_.default}
+_PYTHON_KEYS = torch._C.DispatchKeySet(torch._C.DispatchKey.Python) | \
+    torch._C.DispatchKeySet(torch._C.DispatchKey.PythonTLSSnapshot)
+
+
+def _metadata_inplace(func, args, kwargs):
+    """squeeze_/unsqueeze_/transpose_...: the tensor becomes a new view of its storage (ATen's matmul and linear
+    end 1-D cases with squeeze_). The wrapper's sizes change with the Python key excluded (as_strided_ on it)."""
+    t = args[0]
+    name = func._schema.name.split("::")[1][:-1]
+    view_op = getattr(getattr(aten, name), func._overloadname)
+    r = record(view_op, (value_of(t),) + tuple(args[1:]), kwargs)
+    t._view = t._view + ((view_op, tuple(args[1:]), dict(kwargs), None),)
+    t._vc = None
+    stride, acc = [], 1
+    for d in reversed(r.shape):
+        stride.append(acc)
+        acc *= max(d, 1)
+    with torch._C._ExcludeDispatchKeyGuard(_PYTHON_KEYS):
+        aten.as_strided_.default(t, list(r.shape), list(reversed(stride)))
+    return t
+
+
+for _op in _META_INPLACE:
+    _SPECIAL[_op] = _metadata_inplace
+
+
+def dispatch(func, args, kwargs):
+    h = _route.get(func)
+    if h is None:
+        h = _route[func] = _SPECIAL.get(func) or (
+            _mutating if func._schema.is_mutable else _view if func.is_view else _functional)
+    return h(func, args, kwargs)

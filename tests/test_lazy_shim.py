@@ -1,0 +1,45 @@
+"""torch_xla names for user scripts (installed by the launcher) and the MpDeviceLoader's step per batch."""
+import sys
+
+import torch
+
+import torch_neuronx_emu.debug_metrics as met
+from neuron_emu.lazy.shim import install_torch_xla_aliases
+
+from lazy_helpers import dev  # noqa: F401
+
+
+def test_torch_xla_aliases(dev):
+    install_torch_xla_aliases()
+    install_torch_xla_aliases()   # idempotent
+    import torch_xla
+    import torch_xla.core.xla_model as xm
+    import torch_xla.debug.metrics as xmet
+    import torch_xla.distributed.parallel_loader as pl
+    assert xm.xla_device() == torch_xla.device() == dev
+    assert xm.xla_device_kind() == "NC_v2"
+    y = torch.ones(2, device=torch_xla.device()) * 2  # noqa: F841
+    torch_xla.sync()
+    assert xmet.counter_value("MarkStep") == 1
+    assert pl.MpDeviceLoader is sys.modules["torch_neuronx_emu.parallel_loader"].MpDeviceLoader
+
+
+def test_mp_device_loader_marks_a_step_per_batch(dev):
+    from torch_neuronx_emu.parallel_loader import MpDeviceLoader
+    data = [(torch.randn(2, 3), torch.randn(2)) for _ in range(4)]
+    seen = []
+    for x, y in MpDeviceLoader(data, dev):
+        assert x.device == dev and y.device == dev
+        seen.append(x.sum() + y.sum())
+    assert met.counter_value("MarkStep") == 4
+    torch.testing.assert_close(torch.stack([s.cpu() for s in seen]), torch.stack([x.sum() + y.sum() for x, y in data]))
+
+
+def test_step_closures_run_after_the_step(dev):
+    import torch_neuronx_emu.xla_model as xm
+    out = []
+    x = torch.ones(3).to(dev) * 4
+    xm.add_step_closure(lambda t: out.append(t.cpu().tolist()), (x,))
+    assert out == []
+    xm.mark_step()
+    assert out == [[4.0, 4.0, 4.0]]

@@ -1,0 +1,91 @@
+"""Mirror of `torch_xla.core.xla_model` (imported as `xm`) for the emulated lazy device. One process drives the
+NeuronCores NEURON_RT_VISIBLE_CORES names; the device is `neuron:<n>` (the renamed PrivateUse1 backend: a Python
+device cannot take the XLA dispatch key, see docs/architecture.md)."""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import torch
+
+from neuron_emu import lazy
+from neuron_emu.lazy.record import user_frame
+
+
+def _visible_cores() -> int:
+    from neuron_emu.runtime.placement import runtime_for
+    return len(runtime_for(2).cores)
+
+
+def xla_device(n: Optional[int] = None, devkind: Optional[str] = None) -> torch.device:
+    """The device of this process (`n`: an index among the visible NeuronCores)."""
+    if n is not None and not 0 <= n < _visible_cores():
+        raise RuntimeError(f"Invalid device index {n}: {_visible_cores()} NeuronCore(s) are visible "
+                           f"(NEURON_RT_VISIBLE_CORES)")
+    from neuron_emu.lazy import bf16
+    bf16.enabled()  # the deprecation warning of XLA_USE_BF16 / XLA_DOWNCAST_BF16, once
+    return lazy.device(n or 0)
+
+
+def get_xla_supported_devices(devkind: Optional[str] = None, max_devices: Optional[int] = None) -> List[str]:
+    names = [f"{lazy.device_type()}:{i}" for i in range(_visible_cores())]
+    return names[:max_devices] if max_devices else names
+
+
+def xla_device_kind(device=None) -> str:
+    return "NC_v2"
+
+
+def get_ordinal(defval: int = 0) -> int:
+    return 0
+
+
+def get_local_ordinal(defval: int = 0) -> int:
+    return 0
+
+
+def xrt_world_size(defval: int = 1) -> int:
+    return 1
+
+
+def is_master_ordinal(local: bool = True) -> bool:
+    return True
+
+
+def mark_step(wait: bool = False, reset_scope: bool = True) -> None:
+    """Cut the graph: compile it unless cached, run it, run the step closures (execution is synchronous here)."""
+    lazy.mark_step(user_frame())
+
+
+def wait_device_ops(devices: List[str] = []) -> None:  # noqa: B006  (torch_xla's signature)
+    """Waits for all the async operations on the given devices to complete (emulated execution is synchronous)."""
+
+
+def add_step_closure(closure, args=(), run_async: bool = False) -> None:
+    lazy.add_step_closure(closure, args)
+
+
+def optimizer_step(optimizer, barrier: bool = False, optimizer_args={}, groups=None, pin_layout: bool = True):  # noqa: B006
+    """`optimizer.step(**optimizer_args)`; gradients need no all-reduce with a world size of 1. With `barrier`,
+    a mark_step follows, as torch_xla does."""
+    loss = optimizer.step(**optimizer_args)
+    if barrier:
+        mark_step()
+    return loss
+
+
+def reduce_gradients(optimizer, groups=None, pin_layout: bool = True) -> None:
+    """No-op for a world size of 1."""
+
+
+def save(data, file_or_path, master_only: bool = True, global_master: bool = False) -> None:
+    """torch.save with device tensors moved to CPU first (what torch_xla's xm.save does)."""
+    from torch.utils._pytree import tree_map
+    torch.save(tree_map(lambda t: t.cpu() if isinstance(t, torch.Tensor) else t, data), file_or_path)
+
+
+def set_rng_state(seed: int, device=None) -> None:
+    torch.manual_seed(seed)
+
+
+def get_rng_state(device=None) -> int:
+    return int(torch.initial_seed())
