@@ -142,8 +142,10 @@ class CustomOp:
         row = self.instr(shapes, out_shape, args, range(len(arrays) + 1)).encode()
         try:
             self.last_cost = _C.run_instr(row, arrays + [out.numpy()], core_spec(2))
-        except ValueError as e:
-            raise CustomOpError(str(e)) from None
+        except ValueError as e:  # the registry prefixes its internal op name: the harness already names the op
+            msg = str(e)
+            raise CustomOpError(msg[len(self.registry_name) + 2:] if msg.startswith(self.registry_name + ": ")
+                                else msg) from None
         return out
 
     def run_meta(self, *args) -> torch.Tensor:

@@ -852,10 +852,13 @@ void run_op(int k, const nemu_instr* in, float* const* operand, const int64_t* n
     const int core = core_at;
     cur.reset();
     if (jumped == timer_signal())
-      throw DeviceError{qname + ": the kernel did not finish within " + std::to_string(L.timeout_s) +
-                        " s on GpSimd core " + std::to_string(core) +
+    {
+      char secs[32];
+      snprintf(secs, sizeof secs, "%g", L.timeout_s);
+      throw DeviceError{qname + ": the kernel did not finish within " + secs + " s on GpSimd core " + std::to_string(core) +
                         " (NEURON_EMU_CUSTOM_OP_TIMEOUT_S); it was stopped"};
-    if (jumped == SIGSEGV || jumped == SIGBUS) L.poisoned = "a memory fault in " + qname;
+    }
+    if ((jumped == SIGSEGV || jumped == SIGBUS) && !dry) L.poisoned = "a memory fault in " + qname;
     throw DeviceError{qname + ": the kernel crashed with " + signal_text(jumped) + " on GpSimd core " +
                       std::to_string(core) + " (in user code, outside the bounds-checked accessors)"};
   }
