@@ -667,15 +667,16 @@ void on_signal(int sig, siginfo_t* si, void* uc) {
     t_guard.active = 0;
     siglongjmp(t_guard.jb, sig);
   }
-  if (sig == timer_signal()) return;  // a timer that fired just after its kernel finished
+  // Not in this library's kernel: hand it to the handler installed before ours (another custom-op library
+  // whose kernel is running, Python's faulthandler, ...).
   const struct sigaction& old = g_old[sig];
   if (old.sa_flags & SA_SIGINFO) {
     if (old.sa_sigaction) old.sa_sigaction(sig, si, uc);
     return;
   }
-  if (old.sa_handler == SIG_IGN) return;
+  if (old.sa_handler == SIG_IGN || sig == timer_signal()) return;  // a timer that fired as its kernel finished
   if (old.sa_handler == SIG_DFL) {
-    signal(sig, SIG_DFL);  // not ours: fault again with the default action
+    signal(sig, SIG_DFL);  // nobody's: fault again with the default action
     return;
   }
   old.sa_handler(sig);
