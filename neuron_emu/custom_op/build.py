@@ -22,7 +22,7 @@ from neuron_emu.ops import ABI_HEADER
 PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 INCLUDE_DIR = os.path.join(PKG_DIR, "include")
 RUNTIME_DIR = os.path.join(PKG_DIR, "runtime")
-BASE_FLAGS = ["-std=c++14", "-O2", "-fPIC", "-U_FORTIFY_SOURCE", "-fno-strict-aliasing"]
+BASE_FLAGS = ["-std=c++14", "-O2", "-fPIC", "-U_FORTIFY_SOURCE"]
 MAX_STACK_SIZE = 400 * 1024  # -DSTACK_SIZE upper bound, "max 400 KB" [api 4.1]
 
 # Parameter types a kernel may take, as c++filt spells them [api 4.2].

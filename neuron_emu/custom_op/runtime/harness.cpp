@@ -103,10 +103,43 @@ struct Call {
   std::vector<int8_t>* owner = nullptr;     // multicore: which core wrote each output element
   std::string out;                          // printf queue (core 0)
   size_t out_cap = 0;
-  ~Call() {
-    for (void* p : owned) free(p);
+  ~Call();
+};
+
+size_t esize_of(ScalarType t);
+
+// Buffers of tensors a kernel creates are kept per thread between calls: a kernel that allocates its output
+// with torch::zeros every call would otherwise pay fresh pages (page faults) each time.
+struct BufferCache {
+  std::vector<std::pair<size_t, void*>> free_list;
+  ~BufferCache() {
+    for (auto& b : free_list) free(b.second);
+  }
+  void* get(size_t n, bool zero) {
+    for (size_t i = 0; i < free_list.size(); ++i)
+      if (free_list[i].first == n) {
+        void* p = free_list[i].second;
+        free_list.erase(free_list.begin() + i);
+        if (zero) memset(p, 0, n);
+        return p;
+      }
+    return zero ? calloc(n, 1) : malloc(n);
+  }
+  void put(size_t n, void* p) {
+    if (free_list.size() >= 16) {
+      free(free_list.front().second);
+      free_list.erase(free_list.begin());
+    }
+    free_list.emplace_back(n, p);
   }
 };
+thread_local BufferCache t_buffers;
+
+Call::~Call() {
+  for (void* p : owned) free(p);
+  for (auto& l : locals)
+    if (l->data) t_buffers.put(static_cast<size_t>(l->numel) * esize_of(l->dtype) + 1, l->data);
+}
 thread_local Call* t_call = nullptr;
 
 Call& call() {
@@ -352,9 +385,8 @@ TensorImpl* new_tensor(IntArrayRef size, ScalarType dtype, const char* fn, bool 
   t->data = nullptr;
   if (!c.shape_only) {
     const size_t n = static_cast<size_t>(t->numel) * esize_of(dtype);
-    t->data = zero ? calloc(n ? n : 1, 1) : malloc(n ? n : 1);
+    t->data = t_buffers.get(n + 1, zero);  // returned to the cache when the call ends
     if (!t->data) fail_at(std::string(fn) + ": out of memory for " + std::to_string(n) + " bytes");
-    c.owned.push_back(t->data);
     c.c.lib_elems += t->numel;
   }
   c.locals.push_back(std::move(t));
@@ -890,7 +922,10 @@ void run_op(int k, const nemu_instr* in, float* const* operand, const int64_t* n
         if (!same)
           fail_at("the kernel returned a tensor of shape " + shape_str(ri) + ", the shape function says " +
                   shape_str(&dst));
-        for (int64_t i = 0; i < dst.numel; ++i) static_cast<float*>(dst.data)[i] = static_cast<float>(load(ri, i));
+        if (ri->dtype == ScalarType::Float)
+          memcpy(dst.data, ri->data, static_cast<size_t>(dst.numel) * sizeof(float));
+        else
+          for (int64_t i = 0; i < dst.numel; ++i) static_cast<float*>(dst.data)[i] = static_cast<float>(load(ri, i));
       }
       if (c == 0) printed = cur->out;
       per_core[c] = cur->c;
