@@ -107,6 +107,23 @@ CORES: Dict[int, NeuronCoreSpec] = {1: NEURONCORE_V1, 2: NEURONCORE_V2}
 
 
 @dataclass(frozen=True)
+class CustomOpCosts:
+    """GpSimd cost of user C++ operators (neuron_emu/custom_op), built into each library as -D flags.
+    ASSUMPTION throughout: AWS publishes no per-access figures. Calibrated so that the documented ReLU
+    progression element accessor -> TCM -> multicore (8.1 -> 220.7 -> 269.9 iter/s [api 4.7]) keeps its order
+    and ratios: a per-launch cost shared by all three, accessor elements ~130x the cost of TCM-staged ones."""
+    launch_cycles: int = 40000           # starting a user kernel (code + argument load): ~29 us at 1.4 GHz
+    hbm_access_cycles: int = 200         # one accessor<> element is an HBM round trip (~140 ns)
+    tcm_setup_cycles: int = 64           # one tensor_to_tcm / tcm_to_tensor transfer (a DMA descriptor)
+    tcm_bytes_per_cycle: float = 4.0     # one fp32 per cycle into/out of TCM
+    compute_cycles_per_elem: float = 1.0  # the core's scalar loop over data staged in TCM
+    tcm_pool_bytes: int = 16 * 1024      # tcm_malloc pool, shared with stream accessors [api 4.4]
+
+
+CUSTOM_OP_COSTS = CustomOpCosts()
+
+
+@dataclass(frozen=True)
 class Chip:
     name: str
     core: NeuronCoreSpec

@@ -1,0 +1,75 @@
+"""`torch.ops.<ns>.<op>` for custom-op libraries, and their lowering inside `trace`.
+
+Schemas are defined once per process; the kernels dispatch through `CURRENT`, so loading another build of
+the same library (e.g. the TCM version after the accessor version, both `my_ops`) swaps the implementation,
+as long as the schema is unchanged. In a traced model the op lowers to its GpSimd instruction: a saved
+model keeps the op by name and needs the library loaded to run.
+"""
+from __future__ import annotations
+
+from typing import Dict, Tuple
+
+import torch
+
+from neuron_emu.compiler.lowering import register as register_lowering
+from neuron_emu.compiler.lowering.common import dma_copy
+from neuron_emu.isa import contiguous_strides
+
+_torch_libs: Dict[str, torch.library.Library] = {}
+SCHEMAS: Dict[Tuple[str, str], str] = {}
+CURRENT: Dict[Tuple[str, str], object] = {}   # (ns, op) -> CustomOp
+
+
+def _current(key):
+    return CURRENT[key]
+
+
+def register(library) -> None:
+    from neuron_emu.custom_op.library import CustomOpError
+
+    for op in library.ops.values():
+        key = (library.ns, op.name)
+        schema = op.schema()
+        if key in SCHEMAS:
+            if SCHEMAS[key] != schema:
+                raise CustomOpError(f"{op.qualname}: already loaded in this process with schema {SCHEMAS[key]!r}; this "
+                                    f"build declares {schema!r} (restart the process to change an op's arguments)")
+            CURRENT[key] = op
+            continue
+        lib = _torch_libs.get(library.ns)
+        if lib is None:
+            try:
+                lib = torch.library.Library(library.ns, "DEF")
+            except RuntimeError as e:
+                raise CustomOpError(f"custom_op: cannot create the op namespace torch.ops.{library.ns}: {e}") from None
+            _torch_libs[library.ns] = lib
+        lib.define(schema)
+        lib.impl(op.name, lambda *a, _k=key: _current(_k).run_eager(*a), "CPU")
+        lib.impl(op.name, lambda *a, _k=key: _current(_k).run_meta(*a), "Meta")
+        SCHEMAS[key] = schema
+        CURRENT[key] = op
+        overload = getattr(getattr(torch.ops, library.ns), op.name).default
+        register_lowering(overload)(lambda b, node, *args, _k=key: lower(_current(_k), b, node, *args))
+
+
+def lower(op, b, node, *args):
+    """The op as one GpSimd instruction over whole fp32 buffers (ABI v1): inputs that are views are copied."""
+    from neuron_emu.compiler.builder import TV
+
+    tensors, _ = op.split_args(args, TV)
+    ops_tv = []
+    for j, tv in enumerate(tensors):
+        op.check_shape(tv.shape, f"tensor argument {j}")
+        if tv.dtype != torch.float32:
+            raise NotImplementedError(f"{op.qualname}: tensor argument {j} has dtype {tv.dtype}; the emulator runs "
+                                      f"custom ops on float32 tensors")
+        if not (tv.offset == 0 and tv.is_contiguous() and b.buf_numel[tv.buf] == tv.numel):
+            fresh = b.alloc(tv.shape, tv.dtype, tv.emu)
+            dma_copy(b, tv, fresh)
+            tv = fresh
+        ops_tv.append(tv.with_view(tv.shape, contiguous_strides(tv.shape)))
+    shapes = [tuple(tv.shape) for tv in ops_tv]
+    out_shape = op.output_shape(shapes, args)
+    out = b.alloc(out_shape, torch.float32)
+    b.emit(op.instr(shapes, out_shape, args, [tv.buf for tv in ops_tv] + [out.buf]), ops_tv, [out])
+    return out
