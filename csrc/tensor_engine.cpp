@@ -3,7 +3,9 @@
 // Numerics: inputs are rounded to in_dtype (bf16/fp16/tf32/fp8 round-to-nearest-even, see dtype_convert.cpp)
 // into scratch, then an fp32 GEMM with fp32 accumulation runs on OpenBLAS. A product of two values with
 // <= 11-bit significands is exact in fp32, so this reproduces TensorE (fp32 PSUM accumulation) up to the
-// summation order. Out is fp32 storage, optionally rounded to out_dtype at the end.
+// summation order. Out is fp32 storage, optionally rounded to out_dtype at the end. In bf16/fp8/fp16 modes a
+// native 16-bit GEMM (native_gemm.h) may run instead, on inputs rounded into 16-bit scratch and on constants the
+// compiler stored in 16 bits (read in place): same exact products and fp32 accumulation (matmul_native).
 //
 // Cost: a pure function of the instruction and the core (matmul_cost etc.). A matmul is cut into TensorE tiles exactly as a compiler
 // would issue nc_matmul: contraction K in tiles of spec.partitions (128 PE rows), the stationary free
