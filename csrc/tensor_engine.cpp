@@ -522,7 +522,7 @@ void conv_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
 int64_t conv_scratch(const Instr& in) {
   const CV p = cv_params(in);
   int64_t n = 0;
-  if (p.round_x()) n += pad16(p.N * p.C * p.H * p.W);
+  if (p.round_x() && p.pointwise()) n += pad16(p.N * p.C * p.H * p.W);  // else im2col rounds as it copies
   if (p.round_w() || (p.in_dt != DType::F32 && half_storage(p.in_dt) != DType::F32)) n += pad16(p.O * p.Kg());  // or widened
   if (!p.pointwise()) n += pad16(p.Kg() * p.OH * p.OW);
   return n;
@@ -548,8 +548,9 @@ Cost conv_cost(const Instr& in, const CoreSpec& sp) {
   return c;
 }
 
-// col[(c*kh + i)*kw + j][oy*OW + ox] = x[c][oy*sh - ph + i*dh][ox*sw - pw + j*dw] (0 outside)
-void im2col(const float* x, const CV& p, float* col) {
+// col[(c*kh + i)*kw + j][oy*OW + ox] = x[c][oy*sh - ph + i*dh][ox*sw - pw + j*dw] (0 outside), rounded to `d`
+// (in_dtype) as it is copied: one pass over the input instead of a rounding pass then a copy.
+void im2col(const float* x, const CV& p, float* col, DType dt) {
   const int64_t rows = p.Kg(), plane = p.OH * p.OW;
   const bool par = rows * plane >= kParallelThreshold;
   parallel_for_if(par, rows, [&](int64_t r) {
@@ -571,10 +572,14 @@ void im2col(const float* x, const CV& p, float* col) {
       }
       const float* srow = xc + iy * p.W + x0;
       for (int64_t ox = 0; ox < ox_lo; ++ox) d[ox] = 0.f;
-      if (p.sw == 1) {
-        std::memcpy(d + ox_lo, srow + ox_lo, static_cast<size_t>(ox_hi - ox_lo) * sizeof(float));
+      if (p.sw == 1 && dt != DType::F32) {
+        round_array(srow + ox_lo, d + ox_lo, ox_hi - ox_lo, dt);
       } else {
-        for (int64_t ox = ox_lo; ox < ox_hi; ++ox) d[ox] = srow[ox * p.sw];
+        if (p.sw == 1)
+          std::memcpy(d + ox_lo, srow + ox_lo, static_cast<size_t>(ox_hi - ox_lo) * sizeof(float));
+        else
+          for (int64_t ox = ox_lo; ox < ox_hi; ++ox) d[ox] = srow[ox * p.sw];
+        if (dt != DType::F32) round_array(d + ox_lo, d + ox_lo, ox_hi - ox_lo, dt);
       }
       for (int64_t ox = ox_hi; ox < p.OW; ++ox) d[ox] = 0.f;
     }
@@ -589,7 +594,7 @@ void conv_exec(const Instr& in, OpCtx& ctx) {
   float* O = ctx.operand(in, in.n_operands - 1);
   float* sc = ctx.scratch;
   const int64_t nx = p.N * p.C * p.H * p.W;
-  if (p.round_x()) {
+  if (p.round_x() && p.pointwise()) {  // the GEMM reads X itself
     round_values(X, sc, nx, p.in_dt);
     X = sc;
     sc += pad16(nx);
@@ -611,7 +616,7 @@ void conv_exec(const Instr& in, OpCtx& ctx) {
       float* og = O + (n * p.O + g * Og) * plane;
       const float* src = xg;
       if (!p.pointwise()) {
-        im2col(xg, p, col);
+        im2col(xg, p, col, p.round_x() ? p.in_dt : DType::F32);
         src = col;
       }
       float beta = 0.f;
