@@ -22,6 +22,7 @@ const CpuFeatures& cpu_features() {
 #if defined(__GNUC__) && __GNUC__ >= 12
     r.avx512_bf16 = __builtin_cpu_supports("avx512bf16");
     r.amx_bf16 = __builtin_cpu_supports("amx-bf16");
+    r.avx512_fp16 = __builtin_cpu_supports("avx512fp16");
 #endif
 #endif
     return r;
@@ -95,6 +96,7 @@ pybind11::dict cpu_features_dict() {
   d["avx2"] = f.avx2; d["fma"] = f.fma; d["avx512f"] = f.avx512f; d["avx512bw"] = f.avx512bw;
   d["avx512vl"] = f.avx512vl; d["avx512dq"] = f.avx512dq;
   d["avx512_bf16"] = f.avx512_bf16; d["amx_bf16"] = f.amx_bf16;
+  d["avx512_fp16"] = f.avx512_fp16;
 #if defined(__aarch64__)
   d["arch"] = "aarch64";
 #else

@@ -6,7 +6,7 @@
 namespace nemu {
 struct CpuFeatures {
   bool avx2 = false, fma = false, avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false,
-       avx512_bf16 = false, amx_bf16 = false;
+       avx512_bf16 = false, amx_bf16 = false, avx512_fp16 = false;
 };
 const CpuFeatures& cpu_features();
 pybind11::dict cpu_features_dict();

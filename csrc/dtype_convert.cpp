@@ -28,7 +28,10 @@
 // if-convert the selects (an fp add "might trap"), and the fp16/fp8 loops would stay scalar.
 #pragma GCC optimize("no-trapping-math")
 
+#include <algorithm>
+#include <atomic>
 #include <cstring>
+#include <string>
 
 #include "simd.h"
 
@@ -163,7 +166,114 @@ NEMU_ALWAYS_INLINE void round_serial_body(const float* in, float* out, int64_t n
 }
 NEMU_SIMD_DISPATCH(round_serial, (const float* in, float* out, int64_t n, DType d), (in, out, n, d))
 
+// ---- 16-bit storage for native GEMMs ----
+constexpr uint32_t kTinyBf16 = (127u - 56u) << 7;  // bf16 magnitude bits of 2^-56
+constexpr uint32_t kTinyF32 = (127u - 103u) << 23;  // fp32 magnitude bits of 2^-103
+
+inline uint32_t h_bf16(uint32_t u) { return bf16_bits(u); }
+inline uint32_t h_fp16(uint32_t u) { return fp16_bits(u); }
+inline uint32_t h_e4m3(uint32_t u) { return e4m3_to_f32_bits(e4m3_bits(u)) >> 16; }  // exact in bf16
+inline uint32_t h_e5m2(uint32_t u) { return e5m2_to_f32_bits(e5m2_bits(u)) >> 16; }
+// tiny: 0 < magnitude < bound, as one unsigned compare
+inline bool tiny_bf16(uint32_t h) { return (h & 0x7FFFu) - 1u < kTinyBf16 - 1u; }
+inline bool tiny_fp16(uint32_t h) { return (h & 0x7FFFu) - 1u < 0x3FFu; }  // fp16 denormal
+
+template <uint32_t (*F)(uint32_t), bool (*T)(uint32_t)>
+NEMU_ALWAYS_INLINE bool half_loop(const float* in_, uint16_t* out, int64_t n) {
+  const uint32_t* in = reinterpret_cast<const uint32_t*>(in_);
+  uint32_t t = 0;
+#pragma omp simd reduction(| : t)
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t h = F(in[i]);
+    out[i] = static_cast<uint16_t>(h);
+    t |= T(h) ? 1u : 0u;
+  }
+  return t != 0;
+}
+
+NEMU_ALWAYS_INLINE void half_serial_body(const float* in, uint16_t* out, int64_t n, DType d, bool* tiny) {
+  switch (d) {
+    case DType::BF16: *tiny = half_loop<h_bf16, tiny_bf16>(in, out, n); return;
+    case DType::FP16: *tiny = half_loop<h_fp16, tiny_fp16>(in, out, n); return;
+    case DType::FP8E4M3: *tiny = half_loop<h_e4m3, tiny_bf16>(in, out, n); return;
+    case DType::FP8E5M2: *tiny = half_loop<h_e5m2, tiny_bf16>(in, out, n); return;
+    default: fail(std::string("round_to_half: no 16-bit storage for ") + dtype_name(d));
+  }
+}
+NEMU_SIMD_DISPATCH(half_serial, (const float* in, uint16_t* out, int64_t n, DType d, bool* tiny), (in, out, n, d, tiny))
+
+NEMU_ALWAYS_INLINE void widen_serial_body(const uint16_t* in, float* out_, int64_t n, DType store) {
+  uint32_t* out = reinterpret_cast<uint32_t*>(out_);
+  if (store == DType::BF16) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) out[i] = static_cast<uint32_t>(in[i]) << 16;
+  } else {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) out[i] = fp16_to_f32_bits(in[i]);
+  }
+}
+NEMU_SIMD_DISPATCH(widen_serial, (const uint16_t* in, float* out, int64_t n, DType store), (in, out, n, store))
+
+NEMU_ALWAYS_INLINE void tiny_half_body(const uint16_t* in, int64_t n, DType store, bool* tiny) {
+  uint32_t t = 0;
+  if (store == DType::BF16) {
+#pragma omp simd reduction(| : t)
+    for (int64_t i = 0; i < n; ++i) t |= tiny_bf16(in[i]) ? 1u : 0u;
+  } else {
+#pragma omp simd reduction(| : t)
+    for (int64_t i = 0; i < n; ++i) t |= tiny_fp16(in[i]) ? 1u : 0u;
+  }
+  *tiny = t != 0;
+}
+NEMU_SIMD_DISPATCH(tiny_half, (const uint16_t* in, int64_t n, DType store, bool* tiny), (in, n, store, tiny))
+
+// Chunks of kChunk elements over the pool (serial below the threshold); f(begin, length).
+template <class F>
+void chunked(int64_t n, F&& f) {
+  if (n <= 0) return;
+  if (n < kParallelThreshold) {
+    f(int64_t{0}, n);
+    return;
+  }
+  constexpr int64_t kChunk = 1 << 14;
+  parallel_ranges(ceil_div(n, kChunk), [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) f(c * kChunk, std::min(kChunk, n - c * kChunk));
+  });
+}
+
 }  // namespace
+
+bool round_to_half(const float* in, uint16_t* out, int64_t n, DType in_dtype) {
+  std::atomic<bool> any{false};
+  chunked(n, [&](int64_t b, int64_t len) {
+    bool t = false;
+    half_serial(in + b, out + b, len, in_dtype, &t);
+    if (t) any.store(true, std::memory_order_relaxed);
+  });
+  return any.load();
+}
+
+void widen_half(const uint16_t* in, float* out, int64_t n, DType store) {
+  chunked(n, [&](int64_t b, int64_t len) { widen_serial(in + b, out + b, len, store); });
+}
+
+bool has_tiny_half(const uint16_t* in, int64_t n, DType store) {
+  std::atomic<bool> any{false};
+  chunked(n, [&](int64_t b, int64_t len) {
+    bool t = false;
+    tiny_half(in + b, len, store, &t);
+    if (t) any.store(true, std::memory_order_relaxed);
+  });
+  return any.load();
+}
+
+bool has_tiny_f32(const float* in, int64_t n) {
+  const uint32_t* u = reinterpret_cast<const uint32_t*>(in);
+  uint32_t t = 0;
+#pragma omp simd reduction(| : t)
+  for (int64_t i = 0; i < n; ++i) t |= ((u[i] & 0x7FFFFFFFu) - 1u < kTinyF32 - 1u) ? 1u : 0u;
+  return t != 0;
+}
 
 float round_to(float x, DType d) { return bitsf(round_bits(fbits(x), d)); }
 

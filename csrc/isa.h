@@ -113,7 +113,14 @@ struct OpCtx {
   void* const* io_out;
   int n_io_in, n_io_out;
   const OpDef* def = nullptr;  // the op being executed (run-time ops find their library entry points here)
+  // Per buffer, the element storage: F32, or BF16/FP16 for a constant the compiler stored cast (only TensorE
+  // inputs marked prerounded may be such a buffer; Program checks it at load). nullptr: all fp32.
+  const DType* buf_store = nullptr;
+  // Per 16-bit buffer: whether it holds a value a native GEMM's FTZ/DAZ could change (has_tiny_half).
+  const uint8_t* buf_tiny = nullptr;
   float* operand(const Instr& in, int j) const { return buf[in.operand[j]]; }
+  DType store(const Instr& in, int j) const { return buf_store ? buf_store[in.operand[j]] : DType::F32; }
+  bool tiny(const Instr& in, int j) const { return buf_tiny && buf_tiny[in.operand[j]]; }
 };
 
 // Computes the op's results (never its cost).

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "cpu_features.h"
+#include "native_gemm.h"
 #include "dtype_convert.h"
 #include "program.h"
 #include "runtime_ops.h"
@@ -81,6 +82,19 @@ float* float_data(const py::handle& h, const std::string& who, bool writable) {
   return static_cast<float*>(a.mutable_data());
 }
 
+// A 16-bit constant's data: uint16 bf16 patterns or float16, C-contiguous, returned as the opaque pointer
+// BufferDesc::const_data carries.
+const float* half_data(const py::handle& h, const std::string& who, DType store) {
+  if (!py::isinstance<py::array>(h)) fail(who + ": expected a numpy array, got " + std::string(py::str(py::type::of(h))));
+  py::array a = py::reinterpret_borrow<py::array>(h);
+  const bool bf = store == DType::BF16;
+  if (!a.dtype().is(bf ? py::dtype("uint16") : py::dtype("float16")))
+    fail(who + ": a constant stored in " + dtype_name(store) + " must be " + (bf ? "uint16 (bf16 bits)" : "float16") +
+         ", got " + describe(a));
+  if (!(a.flags() & py::array::c_style)) fail(who + ": expected a C-contiguous array, got a strided " + describe(a));
+  return static_cast<const float*>(a.data());
+}
+
 py::dict run_instr(py::array_t<int64_t, py::array::c_style> row, py::list operands, const CoreSpec& spec) {
   if (row.ndim() != 1 || row.shape(0) != kInstrWords) fail("instruction row must have " + std::to_string(kInstrWords) + " int64 words");
   Instr in = decode_instr(row.data());
@@ -148,9 +162,11 @@ PyProgram make_program(const CoreSpec& spec, py::array_t<int64_t, py::array::c_s
     const int64_t b = pair[0].cast<int64_t>();
     if (b < 0 || b >= nb) fail("constant names buffer " + std::to_string(b) + " of " + std::to_string(nb));
     const std::string who = "constant buffer " + std::to_string(b);
-    const float* data = float_data(pair[1], who, false);
+    if (!is_constant(bufs[b].kind)) fail(who + ": buffer is not of constant kind");
+    // fp32 values, or the 16-bit patterns of a constant stored cast (uint16 bf16 bits, float16)
+    const float* data = bufs[b].kind == BufKind::Constant ? float_data(pair[1], who, false)
+                                                          : half_data(pair[1], who, buf_storage(bufs[b].kind));
     const int64_t size = py::reinterpret_borrow<py::array>(pair[1]).size();
-    if (bufs[b].kind != BufKind::Constant) fail(who + ": buffer is not of constant kind");
     if (size != bufs[b].numel) fail(who + ": " + std::to_string(size) + " elements, table says " + std::to_string(bufs[b].numel));
     bufs[b].const_data = data;
     p.keep_alive.append(pair[1]);
@@ -255,6 +271,7 @@ PYBIND11_MODULE(_C, m) {
      py::arg("check_fn"), py::arg("cost_fn"), py::arg("exec_fn"),
      "Register an op whose check/cost/exec are C functions (csrc/nemu_op_abi.h) at the given addresses; returns its code.");
   m.def("cpu_features", &cpu_features_dict);
+  m.def("native_gemm_info", &native_gemm_info, "native low-precision GEMM policy and what runs natively (native_gemm.h)");
   m.def("simd_path", [] { return simd_path_name(simd_path()); },
         "The SIMD path our hot loops run: portable, avx2 or avx512 (widest supported, or NEMU_SIMD).");
 

@@ -12,6 +12,8 @@
 #include <string>
 
 #include "checked.h"
+#include "dtype_convert.h"
+#include "native_gemm.h"
 
 #include "thread_pool.h"
 
@@ -59,6 +61,20 @@ static std::string where(int64_t i, const Instr& in, const OpDef* d) {
 
 static std::string buf_where(size_t b) { return "buffer " + std::to_string(b); }
 
+// A 16-bit constant holds element patterns, not floats: only an operand that reads it as such may name it —
+// a TensorE input marked prerounded whose dtype it stores exactly (tensor_engine.cpp), or DmaLoad (cost only).
+static void check_half_operand(int64_t i, const Instr& in, const OpDef* def, int j, DType store) {
+  bool ok = in.op == static_cast<int32_t>(Op::DmaLoad);
+  if (in.op == static_cast<int32_t>(Op::MatMul) && j < 2)
+    ok = in.ip[j == 0 ? MatMulF::a_prerounded : MatMulF::b_prerounded] == 1 &&
+         half_storage(static_cast<DType>(in.ip[MatMulF::in_dtype])) == store;
+  if (in.op == static_cast<int32_t>(Op::Conv2d) && j == 1)
+    ok = in.ip[Conv2dF::w_prerounded] == 1 && half_storage(static_cast<DType>(in.ip[Conv2dF::in_dtype])) == store;
+  if (!ok)
+    fail(where(i, in, def) + ": operand " + std::to_string(j) + " is buffer " + std::to_string(in.operand[j]) +
+         ", a constant stored in " + dtype_name(store) + "; only a prerounded TensorE input of a matching dtype may read it");
+}
+
 Program::Program(const CoreSpec& spec, const int64_t* rows, int64_t n_instr, const int64_t* deps, int64_t n_deps,
                  std::vector<BufferDesc> buffers, int64_t arena_floats, std::vector<IoSpec> inputs,
                  std::vector<IoSpec> outputs, bool check_deps)
@@ -89,7 +105,7 @@ Program::Program(const CoreSpec& spec, const int64_t* rows, int64_t n_instr, con
         fail(buf_where(b) + ": arena_offset/numel [" + std::to_string(d.arena_offset) + ", +" + std::to_string(d.numel) +
              ") outside the arena of " + std::to_string(arena_floats) + " floats");
       arena_used = std::max(arena_used, d.arena_offset + d.numel);
-    } else if (d.kind == BufKind::Constant) {
+    } else if (is_constant(d.kind)) {
       if (!d.const_data && d.numel > 0) fail(buf_where(b) + ": constant without data");
     } else {
       fail(buf_where(b) + ": unknown kind " + std::to_string(static_cast<int32_t>(d.kind)));
@@ -98,10 +114,15 @@ Program::Program(const CoreSpec& spec, const int64_t* rows, int64_t n_instr, con
   arena_ = alloc_floats(arena_used, "arena");
   buf_ptrs_.resize(buffers_.size());
   buf_numel_.resize(buffers_.size());
+  buf_store_.resize(buffers_.size());
+  buf_tiny_.assign(buffers_.size(), 0);
   for (size_t b = 0; b < buffers_.size(); ++b) {
     const BufferDesc& d = buffers_[b];
-    buf_ptrs_[b] = d.kind == BufKind::Constant ? const_cast<float*>(d.const_data) : arena_.get() + d.arena_offset;
+    buf_ptrs_[b] = is_constant(d.kind) ? const_cast<float*>(d.const_data) : arena_.get() + d.arena_offset;
     buf_numel_[b] = d.numel;
+    buf_store_[b] = buf_storage(d.kind);
+    if (buf_store_[b] != DType::F32)
+      buf_tiny_[b] = has_tiny_half(reinterpret_cast<const uint16_t*>(d.const_data), d.numel, buf_store_[b]);
   }
   std::vector<int64_t> io_seen_in(inputs.size(), -1), io_seen_out(outputs.size(), -1);
   int64_t scratch = 0;
@@ -131,9 +152,12 @@ Program::Program(const CoreSpec& spec, const int64_t* rows, int64_t n_instr, con
              " of " + std::to_string(buffers_.size()));
       numel[j] = buffers_[b].numel;
     }
-    for (int j = 0; j < in.n_operands; ++j)  // constants are read-only
-      if (operand_is_written(*def, in, j) && buffers_[in.operand[j]].kind == BufKind::Constant)
+    for (int j = 0; j < in.n_operands; ++j) {  // constants are read-only
+      const BufKind k = buffers_[in.operand[j]].kind;
+      if (operand_is_written(*def, in, j) && is_constant(k))
         fail(where(i, in, def) + ": writes constant buffer " + std::to_string(in.operand[j]));
+      if (buf_storage(k) != DType::F32) check_half_operand(i, in, def, j, buf_storage(k));
+    }
     if (in.dep_begin < 0 || in.dep_count < 0 || in.dep_begin > n_deps || in.dep_count > n_deps - in.dep_begin)
       fail(where(i, in, def) + ": dep_begin/dep_count [" + std::to_string(in.dep_begin) + ", +" +
            std::to_string(in.dep_count) + ") outside the dependency table of " + std::to_string(n_deps));
@@ -218,7 +242,7 @@ RunStats Program::run(void* const* inputs, void* const* outputs) {
   std::lock_guard<std::mutex> lk(mu_);
   CpuClaim busy;  // this thread occupies a CPU for the whole run (thread_pool.h)
   OpCtx ctx{buf_ptrs_.data(), buf_numel_.data(), static_cast<int>(buf_ptrs_.size()), spec_, scratch_.get(),
-            inputs, outputs, n_inputs_, n_outputs_};
+            inputs, outputs, n_inputs_, n_outputs_, nullptr, buf_store_.data(), buf_tiny_.data()};
   const int64_t n = static_cast<int64_t>(instrs_.size());
   for (int64_t i = 0; i < n; ++i) {
     const auto t0 = std::chrono::steady_clock::now();

@@ -10,13 +10,20 @@
 
 namespace nemu {
 
-enum class BufKind : int32_t { Intermediate = 0, Constant = 1 };
+// ConstBF16/ConstFP16: a constant the compiler stored in its cast type (16-bit elements, half an fp32 copy's
+// memory); only TensorE inputs marked prerounded read them, in place (native_gemm.h) or widened into scratch.
+enum class BufKind : int32_t { Intermediate = 0, Constant = 1, ConstBF16 = 2, ConstFP16 = 3 };
+inline bool is_constant(BufKind k) { return k == BufKind::Constant || k == BufKind::ConstBF16 || k == BufKind::ConstFP16; }
+// Element storage of a buffer of kind k (F32 unless a 16-bit constant).
+inline DType buf_storage(BufKind k) {
+  return k == BufKind::ConstBF16 ? DType::BF16 : k == BufKind::ConstFP16 ? DType::FP16 : DType::F32;
+}
 
 struct BufferDesc {
   int64_t numel = 0;
   BufKind kind = BufKind::Intermediate;
   int64_t arena_offset = 0;          // Intermediate: offset (floats) in the arena
-  const float* const_data = nullptr;  // Constant: read-only data owned by the caller
+  const float* const_data = nullptr;  // Constant: read-only data owned by the caller (16-bit patterns for ConstBF16/FP16)
 };
 
 // A model input or output as the artifact's header declares it: the host tensor's element count and
@@ -76,6 +83,8 @@ class Program {
   std::unique_ptr<float[], void (*)(void*)> scratch_{nullptr, nullptr};
   std::vector<float*> buf_ptrs_;
   std::vector<int64_t> buf_numel_;
+  std::vector<DType> buf_store_;     // per buffer: element storage (buf_storage)
+  std::vector<uint8_t> buf_tiny_;    // per 16-bit constant: has_tiny_half, computed once at load
   std::vector<double> start_ns_, end_ns_, cycles_, host_ns_;
   RunStats modelled_;  // every execution's stats (the modelled timeline's latency and engine counters)
   int64_t runs_ = 0;

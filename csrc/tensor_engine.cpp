@@ -3,7 +3,9 @@
 // Numerics: inputs are rounded to in_dtype (bf16/fp16/tf32/fp8 round-to-nearest-even, see dtype_convert.cpp)
 // into scratch, then an fp32 GEMM with fp32 accumulation runs on OpenBLAS. A product of two values with
 // <= 11-bit significands is exact in fp32, so this reproduces TensorE (fp32 PSUM accumulation) up to the
-// summation order. Out is fp32 storage, optionally rounded to out_dtype at the end.
+// summation order. Out is fp32 storage, optionally rounded to out_dtype at the end. In bf16/fp8/fp16 modes a
+// native 16-bit GEMM (native_gemm.h) may run instead, on inputs rounded into 16-bit scratch and on constants the
+// compiler stored in 16 bits (read in place): same exact products and fp32 accumulation (matmul_native).
 //
 // Cost: a pure function of the instruction and the core (matmul_cost etc.). A matmul is cut into TensorE tiles exactly as a compiler
 // would issue nc_matmul: contraction K in tiles of spec.partitions (128 PE rows), the stationary free
@@ -21,6 +23,7 @@
 
 #include "dtype_convert.h"
 #include "isa.h"
+#include "native_gemm.h"
 #include "simd.h"
 #include "thread_pool.h"
 
@@ -270,12 +273,18 @@ void matmul_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   if (p.has_bias) overlap(2, c_any, cf, cl, "bias");
 }
 
+// Scratch: the fp32 path's rounded or widened copies of A and B, or the native path's 16-bit copies,
+// whichever is larger (the native path falls back to the fp32 one when an input is tiny).
 int64_t matmul_scratch(const Instr& in) {
   const MM p = mm_params(in);
-  int64_t n = 0;
-  if (p.round_a()) n += pad16(p.a_mats() * p.M * p.K);
-  if (p.round_b()) n += pad16(p.b_mats() * p.K * p.N);
-  return n;
+  const DType hs = half_storage(p.in_dt);
+  const bool lowp = p.in_dt != DType::F32;
+  const int64_t na = p.a_mats() * p.M * p.K, nb = p.b_mats() * p.K * p.N;
+  int64_t fp32 = 0;
+  if (lowp && (!p.a_pre || hs != DType::F32)) fp32 += pad16(na);  // rounded, or widened from 16-bit storage
+  if (lowp && (!p.b_pre || hs != DType::F32)) fp32 += pad16(nb);
+  const int64_t half = native_gemm(hs) ? pad16(ceil_div(na, 2)) + pad16(ceil_div(nb, 2)) : 0;
+  return std::max(fp32, half);
 }
 
 Cost matmul_cost(const Instr& in, const CoreSpec& sp) {
@@ -294,39 +303,139 @@ Cost matmul_cost(const Instr& in, const CoreSpec& sp) {
   return c;
 }
 
+// One operand of a GEMM: base pointer, row pitch, batch stride.
+template <class T>
+struct Mat {
+  const T* p;
+  int64_t ld, bs;
+};
+
+// 16-bit operand j (A: 0, B: 1) for the native path: the stored-cast constant itself, or the fp32 values
+// rounded into 16-bit scratch (packed). Sets `tiny` when a value could meet FTZ/DAZ (has_tiny_half).
+Mat<uint16_t> half_operand(const MM& p, const Instr& in, const OpCtx& ctx, int j, DType hs, uint16_t*& sc, bool& tiny) {
+  const bool a = j == 0;
+  const int64_t off = a ? p.a_off : p.b_off, ld = a ? p.lda : p.ldb, bs = a ? p.a_bs : p.b_bs;
+  const int64_t rows = a ? p.a_rows() : p.b_rows(), cols = a ? p.a_cols() : p.b_cols(), mats = a ? p.a_mats() : p.b_mats();
+  if (ctx.store(in, j) == hs) {
+    tiny = tiny || ctx.tiny(in, j);
+    return {reinterpret_cast<const uint16_t*>(ctx.operand(in, j)) + off, ld, bs};
+  }
+  const float* src = ctx.operand(in, j) + off;
+  uint16_t* dst = sc;
+  for (int64_t i = 0; i < mats; ++i) {
+    if (ld == cols || rows == 1) {
+      tiny = round_to_half(src + i * bs, dst + i * rows * cols, rows * cols, p.in_dt) || tiny;
+    } else {
+      for (int64_t r = 0; r < rows; ++r)
+        tiny = round_to_half(src + i * bs + r * ld, dst + i * rows * cols + r * cols, cols, p.in_dt) || tiny;
+    }
+  }
+  sc += 2 * pad16(ceil_div(mats * rows * cols, 2));
+  return {dst, cols, bs == 0 ? 0 : rows * cols};
+}
+
+// hgemm: the native GEMM split over the pool like sgemm (each call single-threaded in the library).
+void hgemm(HalfGemmFn g, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t lda,
+           const uint16_t* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  const int nt = num_threads();
+  if (nt <= 1 || in_parallel() || static_cast<double>(M) * N * K < kGemmParallelWork) {
+    g(ta, tb, M, N, K, 1.f, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  const bool by_cols = N >= M;
+  const int64_t extent = by_cols ? N : M;
+  const int64_t chunk = ((extent + nt - 1) / nt + 15) & ~int64_t{15};
+  parallel_for(nt, [&](int64_t t) {
+    const int64_t lo = t * chunk, n = std::min(chunk, extent - lo);
+    if (n <= 0) return;
+    if (by_cols)
+      g(ta, tb, M, n, K, 1.f, A, lda, tb ? B + lo * ldb : B + lo, ldb, beta, C + lo, ldc);
+    else
+      g(ta, tb, n, N, K, 1.f, ta ? A + lo : A + lo * lda, lda, B, ldb, beta, C + lo * ldc, ldc);
+  });
+}
+
+// Many small matrices (attention heads): one matrix per thread; otherwise each GEMM is split.
+bool parallel_batches(const MM& p) {
+  return p.batch > 1 && static_cast<double>(p.M) * p.N * p.K < 4 * kGemmParallelWork &&
+         static_cast<double>(p.batch) * p.M * p.N * p.K >= kGemmParallelWork;
+}
+
+// Native path (alpha == 1, K > 0): 16-bit inputs straight into the library's low-precision GEMM with fp32
+// accumulation, the same exact products as the fp32 path. Returns false (nothing written) when an input,
+// the bias or the accumulated Out holds a value a native FTZ/DAZ could change: the fp32 path then runs.
+bool matmul_native(const MM& p, const Instr& in, OpCtx& ctx, HalfGemmFn g, DType hs, float beta) {
+  uint16_t* sc = reinterpret_cast<uint16_t*>(ctx.scratch);
+  bool tiny = false;
+  const Mat<uint16_t> A = half_operand(p, in, ctx, 0, hs, sc, tiny);
+  const Mat<uint16_t> B = half_operand(p, in, ctx, 1, hs, sc, tiny);
+  const float* bias = p.has_bias ? ctx.operand(in, 2) + p.bias_off : nullptr;
+  float* O = ctx.operand(in, in.n_operands - 1) + p.o_off;
+  for (int64_t c = 0; bias && !tiny && c < p.N; ++c) {
+    const float v = beta * bias[c];
+    tiny = has_tiny_f32(&v, 1);
+  }
+  for (int64_t b = 0; p.acc && !tiny && b < p.batch; ++b) tiny = has_tiny_f32(O + b * p.o_bs, p.M * p.N);
+  if (tiny) return false;
+  parallel_for_if(parallel_batches(p), p.batch, [&](int64_t b) {
+    float* Ob = O + b * p.o_bs;
+    float gemm_beta = p.acc ? 1.f : 0.f;
+    if (bias) {
+      init_rows(Ob, p.M, p.N, bias, beta, p.acc);
+      gemm_beta = 1.f;
+    }
+    hgemm(g, p.ta, p.tb, p.M, p.N, p.K, A.p + b * A.bs, A.ld, B.p + b * B.bs, B.ld, gemm_beta, Ob, p.N);
+    if (p.out_dt != DType::F32) round_values(Ob, Ob, p.M * p.N, p.out_dt);
+  });
+  return true;
+}
+
+// fp32 operand j for the fp32 path: as stored, rounded to in_dtype into scratch, or widened from 16-bit storage.
+Mat<float> fp32_operand(const MM& p, const Instr& in, const OpCtx& ctx, int j, float*& sc) {
+  const bool a = j == 0;
+  const int64_t off = a ? p.a_off : p.b_off, ld = a ? p.lda : p.ldb, bs = a ? p.a_bs : p.b_bs;
+  const int64_t rows = a ? p.a_rows() : p.b_rows(), cols = a ? p.a_cols() : p.b_cols(), mats = a ? p.a_mats() : p.b_mats();
+  const DType st = ctx.store(in, j);
+  const bool round = a ? p.round_a() : p.round_b();
+  if (p.K == 0 || (st == DType::F32 && !round)) return {ctx.operand(in, j) + off, ld, bs};
+  float* dst = sc;
+  for (int64_t i = 0; i < mats; ++i) {
+    if (st != DType::F32) {
+      const uint16_t* src = reinterpret_cast<const uint16_t*>(ctx.operand(in, j)) + off + i * bs;
+      if (ld == cols || rows == 1)
+        widen_half(src, dst + i * rows * cols, rows * cols, st);
+      else
+        for (int64_t r = 0; r < rows; ++r) widen_half(src + r * ld, dst + i * rows * cols + r * cols, cols, st);
+    } else {
+      round_rows(ctx.operand(in, j) + off + i * bs, ld, dst + i * rows * cols, rows, cols, p.in_dt);
+    }
+  }
+  sc += pad16(mats * rows * cols);
+  return {dst, cols, bs == 0 ? 0 : rows * cols};
+}
+
 void matmul_exec(const Instr& in, OpCtx& ctx) {
   const MM p = mm_params(in);
   if (p.batch == 0 || p.M == 0 || p.N == 0) return;
-  const float* A = ctx.operand(in, 0) + p.a_off;
-  const float* B = ctx.operand(in, 1) + p.b_off;
+  const float alpha = static_cast<float>(in.fp[MF::alpha]), beta = static_cast<float>(in.fp[MF::beta]);
+  const DType hs = half_storage(p.in_dt);
+  if (p.K > 0 && alpha == 1.f)
+    if (HalfGemmFn g = native_gemm(hs))
+      if (matmul_native(p, in, ctx, g, hs, beta)) return;
+  const bool K0 = p.K == 0;
+  float* sc = ctx.scratch;
+  const Mat<float> A = fp32_operand(p, in, ctx, 0, sc);
+  const Mat<float> B = fp32_operand(p, in, ctx, 1, sc);
   const float* bias = p.has_bias ? ctx.operand(in, 2) + p.bias_off : nullptr;
   float* O = ctx.operand(in, in.n_operands - 1) + p.o_off;
-  const bool K0 = p.K == 0;
-  int64_t lda = p.lda, ldb = p.ldb, a_bs = p.a_bs, b_bs = p.b_bs;
-  float* sc = ctx.scratch;
-  if (!K0 && p.round_a()) {
-    for (int64_t i = 0; i < p.a_mats(); ++i)
-      round_rows(A + i * p.a_bs, p.lda, sc + i * p.M * p.K, p.a_rows(), p.a_cols(), p.in_dt);
-    A = sc; lda = p.a_cols(); a_bs = p.a_bs == 0 ? 0 : p.M * p.K;
-    sc += pad16(p.a_mats() * p.M * p.K);
-  }
-  if (!K0 && p.round_b()) {
-    for (int64_t i = 0; i < p.b_mats(); ++i)
-      round_rows(B + i * p.b_bs, p.ldb, sc + i * p.K * p.N, p.b_rows(), p.b_cols(), p.in_dt);
-    B = sc; ldb = p.b_cols(); b_bs = p.b_bs == 0 ? 0 : p.K * p.N;
-  }
-  const float alpha = static_cast<float>(in.fp[MF::alpha]), beta = static_cast<float>(in.fp[MF::beta]);
-  // Many small matrices (attention heads): one matrix per thread; otherwise each GEMM is split (sgemm).
-  const bool par_batch = p.batch > 1 && static_cast<double>(p.M) * p.N * p.K < 4 * kGemmParallelWork &&
-                         static_cast<double>(p.batch) * p.M * p.N * p.K >= kGemmParallelWork;
-  parallel_for_if(par_batch, p.batch, [&](int64_t b) {
+  parallel_for_if(parallel_batches(p), p.batch, [&](int64_t b) {
     float* Ob = O + b * p.o_bs;
     float blas_beta = p.acc ? 1.f : 0.f;
     if (bias || K0) {
       init_rows(Ob, p.M, p.N, bias, beta, p.acc);
       blas_beta = 1.f;
     }
-    if (!K0) sgemm(p.ta, p.tb, p.M, p.N, p.K, alpha, A + b * a_bs, lda, B + b * b_bs, ldb, blas_beta, Ob, p.N);
+    if (!K0) sgemm(p.ta, p.tb, p.M, p.N, p.K, alpha, A.p + b * A.bs, A.ld, B.p + b * B.bs, B.ld, blas_beta, Ob, p.N);
     if (p.out_dt != DType::F32) round_values(Ob, Ob, p.M * p.N, p.out_dt);
   });
 }
@@ -413,8 +522,8 @@ void conv_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
 int64_t conv_scratch(const Instr& in) {
   const CV p = cv_params(in);
   int64_t n = 0;
-  if (p.round_x()) n += pad16(p.N * p.C * p.H * p.W);
-  if (p.round_w()) n += pad16(p.O * p.Kg());
+  if (p.round_x() && p.pointwise()) n += pad16(p.N * p.C * p.H * p.W);  // else im2col rounds as it copies
+  if (p.round_w() || (p.in_dt != DType::F32 && half_storage(p.in_dt) != DType::F32)) n += pad16(p.O * p.Kg());  // or widened
   if (!p.pointwise()) n += pad16(p.Kg() * p.OH * p.OW);
   return n;
 }
@@ -439,8 +548,9 @@ Cost conv_cost(const Instr& in, const CoreSpec& sp) {
   return c;
 }
 
-// col[(c*kh + i)*kw + j][oy*OW + ox] = x[c][oy*sh - ph + i*dh][ox*sw - pw + j*dw] (0 outside)
-void im2col(const float* x, const CV& p, float* col) {
+// col[(c*kh + i)*kw + j][oy*OW + ox] = x[c][oy*sh - ph + i*dh][ox*sw - pw + j*dw] (0 outside), rounded to `d`
+// (in_dtype) as it is copied: one pass over the input instead of a rounding pass then a copy.
+void im2col(const float* x, const CV& p, float* col, DType dt) {
   const int64_t rows = p.Kg(), plane = p.OH * p.OW;
   const bool par = rows * plane >= kParallelThreshold;
   parallel_for_if(par, rows, [&](int64_t r) {
@@ -462,10 +572,14 @@ void im2col(const float* x, const CV& p, float* col) {
       }
       const float* srow = xc + iy * p.W + x0;
       for (int64_t ox = 0; ox < ox_lo; ++ox) d[ox] = 0.f;
-      if (p.sw == 1) {
-        std::memcpy(d + ox_lo, srow + ox_lo, static_cast<size_t>(ox_hi - ox_lo) * sizeof(float));
+      if (p.sw == 1 && dt != DType::F32) {
+        round_array(srow + ox_lo, d + ox_lo, ox_hi - ox_lo, dt);
       } else {
-        for (int64_t ox = ox_lo; ox < ox_hi; ++ox) d[ox] = srow[ox * p.sw];
+        if (p.sw == 1)
+          std::memcpy(d + ox_lo, srow + ox_lo, static_cast<size_t>(ox_hi - ox_lo) * sizeof(float));
+        else
+          for (int64_t ox = ox_lo; ox < ox_hi; ++ox) d[ox] = srow[ox * p.sw];
+        if (dt != DType::F32) round_array(d + ox_lo, d + ox_lo, ox_hi - ox_lo, dt);
       }
       for (int64_t ox = ox_hi; ox < p.OW; ++ox) d[ox] = 0.f;
     }
@@ -480,12 +594,16 @@ void conv_exec(const Instr& in, OpCtx& ctx) {
   float* O = ctx.operand(in, in.n_operands - 1);
   float* sc = ctx.scratch;
   const int64_t nx = p.N * p.C * p.H * p.W;
-  if (p.round_x()) {
+  if (p.round_x() && p.pointwise()) {  // the GEMM reads X itself
     round_values(X, sc, nx, p.in_dt);
     X = sc;
     sc += pad16(nx);
   }
-  if (p.round_w()) {
+  if (ctx.store(in, 1) != DType::F32) {  // a constant stored cast: widen (its values are already rounded)
+    widen_half(reinterpret_cast<const uint16_t*>(Wt), sc, p.O * p.Kg(), ctx.store(in, 1));
+    Wt = sc;
+    sc += pad16(p.O * p.Kg());
+  } else if (p.round_w()) {
     round_values(Wt, sc, p.O * p.Kg(), p.in_dt);
     Wt = sc;
     sc += pad16(p.O * p.Kg());
@@ -498,7 +616,7 @@ void conv_exec(const Instr& in, OpCtx& ctx) {
       float* og = O + (n * p.O + g * Og) * plane;
       const float* src = xg;
       if (!p.pointwise()) {
-        im2col(xg, p, col);
+        im2col(xg, p, col, p.round_x() ? p.in_dt : DType::F32);
         src = col;
       }
       float beta = 0.f;

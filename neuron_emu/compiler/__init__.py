@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils import _pytree as pytree
 
-from neuron_emu.compiler import artifact
+from neuron_emu.compiler import artifact, const_storage
 from neuron_emu.compiler.builder import CONSTANT, TV, ProgramBuilder, out_emu
 from neuron_emu.compiler.errors import CompilationError
 from neuron_emu.compiler.ir import Graph, GraphError, Value  # noqa: F401  (GraphError: re-exported)
@@ -148,12 +148,15 @@ def compile_graph(graph: Graph, options: CompilerOptions, generation: int = 2) -
         used.update(ws)
     buffers = np.zeros((len(b.buf_numel), 3), dtype=np.int64)
     sections = {"instrs": rows, "deps": deps}
+    halves = const_storage.half_kinds(b.instrs, b.const_emu)  # weights stored in their cast type
     for i, (numel, kind) in enumerate(zip(b.buf_numel, b.buf_kind)):
         if kind == CONSTANT and i not in used:
             numel = 0  # never read: not stored
-        buffers[i] = (numel, kind, offsets[i] if kind != CONSTANT else 0)
+        stored = halves.get(i, kind) if kind == CONSTANT else kind
+        buffers[i] = (numel, stored, offsets[i] if kind != CONSTANT else 0)
         if kind == CONSTANT and numel:
-            sections[f"const.{i}"] = b.const_data[i]
+            data = b.const_data[i]
+            sections[f"const.{i}"] = const_storage.half_data(data, stored) if stored != CONSTANT else data
     sections["buffers"] = buffers
     meta = {
         "compiler": {"name": "neuronx-cc", "version": EMULATED_NEURONX_CC_VERSION, "args": options.argv,

@@ -5,8 +5,10 @@ Layout: a 40-byte prefix  b"NEMUNEFF" | u32 format version | u32 flags | 16-byte
 then a UTF-8 JSON header, then 64-byte-aligned binary sections named in the header:
   instrs  int64 [n, 64]     instruction table (csrc/isa.h)
   deps    int64 [d]         dependency list
-  buffers int64 [b, 3]      per buffer: numel, kind (0 intermediate, 1 constant), arena offset
-  const.<buffer id> f32     constant data (weights, folded values)
+  buffers int64 [b, 3]      per buffer: numel, kind (0 intermediate, 1 constant, 2 constant stored in bf16,
+                            3 constant stored in fp16: see const_storage.py), arena offset
+  const.<buffer id>         constant data (weights, folded values): float32, or uint16 bf16 bit patterns
+                            (kind 2), or float16 (kind 3)
 The header's "ops" maps each op code used in `instrs` to the op's name: codes of ops registered at run
 time differ between processes, so the loader resolves them by name (resolve_ops).
 Everything is length- and bounds-checked on load; the C++ Program then validates every instruction
@@ -26,7 +28,7 @@ MAGIC = b"NEMUNEFF"
 FORMAT_VERSION = 2  # 2: instruction fields laid out by the op schema; the header names the ops used
 PREFIX = struct.Struct("<8sII16sQ")
 _ALIGN = 64
-_DTYPES = {"int64": np.int64, "float32": np.float32}
+_DTYPES = {"int64": np.int64, "float32": np.float32, "uint16": np.uint16, "float16": np.float16}
 
 
 class ArtifactError(RuntimeError):
@@ -219,8 +221,8 @@ def deserialize(blob: torch.Tensor, origin: str = "model") -> Tuple[dict, Dict[s
             want = f"{dt} [n{', ' + str(cols) if cols else ''}]"
             raise ArtifactError(f"{origin}: section {req!r} is {a.dtype} {list(a.shape)}, expected {want}")
     kinds = sections["buffers"][:, 1]
-    bad = np.nonzero((kinds != 0) & (kinds != 1))[0]
+    bad = np.nonzero((kinds < 0) | (kinds > 3))[0]
     if bad.size:
-        raise ArtifactError(f"{origin}: buffers[{int(bad[0])}]: kind {int(kinds[bad[0]])} is not 0 (intermediate) "
-                            "or 1 (constant)")
+        raise ArtifactError(f"{origin}: buffers[{int(bad[0])}]: kind {int(kinds[bad[0]])} is not 0 (intermediate), "
+                            "1 (constant), 2 (constant in bf16) or 3 (constant in fp16)")
     return header, sections

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from neuron_emu import _C
-from neuron_emu.compiler import artifact
+from neuron_emu.compiler import artifact, const_storage
 from neuron_emu.hardware import CORES
 from neuron_emu.runtime.core import EngineSummary, NeuronCore, engine_summaries
 
@@ -81,8 +81,11 @@ class LoadedModel:
                     bid = int(name[6:])
                 except ValueError:
                     raise artifact.ArtifactError(f"{origin}: bad section name {name!r}") from None
-                if arr.dtype != np.float32:
-                    raise artifact.ArtifactError(f"{origin}: {name} must be float32")
+                kind = int(buffers[bid, 1]) if 0 <= bid < buffers.shape[0] else 1
+                want = const_storage.storage_dtype(kind) if kind in (1, 2, 3) else np.float32
+                if arr.dtype != want:
+                    raise artifact.ArtifactError(f"{origin}: {name} must be {np.dtype(want).name} "
+                                                 f"(buffer kind {kind}), got {arr.dtype}")
                 consts.append((bid, arr.reshape(-1)))
         self.inputs = header["inputs"]
         self.outputs = header["outputs"]

@@ -1,0 +1,108 @@
+#include "native_gemm.h"
+
+#include <dlfcn.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "cpu_features.h"
+
+namespace nemu {
+
+namespace {
+
+// MKL's CBLAS ABI (LP64: MKL_INT is int; the *_64 entry points are the ILP64 ones).
+enum { kRowMajor = 101, kNoTrans = 111, kTrans = 112 };
+using MklHalfGemm = void (*)(int, int, int, int, int, int, float, const uint16_t*, int, const uint16_t*, int, float,
+                             float*, int);
+using MklSetLocal = int (*)(int);
+
+struct Lib {
+  MklHalfGemm bf16 = nullptr, f16 = nullptr;
+  MklSetLocal set_local = nullptr;
+  const char* from = "none";
+};
+
+const Lib& lib() {
+  static const Lib l = [] {
+    Lib r;
+    // Only libraries already loaded (torch imports libtorch_cpu.so before the first model runs): never load one.
+    for (const char* name : {"libtorch_cpu.so", "libmkl_rt.so.2", "libmkl_rt.so"}) {
+      void* h = dlopen(name, RTLD_LAZY | RTLD_NOLOAD);
+      if (!h) continue;
+      auto bf = reinterpret_cast<MklHalfGemm>(dlsym(h, "cblas_gemm_bf16bf16f32"));
+      auto hf = reinterpret_cast<MklHalfGemm>(dlsym(h, "cblas_gemm_f16f16f32"));
+      // The C entry point takes the count by value (mkl_set_num_threads_local is the Fortran one, by pointer).
+      auto sl = reinterpret_cast<MklSetLocal>(dlsym(h, "MKL_Set_Num_Threads_Local"));
+      if ((bf || hf) && sl) {
+        r.bf16 = bf; r.f16 = hf; r.set_local = sl; r.from = name;
+        break;
+      }
+      dlclose(h);
+    }
+    return r;
+  }();
+  return l;
+}
+
+enum class Policy { Off, Auto, On };
+
+Policy policy() {
+  static const Policy p = [] {
+    const char* e = std::getenv("NEMU_NATIVE_GEMM");
+    if (!e || !*e || !std::strcmp(e, "auto")) return Policy::Auto;
+    if (!std::strcmp(e, "on") || !std::strcmp(e, "1")) return Policy::On;
+    if (!std::strcmp(e, "off") || !std::strcmp(e, "0")) return Policy::Off;
+    fail(std::string("NEMU_NATIVE_GEMM must be auto, on or off, got '") + e + "'");
+  }();
+  return p;
+}
+
+bool cpu_native(DType store) {
+  const CpuFeatures& f = cpu_features();
+  return store == DType::BF16 ? (f.avx512_bf16 || f.amx_bf16) : f.avx512_fp16;
+}
+
+template <MklHalfGemm Lib::*Fn>
+void call(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const uint16_t* A, int64_t lda,
+          const uint16_t* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  thread_local bool pinned = false;  // MKL's thread count is per calling thread
+  const Lib& l = lib();
+  if (!pinned) {
+    l.set_local(1);
+    pinned = true;
+  }
+  (l.*Fn)(kRowMajor, ta ? kTrans : kNoTrans, tb ? kTrans : kNoTrans, static_cast<int>(M), static_cast<int>(N),
+          static_cast<int>(K), alpha, A, static_cast<int>(lda), B, static_cast<int>(ldb), beta, C, static_cast<int>(ldc));
+}
+
+}  // namespace
+
+DType half_storage(DType in_dtype) {
+  switch (in_dtype) {
+    case DType::BF16: case DType::FP8E4M3: case DType::FP8E5M2: return DType::BF16;
+    case DType::FP16: return DType::FP16;
+    default: return DType::F32;
+  }
+}
+
+HalfGemmFn native_gemm(DType store) {
+  if (store != DType::BF16 && store != DType::FP16) return nullptr;
+  const Policy p = policy();
+  if (p == Policy::Off || (p == Policy::Auto && !cpu_native(store))) return nullptr;
+  const Lib& l = lib();
+  if (store == DType::BF16) return l.bf16 ? &call<&Lib::bf16> : nullptr;
+  return l.f16 ? &call<&Lib::f16> : nullptr;
+}
+
+std::string native_gemm_info() {
+  const Policy p = policy();
+  std::string s = std::string("policy ") + (p == Policy::Off ? "off" : p == Policy::On ? "on" : "auto") + ", library " +
+                  lib().from + ", native:";
+  bool any = false;
+  for (DType d : {DType::BF16, DType::FP16})
+    if (native_gemm(d)) { s += std::string(" ") + dtype_name(d); any = true; }
+  return any ? s : s + " none";
+}
+
+}  // namespace nemu

@@ -1,0 +1,127 @@
+"""The native low-precision GEMM path (csrc/native_gemm.h) against the oracle: float64 products of the inputs
+rounded as TensorE sees them, fp32 accumulation (bound: 2*K*2^-24 of sum|a||b|, the fp32 summation error of
+any order). Denormals: each case has at most two nonzero products per output, so the exact result is known
+and a flush-to-zero / denormals-are-zero path could not hide. Every check runs in this process (the policy
+NEMU_NATIVE_GEMM gives, "auto" by default) and again in a child with NEMU_NATIVE_GEMM=on, where the library's
+GEMM runs on any CPU it supports."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import torch_neuronx_emu
+from neuron_emu import _C
+from neuron_emu.kernels.tensor_engine import matmul
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TORCH_DT = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp8_e4m3": torch.float8_e4m3fn, "fp8_e5m2": torch.float8_e5m2}
+
+
+def _rounded(t, dt):
+    return t.to(TORCH_DT[dt]).double()
+
+
+def check_random():
+    g = torch.Generator().manual_seed(0)
+    cases = [(dt, M, K, N, ta, tb, batch) for dt in TORCH_DT for (M, K, N) in [(1, 64, 48), (37, 200, 129), (128, 768, 256)]
+             for ta, tb, batch in [(False, False, 0), (True, True, 0), (False, True, 3)]]
+    for dt, M, K, N, ta, tb, batch in cases:
+        sa = ((batch,) if batch else ()) + ((K, M) if ta else (M, K))
+        sb = ((batch,) if batch else ()) + ((N, K) if tb else (K, N))
+        a, b = torch.randn(sa, generator=g), torch.randn(sb, generator=g)
+        bias = torch.randn(N, generator=g)
+        out, _ = matmul(a, b, dtype=dt, transpose_a=ta, transpose_b=tb, bias=bias)
+        ra, rb = _rounded(a, dt), _rounded(b, dt)
+        ra, rb = (ra.transpose(-1, -2) if ta else ra), (rb.transpose(-1, -2) if tb else rb)
+        ref = ra @ rb + bias.double()
+        bound = 2 * K * 2.0**-24 * (ra.abs() @ rb.abs() + bias.double().abs())
+        err = (out.double() - ref).abs()
+        assert (err <= bound).all(), (dt, M, K, N, ta, tb, batch, float((err - bound).max()))
+
+
+def check_denormals():
+    t = 2.0**-130  # a bf16 (and fp32) denormal
+    for dt in ("bf16", "fp8_e4m3"):
+        n = 8
+        # denormal input: out = 1.5 * 2^-130 (DAZ would give 0)
+        a = torch.eye(n) * (t if dt == "bf16" else 2.0**-9)  # fp8 e4m3: its own smallest denormal
+        b = torch.full((n, n), 1.5)
+        out, _ = matmul(a, b, dtype=dt)
+        assert torch.equal(out, (_rounded(a, dt) @ _rounded(b, dt)).float())
+        # normal inputs, denormal product: 2^-70 * 2^-70 = 2^-140 (FTZ would give 0)
+        if dt == "bf16":
+            a = torch.eye(n) * 2.0**-70
+            out, _ = matmul(a, torch.full((n, n), 2.0**-70), dtype=dt)
+            assert torch.equal(out, torch.full((n, n), 2.0**-140))
+            # cancellation to a denormal: 2^-120 (1 + 2^-7) - 2^-120 = 2^-127
+            a = torch.tensor([[2.0**-60 * (1 + 2.0**-7), -2.0**-60]])
+            out, _ = matmul(a, torch.full((2, 3), 2.0**-60), dtype=dt)
+            assert torch.equal(out, torch.full((1, 3), 2.0**-127))
+    # denormal bias and accumulated Out with zero products
+    z = torch.zeros(4, 16)
+    out, _ = matmul(z, torch.ones(16, 5), dtype="bf16", bias=torch.full((5,), 2.0**-140))
+    assert torch.equal(out, torch.full((4, 5), 2.0**-140))
+    acc = torch.full((4, 5), 2.0**-140)
+    matmul(z, torch.ones(16, 5), dtype="bf16", out=acc, accumulate=True)
+    assert torch.equal(acc, torch.full((4, 5), 2.0**-140))
+    # fp16 denormal input: 3 * 2^-20
+    out, _ = matmul(torch.eye(4) * 2.0**-20, torch.full((4, 4), 3.0), dtype="fp16")
+    assert torch.equal(out, torch.full((4, 4), 3 * 2.0**-20))
+
+
+def check_traced_constants():
+    """A traced Linear under --auto-cast matmult: its weight is a bf16 constant read in place; a weight holding a
+    denormal takes the exact fp32 path (the guard computed at load)."""
+    for tiny in (False, True):
+        lin = torch.nn.Linear(64, 32, bias=False).eval()
+        with torch.no_grad():
+            lin.weight.copy_(torch.randn(32, 64, generator=torch.Generator().manual_seed(1)))
+            if tiny:
+                lin.weight[:, 0] = 2.0**-130
+        x = torch.randn(16, 64, generator=torch.Generator().manual_seed(2))
+        if tiny:
+            x[:, 0] = 1.0
+            x[:, 1:] = 0.0
+        out = torch_neuronx_emu.trace(lin, x, compiler_args="--auto-cast matmult")(x)
+        ref = _rounded(x, "bf16") @ _rounded(lin.weight.detach(), "bf16").T
+        if tiny:
+            assert torch.equal(out, ref.float())
+        else:
+            bound = 2 * 64 * 2.0**-24 * (_rounded(x, "bf16").abs() @ _rounded(lin.weight.detach(), "bf16").abs().T)
+            assert ((out.double() - ref).abs() <= bound).all()
+
+
+CHECKS = [check_random, check_denormals, check_traced_constants]
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=lambda f: f.__name__)
+def test_in_process(check):
+    check()
+
+
+def test_policy_is_reported():
+    info = _C.native_gemm_info()
+    policy = os.environ.get("NEMU_NATIVE_GEMM", "auto") or "auto"
+    assert info.startswith(f"policy {policy}"), info
+    f = _C.cpu_features()
+    if policy == "auto" and not (f["avx512_bf16"] or f["amx_bf16"]):
+        assert "bf16" not in info.split("native:")[1]  # auto: only where the CPU has bf16 instructions
+
+
+@pytest.mark.skipif(not torch.backends.mkl.is_available(), reason="torch built without MKL: no native GEMM to force")
+def test_forced_native_path():
+    code = ("import sys; sys.path.insert(0, %r); from neuron_emu import _C; import tests.test_native_gemm as t;"
+            "info = _C.native_gemm_info(); assert 'native: bf16 fp16' in info, info;"
+            "[c() for c in t.CHECKS]; print('ok')") % ROOT
+    env = dict(os.environ, NEMU_NATIVE_GEMM="on", PYTHONPATH=ROOT)
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-3000:]
+
+
+def test_bad_policy_is_named():
+    env = dict(os.environ, NEMU_NATIVE_GEMM="fast", PYTHONPATH=ROOT)
+    code = "import torch; from neuron_emu import _C; _C.native_gemm_info()"
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "NEMU_NATIVE_GEMM must be auto, on or off, got 'fast'" in r.stderr
