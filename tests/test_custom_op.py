@@ -279,3 +279,14 @@ def test_tensor_limits(libs):
         torch.ops.my_ops.relu_forward(torch.zeros(1, 70000))
     with pytest.raises(CustomOpError, match="tensor argument 0 has dtype torch.float64"):
         torch.ops.my_ops.relu_forward(torch.zeros(2, 2, dtype=torch.float64))
+
+
+def test_model_with_torch_sort_cannot_use_custom_ops(libs):
+    use(libs, "relu_tcm")
+
+    class SortAfter(torch.nn.Module):
+        def forward(self, x):
+            return torch.sort(torch.ops.my_ops.relu_forward(x), dim=1).values
+
+    with pytest.raises(Exception, match="my_ops::relu_forward: models using torch.sort cannot use CustomOps"):
+        torch_neuronx_emu.trace(SortAfter().eval(), torch.randn(4, 8))

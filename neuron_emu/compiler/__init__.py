@@ -74,6 +74,7 @@ def compile_graph(graph: Graph, options: CompilerOptions, generation: int = 2) -
     b.options_has_fp32_matmul = CORES[generation].has_fp32_matmul
     b.used_values = {v.id for n in nodes for v in pytree.tree_leaves((n.args, n.kwargs)) if isinstance(v, Value)}
     b.used_values.update(v.id for v in graph.outputs)
+    b.graph_targets = {n.target for n in nodes}  # for whole-model rules (custom ops: no torch.sort)
     env: dict = {}
 
     def tv_of(v: Value) -> TV:

@@ -22,7 +22,8 @@ from neuron_emu.ops import ABI_HEADER
 PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 INCLUDE_DIR = os.path.join(PKG_DIR, "include")
 RUNTIME_DIR = os.path.join(PKG_DIR, "runtime")
-BASE_FLAGS = ["-std=c++14", "-O2", "-fPIC", "-U_FORTIFY_SOURCE"]
+# -fno-gnu-unique: a static in an inline function would otherwise be one object across every loaded library
+BASE_FLAGS = ["-std=c++14", "-O2", "-fPIC", "-U_FORTIFY_SOURCE", "-fno-gnu-unique"]
 MAX_STACK_SIZE = 400 * 1024  # -DSTACK_SIZE upper bound, "max 400 KB" [api 4.1]
 
 # Parameter types a kernel may take, as c++filt spells them [api 4.2].
@@ -99,16 +100,25 @@ def _run(cmd: List[str], what: str, verbose: bool) -> str:
     return r.stdout
 
 
-def _harness_object(cxx: str, verbose: bool) -> str:
-    flags = BASE_FLAGS + hardware_flags()
+HARNESS_SOURCES = ("harness.cpp", "device_access.cpp", "device_ops.cpp")
+
+
+def _harness_objects(cxx: str, verbose: bool, pool) -> List[str]:
+    """The harness objects, compiled once per (headers + harness, compiler, flags) and shared by every library."""
+    flags = BASE_FLAGS + ["-fvisibility=hidden"] + hardware_flags()
     key = hashlib.sha256("\0".join([header_version(), cxx] + flags).encode()).hexdigest()[:20]
-    obj = os.path.join(cache_root(), f"harness-{key}.o")
-    if not os.path.exists(obj):
-        tmp = f"{obj}.{os.getpid()}.tmp"
-        _run([cxx, *flags, "-I", INCLUDE_DIR, "-I", os.path.dirname(ABI_HEADER), "-c",
-              os.path.join(RUNTIME_DIR, "harness.cpp"), "-o", tmp], "custom_op: compiling the emulator harness", verbose)
-        os.replace(tmp, obj)
-    return obj
+
+    def one(src):
+        obj = os.path.join(cache_root(), f"harness-{key}-{src[:-4]}.o")
+        if not os.path.exists(obj):
+            tmp = f"{obj}.{os.getpid()}.tmp"
+            _run([cxx, *flags, "-I", INCLUDE_DIR, "-I", os.path.dirname(ABI_HEADER), "-c",
+                  os.path.join(RUNTIME_DIR, src), "-o", tmp], f"custom_op: compiling the emulator harness ({src})",
+                 verbose)
+            os.replace(tmp, obj)
+        return obj
+
+    return [pool.submit(one, src) for src in HARNESS_SOURCES]
 
 
 def _split_params(params: str) -> List[str]:
@@ -214,10 +224,10 @@ def build(name: str, compute_srcs, shape_srcs, extra_cflags=(), extra_include_pa
             _run([cxx, *flags, "-c", src, "-o", obj], f"custom_op.load(name={name!r}): compiling {src}", verbose)
             return obj
 
-        with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
-            harness = pool.submit(_harness_object, cxx, verbose)
+        with ThreadPoolExecutor(max_workers=max(2, min(4, os.cpu_count() or 1))) as pool:
+            harness = _harness_objects(cxx, verbose, pool)
             objs = list(pool.map(compile_one, compute + shape))
-            harness = harness.result()
+            harness = [h.result() for h in harness]
         kernels, rejected = kernel_candidates(objs[:len(compute)], verbose)
         glue = os.path.join(work, "nemu_glue.cpp")
         with open(glue, "w") as fh:
@@ -226,7 +236,7 @@ def build(name: str, compute_srcs, shape_srcs, extra_cflags=(), extra_include_pa
         _run([cxx, *BASE_FLAGS, "-I", INCLUDE_DIR, "-I", RUNTIME_DIR, "-c", glue, "-o", glue_obj],
              f"custom_op.load(name={name!r}): compiling the kernel table", verbose)
         tmp_so = os.path.join(work, os.path.basename(so))
-        _run([cxx, "-shared", "-Wl,-z,defs", "-o", tmp_so, harness, glue_obj, *objs], f"custom_op.load(name={name!r}): linking", verbose)
+        _run([cxx, "-shared", "-Wl,-z,defs", "-o", tmp_so, *harness, glue_obj, *objs], f"custom_op.load(name={name!r}): linking", verbose)
         with open(os.path.join(work, "kernels.txt"), "w") as fh:
             for k, p in sorted(kernels.items()):
                 fh.write(f"ok\t{k}\t{', '.join(p)}\n")

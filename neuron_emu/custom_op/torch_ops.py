@@ -56,6 +56,10 @@ def lower(op, b, node, *args):
     """The op as one GpSimd instruction over whole fp32 buffers (ABI v1): inputs that are views are copied."""
     from neuron_emu.compiler.builder import TV
 
+    targets = getattr(b, "graph_targets", set())
+    if any(getattr(t, "overloadpacket", t) is torch.ops.aten.sort for t in targets):
+        raise NotImplementedError(f"{op.qualname}: models using torch.sort cannot use CustomOps "
+                                  f"(a documented limit of Neuron custom C++ operators)")
     tensors, _ = op.split_args(args, TV)
     ops_tv = []
     for j, tv in enumerate(tensors):
