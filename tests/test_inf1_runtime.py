@@ -111,3 +111,11 @@ def test_dynamic_batch_size(fresh):
     big = torch.randn(10, 32)
     want = torch.cat([_trace(model, x)(torch.cat([big, big[:2]])[i:i + 4]) for i in range(0, 12, 4)])[:10]
     assert torch.equal(traced(big), want)  # 10 rows as compiled-size chunks of 4 (the last one padded)
+
+
+def test_pipeline_of_a_cnn_equals_one_core(fresh):
+    """Stage cuts never split a convolution from the batch norm the compiler folds into it."""
+    from neuron_emu import zoo
+
+    model, x = zoo.resnet()
+    assert torch.equal(_trace(model, x, compiler_args="--neuroncore-pipeline-cores 4")(*x), _trace(model, x)(*x))

@@ -16,9 +16,14 @@ from neuron_emu.compiler import artifact
 from neuron_emu.compiler.ir import Node
 
 
+# never cut in front of these: the compiler folds them into their producer (compiler/fold_batchnorm.py), so a cut
+# there would change the program's rounding and the pipeline would no longer equal one core
+_FUSED_INTO_PRODUCER = {"aten::native_batch_norm", "aten::_native_batch_norm_legit_no_training"}
+
+
 def stage_cuts(nodes: List[Node], n: int) -> List[List[Node]]:
     """n consecutive non-empty parts of `nodes` with about equal constant bytes (+1 per node, so weightless runs
-    still spread)."""
+    still spread), cut only where the compiler fuses nothing across the cut."""
     if n > len(nodes):
         raise ValueError(f"--neuroncore-pipeline-cores {n}: the subgraph has only {len(nodes)} operators to split")
     w = [1 + sum(a.const.numel() * a.const.element_size() for a in nd.value_args() if a.kind == "const")
@@ -28,7 +33,9 @@ def stage_cuts(nodes: List[Node], n: int) -> List[List[Node]]:
         cur.append(nd)
         acc += wi
         left_nodes, left_parts = len(nodes) - i - 1, n - len(parts) - 1
-        if left_parts and (acc >= total * (len(parts) + 1) / n or left_nodes == left_parts):
+        nxt = nodes[i + 1].name if i + 1 < len(nodes) else ""
+        if left_parts and nxt not in _FUSED_INTO_PRODUCER and (acc >= total * (len(parts) + 1) / n
+                                                                or left_nodes == left_parts):
             parts.append(cur)
             cur = []
     parts.append(cur)

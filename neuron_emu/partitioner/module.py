@@ -23,7 +23,8 @@ class _Artifact(torch.nn.Module):
 
 
 class PartitionedModule(torch.nn.Module):
-    def __init__(self, steps: list, inputs: List[Value], outputs: List[Value], out_spec: Any, neffs: List[torch.Tensor]):
+    def __init__(self, steps: list, inputs: List[Value], outputs: List[Value], out_spec: Any,
+                 neffs: List[torch.Tensor]):
         super().__init__()
         self._steps = steps
         self._inputs = inputs

@@ -211,7 +211,7 @@ def model_for(blob: torch.Tensor) -> LoadedModel:
         m = _placed.get(id(blob))
         if m is None or m._artifact() is not blob:
             stage = _pipeline_stage(blob)
-            grouped = groups.core_for(rt, _model_key(blob), stage or 0)  # NEURONCORE_GROUP_SIZES
+            grouped = groups.core_for(rt, _model_key(blob), stage or 0) if rt.generation == 1 else None  # Inf1 only
             m = rt.load(blob, grouped if grouped is not None else stage)
             _placed[id(blob)] = m
     return m

@@ -1,4 +1,5 @@
-"""Gathers (GpSimdE; DMA with indirect addressing on NeuronCore-v1): embedding lookups, index_select / single-index advanced indexing and torch.gather."""
+"""Gathers (GpSimdE; DMA with indirect addressing on NeuronCore-v1): embedding lookups, index_select /
+single-index advanced indexing and torch.gather."""
 from __future__ import annotations
 
 import torch
