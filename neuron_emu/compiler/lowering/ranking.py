@@ -52,6 +52,24 @@ def _guard(name, R, n, m):
         raise LoweringError(f"{name}: {R} rows of {n}x{m} comparisons exceed this lowering's {MAX_PAIRS}")
 
 
+def rank_along_rows(b, x2, largest):
+    """rank[r, i] = #{j : x_j beats x_i} for x2 [R, n]: greater (smaller) values, and equal ones earlier (eager's
+    stable order). NaN ranks as the largest value, as eager's topk orders it; NaNs among themselves by position."""
+    R, n = x2.shape
+    sh = [R, n, n]
+    xi = x2.with_view(sh, [n, 1, 0])  # element i
+    xj = x2.with_view(sh, [n, 0, 1])  # against every j
+    nan = act(b, x2, ActFunc.IsNan)
+    ni, nj = nan.with_view(sh, [n, 1, 0]), nan.with_view(sh, [n, 0, 1])
+    beats = tt(b, "gt" if largest else "lt", xj, xi, _tmp(b, sh))  # false whenever either is nan
+    nan_beats = tt(b, "gt", nj, ni, _tmp(b, sh)) if largest else tt(b, "gt", ni, nj, _tmp(b, sh))
+    beats = tt(b, "or", beats, nan_beats, _tmp(b, sh))
+    same = tt(b, "or", tt(b, "eq", xj, xi, _tmp(b, sh)), tt(b, "and", nj, ni, _tmp(b, sh)), _tmp(b, sh))
+    earlier = b.const(torch.ones(n, n).tril(-1).view(1, n, n))  # j < i
+    ties = tt(b, "mul", same, earlier, _tmp(b, sh))
+    return reduce_into(b, tt(b, "add", beats, ties, _tmp(b, sh)), [2], ReduceOp.Sum, _tmp(b, [R, n]))
+
+
 @register(aten.topk)
 def _topk(b, node, x, k, dim=-1, largest=True, sorted=True):
     vals_out, idx_out = alloc_like_node(b, node, 0), alloc_like_node(b, node, 1)
@@ -65,12 +83,7 @@ def _topk(b, node, x, k, dim=-1, largest=True, sorted=True):
     _guard("topk", R, n, n)
     if k == 0 or R == 0:
         return vals_out, idx_out
-    xi = x2.with_view([R, n, n], [n, 1, 0])  # element i
-    xj = x2.with_view([R, n, n], [n, 0, 1])  # against every j
-    beats = tt(b, "gt" if largest else "lt", xj, xi, _tmp(b, [R, n, n]))
-    earlier = b.const(torch.ones(n, n).tril(-1).view(1, n, n))  # j < i
-    ties = tt(b, "mul", tt(b, "eq", xj, xi, _tmp(b, [R, n, n])), earlier, _tmp(b, [R, n, n]))
-    rank = reduce_into(b, tt(b, "add", beats, ties, _tmp(b, [R, n, n])), [2], ReduceOp.Sum, _tmp(b, [R, n]))
+    rank = rank_along_rows(b, x2, largest)
     ranks = b.const(torch.arange(k, dtype=torch.float32).view(1, k, 1))
     pick = tt(b, "eq", rank.with_view([R, k, n], [n, 0, 1]), ranks, _tmp(b, [R, k, n]))
     vals = reduce_into(b, select_into(b, pick, x2.with_view([R, k, n], [n, 0, 1]), 0.0, _tmp(b, [R, k, n])), [2],
