@@ -17,10 +17,12 @@ def _ids(batch=1, seq=SEQ, lo=3, vocab=VOCAB):
     return torch.randint(lo, vocab, (batch, seq))
 
 
-def _text(cls_name, cfg_name, tiny, inputs=None):
+def _text(cls_name, cfg_name, tiny, inputs=None, full_kw=None):
+    """full: the config class's defaults (the published base size), or full_kw where those defaults are a
+    multi-billion-parameter model (DeBERTa-v2's xxlarge)."""
     def build(full=False):
         t = _t()
-        cfg = getattr(t, cfg_name)(**({} if full else tiny))
+        cfg = getattr(t, cfg_name)(**((full_kw or {}) if full else tiny))
         model = getattr(t, cls_name)(cfg).eval()
         vocab = cfg.vocab_size if full else tiny.get("vocab_size", VOCAB)
         return model, (inputs() if inputs else (_ids(vocab=min(vocab, VOCAB)),))
@@ -91,7 +93,10 @@ def _wav2vec2(full=False):
 
 def _mistral(full=False):
     t = _t()
-    cfg = t.MistralConfig(**({} if full else dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+    # full: a ~150M-parameter configuration of the architecture (the class defaults are Mistral-7B)
+    big = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, num_key_value_heads=4,
+               intermediate_size=2048, vocab_size=32000)
+    cfg = t.MistralConfig(**(big if full else dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                                                    num_key_value_heads=2, intermediate_size=64, vocab_size=VOCAB,
                                                    max_position_embeddings=64, bos_token_id=0, eos_token_id=0)))
     return t.MistralForCausalLM(cfg).eval(), (_ids(lo=0),)
@@ -102,7 +107,10 @@ HF = {
                                                                    vocab_size=VOCAB)),
     "albert": _text("AlbertModel", "AlbertConfig", dict(_BERTISH, embedding_size=16)),
     "electra": _text("ElectraModel", "ElectraConfig", dict(_BERTISH, embedding_size=16)),
-    "deberta_v2": _text("DebertaV2Model", "DebertaV2Config", dict(_BERTISH, max_relative_positions=16)),
+    "deberta_v2": _text("DebertaV2Model", "DebertaV2Config", dict(_BERTISH, max_relative_positions=16),
+                        full_kw=dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                                     intermediate_size=3072, relative_attention=True, position_buckets=256,
+                                     pos_att_type=["p2c", "c2p"], norm_rel_ebd="layer_norm", share_att_key=True)),
     "xlm_roberta": _text("XLMRobertaModel", "XLMRobertaConfig", _BERTISH),
     "t5_encoder": _t5(True),
     "t5": _t5(False),

@@ -216,3 +216,46 @@ def _entr(b, node, x):
 @register(aten.positive, aten.conj_physical, aten.resolve_conj, aten.resolve_neg, aten.conj)
 def _identity(b, node, x):
     return x
+
+
+@register(aten.angle)
+def _angle(b, node, x):
+    """Real input: pi where x < 0, else 0; nan stays nan."""
+    out = alloc_like_node(b, node)
+    r = select_into(b, ts(b, x, "lt", 0.0), math.pi, 0.0, _tmp(b, x.shape))
+    return select_into(b, act(b, x, ActFunc.IsNan), x, r, out)
+
+
+@register(aten.ldexp)
+def _ldexp(b, node, x, e):
+    """x * 2^e (eager: x * pow(2, e))."""
+    out = alloc_like_node(b, node)
+    return tt(b, "mul", x, act(b, e, ActFunc.Exp2) if not isinstance(e, (int, float)) else 2.0 ** float(e), out)
+
+
+@register(aten.isin)
+def _isin(b, node, elements, test, *, assume_unique=False, invert=False):
+    """Any equal element of `test`: a [n, m] compare and a max over m."""
+    from neuron_emu.compiler.lowering.common import contiguous
+    from neuron_emu.compiler.lowering.reduce import reduce_into
+    from neuron_emu.isa import ReduceOp
+    out = alloc_like_node(b, node)
+    if isinstance(elements, (int, float)):
+        elements = b.const(torch.tensor(float(elements)))
+    if isinstance(test, (int, float)):
+        test = b.const(torch.tensor([float(test)]))
+    n, m = elements.numel, test.numel
+    if m == 0:
+        from neuron_emu.compiler.lowering.shape import _fill
+        _fill(b, out, 1.0 if invert else 0.0)
+        return out
+    e = contiguous(b, elements).with_view([n, 1], [1, 0]) if elements.shape else elements.with_view([1, 1], [0, 0])
+    t = contiguous(b, test).with_view([1, m], [0, 1]) if test.shape else test.with_view([1, 1], [0, 0])
+    hit = reduce_into(b, tt(b, "eq", e, t, _tmp(b, [n, m])), [1], ReduceOp.Max, _tmp(b, [n]))
+    flat = out.with_view([n], [1]) if out.shape else out.with_view([1], [1])
+    if invert:
+        ts(b, hit, "eq", 0.0, flat)
+    else:
+        from neuron_emu.compiler.lowering.common import dma_copy
+        dma_copy(b, hit, flat)
+    return out

@@ -34,6 +34,9 @@ def _max_pool(b, node, x, kernel_size, stride=(), padding=0, dilation=1, ceil_mo
     k = _pair(kernel_size)
     s = _pair(stride) if stride else k
     out = _pool(b, node, x, alloc_like_node(b, node, 0), k, s, _pair(padding), _pair(dilation), 0)
+    if len(node.outputs) > 1 and node.outputs[1].id in b.used_values:
+        from neuron_emu.compiler.lowering.pool_indices import max_pool_indices
+        return out, max_pool_indices(b, node, x, k, s, _pair(padding), _pair(dilation))
     return (out, None) if len(node.outputs) > 1 else out
 
 

@@ -52,6 +52,24 @@ def _guard(name, R, n, m):
         raise LoweringError(f"{name}: {R} rows of {n}x{m} comparisons exceed this lowering's {MAX_PAIRS}")
 
 
+def rank_along_rows(b, x2, largest):
+    """rank[r, i] = #{j : x_j beats x_i} for x2 [R, n]: greater (smaller) values, and equal ones earlier (eager's
+    stable order). NaN ranks as the largest value, as eager's topk orders it; NaNs among themselves by position."""
+    R, n = x2.shape
+    sh = [R, n, n]
+    xi = x2.with_view(sh, [n, 1, 0])  # element i
+    xj = x2.with_view(sh, [n, 0, 1])  # against every j
+    nan = act(b, x2, ActFunc.IsNan)
+    ni, nj = nan.with_view(sh, [n, 1, 0]), nan.with_view(sh, [n, 0, 1])
+    beats = tt(b, "gt" if largest else "lt", xj, xi, _tmp(b, sh))  # false whenever either is nan
+    nan_beats = tt(b, "gt", nj, ni, _tmp(b, sh)) if largest else tt(b, "gt", ni, nj, _tmp(b, sh))
+    beats = tt(b, "or", beats, nan_beats, _tmp(b, sh))
+    same = tt(b, "or", tt(b, "eq", xj, xi, _tmp(b, sh)), tt(b, "and", nj, ni, _tmp(b, sh)), _tmp(b, sh))
+    earlier = b.const(torch.ones(n, n).tril(-1).view(1, n, n))  # j < i
+    ties = tt(b, "mul", same, earlier, _tmp(b, sh))
+    return reduce_into(b, tt(b, "add", beats, ties, _tmp(b, sh)), [2], ReduceOp.Sum, _tmp(b, [R, n]))
+
+
 @register(aten.topk)
 def _topk(b, node, x, k, dim=-1, largest=True, sorted=True):
     vals_out, idx_out = alloc_like_node(b, node, 0), alloc_like_node(b, node, 1)
@@ -65,12 +83,7 @@ def _topk(b, node, x, k, dim=-1, largest=True, sorted=True):
     _guard("topk", R, n, n)
     if k == 0 or R == 0:
         return vals_out, idx_out
-    xi = x2.with_view([R, n, n], [n, 1, 0])  # element i
-    xj = x2.with_view([R, n, n], [n, 0, 1])  # against every j
-    beats = tt(b, "gt" if largest else "lt", xj, xi, _tmp(b, [R, n, n]))
-    earlier = b.const(torch.ones(n, n).tril(-1).view(1, n, n))  # j < i
-    ties = tt(b, "mul", tt(b, "eq", xj, xi, _tmp(b, [R, n, n])), earlier, _tmp(b, [R, n, n]))
-    rank = reduce_into(b, tt(b, "add", beats, ties, _tmp(b, [R, n, n])), [2], ReduceOp.Sum, _tmp(b, [R, n]))
+    rank = rank_along_rows(b, x2, largest)
     ranks = b.const(torch.arange(k, dtype=torch.float32).view(1, k, 1))
     pick = tt(b, "eq", rank.with_view([R, k, n], [n, 0, 1]), ranks, _tmp(b, [R, k, n]))
     vals = reduce_into(b, select_into(b, pick, x2.with_view([R, k, n], [n, 0, 1]), 0.0, _tmp(b, [R, k, n])), [2],
@@ -165,4 +178,68 @@ def _bucketize(b, node, x, boundaries, *, out_int32=False, right=False):
     flat = out.with_view([out.numel], [1]) if out.shape else out
     xf = contiguous(b, x).with_view([x.numel], [1]) if x.shape else x
     _count_below(b, node, boundaries, xf, right, flat)
+    return out
+
+
+def _pick_rank(b, x2, r, largest=False):
+    """(values, indices) [R, 1] of the element of rank r in each row of x2 [R, n]."""
+    R, n = x2.shape
+    rank = rank_along_rows(b, x2, largest)
+    pick = tt(b, "eq", rank, float(r), _tmp(b, [R, n]))
+    vals = reduce_into(b, select_into(b, pick, x2, 0.0, _tmp(b, [R, n])), [1], ReduceOp.Sum, _tmp(b, [R, 1]))
+    pos = b.const(torch.arange(n, dtype=torch.float32).view(1, n))
+    idx = reduce_into(b, select_into(b, pick, pos, 0.0, _tmp(b, [R, n])), [1], ReduceOp.Sum, _tmp(b, [R, 1]))
+    return vals, idx
+
+
+def _nan_propagates(b, x2, vals, idx):
+    """median: a row holding nan has median nan, at its first nan."""
+    R, n = x2.shape
+    nan = act(b, x2, ActFunc.IsNan)
+    any_nan = reduce_into(b, nan, [1], ReduceOp.Max, _tmp(b, [R, 1]))
+    pos = b.const(torch.arange(n, dtype=torch.float32).view(1, n))
+    first = reduce_into(b, select_into(b, nan, pos, float(n), _tmp(b, [R, n])), [1], ReduceOp.Min, _tmp(b, [R, 1]))
+    return (select_into(b, any_nan, float("nan"), vals, _tmp(b, [R, 1])),
+            select_into(b, any_nan, first, idx, _tmp(b, [R, 1])))
+
+
+def _kth_dim(b, node, x, r_of_n, dim, nan_median):
+    vals_out, idx_out = alloc_like_node(b, node, 0), alloc_like_node(b, node, 1)
+    if not x.shape:
+        dma_copy(b, x, vals_out)
+        b.emit(Instr(Op.Iota, [idx_out.buf], dict(numel=1, start=0.0, step=0.0)), [], [idx_out])
+        return vals_out, idx_out
+    d = norm_dim(dim, len(x.shape))
+    x2, perm, shape_last = _rows_last(b, x, d)
+    R, n = x2.shape
+    _guard(node.name, R, n, n)
+    vals, idx = _pick_rank(b, x2, r_of_n(n))
+    if nan_median:
+        vals, idx = _nan_propagates(b, x2, vals, idx)
+    from neuron_emu.isa import contiguous_strides
+    dma_copy(b, vals.with_view(vals_out.shape, contiguous_strides(vals_out.shape)), vals_out)
+    dma_copy(b, idx.with_view(idx_out.shape, contiguous_strides(idx_out.shape)), idx_out)
+    return vals_out, idx_out
+
+
+@register(aten.kthvalue)
+def _kthvalue(b, node, x, k, dim=-1, keepdim=False):
+    return _kth_dim(b, node, x, lambda n: k - 1, dim, False)
+
+
+@register(aten.median.dim)
+def _median_dim(b, node, x, dim, keepdim=False):
+    return _kth_dim(b, node, x, lambda n: (n - 1) // 2, dim, True)
+
+
+@register(aten.median.default)
+def _median(b, node, x):
+    out = alloc_like_node(b, node)
+    if x.numel == 0:
+        raise LoweringError("median of an empty tensor")
+    flat = contiguous(b, x).with_view([1, x.numel], [x.numel, 1]) if x.shape else x.with_view([1, 1], [1, 1])
+    _guard(node.name, 1, x.numel, x.numel)
+    vals, idx = _pick_rank(b, flat, (x.numel - 1) // 2)
+    vals, _ = _nan_propagates(b, flat, vals, idx)
+    dma_copy(b, vals.with_view([], []), out)
     return out

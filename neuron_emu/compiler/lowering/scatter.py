@@ -244,3 +244,24 @@ def _put(b, node, x, index, source, accumulate=False):
     out = alloc_like_node(b, node)
     src = source if source.shape else source.with_view([1], [1])
     return scatter_flat(b, node.name, x, _flat_index(b, x, index), src, "sum" if accumulate else "replace", True, out)
+
+
+@register(aten.max_unpool2d, aten.max_unpool3d)
+def _max_unpool(b, node, x, indices, output_size, *rest):
+    """Each plane's values written at their flat positions in a zero plane of output_size: a scatter whose targets
+    are the indices offset by the plane."""
+    out = alloc_like_node(b, node)
+    nsp = len(output_size)
+    L_in = 1
+    for s_ in x.shape[-nsp:]:
+        L_in *= s_
+    L_out = 1
+    for s_ in output_size:
+        L_out *= s_
+    planes = x.numel // max(L_in, 1)
+    base = torch.arange(planes, dtype=torch.float32).view(planes, 1) * L_out
+    idx = contiguous(b, indices).with_view([planes, L_in], [L_in, 1])
+    targets = tt(b, "add", idx, b.const(base), _tmp(b, [planes, L_in]))
+    zeros = b.const(torch.zeros(1)).with_view(out.shape, [0] * len(out.shape))
+    src = contiguous(b, x).with_view([planes * L_in], [1])
+    return scatter_flat(b, node.name, zeros, targets, src, "replace", True, out)

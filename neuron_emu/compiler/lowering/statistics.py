@@ -188,3 +188,26 @@ def _aminmax(b, node, x, *, dim=None, keepdim=False):
     return (reduce_into(b, x, dims, ReduceOp.Min, alloc_like_node(b, node, 0)),
             reduce_into(b, x, dims, ReduceOp.Max, alloc_like_node(b, node, 1)))
 
+
+
+@register(aten.dist)
+def _dist(b, node, x, y, p=2):
+    d = tt(b, "sub", x, y, _tmp(b, list(torch.broadcast_shapes(tuple(x.shape), tuple(y.shape)))))
+    return vector_norm_into(b, d, float(p), list(range(len(d.shape))), alloc_like_node(b, node))
+
+
+@register(aten.addr)
+def _addr(b, node, bias, v1, v2, *, beta=1, alpha=1):
+    """beta * bias + alpha * outer(v1, v2): the outer product is a K=1 TensorE matmul."""
+    from neuron_emu.compiler.lowering.elementwise import binary_into
+    from neuron_emu.compiler.lowering.matmul import emit_matmul
+    n, m = v1.shape[0], v2.shape[0]
+    outer = _tmp(b, [n, m])
+    emit_matmul(b, node, v1.with_view([n, 1], [v1.strides[0], 1]), v2.with_view([1, m], [1, v2.strides[0]]), outer,
+                alpha=float(alpha))
+    out = alloc_like_node(b, node)
+    if float(beta) == 0.0:
+        from neuron_emu.compiler.lowering.common import dma_copy
+        dma_copy(b, outer, out)
+        return out
+    return binary_into(b, "add", outer, bias, out, beta_b=float(beta))
