@@ -131,8 +131,9 @@ if __name__ == "__main__":
     p.add_argument("--runs", type=int, default=2, help="calls per case per round")
     p.add_argument("--profile", action="store_true")
     p.add_argument("--rss", action="store_true")
+    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads (set NEMU_NUM_THREADS to match)")
     a = p.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(a.threads)
     machine()
     for m in a.models.split(","):
         bench(m, a.rounds, a.runs, a.profile)

@@ -66,14 +66,13 @@ bool cpu_native(DType store) {
 template <MklHalfGemm Lib::*Fn>
 void call(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const uint16_t* A, int64_t lda,
           const uint16_t* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-  thread_local bool pinned = false;  // MKL's thread count is per calling thread
+  // One MKL thread for this call only: the calling thread may be the user's, whose own torch/MKL calls keep
+  // their setting (MKL_Set_Num_Threads_Local returns the previous value; 0 = the global one).
   const Lib& l = lib();
-  if (!pinned) {
-    l.set_local(1);
-    pinned = true;
-  }
+  const int prev = l.set_local(1);
   (l.*Fn)(kRowMajor, ta ? kTrans : kNoTrans, tb ? kTrans : kNoTrans, static_cast<int>(M), static_cast<int>(N),
           static_cast<int>(K), alpha, A, static_cast<int>(lda), B, static_cast<int>(ldb), beta, C, static_cast<int>(ldc));
+  l.set_local(prev);
 }
 
 }  // namespace

@@ -23,8 +23,9 @@ using HalfGemmFn = void (*)(bool ta, bool tb, int64_t M, int64_t N, int64_t K, f
 DType half_storage(DType in_dtype);
 
 // The native GEMM for 16-bit storage `store` (BF16 or FP16) under the policy, or nullptr. Single-threaded per
-// call: the library's own threading is pinned to 1 in every calling thread (MKL_Set_Num_Threads_Local), so its
-// OpenMP team never spins beside our pool; callers split large GEMMs over the pool themselves.
+// call: the library's thread count is set to 1 for the call in the calling thread (MKL_Set_Num_Threads_Local,
+// restored after), so its OpenMP team never spins beside our pool, and the caller's own MKL setting is kept;
+// callers split large GEMMs over the pool themselves.
 HalfGemmFn native_gemm(DType store);
 
 // For reports and benchmarks: policy, library found, and which dtypes run natively.
