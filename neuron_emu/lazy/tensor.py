@@ -168,8 +168,6 @@ def _view(func, args, kwargs):
         return _functional(func, args, kwargs)
     if func in _SHARE:  # same storage and chain
         return LazyTensor(x._st, x._view, x.shape, x.dtype)
-    if lookup(func) is None:  # no lowering for this view: a copy on CPU (aliasing is lost; counted)
-        return fallback(func, args, kwargs)
     try:
         r = record(func, (value_of(x),) + tuple(args[1:]), kwargs)
     except MetaError:
@@ -208,12 +206,12 @@ def _scatter(step, base: LazyTensor, src: LazyTensor) -> LazyTensor:
         return dispatch(aten.transpose.int, (src,) + tuple(args), {})
     if func is aten.t.default:
         return dispatch(aten.t.default, (src,), {})
-    if func is aten.diagonal.default:
-        return dispatch(aten.diagonal_scatter.default, (base, src) + tuple(args), kwargs)
-    if func is aten.as_strided.default:
-        return dispatch(aten.as_strided_scatter.default, (base, src) + tuple(args), kwargs)
-    raise RuntimeError(f"in-place write through a view made by {func._schema.name} is not supported on the lazy "
-                       f"device (it would not reach the viewed tensor)")
+    raise ViewWriteError(f"in-place write through a view made by {func._schema.name} is not supported on the lazy "
+                         f"device (it would not reach the viewed tensor); write to a clone instead")
+
+
+class ViewWriteError(RuntimeError):
+    """A write through a view whose inverse the device does not know (diagonal, as_strided, real/imag, ...)."""
 
 
 def _tmp(value) -> LazyTensor:
@@ -346,12 +344,14 @@ def _needs_grad(args) -> bool:
 
 
 _lowered: Dict[Any, bool] = {}
+# overloads the compiler would take through their packet's lowering although it ignores an argument of theirs
+_NOT_LOWERED = {aten.round.decimals}
 
 
 def _functional(func, args, kwargs):
     lowered = _lowered.get(func)
     if lowered is None:
-        lowered = _lowered[func] = lookup(func) is not None and _seeded not in func.tags
+        lowered = _lowered[func] = lookup(func) is not None and _seeded not in func.tags and func not in _NOT_LOWERED
     if lowered and func in _PARTIAL and _needs_grad(args):
         lowered = False
     if lowered and (_has_lazy(args, kwargs) or _on_device(kwargs)):
@@ -373,6 +373,9 @@ def _functional(func, args, kwargs):
             _decomposing.add(func)
             try:
                 out = decomp(*args, **kwargs)
+            except ViewWriteError:  # the decomposition writes through aliases the device cannot invert
+                out = NotImplemented
+                break
             finally:
                 _decomposing.discard(func)
             if out is not NotImplemented:
@@ -576,6 +579,10 @@ _route: Dict[Any, Any] = {}
 
 _META_INPLACE = {aten.squeeze_.default, aten.squeeze_.dim, aten.squeeze_.dims, aten.unsqueeze_.default,
                  aten.transpose_.default, aten.t_.default, aten.swapdims_.default, aten.swapaxes_.default}
+_META_VIEW = {aten.squeeze_.default: aten.squeeze.default, aten.squeeze_.dim: aten.squeeze.dim,
+              aten.squeeze_.dims: aten.squeeze.dims, aten.unsqueeze_.default: aten.unsqueeze.default,
+              aten.transpose_.default: aten.transpose.int, aten.t_.default: aten.t.default,
+              aten.swapdims_.default: aten.transpose.int, aten.swapaxes_.default: aten.transpose.int}
 _PYTHON_KEYS = torch._C.DispatchKeySet(torch._C.DispatchKey.Python) | \
     torch._C.DispatchKeySet(torch._C.DispatchKey.PythonTLSSnapshot)
 
@@ -584,8 +591,7 @@ def _metadata_inplace(func, args, kwargs):
     """squeeze_/unsqueeze_/transpose_...: the tensor becomes a new view of its storage (ATen's matmul and linear
     end 1-D cases with squeeze_). The wrapper's sizes change with the Python key excluded (as_strided_ on it)."""
     t = args[0]
-    name = func._schema.name.split("::")[1][:-1]
-    view_op = getattr(getattr(aten, name), func._overloadname)
+    view_op = _META_VIEW[func]
     r = record(view_op, (value_of(t),) + tuple(args[1:]), kwargs)
     t._view = t._view + ((view_op, tuple(args[1:]), dict(kwargs), None),)
     t._vc = None
