@@ -257,13 +257,13 @@ _tensor_slots: Dict[Any, tuple] = {}
 
 
 def _slots(func):
-    s = _tensor_slots.get(func)
+    s = _tensor_slots.get(id(func))
     if s is None:
         pos, names = [], []
         for i, a in enumerate(func._schema.arguments):
             if isinstance(a.type, torch.TensorType):
                 (names if a.kwarg_only else pos).append(i if not a.kwarg_only else a.name)
-        s = _tensor_slots[func] = (frozenset(pos), frozenset(names))
+        s = _tensor_slots[id(func)] = (frozenset(pos), frozenset(names))
     return s
 
 
@@ -349,11 +349,12 @@ _NOT_LOWERED = {aten.round.decimals}
 
 
 def _functional(func, args, kwargs):
-    lowered = _lowered.get(func)
-    if lowered is None:
-        lowered = _lowered[func] = lookup(func) is not None and _seeded not in func.tags and func not in _NOT_LOWERED
-    if lowered and func in _PARTIAL and _needs_grad(args):
-        lowered = False
+    lowered = _lowered.get(id(func))
+    if lowered is None:   # 0: no lowering, 1: lowered, 2: lowered but skips outputs autograd needs
+        ok = lookup(func) is not None and _seeded not in func.tags and func not in _NOT_LOWERED
+        lowered = _lowered[id(func)] = (2 if func in _PARTIAL else 1) if ok else 0
+    if lowered == 2 and _needs_grad(args):
+        lowered = 0
     if lowered and (_has_lazy(args, kwargs) or _on_device(kwargs)):
         vargs, vkw = _values(func, args, kwargs)
         try:
@@ -609,8 +610,8 @@ for _op in _META_INPLACE:
 
 
 def dispatch(func, args, kwargs):
-    h = _route.get(func)
+    h = _route.get(id(func))   # (OpOverload hashes in Python: ids are cheaper, and ops live forever)
     if h is None:
-        h = _route[func] = _SPECIAL.get(func) or (
+        h = _route[id(func)] = _SPECIAL.get(func) or (
             _mutating if func._schema.is_mutable else _view if func.is_view else _functional)
     return h(func, args, kwargs)
