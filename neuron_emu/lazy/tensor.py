@@ -551,6 +551,12 @@ def _new_empty(func, args, kwargs):
     return empty_data(args[1], kwargs.get("dtype") or args[0].dtype)
 
 
+def _conj(func, args, kwargs):
+    # ATen's conj is a view that sets the conjugate bit, which a wrapper tensor does not carry: the conjugate is
+    # computed instead (aliasing through it is lost; writing through a conj view is rare)
+    return dispatch(aten.conj_physical.default, args, kwargs)
+
+
 def _resize_(func, args, kwargs):
     x, size = args[0], list(args[1])
     if list(x.shape) == size:
@@ -571,6 +577,8 @@ _SPECIAL = {
     aten.new_empty.default: _new_empty,
     aten.new_empty_strided.default: _new_empty,
     aten.resize_.default: _resize_,
+    aten._conj.default: _conj,
+    aten._neg_view.default: lambda func, args, kwargs: dispatch(aten.neg.default, args, kwargs),
     aten.is_same_size.default: _same_size,
 }
 
