@@ -3,7 +3,7 @@ import pytest
 
 import torch_neuronx_emu.debug_metrics as met
 import torch_neuronx_emu.xla_model as xm
-from neuron_emu.lazy import executor
+from neuron_emu.lazy import executor, recompile
 
 
 @pytest.fixture
@@ -13,4 +13,5 @@ def dev(tmp_path, monkeypatch):
     xm.mark_step()          # nothing of an earlier test stays pending
     executor.clear_cache()
     met.clear_all()
+    recompile.clear()       # no graph of an earlier test is 'the nearest cached graph'
     return xm.xla_device()

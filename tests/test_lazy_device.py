@@ -171,3 +171,21 @@ def test_xla_use_bf16(dev, monkeypatch):
     assert abs((held - x).mean().item()) < 0.01
     y = (d * 1.001).cpu()                                       # computed results are rounded to bf16 too
     assert torch.equal(y, y.bfloat16().float())
+
+
+def test_views_without_inverse_never_go_silently_wrong(dev):
+    a, b = torch.randn(3), torch.randn(3)
+    # torch's decompositions of these write through real/imag and diagonal views: run on CPU instead
+    assert torch.equal(torch.complex(a.to(dev), b.to(dev)).cpu(), torch.complex(a, b))
+    z, s = torch.zeros(3, 3), torch.ones(3)
+    assert torch.equal(torch.diagonal_scatter(z.to(dev), s.to(dev)).cpu(), torch.diagonal_scatter(z, s))
+    d = torch.randn(3, 3)
+    dd = d.to(dev)
+    assert torch.equal(dd.diagonal().cpu(), d.diagonal())      # reading such a view is fine
+    with pytest.raises(RuntimeError, match="in-place write through a view made by aten::diagonal is not supported"):
+        dd.diagonal().add_(1)
+    y = torch.randn(2, 3)
+    yd = y.to(dev)
+    yd.t_()                                                     # in-place shape change: a new view of the storage
+    assert yd.shape == (3, 2) and torch.equal(yd.cpu(), y.t())
+    assert torch.equal(torch.round(a.to(dev) * 100, decimals=-1).cpu(), torch.round(a * 100, decimals=-1))

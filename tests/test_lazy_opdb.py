@@ -7,7 +7,7 @@ import lazy_opdb
 
 
 def test_fast_subset(dev):
-    res = lazy_opdb.run(lazy_opdb.FAST, n_samples=3)
+    res = lazy_opdb.run(lazy_opdb.FAST, n_samples=2)
     assert set(res) == set(lazy_opdb.FAST)
     failed = {k: d for k, (r, d) in res.items() if r == "fail"}
     assert not failed, failed

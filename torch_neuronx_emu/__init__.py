@@ -15,3 +15,9 @@ __all__ = ["trace", "hint", "dynamic_batch", "DataParallel", "lazy_load", "async
            "neuron_cores_context", "multicore_context", "move_trace_to_device", "last_call",
            "replace_weights", "BucketModelConfig", "bucket_model_trace",
            "analyze"]
+
+# The lazy device (xla_model.xla_device()) is registered at import, as the real import of torch_xla registers its
+# device: PyTorch's autograd engine sizes its per-device queues once, at the first backward of the process, so a
+# device registered after a backward has run cannot take part in autograd.
+from neuron_emu.lazy.device import device_type as _lazy_device_type  # noqa: E402
+_lazy_device_type()

@@ -126,7 +126,7 @@ def record(func, args: tuple, kwargs: dict, where: str = None):
     """Record a functional op on values. Returns one Ref, or a list of Refs for a multi-output op.
     Raises MetaError when the op must run on CPU instead."""
     vals: List = []
-    sig: List = [func]
+    sig: List = [id(func)]   # (an OpOverload hashes in Python; ops live as long as the process)
     for a in args:
         _sig_of(a, vals, sig)
     for k, v in kwargs.items():

@@ -168,8 +168,6 @@ def _view(func, args, kwargs):
         return _functional(func, args, kwargs)
     if func in _SHARE:  # same storage and chain
         return LazyTensor(x._st, x._view, x.shape, x.dtype)
-    if lookup(func) is None:  # no lowering for this view: a copy on CPU (aliasing is lost; counted)
-        return fallback(func, args, kwargs)
     try:
         r = record(func, (value_of(x),) + tuple(args[1:]), kwargs)
     except MetaError:
@@ -208,12 +206,12 @@ def _scatter(step, base: LazyTensor, src: LazyTensor) -> LazyTensor:
         return dispatch(aten.transpose.int, (src,) + tuple(args), {})
     if func is aten.t.default:
         return dispatch(aten.t.default, (src,), {})
-    if func is aten.diagonal.default:
-        return dispatch(aten.diagonal_scatter.default, (base, src) + tuple(args), kwargs)
-    if func is aten.as_strided.default:
-        return dispatch(aten.as_strided_scatter.default, (base, src) + tuple(args), kwargs)
-    raise RuntimeError(f"in-place write through a view made by {func._schema.name} is not supported on the lazy "
-                       f"device (it would not reach the viewed tensor)")
+    raise ViewWriteError(f"in-place write through a view made by {func._schema.name} is not supported on the lazy "
+                         f"device (it would not reach the viewed tensor); write to a clone instead")
+
+
+class ViewWriteError(RuntimeError):
+    """A write through a view whose inverse the device does not know (diagonal, as_strided, real/imag, ...)."""
 
 
 def _tmp(value) -> LazyTensor:
@@ -259,13 +257,13 @@ _tensor_slots: Dict[Any, tuple] = {}
 
 
 def _slots(func):
-    s = _tensor_slots.get(func)
+    s = _tensor_slots.get(id(func))
     if s is None:
         pos, names = [], []
         for i, a in enumerate(func._schema.arguments):
             if isinstance(a.type, torch.TensorType):
                 (names if a.kwarg_only else pos).append(i if not a.kwarg_only else a.name)
-        s = _tensor_slots[func] = (frozenset(pos), frozenset(names))
+        s = _tensor_slots[id(func)] = (frozenset(pos), frozenset(names))
     return s
 
 
@@ -346,14 +344,17 @@ def _needs_grad(args) -> bool:
 
 
 _lowered: Dict[Any, bool] = {}
+# overloads the compiler would take through their packet's lowering although it ignores an argument of theirs
+_NOT_LOWERED = {aten.round.decimals}
 
 
 def _functional(func, args, kwargs):
-    lowered = _lowered.get(func)
-    if lowered is None:
-        lowered = _lowered[func] = lookup(func) is not None and _seeded not in func.tags
-    if lowered and func in _PARTIAL and _needs_grad(args):
-        lowered = False
+    lowered = _lowered.get(id(func))
+    if lowered is None:   # 0: no lowering, 1: lowered, 2: lowered but skips outputs autograd needs
+        ok = lookup(func) is not None and _seeded not in func.tags and func not in _NOT_LOWERED
+        lowered = _lowered[id(func)] = (2 if func in _PARTIAL else 1) if ok else 0
+    if lowered == 2 and _needs_grad(args):
+        lowered = 0
     if lowered and (_has_lazy(args, kwargs) or _on_device(kwargs)):
         vargs, vkw = _values(func, args, kwargs)
         try:
@@ -373,6 +374,9 @@ def _functional(func, args, kwargs):
             _decomposing.add(func)
             try:
                 out = decomp(*args, **kwargs)
+            except ViewWriteError:  # the decomposition writes through aliases the device cannot invert
+                out = NotImplemented
+                break
             finally:
                 _decomposing.discard(func)
             if out is not NotImplemented:
@@ -547,6 +551,12 @@ def _new_empty(func, args, kwargs):
     return empty_data(args[1], kwargs.get("dtype") or args[0].dtype)
 
 
+def _conj(func, args, kwargs):
+    # ATen's conj is a view that sets the conjugate bit, which a wrapper tensor does not carry: the conjugate is
+    # computed instead (aliasing through it is lost; writing through a conj view is rare)
+    return dispatch(aten.conj_physical.default, args, kwargs)
+
+
 def _resize_(func, args, kwargs):
     x, size = args[0], list(args[1])
     if list(x.shape) == size:
@@ -567,6 +577,8 @@ _SPECIAL = {
     aten.new_empty.default: _new_empty,
     aten.new_empty_strided.default: _new_empty,
     aten.resize_.default: _resize_,
+    aten._conj.default: _conj,
+    aten._neg_view.default: lambda func, args, kwargs: dispatch(aten.neg.default, args, kwargs),
     aten.is_same_size.default: _same_size,
 }
 
@@ -576,6 +588,10 @@ _route: Dict[Any, Any] = {}
 
 _META_INPLACE = {aten.squeeze_.default, aten.squeeze_.dim, aten.squeeze_.dims, aten.unsqueeze_.default,
                  aten.transpose_.default, aten.t_.default, aten.swapdims_.default, aten.swapaxes_.default}
+_META_VIEW = {aten.squeeze_.default: aten.squeeze.default, aten.squeeze_.dim: aten.squeeze.dim,
+              aten.squeeze_.dims: aten.squeeze.dims, aten.unsqueeze_.default: aten.unsqueeze.default,
+              aten.transpose_.default: aten.transpose.int, aten.t_.default: aten.t.default,
+              aten.swapdims_.default: aten.transpose.int, aten.swapaxes_.default: aten.transpose.int}
 _PYTHON_KEYS = torch._C.DispatchKeySet(torch._C.DispatchKey.Python) | \
     torch._C.DispatchKeySet(torch._C.DispatchKey.PythonTLSSnapshot)
 
@@ -584,8 +600,7 @@ def _metadata_inplace(func, args, kwargs):
     """squeeze_/unsqueeze_/transpose_...: the tensor becomes a new view of its storage (ATen's matmul and linear
     end 1-D cases with squeeze_). The wrapper's sizes change with the Python key excluded (as_strided_ on it)."""
     t = args[0]
-    name = func._schema.name.split("::")[1][:-1]
-    view_op = getattr(getattr(aten, name), func._overloadname)
+    view_op = _META_VIEW[func]
     r = record(view_op, (value_of(t),) + tuple(args[1:]), kwargs)
     t._view = t._view + ((view_op, tuple(args[1:]), dict(kwargs), None),)
     t._vc = None
@@ -603,8 +618,8 @@ for _op in _META_INPLACE:
 
 
 def dispatch(func, args, kwargs):
-    h = _route.get(func)
+    h = _route.get(id(func))   # (OpOverload hashes in Python: ids are cheaper, and ops live forever)
     if h is None:
-        h = _route[func] = _SPECIAL.get(func) or (
+        h = _route[id(func)] = _SPECIAL.get(func) or (
             _mutating if func._schema.is_mutable else _view if func.is_view else _functional)
     return h(func, args, kwargs)
