@@ -48,9 +48,14 @@ int64_t max_arena_bytes() {
 void check_spec(const CoreSpec& s) {
   bool ok = s.generation >= 1 && s.partitions > 0 && s.pe_cols > 0 && s.moving_max > 0 && s.free_tile > 0 &&
             s.mm_init_latency >= 0 && s.fp32_matmul_factor > 0 && s.min_ii >= 0 && s.gpsimd_cores >= 0 &&
-            s.dma_engines > 0 && s.dma_bytes_per_ns_per_engine > 0 && s.dma_fixed_ns >= 0;
+            s.dma_engines > 0 && s.dma_bytes_per_ns_per_engine > 0 && s.dma_fixed_ns >= 0 &&
+            s.dep_overhead_cycles >= 0 && s.dma_desc_half_bytes >= 0 && s.sbuf_bytes > 0 && s.host_bytes_per_ns > 0;
   for (int e = 0; e < kNumEngines - 1; ++e) ok = ok && (s.clock_ghz[e] > 0 || (e == 3 && s.gpsimd_cores == 0));
   if (!ok) fail("CoreSpec is not filled in (build it with neuron_emu.hardware.core_spec)");
+}
+
+double host_transfer_ns(const CoreSpec& s, int64_t bytes) {
+  return bytes > 0 ? s.dma_fixed_ns + static_cast<double>(bytes) / s.host_bytes_per_ns : 0.0;
 }
 
 static std::string where(int64_t i, const Instr& in, const OpDef* d) {
@@ -187,31 +192,205 @@ Program::Program(const CoreSpec& spec, const int64_t* rows, int64_t n_instr, con
     if (io_seen_out[k] < 0) fail("output " + std::to_string(k) + " has no IoOut instruction (it would be left unwritten)");
   if (check_deps) check_dependencies(instrs_, defs_, deps_, buffers_);
   scratch_ = alloc_floats(scratch, "scratch");
+  for (const IoSpec& io : inputs) host_in_bytes_ += io.numel * io_dtype_size(static_cast<IoDType>(io.io_dtype));
+  for (const IoSpec& io : outputs) host_out_bytes_ += io.numel * io_dtype_size(static_cast<IoDType>(io.io_dtype));
   host_ns_.assign(n_instr, 0.0);
   simulate(costs);
 }
 
-// Each instruction starts when its engine is free and its dependencies have ended. Costs are a function of
-// (instruction, core), so this timeline is the same for every execution: it is computed once, here.
+// The modelled timeline (docs/cost-model.md). Costs are a function of (instruction, core), so it is the same for
+// every execution: computed once, here. Each instruction starts when its engine (and its aux engine) is free and
+// its dependencies have ended. On top of the per-instruction costs it models:
+//  * dependency overhead: a Vector/Scalar/GpSimd instruction that had to wait for a dependency cannot overlap
+//    its predecessor in the engine pipeline and pays spec.dep_overhead_cycles (semaphore wait + pipeline fill);
+//  * DMA overlap: a transfer occupies the DMA bandwidth for its byte time only; its descriptor latency
+//    (Cost.latency_ns) delays its consumers but overlaps other transfers and all compute;
+//  * SBUF capacity: buffers live in SBUF (spec.sbuf_bytes) from their first write (or their weight's DmaLoad) to
+//    their last use; when the resident set would exceed it, the least recently used buffer is evicted, written
+//    back to HBM first if it is an activation still needed. Reading an evicted buffer reloads it before the
+//    instruction starts. A buffer larger than SBUF lives in HBM and streams through SBUF in tiles: its reader
+//    loads and its writer stores it concurrently with their compute (the instruction ends when both are done).
+//    Spills and streams are DMA transfers at HBM rate on the DMA timeline.
 void Program::simulate(const std::vector<Cost>& costs) {
-  const size_t n = instrs_.size();
+  const size_t n = instrs_.size(), nb = buffers_.size();
   start_ns_.assign(n, 0.0);
   end_ns_.assign(n, 0.0);
   cycles_.assign(n, 0.0);
-  double engine_free[kNumEngines] = {};
+  spills_.clear();
+  memory_ = MemoryStats();
+  engine_.assign(n, 0);
+  aux_engine_.assign(n, -1);
+  main_end_ns_.assign(n, 0.0);
+  aux_start_ns_.assign(n, 0.0);
+  aux_end_ns_.assign(n, 0.0);
+  // bytes each buffer occupies in SBUF: a weight what its DmaLoad moves, an activation its fp32 storage
+  std::vector<double> size(nb, 0.0);
+  std::vector<int64_t> last_use(nb, -1);
+  for (size_t b = 0; b < nb; ++b) size[b] = static_cast<double>(buffers_[b].numel) * sizeof(float);
   for (size_t i = 0; i < n; ++i) {
     const Instr& in = instrs_[i];
-    const Cost& c = costs[i];
-    const int e = static_cast<int>(c.engine);
-    double start = engine_free[e];
-    for (int64_t k = 0; k < in.dep_count; ++k) start = std::max(start, end_ns_[deps_[in.dep_begin + k]]);
-    start_ns_[i] = start;
-    end_ns_[i] = start + c.ns(spec_);
-    cycles_[i] = c.cycles;
-    engine_free[e] = end_ns_[i];
-    modelled_.latency_ns = std::max(modelled_.latency_ns, end_ns_[i]);
-    modelled_.counters.add(c, spec_);
+    if (in.op == static_cast<int32_t>(Op::DmaLoad)) size[in.operand[0]] = static_cast<double>(in.ip[DmaLoadF::bytes]);
+    for (int j = 0; j < in.n_operands; ++j) last_use[in.operand[j]] = static_cast<int64_t>(i);
   }
+  const double cap = spec_.sbuf_bytes;
+  std::vector<char> resident(nb, 0), dirty(nb, 0), written(nb, 0);
+  std::vector<int64_t> touch(nb, -1);
+  std::vector<double> ready_at(nb, 0.0);  // when the buffer's copy in HBM is complete (after a write-back)
+  std::vector<int32_t> live;               // resident buffers
+  double used = 0;
+  double engine_free[kNumEngines] = {};
+  const int dma = static_cast<int>(Engine::Dma);
+
+  struct Span { double start, end; };
+  auto transfer = [&](int32_t b, double after, int64_t i, int kind, double nbytes) {
+    const Cost c = hbm_transfer_cost(spec_, static_cast<int64_t>(nbytes));
+    SpillEvent ev;
+    ev.start_ns = std::max(engine_free[dma], after);
+    engine_free[dma] = ev.start_ns + c.cycles;
+    ev.end_ns = engine_free[dma] + c.latency_ns;
+    ev.bytes = c.bytes;
+    ev.instr = i;
+    ev.buffer = b;
+    ev.kind = kind;
+    spills_.push_back(ev);
+    modelled_.counters.add_dma(c.cycles, c.bytes);
+    memory_.spill_bytes += c.bytes;
+    memory_.hbm_bytes += c.bytes;
+    return Span{ev.start_ns, ev.end_ns};
+  };
+  auto insert = [&](int32_t b) {
+    resident[b] = 1;
+    used += size[b];
+    live.push_back(b);
+  };
+  auto drop = [&](int32_t b) {
+    if (!resident[b]) return;
+    resident[b] = 0;
+    used -= size[b];
+    live.erase(std::find(live.begin(), live.end(), b));
+  };
+  auto uses = [](const Instr& in, int32_t b) {
+    for (int j = 0; j < in.n_operands; ++j)
+      if (in.operand[j] == b) return true;
+    return false;
+  };
+  // make room for `need` bytes before instruction i; returns when the freed space may be reused
+  auto make_room = [&](double need, const Instr& in, int64_t i) {
+    double free_at = 0;
+    while (used + need > cap && !live.empty()) {
+      int32_t victim = -1;
+      for (int32_t b : live)
+        if (!uses(in, b) && (victim < 0 || touch[b] < touch[victim])) victim = b;
+      if (victim < 0) break;
+      if (dirty[victim] && last_use[victim] > i) {
+        ready_at[victim] = transfer(victim, ready_at[victim], i, 1, size[victim]).end;
+        free_at = std::max(free_at, ready_at[victim]);
+      }
+      dirty[victim] = 0;
+      drop(victim);
+    }
+    return free_at;
+  };
+
+  for (size_t i = 0; i < n; ++i) {
+    const int64_t ii = static_cast<int64_t>(i);
+    const Instr& in = instrs_[i];
+    const OpDef& def = *defs_[i];
+    const Cost& c = costs[i];
+    const int e = static_cast<int>(c.engine), a = static_cast<int>(c.aux_engine);
+    const bool has_aux = c.aux_cycles > 0;
+    const bool is_load = in.op == static_cast<int32_t>(Op::DmaLoad);
+    const bool is_in = in.op == static_cast<int32_t>(Op::IoIn), is_out = in.op == static_cast<int32_t>(Op::IoOut);
+    double deps = 0;
+    for (int64_t k = 0; k < in.dep_count; ++k) deps = std::max(deps, end_ns_[deps_[in.dep_begin + k]]);
+    double ready = deps, stream_end = 0;
+    // SBUF residency of what the instruction reads (IoOut reads an evicted buffer from device memory directly)
+    for (int j = 0; j < in.n_operands && !is_load; ++j) {
+      const int32_t b = in.operand[j];
+      bool seen = false;
+      for (int k = 0; k < j; ++k) seen = seen || in.operand[k] == b;
+      if (seen || operand_is_written(def, in, j)) continue;
+      if (!resident[b] && !is_out && (written[b] || buffers_[b].kind == BufKind::Constant) && size[b] > 0) {
+        if (size[b] <= cap) {
+          ready = std::max(ready, make_room(size[b], in, ii));
+          insert(b);
+          ready = std::max(ready, transfer(b, ready_at[b], ii, 0, size[b]).end);
+        } else {  // streams in alongside the compute: the first tile must arrive before it starts. An instruction
+                  // reads at most the bytes its cost counts (a gather reads its rows, not the whole table)
+          const double nbytes = std::min(size[b], static_cast<double>(std::max<int64_t>(c.bytes, 0)));
+          const Span t = transfer(b, std::max(ready_at[b], deps), ii, 0, nbytes);
+          ready = std::max(ready, t.start + spec_.dma_fixed_ns);
+          stream_end = std::max(stream_end, t.end);
+        }
+      }
+      touch[b] = ii;
+    }
+    for (int j = 0; j < in.n_operands && !is_load; ++j) {  // room for the outputs before the instruction runs
+      const int32_t b = in.operand[j];
+      if (!operand_is_written(def, in, j) || resident[b] || size[b] > cap) continue;
+      ready = std::max(ready, make_room(size[b], in, ii));
+      insert(b);
+    }
+    double start = std::max(engine_free[e], ready);
+    if (has_aux) start = std::max(start, engine_free[a]);
+    double overhead = 0;
+    if (c.engine != Engine::Dma && c.engine != Engine::Tensor && ready > engine_free[e])
+      overhead = spec_.dep_overhead_cycles / spec_.clock_ghz[e];
+    const double main_ns = c.ns(spec_) + overhead;
+    double end = start + c.span_ns(spec_) + overhead;
+    for (int j = 0; j < in.n_operands && !is_load; ++j) {  // outputs larger than SBUF stream out as they are made
+      const int32_t b = in.operand[j];
+      if (!operand_is_written(def, in, j)) continue;
+      written[b] = 1;
+      touch[b] = ii;
+      if (size[b] <= cap) dirty[b] = 1;
+      else if (is_in) ready_at[b] = end;  // a large input stays in device memory
+      else if (last_use[b] > ii) ready_at[b] = transfer(b, start + spec_.dma_fixed_ns, ii, 1, size[b]).end;
+      if (size[b] > cap) stream_end = std::max(stream_end, ready_at[b]);
+    }
+    end = std::max(end, stream_end);
+    start_ns_[i] = start;
+    end_ns_[i] = end;
+    cycles_[i] = c.cycles;
+    engine_[i] = e;
+    main_end_ns_[i] = start + main_ns;
+    engine_free[e] = c.engine == Engine::Dma ? start + c.ns(spec_) : (c.aux_serial ? end : start + main_ns);
+    if (has_aux) {
+      aux_engine_[i] = a;
+      aux_start_ns_[i] = c.aux_serial ? start + main_ns : start;
+      aux_end_ns_[i] = aux_start_ns_[i] + c.aux_ns(spec_);
+      engine_free[a] = std::max(engine_free[a], aux_end_ns_[i]);
+    }
+    modelled_.counters.add(c, spec_);
+    if (overhead > 0) {
+      modelled_.counters.busy_ns[e] += overhead;
+      modelled_.counters.busy_cycles[e] += spec_.dep_overhead_cycles;
+    }
+    if (c.engine == Engine::Dma && !is_in && !is_out &&
+        (is_load || (in.op == static_cast<int32_t>(Op::DmaCopy) &&
+                     in.ip[DmaCopyF::queue] != static_cast<int64_t>(DmaQueue::SbufToSbuf))))
+      memory_.hbm_bytes += c.bytes;
+    if (is_in || is_out) memory_.hbm_bytes += c.bytes;
+    if (is_load) {  // the weight is staged in SBUF (clean: HBM holds it)
+      const int32_t b = in.operand[0];
+      if (!resident[b] && size[b] <= cap) {
+        make_room(size[b], in, ii);
+        insert(b);
+      }
+      touch[b] = ii;
+    }
+    memory_.sbuf_peak_bytes = std::max(memory_.sbuf_peak_bytes, used);
+    for (int j = 0; j < in.n_operands; ++j)  // dead after its last use: the space is free, nothing to write back
+      if (last_use[in.operand[j]] == ii) drop(in.operand[j]);
+    modelled_.latency_ns = std::max(modelled_.latency_ns, end);
+  }
+  for (const SpillEvent& ev : spills_) modelled_.latency_ns = std::max(modelled_.latency_ns, ev.end_ns);
+  // One call = copy the inputs over the host link, run, copy the outputs back (the runtime does them in turn).
+  memory_.device_ns = modelled_.latency_ns;
+  memory_.host_in_ns = host_transfer_ns(spec_, host_in_bytes_);
+  memory_.host_out_ns = host_transfer_ns(spec_, host_out_bytes_);
+  memory_.host_bytes = host_in_bytes_ + host_out_bytes_;
+  modelled_.latency_ns += memory_.host_in_ns + memory_.host_out_ns;
 }
 
 RunStats Program::run(void* const* inputs, void* const* outputs) {

@@ -7,6 +7,7 @@ from torch_neuronx_emu.batching import dynamic_batch  # noqa: F401
 from torch_neuronx_emu.data_parallel import DataParallel  # noqa: F401
 from torch_neuronx_emu.loading import async_load, lazy_load  # noqa: F401
 from neuron_emu.runtime import last_call  # noqa: F401
+from torch_neuronx_emu.profile import profile  # noqa: F401
 
 __all__ = ["trace", "hint", "dynamic_batch", "DataParallel", "lazy_load", "async_load", "experimental", "set_neuron_cores", "set_multicore",
-           "neuron_cores_context", "multicore_context", "move_trace_to_device", "last_call"]
+           "neuron_cores_context", "multicore_context", "move_trace_to_device", "last_call", "profile"]
