@@ -374,7 +374,7 @@ PYBIND11_MODULE(_C, m) {
         d["spills"] = spills;
         const MemoryStats& m = prog.memory();
         py::dict mem;
-        mem["sbuf_peak_bytes"] = m.sbuf_peak_bytes; mem["hbm_bytes"] = m.hbm_bytes; mem["spill_bytes"] = m.spill_bytes;
+        mem["sbuf_peak_bytes"] = m.sbuf_peak_bytes; mem["working_set_peak_bytes"] = m.working_set_peak_bytes; mem["hbm_bytes"] = m.hbm_bytes; mem["spill_bytes"] = m.spill_bytes;
         mem["host_bytes"] = m.host_bytes; mem["device_ns"] = m.device_ns; mem["host_in_ns"] = m.host_in_ns;
         mem["host_out_ns"] = m.host_out_ns;
         d["memory"] = mem;

@@ -205,12 +205,10 @@ Program::Program(const CoreSpec& spec, const int64_t* rows, int64_t n_instr, con
 //    its predecessor in the engine pipeline and pays spec.dep_overhead_cycles (semaphore wait + pipeline fill);
 //  * DMA overlap: a transfer occupies the DMA bandwidth for its byte time only; its descriptor latency
 //    (Cost.latency_ns) delays its consumers but overlaps other transfers and all compute;
-//  * SBUF capacity: buffers live in SBUF (spec.sbuf_bytes) from their first write (or their weight's DmaLoad) to
-//    their last use; when the resident set would exceed it, the least recently used buffer is evicted, written
-//    back to HBM first if it is an activation still needed. Reading an evicted buffer reloads it before the
-//    instruction starts. A buffer larger than SBUF lives in HBM and streams through SBUF in tiles: its reader
-//    loads and its writer stores it concurrently with their compute (the instruction ends when both are done).
-//    Spills and streams are DMA transfers at HBM rate on the DMA timeline.
+//  * SBUF capacity: the working set is every buffer from its first write (a weight: its DmaLoad) to its last use.
+//    When it exceeds SBUF (spec.sbuf_bytes), the fraction f = 1 - SBUF / working set of it lives in device memory,
+//    and an instruction's operand traffic (Cost.bytes) goes to HBM in that proportion: f x bytes are spilled /
+//    reloaded by DMA at HBM rate, streamed in tiles alongside the instruction (it ends when both are done).
 void Program::simulate(const std::vector<Cost>& costs) {
   const size_t n = instrs_.size(), nb = buffers_.size();
   start_ns_.assign(n, 0.0);
@@ -223,7 +221,7 @@ void Program::simulate(const std::vector<Cost>& costs) {
   main_end_ns_.assign(n, 0.0);
   aux_start_ns_.assign(n, 0.0);
   aux_end_ns_.assign(n, 0.0);
-  // bytes each buffer occupies in SBUF: a weight what its DmaLoad moves, an activation its fp32 storage
+  // bytes a buffer occupies: a weight what its DmaLoad moves, an activation its fp32 storage
   std::vector<double> size(nb, 0.0);
   std::vector<int64_t> last_use(nb, -1);
   for (size_t b = 0; b < nb; ++b) size[b] = static_cast<double>(buffers_[b].numel) * sizeof(float);
@@ -233,64 +231,10 @@ void Program::simulate(const std::vector<Cost>& costs) {
     for (int j = 0; j < in.n_operands; ++j) last_use[in.operand[j]] = static_cast<int64_t>(i);
   }
   const double cap = spec_.sbuf_bytes;
-  std::vector<char> resident(nb, 0), dirty(nb, 0), written(nb, 0);
-  std::vector<int64_t> touch(nb, -1);
-  std::vector<double> ready_at(nb, 0.0);  // when the buffer's copy in HBM is complete (after a write-back)
-  std::vector<int32_t> live;               // resident buffers
-  double used = 0;
+  std::vector<char> live(nb, 0);
+  double working = 0;
   double engine_free[kNumEngines] = {};
   const int dma = static_cast<int>(Engine::Dma);
-
-  struct Span { double start, end; };
-  auto transfer = [&](int32_t b, double after, int64_t i, int kind, double nbytes) {
-    const Cost c = hbm_transfer_cost(spec_, static_cast<int64_t>(nbytes));
-    SpillEvent ev;
-    ev.start_ns = std::max(engine_free[dma], after);
-    engine_free[dma] = ev.start_ns + c.cycles;
-    ev.end_ns = engine_free[dma] + c.latency_ns;
-    ev.bytes = c.bytes;
-    ev.instr = i;
-    ev.buffer = b;
-    ev.kind = kind;
-    spills_.push_back(ev);
-    modelled_.counters.add_dma(c.cycles, c.bytes);
-    memory_.spill_bytes += c.bytes;
-    memory_.hbm_bytes += c.bytes;
-    return Span{ev.start_ns, ev.end_ns};
-  };
-  auto insert = [&](int32_t b) {
-    resident[b] = 1;
-    used += size[b];
-    live.push_back(b);
-  };
-  auto drop = [&](int32_t b) {
-    if (!resident[b]) return;
-    resident[b] = 0;
-    used -= size[b];
-    live.erase(std::find(live.begin(), live.end(), b));
-  };
-  auto uses = [](const Instr& in, int32_t b) {
-    for (int j = 0; j < in.n_operands; ++j)
-      if (in.operand[j] == b) return true;
-    return false;
-  };
-  // make room for `need` bytes before instruction i; returns when the freed space may be reused
-  auto make_room = [&](double need, const Instr& in, int64_t i) {
-    double free_at = 0;
-    while (used + need > cap && !live.empty()) {
-      int32_t victim = -1;
-      for (int32_t b : live)
-        if (!uses(in, b) && (victim < 0 || touch[b] < touch[victim])) victim = b;
-      if (victim < 0) break;
-      if (dirty[victim] && last_use[victim] > i) {
-        ready_at[victim] = transfer(victim, ready_at[victim], i, 1, size[victim]).end;
-        free_at = std::max(free_at, ready_at[victim]);
-      }
-      dirty[victim] = 0;
-      drop(victim);
-    }
-    return free_at;
-  };
 
   for (size_t i = 0; i < n; ++i) {
     const int64_t ii = static_cast<int64_t>(i);
@@ -300,37 +244,16 @@ void Program::simulate(const std::vector<Cost>& costs) {
     const int e = static_cast<int>(c.engine), a = static_cast<int>(c.aux_engine);
     const bool has_aux = c.aux_cycles > 0;
     const bool is_load = in.op == static_cast<int32_t>(Op::DmaLoad);
-    const bool is_in = in.op == static_cast<int32_t>(Op::IoIn), is_out = in.op == static_cast<int32_t>(Op::IoOut);
-    double deps = 0;
-    for (int64_t k = 0; k < in.dep_count; ++k) deps = std::max(deps, end_ns_[deps_[in.dep_begin + k]]);
-    double ready = deps, stream_end = 0;
-    // SBUF residency of what the instruction reads (IoOut reads an evicted buffer from device memory directly)
-    for (int j = 0; j < in.n_operands && !is_load; ++j) {
+    const bool is_io = in.op == static_cast<int32_t>(Op::IoIn) || in.op == static_cast<int32_t>(Op::IoOut);
+    for (int j = 0; j < in.n_operands; ++j) {  // outputs (and a loaded weight) join the working set
       const int32_t b = in.operand[j];
-      bool seen = false;
-      for (int k = 0; k < j; ++k) seen = seen || in.operand[k] == b;
-      if (seen || operand_is_written(def, in, j)) continue;
-      if (!resident[b] && !is_out && (written[b] || buffers_[b].kind == BufKind::Constant) && size[b] > 0) {
-        if (size[b] <= cap) {
-          ready = std::max(ready, make_room(size[b], in, ii));
-          insert(b);
-          ready = std::max(ready, transfer(b, ready_at[b], ii, 0, size[b]).end);
-        } else {  // streams in alongside the compute: the first tile must arrive before it starts. An instruction
-                  // reads at most the bytes its cost counts (a gather reads its rows, not the whole table)
-          const double nbytes = std::min(size[b], static_cast<double>(std::max<int64_t>(c.bytes, 0)));
-          const Span t = transfer(b, std::max(ready_at[b], deps), ii, 0, nbytes);
-          ready = std::max(ready, t.start + spec_.dma_fixed_ns);
-          stream_end = std::max(stream_end, t.end);
-        }
+      if (!live[b] && (is_load || operand_is_written(def, in, j))) {
+        live[b] = 1;
+        working += size[b];
       }
-      touch[b] = ii;
     }
-    for (int j = 0; j < in.n_operands && !is_load; ++j) {  // room for the outputs before the instruction runs
-      const int32_t b = in.operand[j];
-      if (!operand_is_written(def, in, j) || resident[b] || size[b] > cap) continue;
-      ready = std::max(ready, make_room(size[b], in, ii));
-      insert(b);
-    }
+    double ready = 0;
+    for (int64_t k = 0; k < in.dep_count; ++k) ready = std::max(ready, end_ns_[deps_[in.dep_begin + k]]);
     double start = std::max(engine_free[e], ready);
     if (has_aux) start = std::max(start, engine_free[a]);
     double overhead = 0;
@@ -338,17 +261,21 @@ void Program::simulate(const std::vector<Cost>& costs) {
       overhead = spec_.dep_overhead_cycles / spec_.clock_ghz[e];
     const double main_ns = c.ns(spec_) + overhead;
     double end = start + c.span_ns(spec_) + overhead;
-    for (int j = 0; j < in.n_operands && !is_load; ++j) {  // outputs larger than SBUF stream out as they are made
-      const int32_t b = in.operand[j];
-      if (!operand_is_written(def, in, j)) continue;
-      written[b] = 1;
-      touch[b] = ii;
-      if (size[b] <= cap) dirty[b] = 1;
-      else if (is_in) ready_at[b] = end;  // a large input stays in device memory
-      else if (last_use[b] > ii) ready_at[b] = transfer(b, start + spec_.dma_fixed_ns, ii, 1, size[b]).end;
-      if (size[b] > cap) stream_end = std::max(stream_end, ready_at[b]);
+    const double f = working > cap ? 1.0 - cap / working : 0.0;
+    if (f > 0 && c.engine != Engine::Dma && c.bytes > 0) {  // spill/reload traffic streams alongside
+      const Cost t = hbm_transfer_cost(spec_, static_cast<int64_t>(f * static_cast<double>(c.bytes)));
+      SpillEvent ev;
+      ev.start_ns = std::max(engine_free[dma], start);
+      engine_free[dma] = ev.start_ns + t.cycles;
+      ev.end_ns = engine_free[dma] + t.latency_ns;
+      ev.bytes = t.bytes;
+      ev.instr = ii;
+      spills_.push_back(ev);
+      modelled_.counters.add_dma(t.cycles, t.bytes);
+      memory_.spill_bytes += t.bytes;
+      memory_.hbm_bytes += t.bytes;
+      end = std::max(end, ev.end_ns);
     }
-    end = std::max(end, stream_end);
     start_ns_[i] = start;
     end_ns_[i] = end;
     cycles_[i] = c.cycles;
@@ -366,25 +293,20 @@ void Program::simulate(const std::vector<Cost>& costs) {
       modelled_.counters.busy_ns[e] += overhead;
       modelled_.counters.busy_cycles[e] += spec_.dep_overhead_cycles;
     }
-    if (c.engine == Engine::Dma && !is_in && !is_out &&
-        (is_load || (in.op == static_cast<int32_t>(Op::DmaCopy) &&
-                     in.ip[DmaCopyF::queue] != static_cast<int64_t>(DmaQueue::SbufToSbuf))))
+    if (is_load || is_io || (in.op == static_cast<int32_t>(Op::DmaCopy) &&
+                             in.ip[DmaCopyF::queue] != static_cast<int64_t>(DmaQueue::SbufToSbuf)))
       memory_.hbm_bytes += c.bytes;
-    if (is_in || is_out) memory_.hbm_bytes += c.bytes;
-    if (is_load) {  // the weight is staged in SBUF (clean: HBM holds it)
-      const int32_t b = in.operand[0];
-      if (!resident[b] && size[b] <= cap) {
-        make_room(size[b], in, ii);
-        insert(b);
+    memory_.working_set_peak_bytes = std::max(memory_.working_set_peak_bytes, working);
+    for (int j = 0; j < in.n_operands; ++j) {  // dead after its last use
+      const int32_t b = in.operand[j];
+      if (last_use[b] == ii && live[b]) {
+        live[b] = 0;
+        working -= size[b];
       }
-      touch[b] = ii;
     }
-    memory_.sbuf_peak_bytes = std::max(memory_.sbuf_peak_bytes, used);
-    for (int j = 0; j < in.n_operands; ++j)  // dead after its last use: the space is free, nothing to write back
-      if (last_use[in.operand[j]] == ii) drop(in.operand[j]);
     modelled_.latency_ns = std::max(modelled_.latency_ns, end);
   }
-  for (const SpillEvent& ev : spills_) modelled_.latency_ns = std::max(modelled_.latency_ns, ev.end_ns);
+  memory_.sbuf_peak_bytes = std::min(memory_.working_set_peak_bytes, cap);
   // One call = copy the inputs over the host link, run, copy the outputs back (the runtime does them in turn).
   memory_.device_ns = modelled_.latency_ns;
   memory_.host_in_ns = host_transfer_ns(spec_, host_in_bytes_);

@@ -30,14 +30,15 @@ struct IoSpec {
 struct SpillEvent {
   double start_ns = 0, end_ns = 0;
   int64_t bytes = 0;
-  int64_t instr = 0;   // the instruction that caused it (a reload before it runs, a write-back it forced)
-  int32_t buffer = 0;
-  int32_t kind = 0;    // 0 reload (HBM -> SBUF), 1 write-back (SBUF -> HBM)
+  int64_t instr = 0;   // the instruction whose operands it moves
+  int32_t buffer = -1;
+  int32_t kind = 0;    // 0: the share of an instruction's operand traffic that goes to HBM (spill + reload)
 };
 
 // Device-memory side of the model (docs/cost-model.md "SBUF capacity").
 struct MemoryStats {
-  double sbuf_peak_bytes = 0;   // largest resident set (activations + staged weights) the model saw
+  double sbuf_peak_bytes = 0;   // largest SBUF occupancy: min(working set, SBUF)
+  double working_set_peak_bytes = 0;  // largest working set (live activations + staged weights)
   int64_t hbm_bytes = 0;        // weights loaded + DMA copies touching HBM + spill traffic
   int64_t spill_bytes = 0;      // of which SBUF spills and reloads
   int64_t host_bytes = 0;       // host <-> device transfers of inputs and outputs

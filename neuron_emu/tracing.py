@@ -17,6 +17,7 @@ import neuron_emu.runtime  # noqa: F401  (registers neuron::forward_v2)
 from neuron_emu.compiler import CompilationError, Compiled, compile_graph
 from neuron_emu.compiler.capture import capture
 from neuron_emu.compiler.options import CompilerOptions
+from neuron_emu.progress import compile_progress
 
 logger = logging.getLogger("Neuron")
 
@@ -52,13 +53,14 @@ def trace_and_compile(func, inputs: tuple, options: CompilerOptions, generation:
         warnings.warn("The model is in training mode; Neuron traces are for inference: call model.eval() first",
                       UserWarning, stacklevel=3)
     t0 = time.perf_counter()
-    graph = capture(func, inputs)[0]  # (the eager outputs are not needed)
-    try:
-        compiled = compile_graph(graph, options, generation=generation)
-    except CompilationError:
-        if compiler_workdir:
-            _write_workdir(compiler_workdir, options, None, None, "FAIL")
-        raise
+    with compile_progress(type(func).__name__):  # a progress line when this takes over a second
+        graph = capture(func, inputs)[0]  # (the eager outputs are not needed)
+        try:
+            compiled = compile_graph(graph, options, generation=generation)
+        except CompilationError:
+            if compiler_workdir:
+                _write_workdir(compiler_workdir, options, None, None, "FAIL")
+            raise
     logger.info("Compiler status PASS")
     if compiler_workdir:
         _write_workdir(compiler_workdir, options, compiled.graph_text, compiled, "PASS")

@@ -64,11 +64,12 @@ def test_run_unmodified_script(tmp_path):
     r = cli("run", "--report", str(report), "--perfetto", str(trace), str(script), "--flag", "1")
     assert r.returncode == 0, r.stderr
     assert "script args ['--flag', '1'] torch_neuronx_emu torch_neuron_emu" in r.stdout
-    assert "per-engine summary" in r.stderr and "3 execution(s)" in r.stderr and "TensorE" in r.stderr
+    # torch_neuronx.trace runs the compiled model once (as torch.jit.trace does), then the script's 3 calls
+    assert "per-engine summary" in r.stderr and "4 execution(s)" in r.stderr and "TensorE" in r.stderr
     rep = json.loads(report.read_text())
     core = rep["summary"]["cores"][0]
-    assert core["executions"] == 3 and core["engines"]["TensorE"]["flops"] == 3 * 2 * 4 * (32 * 64 + 64 * 8)
-    assert rep["last_model"]["latency_ms"] == pytest.approx(core["modelled_s"] / 3 * 1e3)
+    assert core["executions"] == 4 and core["engines"]["TensorE"]["flops"] == 4 * 2 * 4 * (32 * 64 + 64 * 8)
+    assert rep["last_model"]["latency_ms"] == pytest.approx(core["modelled_s"] / 4 * 1e3)
     events = json.loads(trace.read_text())["traceEvents"]
     assert any(e["ph"] == "X" and e["name"] == "aten::addmm" for e in events)
 
@@ -171,3 +172,25 @@ def test_top_under_a_terminal(running_script):
     assert text.count("\x1b[H\x1b[2J") == 2           # redrawn in place on a terminal
     assert f"Process {p.pid}" in text and "NeuronCore Utilization" in text and "NC 0 [" in text
     assert "latency p50" in text
+
+
+def test_compile_progress_line():
+    import io
+    from neuron_emu.progress import compile_progress
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+    out = Tty()
+    with compile_progress("Slow", delay_s=0.05, tick_s=0.02, stream=out):
+        time.sleep(0.3)
+    text = out.getvalue()
+    assert text.startswith("Compiling Slow ") and "..." in text and text.endswith("Compiler status PASS\n")
+    quick = Tty()
+    with compile_progress("Quick", delay_s=5, stream=quick):
+        pass
+    assert quick.getvalue() == ""                    # under a second: nothing printed
+    piped = io.StringIO()                            # not a terminal: silent unless NEURON_EMU_PROGRESS=1
+    with compile_progress("Piped", delay_s=0.0, tick_s=0.01, stream=piped):
+        time.sleep(0.05)
+    assert piped.getvalue() == "" or os.environ.get("NEURON_EMU_PROGRESS") == "1"
