@@ -3,8 +3,8 @@
 // Cost mapping (docs/cost-model.md "DMA"): a transfer is spread over the core's DMA queues. It occupies the DMA
 // bandwidth for bytes / (rate * efficiency) ns, where rate = all queues together (16 x 27.2 GB/s on NC-v2), capped
 // by the core's HBM share when one side is HBM, and efficiency = p / (p + spec.dma_desc_half_bytes) for a payload of
-// p bytes per descriptor (one descriptor per partition row, at most the contiguous run of the access pattern): small
-// descriptors are overhead-bound [NKI-DMABW]. The ~1300 ns descriptor/semaphore latency (spec.dma_fixed_ns) is
+// p bytes per descriptor (one descriptor per partition row): small descriptors are overhead-bound [NKI-DMABW]; a
+// strided (layout-changing) copy runs at half rate. The ~1300 ns descriptor/semaphore latency (spec.dma_fixed_ns) is
 // Cost.latency_ns: it delays the transfer's consumers but overlaps other transfers. The host link crossing of IoIn/IoOut
 // is charged by Program (spec.host_bytes_per_ns). Cost.engine = Dma; Cost.cycles holds nanoseconds (see Cost::ns).
 #include <cmath>
@@ -55,13 +55,15 @@ void copy_exec(const Instr& in, OpCtx& ctx) {
 }
 Cost copy_cost(const Instr& in, const CoreSpec& s) {
   const int64_t eb = in.ip[DCF::elem_bytes], bytes = view_numel(in) * eb;
-  // the contiguous run: the innermost extent when both sides step by one element there, else one element
+  // Descriptors carry each partition's share; an access pattern whose innermost step is not one element on both
+  // sides (a layout change) runs at half rate, as SBUF access does with an innermost stride over 16 bytes [NKI-V2].
   const View a = view_of(in, 0), o = view_of(in, 1);
   const int nd = a.ndim;
-  const bool unit = nd > 0 && (a.shape[nd - 1] <= 1 || (a.stride[nd - 1] == 1 && o.stride[nd - 1] == 1));
-  const double run = nd > 0 && unit ? static_cast<double>(a.shape[nd - 1] * eb) : static_cast<double>(eb);
+  const bool unit = nd == 0 || a.shape[nd - 1] <= 1 || (a.stride[nd - 1] == 1 && o.stride[nd - 1] == 1);
   const int64_t q = in.ip[DCF::queue];
-  return dma_cost(s, bytes, std::min(run, per_partition(s, bytes)), q != static_cast<int64_t>(DmaQueue::SbufToSbuf));
+  Cost c = dma_cost(s, bytes, per_partition(s, bytes), q != static_cast<int64_t>(DmaQueue::SbufToSbuf));
+  if (!unit) c.cycles *= 2;
+  return c;
 }
 
 // ---------------- DmaLoad ----------------

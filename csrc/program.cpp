@@ -257,23 +257,29 @@ void Program::simulate(const std::vector<Cost>& costs) {
     double start = std::max(engine_free[e], ready);
     if (has_aux) start = std::max(start, engine_free[a]);
     double overhead = 0;
-    if (c.engine != Engine::Dma && c.engine != Engine::Tensor && ready > engine_free[e])
+    // waited for (or right behind) a dependency: cannot be pipelined behind its predecessor
+    if (c.engine != Engine::Dma && c.engine != Engine::Tensor && in.dep_count > 0 && ready >= engine_free[e])
       overhead = spec_.dep_overhead_cycles / spec_.clock_ghz[e];
     const double main_ns = c.ns(spec_) + overhead;
     double end = start + c.span_ns(spec_) + overhead;
     const double f = working > cap ? 1.0 - cap / working : 0.0;
     if (f > 0 && c.engine != Engine::Dma && c.bytes > 0) {  // spill/reload traffic streams alongside
-      const Cost t = hbm_transfer_cost(spec_, static_cast<int64_t>(f * static_cast<double>(c.bytes)));
+      // dma.cpp's formula, with descriptors of at least 2 KiB per partition: the compiler spills whole tiles at
+      // the payload NKI-DMABW recommends, so a small instruction's share is not descriptor-bound
+      const int64_t nbytes = static_cast<int64_t>(f * static_cast<double>(c.bytes));
+      const double p = std::max(static_cast<double>(nbytes) / std::max(spec_.partitions, 1), 2048.0);
+      const double rate = std::min(spec_.dma_engines * spec_.dma_bytes_per_ns_per_engine, spec_.hbm_bytes_per_ns);
+      const double busy = static_cast<double>(nbytes) / (rate * p / (p + spec_.dma_desc_half_bytes));
       SpillEvent ev;
       ev.start_ns = std::max(engine_free[dma], start);
-      engine_free[dma] = ev.start_ns + t.cycles;
-      ev.end_ns = engine_free[dma] + t.latency_ns;
-      ev.bytes = t.bytes;
+      engine_free[dma] = ev.start_ns + busy;
+      ev.end_ns = engine_free[dma] + spec_.dma_fixed_ns;
+      ev.bytes = nbytes;
       ev.instr = ii;
       spills_.push_back(ev);
-      modelled_.counters.add_dma(t.cycles, t.bytes);
-      memory_.spill_bytes += t.bytes;
-      memory_.hbm_bytes += t.bytes;
+      modelled_.counters.add_dma(busy, nbytes);
+      memory_.spill_bytes += nbytes;
+      memory_.hbm_bytes += nbytes;
       end = std::max(end, ev.end_ns);
     }
     start_ns_[i] = start;

@@ -8,7 +8,6 @@ import os
 import sys
 import threading
 import time
-from contextlib import contextmanager
 
 
 def enabled(stream=None) -> bool:
@@ -19,34 +18,40 @@ def enabled(stream=None) -> bool:
     return bool(getattr(stream, "isatty", lambda: False)())
 
 
-@contextmanager
-def compile_progress(what: str, delay_s: float = 1.0, tick_s: float = 0.5, stream=None):
-    stream = stream or sys.stderr
-    if not enabled(stream):
-        yield
-        return
-    done = threading.Event()
-    shown = []
-    t0 = time.perf_counter()
+class compile_progress:
+    """Context manager: the progress line for the block it wraps (nothing unless enabled and over delay_s)."""
 
-    def run():
-        if done.wait(delay_s):
+    def __init__(self, what: str, delay_s: float = 1.0, tick_s: float = 0.5, stream=None):
+        self.what, self.delay_s, self.tick_s = what, delay_s, tick_s
+        self.stream = stream or sys.stderr
+        self._thread = None
+
+    def __enter__(self):
+        if enabled(self.stream):
+            self._done = threading.Event()
+            self._shown = False
+            self._t0 = time.perf_counter()
+            self._thread = threading.Thread(target=self._run, name="neuron-emu-progress", daemon=True)
+            self._thread.start()
+        return self
+
+    def _run(self):
+        if self._done.wait(self.delay_s):
             return
-        shown.append(True)
-        stream.write(f"Compiling {what} ")
-        while not done.wait(tick_s):
-            stream.write(".")
-            stream.flush()
+        self._shown = True
+        self.stream.write(f"Compiling {self.what} ")
+        while not self._done.wait(self.tick_s):
+            self.stream.write(".")
+            self.stream.flush()
 
-    th = threading.Thread(target=run, name="neuron-emu-progress", daemon=True)
-    th.start()
-    status = "FAIL"
-    try:
-        yield
-        status = "PASS"
-    finally:
-        done.set()
-        th.join()
-        if shown:
-            stream.write(f" {time.perf_counter() - t0:.1f} s, Compiler status {status}\n")
-            stream.flush()
+    def __exit__(self, exc_type, exc, tb):
+        if self._thread is None:
+            return False
+        self._done.set()
+        self._thread.join()
+        self._thread = None
+        if self._shown:
+            status = "PASS" if exc_type is None else "FAIL"
+            self.stream.write(f" {time.perf_counter() - self._t0:.1f} s, Compiler status {status}\n")
+            self.stream.flush()
+        return False

@@ -57,6 +57,7 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_run_unmodified_script(tmp_path):
     script = tmp_path / "user_script.py"
     script.write_text(SCRIPT)
@@ -74,13 +75,60 @@ def test_run_unmodified_script(tmp_path):
     assert any(e["ph"] == "X" and e["name"] == "aten::addmm" for e in events)
 
 
-def test_run_exit_code_and_missing_torch_xla(tmp_path):
+def test_run_shims_and_exit_code(tmp_path):
     script = tmp_path / "s.py"
-    script.write_text("import sys\nsys.exit(3)\n")
-    r = cli("run", str(script))
-    assert r.returncode == 3 and "no Neuron model was executed" in r.stderr
+    script.write_text("import sys\nimport torch_neuronx, torch_neuron\nfrom torch_neuronx.experimental import "
+                      "set_neuron_cores\nprint(torch_neuronx.__name__, torch_neuron.__name__, sys.argv[1:])\n"
+                      "sys.exit(3)\n")
+    r = cli("run", "--no-monitor", str(script), "a", "--b")
+    assert r.returncode == 3 and "torch_neuronx_emu torch_neuron_emu ['a', '--b']" in r.stdout
+    assert "no Neuron model was executed" in r.stderr
 
 
+def test_monitor_report_in_process(tmp_path, capsys):
+    """The report a `neuron-emu run` process publishes, and what `monitor` / `top` make of it."""
+    import torch_neuronx_emu
+    from neuron_emu import monitoring
+    from neuron_emu.cli.monitor import render
+    from neuron_emu.cli.main import main
+    from neuron_emu.runtime.placement import runtime_for
+
+    m = torch_neuronx_emu.trace(torch.nn.Linear(8, 8).eval(), torch.randn(2, 8))
+    for _ in range(3):
+        m(torch.randn(2, 8))
+    core = next(c for c in runtime_for(2).cores if c.counters().executions)
+    path = monitoring.publish(str(tmp_path), 1.0)
+    assert path.endswith(f"{os.getpid()}.json")
+    doc = monitoring.collect(str(tmp_path))
+    entry = next(e for e in doc["neuron_runtime_data"] if e["pid"] == os.getpid())
+    rep = entry["report"]
+    nc = rep["neuroncore_counters"]["neuroncores_in_use"][str(core.index)]
+    assert 0.0 <= nc["neuroncore_utilization"] <= 100.0 and nc["flops"] >= 0
+    ex = rep["execution_stats"]
+    assert ex["execution_summary"]["completed"] >= 4
+    lat = ex["latency_stats"]["total_latency"]
+    assert set(lat) == {"p0", "p1", "p25", "p50", "p75", "p99", "p100"} and 0 < lat["p0"] <= lat["p50"] <= lat["p100"]
+    # percentiles of the modelled latencies of this process's executions (other tests' models included)
+    assert lat["p0"] <= torch_neuronx_emu.last_call().latency_s <= lat["p100"]
+    assert rep["memory_used"]["neuron_runtime_used_bytes"]["neuron_device"] > 0
+    assert doc["neuron_hardware_info"]["neuroncore_per_device_count"] == 2
+    text = render(doc)
+    assert f"Process {os.getpid()}" in text and f"NC{core.index:2d} [" in text and "latency p50" in text
+    monkey_env = dict(os.environ)
+    try:
+        os.environ["NEURON_EMU_MONITOR_DIR"] = str(tmp_path)
+        assert main(["monitor", "--count", "1"]) == 0
+        streamed = json.loads(capsys.readouterr().out)
+        assert any(e["pid"] == os.getpid() for e in streamed["neuron_runtime_data"])
+        assert main(["top", "--iterations", "1"]) == 0     # not a terminal here: no clear-screen sequence
+        out = capsys.readouterr().out
+        assert "\x1b[2J" not in out and f"Process {os.getpid()}" in out
+    finally:
+        os.environ.clear()
+        os.environ.update(monkey_env)
+
+
+@pytest.mark.slow
 def test_profile_saved_model(tmp_path):
     import torch_neuronx_emu
     model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.GELU()).eval()
@@ -118,14 +166,22 @@ def running_script(tmp_path):
     env = dict(os.environ, PYTHONPATH=ROOT, NEURON_EMU_MONITOR_DIR=str(tmp_path / "mon"))
     p = subprocess.Popen([sys.executable, "-m", "neuron_emu.cli", "run", "--monitor-period", "0.2", str(script)],
                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (tmp_path / "mon" / f"{p.pid}.json").exists():
+    published = tmp_path / "mon" / f"{p.pid}.json"
+    deadline = time.time() + 300
+    while time.time() < deadline:  # until the script has traced and executed its model
+        try:
+            rep = json.loads(published.read_text())["report"]
+            if rep["execution_stats"]["execution_summary"]["completed"] > 0:
+                break
+        except (OSError, ValueError, KeyError):
+            pass
         time.sleep(0.2)
     yield p, env
     p.kill()
     p.wait()
 
 
+@pytest.mark.slow
 def test_monitor_stream(running_script):
     p, env = running_script
     time.sleep(0.5)
@@ -148,6 +204,7 @@ def test_monitor_stream(running_script):
     assert d["neuron_hardware_info"]["neuroncore_per_device_count"] == 2
 
 
+@pytest.mark.slow
 def test_top_under_a_terminal(running_script):
     p, env = running_script
     pid, fd = pty.fork()
