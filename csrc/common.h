@@ -1,6 +1,7 @@
 // Shared vocabulary of the engine kernels: engines, emulated dtypes, the per-core hardware
 // parameters that drive cost formulas, and the cost/counter records every kernel produces.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -46,18 +47,40 @@ struct CoreSpec {
   double dma_fixed_ns = 0;           // per-transfer descriptor/semaphore latency
   double hbm_bytes_per_ns = 0;       // per-core share of device memory bandwidth
   bool has_fp32_matmul = false;      // NeuronCore-v1 TensorE has no fp32 inputs
+  // docs/cost-model.md: the overheads, capacities and host link behind Program::simulate and the DMA costs
+  int32_t dep_overhead_cycles = 0;   // static overhead of a Vector/Scalar/GpSimd instruction that waits on a dependency
+  double dma_desc_half_bytes = 0;    // DMA payload per descriptor (per partition) that runs at half the peak rate
+  double sbuf_bytes = 0;             // SBUF capacity: activations + staged weights beyond it spill to HBM
+  double host_bytes_per_ns = 0;      // host <-> device link (PCIe) per direction
 };
 
 // What one kernel call costs on its engine. `instructions` counts ISA-level instructions
 // (e.g. one LoadStationary/MultiplyMoving pair per matmul tile).
+// A fused instruction can also occupy a second engine (`aux`): PSUM evacuation of a matmul's output on ScalarE
+// (pipelined with the matmul: the instruction takes max of the two), softmax's exp on ScalarE (serial with the
+// VectorE passes: the sum). `latency_ns` is completion latency that does not occupy the engine (a DMA's
+// descriptor/semaphore time, overlapped with other transfers on the other queues).
 struct Cost {
   Engine engine = Engine::Vector;
   double cycles = 0;     // engine cycles (for Dma: nanoseconds)
   int64_t instructions = 0;
   int64_t bytes = 0;     // bytes read + written by the engine (DMA: bytes moved)
   int64_t flops = 0;
+  Engine aux_engine = Engine::Scalar;
+  double aux_cycles = 0;        // cycles on aux_engine (0: none)
+  int64_t aux_instructions = 0;
+  bool aux_serial = false;      // aux runs after the main part instead of pipelined with it
+  double latency_ns = 0;
   double ns(const CoreSpec& s) const {
     return engine == Engine::Dma ? cycles : cycles / s.clock_ghz[static_cast<int>(engine)];
+  }
+  double aux_ns(const CoreSpec& s) const {
+    return aux_cycles <= 0 ? 0.0 : aux_engine == Engine::Dma ? aux_cycles : aux_cycles / s.clock_ghz[static_cast<int>(aux_engine)];
+  }
+  // Wall time of the instruction once started (both parts, plus completion latency).
+  double span_ns(const CoreSpec& s) const {
+    const double a = ns(s), b = aux_ns(s);
+    return (aux_serial ? a + b : std::max(a, b)) + latency_ns;
   }
 };
 
@@ -74,6 +97,19 @@ struct Counters {
     instructions[e] += c.instructions;
     bytes[e] += c.bytes;
     flops[e] += c.flops;
+    if (c.aux_cycles > 0) {
+      const int a = static_cast<int>(c.aux_engine);
+      busy_cycles[a] += c.aux_cycles;
+      busy_ns[a] += c.aux_ns(s);
+      instructions[a] += c.aux_instructions;
+    }
+  }
+  void add_dma(double ns, int64_t nbytes) {  // a transfer the program model adds (SBUF spill/reload)
+    const int e = static_cast<int>(Engine::Dma);
+    busy_cycles[e] += ns;
+    busy_ns[e] += ns;
+    instructions[e] += 1;
+    bytes[e] += nbytes;
   }
   void reset() { *this = Counters(); }
 };

@@ -1,9 +1,12 @@
 // DMA kernels: DmaCopy (strided copy), DmaLoad (cost only), IoIn / IoOut (host <-> device with dtype conversion).
 //
-// Cost mapping (neuron-hardware.md 1.1 "Data movement"): each instruction is one transfer spread over all
-// DMA queues: ns = spec.dma_fixed_ns + bytes / (spec.dma_engines * spec.dma_bytes_per_ns_per_engine);
-// Cost.engine = Dma and Cost.cycles holds nanoseconds (see Cost::ns). Bytes moved: DmaCopy = elements *
-// elem_bytes; DmaLoad = bytes; IoIn/IoOut = numel * host element size.
+// Cost mapping (docs/cost-model.md "DMA"): a transfer is spread over the core's DMA queues. It occupies the DMA
+// bandwidth for bytes / (rate * efficiency) ns, where rate = all queues together (16 x 27.2 GB/s on NC-v2), capped
+// by the core's HBM share when one side is HBM, and efficiency = p / (p + spec.dma_desc_half_bytes) for a payload of
+// p bytes per descriptor (one descriptor per partition row): small descriptors are overhead-bound [NKI-DMABW]; a
+// strided (layout-changing) copy runs at half rate. The ~1300 ns descriptor/semaphore latency (spec.dma_fixed_ns) is
+// Cost.latency_ns: it delays the transfer's consumers but overlaps other transfers. The host link crossing of IoIn/IoOut
+// is charged by Program (spec.host_bytes_per_ns). Cost.engine = Dma; Cost.cycles holds nanoseconds (see Cost::ns).
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -14,14 +17,22 @@
 namespace nemu {
 namespace {
 
-Cost dma_cost(const CoreSpec& s, int64_t bytes) {
+// payload: contiguous bytes per descriptor; hbm: one side of the transfer is device memory.
+Cost dma_cost(const CoreSpec& s, int64_t bytes, double payload, bool hbm) {
   Cost c;
   c.engine = Engine::Dma;
-  c.cycles = s.dma_fixed_ns + static_cast<double>(bytes) / (s.dma_engines * s.dma_bytes_per_ns_per_engine);
+  double rate = s.dma_engines * s.dma_bytes_per_ns_per_engine;
+  if (hbm && s.hbm_bytes_per_ns > 0) rate = std::min(rate, s.hbm_bytes_per_ns);
+  const double p = std::max(payload, 1.0);
+  const double eff = p / (p + s.dma_desc_half_bytes);
+  c.cycles = bytes > 0 ? static_cast<double>(bytes) / (rate * eff) : 0.0;
+  c.latency_ns = s.dma_fixed_ns;
   c.instructions = 1;
   c.bytes = bytes;
   return c;
 }
+// One descriptor per partition row: a transfer of `bytes` into SBUF spreads over the partitions.
+double per_partition(const CoreSpec& s, int64_t bytes) { return static_cast<double>(bytes) / std::max(s.partitions, 1); }
 
 // ---------------- DmaCopy ----------------
 using DCF = DmaCopyF;
@@ -42,7 +53,18 @@ void copy_exec(const Instr& in, OpCtx& ctx) {
     else for (int64_t i = 0; i < n; ++i) o[i * st[1]] = a[i * st[0]];
   });
 }
-Cost copy_cost(const Instr& in, const CoreSpec& s) { return dma_cost(s, view_numel(in) * in.ip[DCF::elem_bytes]); }
+Cost copy_cost(const Instr& in, const CoreSpec& s) {
+  const int64_t eb = in.ip[DCF::elem_bytes], bytes = view_numel(in) * eb;
+  // Descriptors carry each partition's share; an access pattern whose innermost step is not one element on both
+  // sides (a layout change) runs at half rate, as SBUF access does with an innermost stride over 16 bytes [NKI-V2].
+  const View a = view_of(in, 0), o = view_of(in, 1);
+  const int nd = a.ndim;
+  const bool unit = nd == 0 || a.shape[nd - 1] <= 1 || (a.stride[nd - 1] == 1 && o.stride[nd - 1] == 1);
+  const int64_t q = in.ip[DCF::queue];
+  Cost c = dma_cost(s, bytes, per_partition(s, bytes), q != static_cast<int64_t>(DmaQueue::SbufToSbuf));
+  if (!unit) c.cycles *= 2;
+  return c;
+}
 
 // ---------------- DmaLoad ----------------
 using DLF = DmaLoadF;
@@ -51,7 +73,11 @@ void load_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   check_range("DmaLoad", "queue", in.ip[DLF::queue], 0, 3);
 }
 void load_exec(const Instr&, OpCtx&) {}
-Cost load_cost(const Instr& in, const CoreSpec& s) { return dma_cost(s, in.ip[DLF::bytes]); }
+// A constant larger than SBUF is not staged: it stays in device memory and its consumers stream it (Program).
+Cost load_cost(const Instr& in, const CoreSpec& s) {
+  const int64_t bytes = in.ip[DLF::bytes];
+  return dma_cost(s, static_cast<double>(bytes) > s.sbuf_bytes ? 0 : bytes, per_partition(s, bytes), true);
+}
 
 // ---------------- host dtype conversion ----------------
 // fp16 / bf16 go through dtype_convert's converters (bit-exact with torch's .to(), NaN payloads included);
@@ -77,8 +103,12 @@ void io_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   if (in.ip[IOF::numel] < 0) fail(std::string(op) + ": negative numel " + std::to_string(in.ip[IOF::numel]));
   check_fits(op, 0, "device buffer", in.ip[IOF::numel], numel);
 }
+// The device side of a model input/output: the tensor moves between device memory and SBUF. The host link
+// (PCIe) copy before/after the execution is charged by Program (host_transfer_ns), not on the device timeline.
+// A tensor larger than SBUF stays in device memory (its consumers stream it, Program): no device-side move.
 Cost io_cost(const Instr& in, const CoreSpec& s) {
-  return dma_cost(s, in.ip[IOF::numel] * io_dtype_size(static_cast<IoDType>(in.ip[IOF::io_dtype])));
+  const int64_t bytes = in.ip[IOF::numel] * io_dtype_size(static_cast<IoDType>(in.ip[IOF::io_dtype]));
+  return dma_cost(s, static_cast<double>(bytes) > s.sbuf_bytes ? 0 : bytes, per_partition(s, bytes), true);
 }
 
 template <class T, class F>
@@ -139,6 +169,8 @@ void ioout_exec(const Instr& in, OpCtx& ctx) {
 }
 
 }  // namespace
+
+Cost hbm_transfer_cost(const CoreSpec& s, int64_t bytes) { return dma_cost(s, bytes, per_partition(s, bytes), true); }
 
 void register_dma_ops() {
   register_builtin(Op::DmaCopy, copy_exec, copy_check, copy_cost);

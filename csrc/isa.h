@@ -168,6 +168,9 @@ const OpDef* find_op(const std::string& name);  // nullptr if unknown
 std::vector<const OpDef*> all_ops();
 // Whether operand j of `in` is written (the schema's `writes`: the last operand, when the op writes).
 bool operand_is_written(const OpDef& def, const Instr& in, int j);
+// A DMA transfer of `bytes` between HBM and SBUF spread over the partitions (dma.cpp's cost formula); the
+// program model charges SBUF spills and reloads with it.
+Cost hbm_transfer_cost(const CoreSpec& s, int64_t bytes);
 // Registration hooks, one per engine file; called once from module init.
 void register_tensor_engine_ops();
 void register_vector_engine_ops();

@@ -30,6 +30,12 @@ py::dict cost_dict(const Cost& c, const CoreSpec& s) {
   d["instructions"] = c.instructions;
   d["bytes"] = c.bytes;
   d["flops"] = c.flops;
+  d["aux_engine"] = c.aux_cycles > 0 ? py::object(py::str(engine_name(c.aux_engine))) : py::object(py::none());
+  d["aux_cycles"] = c.aux_cycles;
+  d["aux_ns"] = c.aux_ns(s);
+  d["aux_serial"] = c.aux_serial;
+  d["latency_ns"] = c.latency_ns;
+  d["span_ns"] = c.span_ns(s);
   return d;
 }
 
@@ -214,7 +220,11 @@ PYBIND11_MODULE(_C, m) {
       .def_readwrite("dma_bytes_per_ns_per_engine", &CoreSpec::dma_bytes_per_ns_per_engine)
       .def_readwrite("dma_fixed_ns", &CoreSpec::dma_fixed_ns)
       .def_readwrite("hbm_bytes_per_ns", &CoreSpec::hbm_bytes_per_ns)
-      .def_readwrite("has_fp32_matmul", &CoreSpec::has_fp32_matmul);
+      .def_readwrite("has_fp32_matmul", &CoreSpec::has_fp32_matmul)
+      .def_readwrite("dep_overhead_cycles", &CoreSpec::dep_overhead_cycles)
+      .def_readwrite("dma_desc_half_bytes", &CoreSpec::dma_desc_half_bytes)
+      .def_readwrite("sbuf_bytes", &CoreSpec::sbuf_bytes)
+      .def_readwrite("host_bytes_per_ns", &CoreSpec::host_bytes_per_ns);
 
   m.attr("INSTR_WORDS") = kInstrWords;
   m.def("run_instr", &run_instr, py::arg("row"), py::arg("operands"), py::arg("spec"),
@@ -362,6 +372,31 @@ PYBIND11_MODULE(_C, m) {
         }
         py::dict d;
         d["start_ns"] = start; d["end_ns"] = end; d["cycles"] = cyc; d["host_ns"] = host; d["op"] = op; d["src"] = src;
+        py::array_t<int32_t> eng(n), aeng(n);
+        py::array_t<double> mend(n), astart(n), aend(n);
+        for (size_t i = 0; i < n; ++i) {
+          eng.mutable_data()[i] = prog.engine()[i]; aeng.mutable_data()[i] = prog.aux_engine()[i];
+          mend.mutable_data()[i] = prog.main_end_ns()[i]; astart.mutable_data()[i] = prog.aux_start_ns()[i];
+          aend.mutable_data()[i] = prog.aux_end_ns()[i];
+        }
+        d["engine"] = eng; d["main_end_ns"] = mend; d["aux_engine"] = aeng; d["aux_start_ns"] = astart; d["aux_end_ns"] = aend;
+        const auto& sp = prog.spills();
+        py::array_t<double> ss(sp.size()), se(sp.size());
+        py::array_t<int64_t> sb(sp.size()), si(sp.size());
+        py::array_t<int32_t> sk(sp.size());
+        for (size_t k = 0; k < sp.size(); ++k) {
+          ss.mutable_data()[k] = sp[k].start_ns; se.mutable_data()[k] = sp[k].end_ns; sb.mutable_data()[k] = sp[k].bytes;
+          si.mutable_data()[k] = sp[k].instr; sk.mutable_data()[k] = sp[k].kind;
+        }
+        py::dict spills;
+        spills["start_ns"] = ss; spills["end_ns"] = se; spills["bytes"] = sb; spills["instr"] = si; spills["kind"] = sk;
+        d["spills"] = spills;
+        const MemoryStats& m = prog.memory();
+        py::dict mem;
+        mem["sbuf_peak_bytes"] = m.sbuf_peak_bytes; mem["working_set_peak_bytes"] = m.working_set_peak_bytes; mem["hbm_bytes"] = m.hbm_bytes; mem["spill_bytes"] = m.spill_bytes;
+        mem["host_bytes"] = m.host_bytes; mem["device_ns"] = m.device_ns; mem["host_in_ns"] = m.host_in_ns;
+        mem["host_out_ns"] = m.host_out_ns;
+        d["memory"] = mem;
         return d;
       }, "Per-instruction modelled start/end ns and cycles (a property of the program: the same for every call), "
          "op code, source op, and host_ns: emulator wall time of the last call on this Program.")

@@ -50,9 +50,14 @@ int64_t max_arena_bytes() {
 void check_spec(const CoreSpec& s) {
   bool ok = s.generation >= 1 && s.partitions > 0 && s.pe_cols > 0 && s.moving_max > 0 && s.free_tile > 0 &&
             s.mm_init_latency >= 0 && s.fp32_matmul_factor > 0 && s.min_ii >= 0 && s.gpsimd_cores >= 0 &&
-            s.dma_engines > 0 && s.dma_bytes_per_ns_per_engine > 0 && s.dma_fixed_ns >= 0;
+            s.dma_engines > 0 && s.dma_bytes_per_ns_per_engine > 0 && s.dma_fixed_ns >= 0 &&
+            s.dep_overhead_cycles >= 0 && s.dma_desc_half_bytes >= 0 && s.sbuf_bytes > 0 && s.host_bytes_per_ns > 0;
   for (int e = 0; e < kNumEngines - 1; ++e) ok = ok && (s.clock_ghz[e] > 0 || (e == 3 && s.gpsimd_cores == 0));
   if (!ok) fail("CoreSpec is not filled in (build it with neuron_emu.hardware.core_spec)");
+}
+
+double host_transfer_ns(const CoreSpec& s, int64_t bytes) {
+  return bytes > 0 ? s.dma_fixed_ns + static_cast<double>(bytes) / s.host_bytes_per_ns : 0.0;
 }
 
 static std::string where(int64_t i, const Instr& in, const OpDef* d) {
@@ -211,31 +216,133 @@ Program::Program(const CoreSpec& spec, const int64_t* rows, int64_t n_instr, con
     if (io_seen_out[k] < 0) fail("output " + std::to_string(k) + " has no IoOut instruction (it would be left unwritten)");
   if (check_deps) check_dependencies(instrs_, defs_, deps_, buffers_);
   scratch_ = alloc_floats(scratch, "scratch");
+  for (const IoSpec& io : inputs) host_in_bytes_ += io.numel * io_dtype_size(static_cast<IoDType>(io.io_dtype));
+  for (const IoSpec& io : outputs) host_out_bytes_ += io.numel * io_dtype_size(static_cast<IoDType>(io.io_dtype));
   host_ns_.assign(n_instr, 0.0);
   simulate(costs);
 }
 
-// Each instruction starts when its engine is free and its dependencies have ended. Costs are a function of
-// (instruction, core), so this timeline is the same for every execution: it is computed once, here.
+// The modelled timeline (docs/cost-model.md). Costs are a function of (instruction, core), so it is the same for
+// every execution: computed once, here. Each instruction starts when its engine (and its aux engine) is free and
+// its dependencies have ended. On top of the per-instruction costs it models:
+//  * dependency overhead: a Vector/Scalar/GpSimd instruction that had to wait for a dependency cannot overlap
+//    its predecessor in the engine pipeline and pays spec.dep_overhead_cycles (semaphore wait + pipeline fill);
+//  * DMA overlap: a transfer occupies the DMA bandwidth for its byte time only; its descriptor latency
+//    (Cost.latency_ns) delays its consumers but overlaps other transfers and all compute;
+//  * SBUF capacity: the working set is every buffer from its first write (a weight: its DmaLoad) to its last use.
+//    When it exceeds SBUF (spec.sbuf_bytes), the fraction f = 1 - SBUF / working set of it lives in device memory,
+//    and an instruction's operand traffic (Cost.bytes) goes to HBM in that proportion: f x bytes are spilled /
+//    reloaded by DMA at HBM rate, streamed in tiles alongside the instruction (it ends when both are done).
 void Program::simulate(const std::vector<Cost>& costs) {
-  const size_t n = instrs_.size();
+  const size_t n = instrs_.size(), nb = buffers_.size();
   start_ns_.assign(n, 0.0);
   end_ns_.assign(n, 0.0);
   cycles_.assign(n, 0.0);
-  double engine_free[kNumEngines] = {};
+  spills_.clear();
+  memory_ = MemoryStats();
+  engine_.assign(n, 0);
+  aux_engine_.assign(n, -1);
+  main_end_ns_.assign(n, 0.0);
+  aux_start_ns_.assign(n, 0.0);
+  aux_end_ns_.assign(n, 0.0);
+  // bytes a buffer occupies: a weight what its DmaLoad moves, an activation its fp32 storage
+  std::vector<double> size(nb, 0.0);
+  std::vector<int64_t> last_use(nb, -1);
+  for (size_t b = 0; b < nb; ++b) size[b] = static_cast<double>(buffers_[b].numel) * sizeof(float);
   for (size_t i = 0; i < n; ++i) {
     const Instr& in = instrs_[i];
-    const Cost& c = costs[i];
-    const int e = static_cast<int>(c.engine);
-    double start = engine_free[e];
-    for (int64_t k = 0; k < in.dep_count; ++k) start = std::max(start, end_ns_[deps_[in.dep_begin + k]]);
-    start_ns_[i] = start;
-    end_ns_[i] = start + c.ns(spec_);
-    cycles_[i] = c.cycles;
-    engine_free[e] = end_ns_[i];
-    modelled_.latency_ns = std::max(modelled_.latency_ns, end_ns_[i]);
-    modelled_.counters.add(c, spec_);
+    if (in.op == static_cast<int32_t>(Op::DmaLoad)) size[in.operand[0]] = static_cast<double>(in.ip[DmaLoadF::bytes]);
+    for (int j = 0; j < in.n_operands; ++j) last_use[in.operand[j]] = static_cast<int64_t>(i);
   }
+  const double cap = spec_.sbuf_bytes;
+  std::vector<char> live(nb, 0);
+  double working = 0;
+  double engine_free[kNumEngines] = {};
+  const int dma = static_cast<int>(Engine::Dma);
+
+  for (size_t i = 0; i < n; ++i) {
+    const int64_t ii = static_cast<int64_t>(i);
+    const Instr& in = instrs_[i];
+    const OpDef& def = *defs_[i];
+    const Cost& c = costs[i];
+    const int e = static_cast<int>(c.engine), a = static_cast<int>(c.aux_engine);
+    const bool has_aux = c.aux_cycles > 0;
+    const bool is_load = in.op == static_cast<int32_t>(Op::DmaLoad);
+    const bool is_io = in.op == static_cast<int32_t>(Op::IoIn) || in.op == static_cast<int32_t>(Op::IoOut);
+    for (int j = 0; j < in.n_operands; ++j) {  // outputs (and a loaded weight) join the working set
+      const int32_t b = in.operand[j];
+      if (!live[b] && (is_load || operand_is_written(def, in, j))) {
+        live[b] = 1;
+        working += size[b];
+      }
+    }
+    double ready = 0;
+    for (int64_t k = 0; k < in.dep_count; ++k) ready = std::max(ready, end_ns_[deps_[in.dep_begin + k]]);
+    double start = std::max(engine_free[e], ready);
+    if (has_aux) start = std::max(start, engine_free[a]);
+    double overhead = 0;
+    // waited for (or right behind) a dependency: cannot be pipelined behind its predecessor
+    if (c.engine != Engine::Dma && c.engine != Engine::Tensor && in.dep_count > 0 && ready >= engine_free[e])
+      overhead = spec_.dep_overhead_cycles / spec_.clock_ghz[e];
+    const double main_ns = c.ns(spec_) + overhead;
+    double end = start + c.span_ns(spec_) + overhead;
+    const double f = working > cap ? 1.0 - cap / working : 0.0;
+    if (f > 0 && c.engine != Engine::Dma && c.bytes > 0) {  // spill/reload traffic streams alongside
+      // dma.cpp's formula, with descriptors of at least 2 KiB per partition: the compiler spills whole tiles at
+      // the payload NKI-DMABW recommends, so a small instruction's share is not descriptor-bound
+      const int64_t nbytes = static_cast<int64_t>(f * static_cast<double>(c.bytes));
+      const double p = std::max(static_cast<double>(nbytes) / std::max(spec_.partitions, 1), 2048.0);
+      const double rate = std::min(spec_.dma_engines * spec_.dma_bytes_per_ns_per_engine, spec_.hbm_bytes_per_ns);
+      const double busy = static_cast<double>(nbytes) / (rate * p / (p + spec_.dma_desc_half_bytes));
+      SpillEvent ev;
+      ev.start_ns = std::max(engine_free[dma], start);
+      engine_free[dma] = ev.start_ns + busy;
+      ev.end_ns = engine_free[dma] + spec_.dma_fixed_ns;
+      ev.bytes = nbytes;
+      ev.instr = ii;
+      spills_.push_back(ev);
+      modelled_.counters.add_dma(busy, nbytes);
+      memory_.spill_bytes += nbytes;
+      memory_.hbm_bytes += nbytes;
+      end = std::max(end, ev.end_ns);
+    }
+    start_ns_[i] = start;
+    end_ns_[i] = end;
+    cycles_[i] = c.cycles;
+    engine_[i] = e;
+    main_end_ns_[i] = start + main_ns;
+    engine_free[e] = c.engine == Engine::Dma ? start + c.ns(spec_) : (c.aux_serial ? end : start + main_ns);
+    if (has_aux) {
+      aux_engine_[i] = a;
+      aux_start_ns_[i] = c.aux_serial ? start + main_ns : start;
+      aux_end_ns_[i] = aux_start_ns_[i] + c.aux_ns(spec_);
+      engine_free[a] = std::max(engine_free[a], aux_end_ns_[i]);
+    }
+    modelled_.counters.add(c, spec_);
+    if (overhead > 0) {
+      modelled_.counters.busy_ns[e] += overhead;
+      modelled_.counters.busy_cycles[e] += spec_.dep_overhead_cycles;
+    }
+    if (is_load || is_io || (in.op == static_cast<int32_t>(Op::DmaCopy) &&
+                             in.ip[DmaCopyF::queue] != static_cast<int64_t>(DmaQueue::SbufToSbuf)))
+      memory_.hbm_bytes += c.bytes;
+    memory_.working_set_peak_bytes = std::max(memory_.working_set_peak_bytes, working);
+    for (int j = 0; j < in.n_operands; ++j) {  // dead after its last use
+      const int32_t b = in.operand[j];
+      if (last_use[b] == ii && live[b]) {
+        live[b] = 0;
+        working -= size[b];
+      }
+    }
+    modelled_.latency_ns = std::max(modelled_.latency_ns, end);
+  }
+  memory_.sbuf_peak_bytes = std::min(memory_.working_set_peak_bytes, cap);
+  // One call = copy the inputs over the host link, run, copy the outputs back (the runtime does them in turn).
+  memory_.device_ns = modelled_.latency_ns;
+  memory_.host_in_ns = host_transfer_ns(spec_, host_in_bytes_);
+  memory_.host_out_ns = host_transfer_ns(spec_, host_out_bytes_);
+  memory_.host_bytes = host_in_bytes_ + host_out_bytes_;
+  modelled_.latency_ns += memory_.host_in_ns + memory_.host_out_ns;
 }
 
 RunStats Program::run(void* const* inputs, void* const* outputs) {

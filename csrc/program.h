@@ -33,6 +33,29 @@ struct IoSpec {
   int32_t io_dtype = 0;
 };
 
+// A transfer the program model adds between SBUF and HBM when the working set exceeds SBUF.
+struct SpillEvent {
+  double start_ns = 0, end_ns = 0;
+  int64_t bytes = 0;
+  int64_t instr = 0;   // the instruction whose operands it moves
+  int32_t buffer = -1;
+  int32_t kind = 0;    // 0: the share of an instruction's operand traffic that goes to HBM (spill + reload)
+};
+
+// Device-memory side of the model (docs/cost-model.md "SBUF capacity").
+struct MemoryStats {
+  double sbuf_peak_bytes = 0;   // largest SBUF occupancy: min(working set, SBUF)
+  double working_set_peak_bytes = 0;  // largest working set (live activations + staged weights)
+  int64_t hbm_bytes = 0;        // weights loaded + DMA copies touching HBM + spill traffic
+  int64_t spill_bytes = 0;      // of which SBUF spills and reloads
+  int64_t host_bytes = 0;       // host <-> device transfers of inputs and outputs
+  double device_ns = 0;         // the device timeline (first instruction to last transfer)
+  double host_in_ns = 0, host_out_ns = 0;  // host link copies before and after it (latency = sum of the three)
+};
+
+// Host link time of one direction's tensors: one transfer's fixed latency + bytes at the link rate.
+double host_transfer_ns(const CoreSpec& s, int64_t bytes);
+
 // What one execution cost on the modelled core (returned by run; nothing shared between callers).
 struct RunStats {
   double latency_ns = 0;
@@ -66,6 +89,14 @@ class Program {
   // Modelled timeline: a pure function of (instructions, core spec), identical for every call.
   // host_ns is the emulator's wall time per instruction of the last call on this Program.
   const std::vector<double>& host_ns() const { return host_ns_; }
+  // Engine of each instruction's main part and the end of it (an aux part may run longer), spills, memory.
+  const std::vector<SpillEvent>& spills() const { return spills_; }
+  const std::vector<int32_t>& engine() const { return engine_; }
+  const std::vector<int32_t>& aux_engine() const { return aux_engine_; }  // -1: none
+  const std::vector<double>& main_end_ns() const { return main_end_ns_; }
+  const std::vector<double>& aux_start_ns() const { return aux_start_ns_; }
+  const std::vector<double>& aux_end_ns() const { return aux_end_ns_; }
+  const MemoryStats& memory() const { return memory_; }
   int n_inputs() const { return n_inputs_; }
   int n_outputs() const { return n_outputs_; }
   const CoreSpec& spec() const { return spec_; }
@@ -86,10 +117,15 @@ class Program {
   std::vector<DType> buf_store_;     // per buffer: element storage (buf_storage)
   std::vector<uint8_t> buf_tiny_;    // per 16-bit constant: has_tiny_half, computed once at load
   std::vector<double> start_ns_, end_ns_, cycles_, host_ns_;
+  std::vector<SpillEvent> spills_;
+  std::vector<int32_t> engine_, aux_engine_;
+  std::vector<double> main_end_ns_, aux_start_ns_, aux_end_ns_;
+  MemoryStats memory_;
   RunStats modelled_;  // every execution's stats (the modelled timeline's latency and engine counters)
   int64_t runs_ = 0;
   std::mutex mu_;
 
+  int64_t host_in_bytes_ = 0, host_out_bytes_ = 0;
   void simulate(const std::vector<Cost>& costs);
 };
 

@@ -14,6 +14,11 @@
 // nc_matmul figure max(min(MM_INIT_LATENCY, n_stationary), n_moving) TensorE cycles, x fp32_matmul_factor
 // for fp32 inputs (docs/reference/neuron-hardware.md 1.1, "Per-instruction formula").
 //
+// PSUM evacuation (docs/cost-model.md): TensorE writes PSUM only; every [stationary tile <= 128 partitions,
+// moving tile <= 512] output block is copied to SBUF once (after its K accumulation passes, which PSUM does in
+// place) by a ScalarE activation (bias fused) costing max(MIN_II, moving tile) ScalarE cycles; an accumulating
+// matmul also reads the old output (2x). It is Cost.aux on ScalarE, pipelined with the matmul (8 PSUM banks).
+//
 // Threads: one pool (thread_pool.h) runs rounding, im2col and GEMM blocks; OpenBLAS itself is single-threaded.
 #include <cblas.h>
 
@@ -92,6 +97,26 @@ double tile_cycles(int64_t stationary, int64_t moving, int64_t k, const CoreSpec
     }
   tiles *= nk;
   return cyc * static_cast<double>(nk);
+}
+
+// ScalarE cycles to evacuate the [stationary x moving] output of one matmul from PSUM (see the header comment).
+double evac_cycles(int64_t stationary, int64_t moving, const CoreSpec& sp, int64_t& instrs) {
+  instrs = 0;
+  if (stationary <= 0 || moving <= 0) return 0;
+  const int64_t pc = std::max<int32_t>(sp.pe_cols, 1), mm = std::max<int32_t>(sp.moving_max, 1);
+  const int64_t s_tiles = ceil_div(stationary, pc), m_full = moving / mm, m_rem = moving % mm;
+  const double per_s = static_cast<double>(m_full) * std::max<double>(sp.min_ii, mm) +
+                       (m_rem ? std::max<double>(sp.min_ii, m_rem) : 0.0);
+  instrs = s_tiles * (m_full + (m_rem ? 1 : 0));
+  return per_s * static_cast<double>(s_tiles);
+}
+
+void add_evacuation(Cost& c, int64_t stationary, int64_t moving, int64_t times, bool acc, const CoreSpec& sp) {
+  int64_t n = 0;
+  const double cyc = evac_cycles(stationary, moving, sp, n);
+  c.aux_engine = Engine::Scalar;
+  c.aux_cycles = cyc * static_cast<double>(times) * (acc ? 2.0 : 1.0);
+  c.aux_instructions = n * times;
 }
 
 // Rounding of GEMM inputs/outputs: round_array splits large ranges over the thread pool (inside a parallel
@@ -300,6 +325,7 @@ Cost matmul_cost(const Instr& in, const CoreSpec& sp) {
   c.flops = 2 * p.M * p.N * p.K * p.batch;
   const int64_t ie = dtype_bytes(p.in_dt), oe = dtype_bytes(p.out_dt);
   c.bytes = p.batch * ((p.M * p.K + p.K * p.N) * ie + p.M * p.N * oe * (p.acc ? 2 : 1) + (p.has_bias ? p.N * 4 : 0));
+  if (p.K > 0) add_evacuation(c, st, mv, p.batch, p.acc, sp);
   return c;
 }
 
@@ -545,6 +571,7 @@ Cost conv_cost(const Instr& in, const CoreSpec& sp) {
   const int64_t ie = dtype_bytes(p.in_dt);
   c.bytes = (p.N * p.C * p.H * p.W + p.O * p.Kg()) * ie + p.N * p.O * p.OH * p.OW * dtype_bytes(p.out_dt) +
             (p.has_bias ? p.O * 4 : 0);
+  if (p.Kg() > 0) add_evacuation(c, p.Og(), p.N * p.OH * p.OW, p.g, false, sp);
   return c;
 }
 
@@ -665,6 +692,7 @@ Cost transpose_cost(const Instr& in, const CoreSpec& spec) {
     c.instructions = 2 * (full + (rem ? 1 : 0));
   }
   c.bytes = 2 * P * F * dtype_bytes(static_cast<DType>(in.ip[TF::in_dtype]));
+  add_evacuation(c, F, P, 1, false, spec);  // the [F, P] result lands in PSUM: F on partitions, P free
   return c;
 }
 

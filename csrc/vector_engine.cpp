@@ -14,7 +14,8 @@
 //    [128 partitions x 32] block group (4 reshape banks of 32x32).
 //  * Softmax per partition tile = per chunk [tensor_reduce max N + ScalarE activation exp with accumulate
 //    max(MIN_II,N)+MIN_II] + reciprocal of the [P,1] sums max(MIN_II, 8) (log-softmax: ScalarE Ln [P,1], MIN_II)
-//    + per chunk tensor_scalar (multiply / subtract) max(MIN_II, N).
+//    + per chunk tensor_scalar (multiply / subtract) max(MIN_II, N). The ScalarE parts are charged to ScalarE
+//    (Cost.aux, serial with the VectorE passes), not folded into VectorE cycles.
 //  * LayerNorm per partition tile = per chunk bn_stats max(MIN_II, N) + bn_aggr max(MIN_II, 13*(6*chunks/3))
 //    + tensor_scalar (var+eps)^-0.5 on [P,1] (MIN_II) + per chunk tensor_scalar (x-mean)*rstd max(MIN_II, N)
 //    + per chunk tensor_tensor * weight / + bias max(MIN_II, 2N) each (weights broadcast over partitions).
@@ -499,15 +500,22 @@ void softmax_exec(const Instr& in, OpCtx& ctx) {
 Cost softmax_cost(const Instr& in, const CoreSpec& s) {
   const int64_t outer = in.ip[SMF::outer], R = in.ip[SMF::R], inner = in.ip[SMF::inner];
   const bool log = in.ip[SMF::log] != 0;
-  const double sv = s.clock_ghz[1] / s.clock_ghz[2];  // ScalarE cycles -> VectorE cycles
-  Tiled t = tiled(s, outer * inner, R, [&](int64_t N) {
-    return N + sv * (min_ii(s, N) + s.min_ii) + min_ii(s, N);
-  });
-  const double fixed = log ? sv * s.min_ii : min_ii(s, 8.0);
-  t.cycles += fixed * t.ptiles;
-  t.instructions = t.instructions * 3 + t.ptiles;
+  // VectorE: per chunk the max reduce (N) and the normalising tensor_scalar (max(MIN_II, N)), per partition tile
+  // the reciprocal of the [P,1] sums (softmax) ...
+  Tiled t = tiled(s, outer * inner, R, [&](int64_t N) { return N + min_ii(s, N); });
+  const int64_t ptiles = t.ptiles, chunks = t.instructions;
+  if (!log) t.cycles += min_ii(s, 8.0) * ptiles;
+  t.instructions = 2 * chunks + (log ? 0 : ptiles);
   const int64_t n = outer * R * inner;  // two passes over the input, one write
-  return vcost(t, dtype_bytes_of(in, SMF::in_dtype, 2 * n) + dtype_bytes_of(in, SMF::out_dtype, n), n * 4);
+  Cost c = vcost(t, dtype_bytes_of(in, SMF::in_dtype, 2 * n) + dtype_bytes_of(in, SMF::out_dtype, n), n * 4);
+  // ... and ScalarE: per chunk exp(x - max) with the row sum accumulated (activation_reduce, max(MIN_II, N) + MIN_II),
+  // log-softmax's Ln of the [P,1] sums (MIN_II). The three passes depend on each other: aux is serial.
+  const Tiled e = tiled(s, outer * inner, R, [&](int64_t N) { return min_ii(s, N) + s.min_ii; });
+  c.aux_engine = Engine::Scalar;
+  c.aux_cycles = e.cycles + (log ? static_cast<double>(s.min_ii) * ptiles : 0.0);
+  c.aux_instructions = e.instructions + (log ? ptiles : 0);
+  c.aux_serial = true;
+  return c;
 }
 
 // ---------------- LayerNorm ----------------

@@ -44,6 +44,10 @@ class NeuronCoreSpec:
     device_mem_bytes: int         # device memory owned by one core [0]
     device_mem_gbps: float        # per-core share of device-memory bandwidth [0; 1.1 HBM]
     bf16_tflops: float            # TensorE peak [0]
+    # docs/cost-model.md gives each of these its source and reason
+    dep_overhead_cycles: int = 100    # static overhead of a dependent VectorE/ScalarE instruction [1.1 VectorE/ScalarE]
+    dma_desc_half_bytes: float = 512.0  # ASSUMPTION: per-descriptor payload at half the DMA peak (cost-model.md)
+    host_gbps: float = 31.5           # ASSUMPTION: host link PCIe Gen4 x16 per direction (cost-model.md)
 
     def clocks(self):
         """(TensorE, VectorE, ScalarE, GpSimdE, DMA) GHz; the DMA slot is unused (costs in ns)."""
@@ -66,7 +70,8 @@ NEURONCORE_V2 = NeuronCoreSpec(
     free_tile=512,
     gpsimd_cores=8, gpsimd_lanes=16, gpsimd_start_cycles=150, gpsimd_tcm_bytes=64 * 1024,  # [1.1 GpSimdE]
     sbuf_bytes=24 * MiB, psum_bytes=2 * MiB, partitions=128,                    # [0; 1.1 SBUF/PSUM]
-    dma_engines=16, dma_gbps_per_engine=27.2, dma_fixed_ns=1300.0,             # [1.1 Data movement]
+    # 16 engines at the sustained 17 B/ns each (272 GB/s per core), not the 27.2 GB/s peak [1.1 Data movement, NKI-DMABW]
+    dma_engines=16, dma_gbps_per_engine=17.0, dma_fixed_ns=1300.0,
     device_mem_bytes=16 * GiB, device_mem_gbps=410.0,                           # [1.1 HBM: 820 GB/s per chip / 2 cores, derived]
     bf16_tflops=92.0,                                                           # [0; 4.1: use the NKI per-core figure]
 )
@@ -101,6 +106,7 @@ NEURONCORE_V1 = NeuronCoreSpec(
     dma_engines=4, dma_gbps_per_engine=12.5 * 1.073741824 / 4, dma_fixed_ns=1300.0,
     device_mem_bytes=2 * 1000 ** 3, device_mem_gbps=12.5 * 1.073741824,         # 2 GB slice per core [1.3, #624]
     bf16_tflops=16.0,                                                           # [0; 1.3]
+    host_gbps=15.75,                                                            # ASSUMPTION: PCIe Gen3 x16 (cost-model.md)
 )
 
 CORES: Dict[int, NeuronCoreSpec] = {1: NEURONCORE_V1, 2: NEURONCORE_V2}
@@ -192,4 +198,8 @@ def core_spec(generation: int = 2):
     s.dma_fixed_ns = c.dma_fixed_ns
     s.hbm_bytes_per_ns = c.device_mem_gbps
     s.has_fp32_matmul = c.has_fp32_matmul
+    s.dep_overhead_cycles = c.dep_overhead_cycles
+    s.dma_desc_half_bytes = c.dma_desc_half_bytes
+    s.sbuf_bytes = float(c.sbuf_bytes)
+    s.host_bytes_per_ns = c.host_gbps
     return s

@@ -18,6 +18,7 @@ import neuron_emu.runtime  # noqa: F401  (registers neuron::forward_v2)
 from neuron_emu.compiler import CompilationError, Compiled, compile_graph
 from neuron_emu.compiler.capture import alias_key, capture
 from neuron_emu.compiler.options import CompilerOptions
+from neuron_emu.progress import compile_progress
 
 logger = logging.getLogger("Neuron")
 
@@ -117,31 +118,32 @@ def compile_trace(func, inputs: tuple, options: CompilerOptions, generation: int
         warnings.warn("The model is in training mode; Neuron traces are for inference: call model.eval() first",
                       UserWarning, stacklevel=4)
     t0 = time.perf_counter()
-    by_input = {id(x): i for i, x in enumerate(inputs)}
-    state_tensors = [t for t in (aliases or {}) if id(t) not in by_input]
-    external = {f"<state {j}>": t for j, t in enumerate(state_tensors)}
-    if not inline_weights:
-        external.update(external_weights(func, exclude=state_tensors))
-    graph = capture(func, inputs, external)[0]  # (the eager outputs are not needed)
-    n_states = len(state_tensors)
-    fed = [names[0] for names in graph.weight_names]
-    for j in range(n_states):
-        if f"<state {j}>" not in fed:
-            raise ValueError(f"input_output_aliases: state tensor {j} (shape {list(state_tensors[j].shape)}) is not "
-                             "read by the model; an aliased state must be an input of the traced computation")
-    pairs = []
-    for t, k in (aliases or {}).items():
-        i = by_input[id(t)] if id(t) in by_input else len(inputs) + fed.index(f"<state {state_tensors.index(t)}>")
-        pairs.append((i, k))
-    check_aliases(graph, pairs)
-    names = graph.weight_names[n_states:]
-    graph.weight_names = names   # the header names the weights only (states are not replaceable weights)
-    try:
-        compiled = compile_graph(graph, options, generation=generation)
-    except CompilationError:
-        if compiler_workdir:
-            _write_workdir(compiler_workdir, options, None, None, "FAIL")
-        raise
+    with compile_progress(type(func).__name__):  # a progress line when this takes over a second
+        by_input = {id(x): i for i, x in enumerate(inputs)}
+        state_tensors = [t for t in (aliases or {}) if id(t) not in by_input]
+        external = {f"<state {j}>": t for j, t in enumerate(state_tensors)}
+        if not inline_weights:
+            external.update(external_weights(func, exclude=state_tensors))
+        graph = capture(func, inputs, external)[0]  # (the eager outputs are not needed)
+        n_states = len(state_tensors)
+        fed = [names[0] for names in graph.weight_names]
+        for j in range(n_states):
+            if f"<state {j}>" not in fed:
+                raise ValueError(f"input_output_aliases: state tensor {j} (shape {list(state_tensors[j].shape)}) is not "
+                                 "read by the model; an aliased state must be an input of the traced computation")
+        pairs = []
+        for t, k in (aliases or {}).items():
+            i = by_input[id(t)] if id(t) in by_input else len(inputs) + fed.index(f"<state {state_tensors.index(t)}>")
+            pairs.append((i, k))
+        check_aliases(graph, pairs)
+        names = graph.weight_names[n_states:]
+        graph.weight_names = names   # the header names the weights only (states are not replaceable weights)
+        try:
+            compiled = compile_graph(graph, options, generation=generation)
+        except CompilationError:
+            if compiler_workdir:
+                _write_workdir(compiler_workdir, options, None, None, "FAIL")
+            raise
     logger.info("Compiler status PASS")
     if compiler_workdir:
         _write_workdir(compiler_workdir, options, compiled.graph_text, compiled, "PASS")

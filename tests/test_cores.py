@@ -106,7 +106,10 @@ def test_run_returns_its_stats():
         assert summ[name].busy_s == pytest.approx(e["busy_ns"] * 1e-9, rel=1e-12)
         assert (summ[name].instructions, summ[name].bytes, summ[name].flops) == (e["instructions"], e["bytes"], e["flops"])
     tl = last_call().timeline()
-    assert tl["end_ns"].max() == pytest.approx(st[0])
+    # a call = host link copy in + the device timeline + copy out (docs/cost-model.md)
+    mem = tl["memory"]
+    assert tl["end_ns"].max() == pytest.approx(mem["device_ns"])
+    assert st[0] == pytest.approx(mem["host_in_ns"] + mem["device_ns"] + mem["host_out_ns"])
 
 
 def test_same_artifact_two_cores_concurrently():

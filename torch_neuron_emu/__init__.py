@@ -12,6 +12,7 @@ from torch_neuron_emu.data_parallel import DataParallel  # noqa: F401
 from torch_neuron_emu.pipeline import pipeline_report  # noqa: F401
 from torch_neuron_emu.supported_ops import get_supported_operations  # noqa: F401
 from neuron_emu.runtime import last_call  # noqa: F401
+from torch_neuron_emu.profile import profile  # noqa: F401
 
 hint = trace  # the seed article's spelling
 

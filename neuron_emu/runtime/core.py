@@ -7,7 +7,7 @@ mutex, as the real runtime serialises them per core."""
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Dict, List, Tuple
 
@@ -79,6 +79,7 @@ class NeuronCore:
         self._executions = 0
         self._last_latency_ns = 0.0
         self._host_ns = 0
+        self.recent_latency_ns: deque = deque(maxlen=1024)  # modelled latency of recent executions (monitoring)
 
     def __repr__(self) -> str:
         phys = "" if self.physical_index == self.index else f" (instance core {self.physical_index})"
@@ -114,6 +115,7 @@ class NeuronCore:
             self._acc += st
             self._last_latency_ns = st[0]
             self._host_ns += host_ns
+            self.recent_latency_ns.append(float(st[0]))
             if key in self._models:
                 self._models.move_to_end(key)
 
