@@ -185,3 +185,17 @@ def test_defaults_and_argument_errors():
         tnx.PartitionerConfig(trace_kwargs={"cpu_backend": True})
     with pytest.raises(TypeError, match="partitioner_config must be a torch_neuronx.PartitionerConfig, got dict"):
         tnx.trace(Sandwich().eval(), torch.randn(2, 32), partitioner_config={})
+
+
+def test_an_operator_configuration_the_compiler_refuses_runs_on_cpu(caplog):
+    """searchsorted compiles, but not with a sorter (lowering/ranking.py): the partitioner places that node on CPU,
+    as the SDK's per-operator query of the compiler would, and warns naming it."""
+    class M(torch.nn.Module):
+        def forward(self, seq, v):
+            return torch.searchsorted(seq, torch.tanh(v), sorter=torch.argsort(seq)) * 2
+
+    model, x = M(), (torch.randn(16), torch.randn(9))
+    traced = _trace(model, x, caplog)
+    assert _kinds(traced) == ["neuron::forward_v2", "aten::sort", "aten::searchsorted", "neuron::forward_v2"]
+    assert "neuronx-cc cannot compile aten::searchsorted in this configuration" in caplog.text
+    torch.testing.assert_close(traced(*x), model(*x))

@@ -16,7 +16,7 @@ import collections
 import logging
 import os
 
-from neuron_emu.compiler import compile_graph
+from neuron_emu.compiler import CompilationError, compile_graph
 from neuron_emu.compiler.capture import capture
 from neuron_emu.compiler.fold import fold_and_prune
 from neuron_emu.compiler.options import parse_compiler_args
@@ -48,6 +48,40 @@ def device_runs(steps: list) -> list:
         else:
             runs.append(("CPU", [st]))
     return runs
+
+
+def _log_and_check(plan, cfg: PartitionerConfig) -> None:
+    """The app note's partition lines, then the subgraph count and size limits."""
+    runs = device_runs(plan.steps)
+    logger.info("Num Partitions: %d", len(runs))
+    for i, (device, ops) in enumerate(runs):
+        logger.info("Creating Partition #%d for device: Device.%s", i + 1, device)
+        logger.info("The following operators will be included in this partition:")
+        for name, c in sorted(collections.Counter(n.name for n in ops).items()):
+            logger.info("%s:%d", name, c)
+    if cfg.max_subgraph_count != -1 and len(runs) > cfg.max_subgraph_count:
+        raise ValueError(f"The partitioner has found {len(runs)} subgraphs which exceeds the specified max subgraph "
+                         f"count of {cfg.max_subgraph_count}.")
+    if cfg.min_subgraph_size != -1:
+        small = [(i, d, ops) for i, (d, ops) in enumerate(runs) if len(ops) < cfg.min_subgraph_size]
+        if small:
+            i, d, ops = small[0]
+            # ASSUMPTION: wording modelled on the documented max-count error
+            raise ValueError(f"The partitioner has found a subgraph (partition #{i + 1}, Device.{d}, operators "
+                             f"{[n.name for n in ops]}) of size {len(ops)} which is smaller than the specified min "
+                             f"subgraph size of {cfg.min_subgraph_size}.")
+
+
+def _compiles(node, options, nodes, graph_outputs) -> bool:
+    """Whether `node` alone (its used outputs) compiles: which operator of a failing subgraph to blame."""
+    read = {a.id for n in nodes for a in n.value_args()} | {v.id for v in graph_outputs}
+    ins = list({a.id: a for a in node.value_args() if a.kind != "const"}.values())
+    seg = Segment([node], inputs=ins, outputs=[o for o in node.outputs if o.id in read])
+    try:
+        compile_graph(segment_graph(seg), options, generation=2)
+    except CompilationError:
+        return False
+    return True
 
 
 def partition(func, example_inputs, partitioner_config: PartitionerConfig):
@@ -83,35 +117,32 @@ def partition(func, example_inputs, partitioner_config: PartitionerConfig):
 
     forced = cfg.ops_to_partition
     nodes = fold_and_prune(graph)
-    plan = plan_partition(nodes, graph.outputs, lambda n: is_supported(n) and not (public_names(n.name) & forced))
-    runs = device_runs(plan.steps)
-    logger.info("Num Partitions: %d", len(runs))
-    for i, (device, ops) in enumerate(runs):
-        logger.info("Creating Partition #%d for device: Device.%s", i + 1, device)
-        logger.info("The following operators will be included in this partition:")
-        for name, c in sorted(collections.Counter(n.name for n in ops).items()):
-            logger.info("%s:%d", name, c)
-    if cfg.max_subgraph_count != -1 and len(runs) > cfg.max_subgraph_count:
-        raise ValueError(f"The partitioner has found {len(runs)} subgraphs which exceeds the specified max subgraph "
-                         f"count of {cfg.max_subgraph_count}.")
-    if cfg.min_subgraph_size != -1:
-        small = [(i, d, ops) for i, (d, ops) in enumerate(runs) if len(ops) < cfg.min_subgraph_size]
-        if small:
-            i, d, ops = small[0]
-            # ASSUMPTION: wording modelled on the documented max-count error
-            raise ValueError(f"The partitioner has found a subgraph (partition #{i + 1}, Device.{d}, operators "
-                             f"{[n.name for n in ops]}) of size {len(ops)} which is smaller than the specified min "
-                             f"subgraph size of {cfg.min_subgraph_size}.")
-
     kw = cfg.trace_kwargs or {}
     options = parse_compiler_args(kw.get("compiler_args"))
     workdir = kw.get("compiler_workdir")
-    neffs = []
-    for k, seg in enumerate(plan.segments):
-        compiled = compile_graph(segment_graph(seg), options, generation=2)
-        if workdir:  # one compiler workdir per Neuron subgraph
-            _write_workdir(os.path.join(workdir, f"subgraph_{k}"), options, compiled.graph_text, compiled, "PASS")
-        neffs.append(compiled.blob)
+    refused = set()  # ids of nodes whose configuration the compiler refused: they run on CPU
+    while True:
+        plan = plan_partition(nodes, graph.outputs, lambda n: id(n) not in refused and is_supported(n)
+                              and not (public_names(n.name) & forced))
+        _log_and_check(plan, cfg)
+        neffs, failing = [], []
+        for k, seg in enumerate(plan.segments):
+            try:
+                compiled = compile_graph(segment_graph(seg), options, generation=2)
+            except CompilationError:
+                failing = [n for n in seg.nodes if not _compiles(n, options, nodes, graph.outputs)]
+                if not failing:
+                    raise  # no single operator is to blame: a real compile failure
+                break
+            if workdir:  # one compiler workdir per Neuron subgraph
+                _write_workdir(os.path.join(workdir, f"subgraph_{k}"), options, compiled.graph_text, compiled, "PASS")
+            neffs.append(compiled.blob)
+        if not failing:
+            break
+        for n in failing:  # as the SDK's support query of the compiler frontend would have said
+            logger.warning("neuronx-cc cannot compile %s in this configuration (%s); it will run on CPU",
+                           n.name, n.where)
+        refused.update(id(n) for n in failing)
     if not plan.segments:
         logger.warning("No operator is placed on Neuron; returning a CPU trace")
     return module_from_plan(func, graph, plan, neffs, inputs)
