@@ -6,7 +6,6 @@ from __future__ import annotations
 import collections
 import logging
 import uuid
-import warnings
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -15,8 +14,8 @@ import torch
 from neuron_emu.compiler import CompilationError, compile_graph
 from neuron_emu.compiler.capture import capture
 from neuron_emu.compiler.fold import fold_and_prune
-from neuron_emu.partitioner import build_module, partition, segment_graph
-from neuron_emu.tracing import wrap_artifact
+from neuron_emu.partitioner import partition, segment_graph
+from neuron_emu.partitioner import module_from_plan as generic_module_from_plan
 from torch_neuron_emu.pipeline import stage_cuts, stamp
 from torch_neuron_emu.supported_ops import is_published, is_supported, torchscript_name
 
@@ -153,19 +152,7 @@ def trace_partitioned(model, inputs: tuple, options, *, trace_kwargs=None, **kw)
 
 
 def module_from_plan(model, p: Partitioned, inputs: tuple, trace_kwargs=None):
-    trace_kwargs = dict(trace_kwargs or {})
-    graph, plan, neffs = p.graph, p.plan, p.neffs
-    if not plan.segments:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            trace_kwargs.setdefault("strict", False)
-            return torch.jit.trace(model, inputs, **trace_kwargs)
-    cpu = plan.cpu_nodes
-    if not cpu and len(plan.segments) == 1 and plan.segments[0].outputs == list(graph.outputs) \
-            and all(v.kind == "input" for v in plan.segments[0].inputs) \
-            and [v.index for v in plan.segments[0].inputs] == list(range(len(graph.inputs))):
-        return wrap_artifact(neffs[0], graph.out_spec, inputs)  # the whole model is one Neuron op
-    return build_module(graph.inputs, graph.outputs, graph.out_spec, plan, neffs, inputs, **trace_kwargs)
+    return generic_module_from_plan(model, p.graph, p.plan, p.neffs, inputs, trace_kwargs)
 
 
 def analyze_model(model, example_inputs):

@@ -18,6 +18,7 @@ from neuron_emu.compiler import graph_text
 from neuron_emu.compiler.capture import capture
 from neuron_emu.compiler.lowering import lookup
 from neuron_emu.compiler.options import EMULATED_NEURONX_CC_VERSION
+from neuron_emu.compiler.rejected import rejection
 from torch_neuronx_emu.trace import _normalize_inputs
 
 __all__ = ["analyze"]
@@ -27,8 +28,10 @@ TORCH_NEURONX_VERSION = f"{torch.__version__.split('+')[0]}.{neuron_emu.__versio
 REPORT_FILE = "analyze.json"
 
 
-def _supported(node) -> bool:
-    if lookup(node.target) is None:
+def is_supported(node) -> bool:
+    """Whether the emulated neuronx-cc compiles `node`: it has a lowering, the real compiler does not reject it
+    (compiler/rejected.py) and no tensor it touches is complex. (PartitionerConfig places nodes by this too.)"""
+    if lookup(node.target) is None or rejection(node.name):
         return False
     return not any(v.dtype.is_complex for v in node.value_args() + node.outputs)
 
@@ -47,29 +50,37 @@ def analyze(func, example_inputs, compiler_workdir=None, *, additional_ignored_o
     if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
         raise ValueError(f"max_workers must be a positive integer, got {max_workers!r}")
     graph, _ = capture(func, _normalize_inputs(example_inputs))
-    ignored = set(additional_ignored_ops)
+    report = graph_report(graph, set(additional_ignored_ops))
+    write_report(report, compiler_workdir, cleanup)
+    return report
+
+
+def graph_report(graph, ignored: Set[str]) -> Dict[str, Any]:
+    """The analyze report for a captured graph (ops named in `ignored` left out of the counts)."""
     supported: Dict[str, int] = {}
     unsupported = []
     for n in graph.nodes:
         if n.name in ignored:
             continue
-        if _supported(n):
+        if is_supported(n):
             supported[n.name] = supported.get(n.name, 0) + 1
         else:
             unsupported.append({"kind": n.name, "failureAt": "neuronx-cc", "call": n.where,
                                 "opGraph": graph_text(graph, [n])})
     total = sum(supported.values()) + len(unsupported)
-    report = {
+    return {
         "torch_neuronx_version": TORCH_NEURONX_VERSION,
         "neuronx_cc_version": EMULATED_NEURONX_CC_VERSION,
         "support_percentage": f"{100.0 * sum(supported.values()) / total if total else 100.0:.2f}%",
         "supported_operators": dict(sorted(supported.items())),
         "unsupported_operators": unsupported,
     }
+
+
+def write_report(report: Dict[str, Any], compiler_workdir, cleanup: bool = False) -> None:
     if compiler_workdir:
         os.makedirs(compiler_workdir, exist_ok=True)
         with open(os.path.join(compiler_workdir, REPORT_FILE), "w") as f:
             json.dump(report, f, indent=2)
         if cleanup:
             shutil.rmtree(compiler_workdir, ignore_errors=True)
-    return report

@@ -4,6 +4,7 @@ Mirrors docs/reference/neuron-api.md section 2.1: signature, defaults, warnings 
 positionals and unknown keywords, compiler_workdir artifacts, fixed input shapes."""
 from __future__ import annotations
 
+import copy
 import warnings
 
 import torch
@@ -59,8 +60,9 @@ def trace(func, example_inputs, *_, input_output_aliases={}, compiler_workdir=No
             warnings.warn(f"The `{k}` keyword argument is deprecated and ignored.", DeprecationWarning, stacklevel=2)
     if kwargs:
         warnings.warn(f"Unexpected keyword arguments: {list(kwargs)}", UserWarning, stacklevel=2)
-    if partitioner_config is not None:
-        raise NotImplementedError("partitioner_config (CPU fallback partitioning) is not emulated yet by neuron-emu")
+    if partitioner_config is not None:  # trace delegates to the partitioner (SRC, neuron-api.md 2.1)
+        return _partitioned(func, example_inputs, partitioner_config, compiler_workdir, compiler_args,
+                            input_output_aliases, inline_weights_to_neff)
     check_aliases_arg(input_output_aliases)
     if not isinstance(inline_weights_to_neff, bool):
         raise TypeError(f"inline_weights_to_neff must be a bool, got {type(inline_weights_to_neff).__name__}")
@@ -69,6 +71,22 @@ def trace(func, example_inputs, *_, input_output_aliases={}, compiler_workdir=No
     return trace_and_compile(func, _normalize_inputs(example_inputs), options, generation=2,
                              compiler_workdir=compiler_workdir, inline_weights=inline_weights_to_neff,
                              aliases=input_output_aliases)
+
+
+def _partitioned(func, example_inputs, config, compiler_workdir, compiler_args, aliases, inline_weights):
+    from torch_neuronx_emu.partitioner_config import PartitionerConfig
+    from torch_neuronx_emu.partitioning import partition
+    if not isinstance(config, PartitionerConfig):
+        raise TypeError(f"partitioner_config must be a torch_neuronx.PartitionerConfig, got {type(config).__name__}")
+    if aliases or inline_weights is not True:
+        raise NotImplementedError("neuron-emu does not emulate input_output_aliases or inline_weights_to_neff=False "
+                                  "together with partitioner_config (each needs one whole-model Neuron graph)")
+    if config.trace_kwargs is None:  # trace's own compiler_args/compiler_workdir go to every subgraph (SRC)
+        fwd = {k: v for k, v in (("compiler_args", compiler_args), ("compiler_workdir", compiler_workdir))
+               if v is not None}
+        config = copy.copy(config)
+        config.trace_kwargs = fwd
+    return partition(func, example_inputs, config)
 
 
 hint = trace

@@ -1,7 +1,7 @@
 """Ops the real neuronx-cc rejects, each with the source that says so. The emulator must not compile them (a user
 would only find out on hardware): they raise `RejectedOpError`, the compile failure the real one gives, and the
-partitioner (when it exists) puts them on CPU. Anything absent here that has no lowering is an emulator gap and
-gets the ordinary "not supported by the emulated Neuron compiler" error instead."""
+partitioner (torch_neuronx_emu/partitioning.py) puts them on CPU. Anything absent here that has no lowering is an
+emulator gap and gets the ordinary "not supported by the emulated Neuron compiler" error instead."""
 from __future__ import annotations
 
 from typing import Optional
@@ -58,5 +58,5 @@ def reject(op_name: str, where: str, shapes) -> RejectedOpError:
     return RejectedOpError(
         f"neuronx-cc: error: operator {op_name} is not supported by neuronx-cc (called from {where}, input shapes "
         f"{shapes}). Run this part of the model on CPU (trace the submodules around it) or use "
-        f"torch_neuronx.trace(..., partitioner_config=torch_neuronx.PartitionerConfig()) once the partitioner is "
-        f"available. Source: {REJECTED[op_name]}")
+        f"torch_neuronx.trace(..., partitioner_config=torch_neuronx.PartitionerConfig()) to run it on CPU between "
+        f"Neuron subgraphs. Source: {REJECTED[op_name]}")

@@ -11,4 +11,4 @@ result is a TorchScript module whose graph holds `neuron::forward_v2` ops (one p
 CPU ops as ordinary `aten::` nodes."""
 from neuron_emu.partitioner.segments import Plan, Segment, partition  # noqa: F401
 from neuron_emu.partitioner.subgraph import segment_graph  # noqa: F401
-from neuron_emu.partitioner.module import PartitionedModule, build_module, execute  # noqa: F401
+from neuron_emu.partitioner.module import PartitionedModule, build_module, execute, module_from_plan  # noqa: F401

@@ -87,3 +87,22 @@ def build_module(inputs: List[Value], outputs: List[Value], out_spec: Any, plan:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return torch.jit.trace(module, example_inputs, **trace_kwargs)
+
+
+def module_from_plan(model, graph, plan: Plan, neffs: List[torch.Tensor], inputs: tuple, trace_kwargs=None):
+    """The TorchScript module for a plan: one Neuron op when the whole model compiled as one subgraph, a
+    partitioned module (neuron::forward_v2 + aten:: CPU ops) otherwise, a CPU trace of `model` when nothing
+    compiled. (Shared by torch_neuron's fallback and torch_neuronx's PartitionerConfig.)"""
+    from neuron_emu.tracing import wrap_artifact  # (tracing imports the compiler; keep this module light)
+    trace_kwargs = dict(trace_kwargs or {})
+    if not plan.segments:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            trace_kwargs.setdefault("strict", False)
+            return torch.jit.trace(model, inputs, **trace_kwargs)
+    seg = plan.segments[0]
+    if not plan.cpu_nodes and len(plan.segments) == 1 and seg.outputs == list(graph.outputs) \
+            and all(v.kind == "input" for v in seg.inputs) \
+            and [v.index for v in seg.inputs] == list(range(len(graph.inputs))):
+        return wrap_artifact(neffs[0], graph.out_spec, inputs)  # the whole model is one Neuron op
+    return build_module(graph.inputs, graph.outputs, graph.out_spec, plan, neffs, inputs, **trace_kwargs)
