@@ -10,6 +10,10 @@ warnings.filterwarnings("ignore", category=DeprecationWarning, module="torch")
 # dependency never changes results, only silently shortens the reported latency.
 os.environ["NEMU_CHECK_DEPS"] = "1"
 
+# The lazy device must exist before the process's first backward (autograd sizes its per-device queues then, and a
+# later device aborts it), and some test files run a backward before any of them imports torch_neuronx_emu.
+import torch_neuronx_emu  # noqa: E402,F401
+
 
 @pytest.fixture(autouse=True)
 def _seed():

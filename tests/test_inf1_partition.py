@@ -142,10 +142,10 @@ def test_yolo_style_subgraph_builder_function_excludes_detect():
 
 def test_supported_operations_and_api_surface():
     ops = torch_neuron_emu.get_supported_operations()
-    with open(os.path.join(ROOT, "docs", "reference", "torch-neuron-inf1-supported-ops.txt")) as f:
+    with open(os.path.join(ROOT, "torch_neuron_emu", "inf1-supported-ops.txt")) as f:
         listed = [line.strip() for line in f if not line.startswith("#") and line.strip()]
     assert ops == sorted(listed) and len(ops) == 169 and "aten::embedding" in ops and "aten::_fft_r2c" not in ops
-    assert torch.neuron is torch_neuron_emu and torch.neuron.trace is torch_neuron_emu.trace
+    assert torch.neuron.trace is torch_neuron_emu.trace and torch.neuron.DataParallel is torch_neuron_emu.DataParallel
     assert torch_neuron_emu.hint is torch_neuron_emu.trace and torch_neuron_emu.is_available()
     assert torch_neuron_emu.Optimization.FLOAT32_TO_FLOAT16
     import torch_neuronx_emu  # noqa: F401  (both packages in one process, as users migrating do)

@@ -2,10 +2,10 @@
 (partition.py over neuron_emu/partitioner/), the published operator list (supported_ops.py), neuron-cc's
 `--fast-math` rules (trace.py). Importing it makes `torch.neuron` available, as `import torch_neuron` does."""
 import enum
-import sys
 
 import torch
 
+from neuron_emu.lazy.device import device_type as _device_type
 from torch_neuron_emu.trace import trace  # noqa: F401
 from torch_neuron_emu.partition import analyze_model  # noqa: F401
 from torch_neuron_emu.data_parallel import DataParallel  # noqa: F401
@@ -27,6 +27,9 @@ def is_available() -> bool:
     return True
 
 
-# `import torch_neuron` registers the `torch.neuron` namespace [api 1]
-torch.neuron = sys.modules[__name__]
-sys.modules.setdefault("torch.neuron", sys.modules[__name__])
+# `import torch_neuron` registers the `torch.neuron` namespace [api 1]. That name is also the emulated device's runtime
+# module (neuron_emu/lazy/device.py), so the Inf1 API is added to that one module rather than replacing it.
+_device_type()
+for _name in ("trace", "hint", "analyze_model", "DataParallel", "get_supported_operations", "is_available",
+              "Optimization", "profile", "pipeline_report"):
+    setattr(torch.neuron, _name, globals()[_name])

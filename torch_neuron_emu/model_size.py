@@ -12,12 +12,12 @@ class ModelSizeError(RuntimeError):
 
 
 def weight_bytes(compiled) -> int:
-    """Bytes of the constants the compiled program carries (the artifact stores them as fp32, as the GraphDef
-    neuron-cc receives does)."""
+    """Bytes of the constants the compiled program carries, counted as fp32 (4 bytes each) as the GraphDef neuron-cc
+    receives holds them, even where our artifact stores a matmul weight cast to 16 bits."""
     from neuron_emu.compiler import artifact
 
     meta, sections = artifact.deserialize(compiled.blob)
-    return int(sum(a.nbytes for name, a in sections.items() if name.startswith("const.")))
+    return int(sum(4 * a.size for name, a in sections.items() if name.startswith("const.")))
 
 
 def check_model_size(compiled, separate_weights: bool, cores: int = 1, limit: int = None) -> int:

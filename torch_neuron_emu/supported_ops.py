@@ -1,5 +1,5 @@
-"""The published Inf1 operator list (docs/reference/torch-neuron-inf1-supported-ops.txt, what
-torch.neuron.get_supported_operations() returns) and how a captured ATen node is named against it.
+"""The published Inf1 operator list (inf1-supported-ops.txt beside this file, vendored from the Neuron release
+notes; what torch.neuron.get_supported_operations() returns) and how a captured ATen node is named against it.
 
 Our capture records functionalized ATen overloads (`aten::view_copy`, `aten::native_layer_norm`); torch-neuron's
 partitioner saw TorchScript names (`aten::view`, `aten::layer_norm`). `torchscript_name` maps one to the other.
@@ -14,7 +14,7 @@ from typing import List
 
 from neuron_emu.compiler.lowering import lookup
 
-_LIST = os.path.join(os.path.dirname(__file__), os.pardir, "docs", "reference", "torch-neuron-inf1-supported-ops.txt")
+_LIST = os.path.join(os.path.dirname(__file__), "inf1-supported-ops.txt")  # package data: found when installed too
 
 _ALIASES = {
     "aten::_to_copy": "aten::to", "aten::bitwise_and": "aten::__and__", "aten::bitwise_or": "aten::__or__",

@@ -80,7 +80,7 @@ def resolve_ops(header: dict, instrs: np.ndarray, origin: str = "model") -> np.n
             remap[int(code)] = here
         except (KeyError, ValueError):
             raise ArtifactError(f"{origin}: the program uses op {name!r}, which is not registered in this process "
-                                "(load the library that defines it first, e.g. with neuron_emu.ops.load_library)") from None
+                                "(load the library that defines it first, e.g. torch_neuronx.xla_impl.custom_op.load_library)") from None
     if instrs.ndim != 2 or instrs.shape[0] == 0:
         return instrs
     codes = instrs[:, 0]

@@ -33,6 +33,16 @@ def native_layer_norm(x, normalized_shape, weight, bias, eps):
     return out, mean, rstd
 
 
+@_register(aten.addcdiv.default)
+def addcdiv(self, tensor1, tensor2, *, value=1):
+    return self + torch.mul(tensor1, value) / tensor2   # eager's order: self + (value * t1) / t2
+
+
+@_register(aten.addcmul.default)
+def addcmul(self, tensor1, tensor2, *, value=1):
+    return self + torch.mul(tensor1, value) * tensor2
+
+
 @_register(aten.nll_loss_backward.default)
 def nll_loss_backward(grad_output, self, target, weight, reduction, ignore_index, total_weight):
     if self.dim() > 2:

@@ -5,10 +5,25 @@ guard; the two allocation factories get PrivateUse1 kernels because a factory ha
 `__torch_dispatch__` to catch."""
 from __future__ import annotations
 
+import types
+
 import torch
 
 _NAME = "neuron"
 _lib = None
+
+
+def _backend_module() -> types.ModuleType:
+    """`torch.neuron`: the runtime module torch consults for the device (seeding, availability). torch_neuron_emu
+    adds the Inf1 API to this same module (`torch.neuron.trace`), as one namespace serves both in this process."""
+    m = types.ModuleType("torch.neuron")
+    m.is_available = lambda: True
+    m.is_initialized = lambda: True
+    m.current_device = lambda: 0
+    m.device_count = lambda: 1
+    m._is_in_bad_fork = lambda: False
+    m.manual_seed_all = lambda seed: None   # device random ops draw from the CPU generator torch.manual_seed sets
+    return m
 
 
 def device_type() -> str:
@@ -19,7 +34,7 @@ def device_type() -> str:
     name = torch._C._get_privateuse1_backend_name()
     if name == "privateuseone":
         from torch.utils.backend_registration import _setup_privateuseone_for_python_backend
-        _setup_privateuseone_for_python_backend(_NAME)
+        _setup_privateuseone_for_python_backend(_NAME, backend_module=_backend_module())
     elif name != _NAME:
         raise RuntimeError(f"The PrivateUse1 backend is already named {name!r} in this process; the emulated XLA "
                            f"device needs it named {_NAME!r}")

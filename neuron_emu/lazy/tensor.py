@@ -344,8 +344,10 @@ def _needs_grad(args) -> bool:
 
 
 _lowered: Dict[Any, bool] = {}
-# overloads the compiler would take through their packet's lowering although it ignores an argument of theirs
-_NOT_LOWERED = {aten.round.decimals}
+# overloads the compiler would take through their packet's lowering although it ignores an argument of theirs;
+# and ops whose Scalar argument changes every step (Adam's step size is addcdiv's `value`): decomposed
+# (decompositions.py) so that it sits in a Tensor slot and becomes device data, not a graph constant
+_NOT_LOWERED = {aten.round.decimals, aten.addcdiv.default, aten.addcmul.default}
 
 
 def _functional(func, args, kwargs):
