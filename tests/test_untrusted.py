@@ -163,5 +163,5 @@ def test_view_stride_overflow():
 
 def test_wide_words_do_not_wrap(mlp_blob):
     # an operand id of 2^32 + 1 is not buffer 1
-    with pytest.raises(artifact.ArtifactError, match="word 3 .operand. = 4294967297 is not a 32-bit value"):
+    with pytest.raises(artifact.ArtifactError, match=r"instruction \d+ \(\w+\): word 3 \(operand 0\) = 4294967297 is not a 32-bit value"):
         _load(_edit_section(mlp_blob[0], "instrs", lambda r: r.__setitem__((0, 3), 2**32 + 1)))
