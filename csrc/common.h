@@ -67,13 +67,19 @@ struct Counters {
   int64_t instructions[kNumEngines] = {};
   int64_t bytes[kNumEngines] = {};
   int64_t flops[kNumEngines] = {};
+  // Saturating: a corrupt artifact's instruction may legitimately cost ~2^63 bytes or cycles (found by the fuzzer
+  // under UBSan: signed overflow in this sum)
+  static int64_t sat_add(int64_t a, int64_t b) {
+    int64_t r;
+    return __builtin_add_overflow(a, b, &r) ? (b > 0 ? INT64_MAX : INT64_MIN) : r;
+  }
   void add(const Cost& c, const CoreSpec& s) {
     const int e = static_cast<int>(c.engine);
     busy_cycles[e] += c.cycles;
     busy_ns[e] += c.ns(s);
-    instructions[e] += c.instructions;
-    bytes[e] += c.bytes;
-    flops[e] += c.flops;
+    instructions[e] = sat_add(instructions[e], c.instructions);
+    bytes[e] = sat_add(bytes[e], c.bytes);
+    flops[e] = sat_add(flops[e], c.flops);
   }
   void reset() { *this = Counters(); }
 };

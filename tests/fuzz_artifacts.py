@@ -289,6 +289,8 @@ def _inputs_for(header, fallback):
     """Inputs shaped as the (possibly mutated) header says, when it says something sane; else the originals."""
     try:
         xs = []
+        if not isinstance(header["inputs"], list) or not header["inputs"]:
+            return fallback   # (a string would iterate as no inputs: the call would fail in TorchScript, not here)
         for d in header["inputs"]:
             shape = [int(s) for s in d["shape"]]
             if any(s < 0 for s in shape) or int(np.prod(shape, dtype=np.float64)) > (1 << 22):
