@@ -90,26 +90,32 @@ struct Counters {
   int64_t instructions[kNumEngines] = {};
   int64_t bytes[kNumEngines] = {};
   int64_t flops[kNumEngines] = {};
+  // Saturating: a corrupt artifact's instruction may legitimately cost ~2^63 bytes or cycles (found by the fuzzer
+  // under UBSan: signed overflow in this sum)
+  static int64_t sat_add(int64_t a, int64_t b) {
+    int64_t r;
+    return __builtin_add_overflow(a, b, &r) ? (b > 0 ? INT64_MAX : INT64_MIN) : r;
+  }
   void add(const Cost& c, const CoreSpec& s) {
     const int e = static_cast<int>(c.engine);
     busy_cycles[e] += c.cycles;
     busy_ns[e] += c.ns(s);
-    instructions[e] += c.instructions;
-    bytes[e] += c.bytes;
-    flops[e] += c.flops;
+    instructions[e] = sat_add(instructions[e], c.instructions);
+    bytes[e] = sat_add(bytes[e], c.bytes);
+    flops[e] = sat_add(flops[e], c.flops);
     if (c.aux_cycles > 0) {
       const int a = static_cast<int>(c.aux_engine);
       busy_cycles[a] += c.aux_cycles;
       busy_ns[a] += c.aux_ns(s);
-      instructions[a] += c.aux_instructions;
+      instructions[a] = sat_add(instructions[a], c.aux_instructions);
     }
   }
   void add_dma(double ns, int64_t nbytes) {  // a transfer the program model adds (SBUF spill/reload)
     const int e = static_cast<int>(Engine::Dma);
     busy_cycles[e] += ns;
     busy_ns[e] += ns;
-    instructions[e] += 1;
-    bytes[e] += nbytes;
+    instructions[e] = sat_add(instructions[e], int64_t{1});
+    bytes[e] = sat_add(bytes[e], nbytes);
   }
   void reset() { *this = Counters(); }
 };

@@ -137,14 +137,17 @@ Program::Program(const CoreSpec& spec, const int64_t* rows, int64_t n_instr, con
   for (int64_t i = 0; i < n_instr; ++i) {
     const int64_t* row = rows + i * kInstrWords;
     Instr in = decode_instr(row);
+    // the op (when its word is a valid code) names the instruction in every error below
+    const OpDef* def = row[0] == static_cast<int32_t>(row[0]) ? find_op(in.op) : nullptr;
     // 32-bit fields must hold their whole word: a value that wraps to a valid op or buffer id is not that id
     for (int w = 0; w < 3 + kMaxOperands; ++w)
       if (row[w] != static_cast<int32_t>(row[w]))
-        fail("instruction " + std::to_string(i) + ": word " + std::to_string(w) + " (" +
-             (w == 0 ? "op" : w == 1 ? "src" : w == 2 ? "n_operands" : "operand") + ") = " + std::to_string(row[w]) +
-             " is not a 32-bit value");
-    if (row[kInstrWords - 1] != 0) fail("instruction " + std::to_string(i) + ": reserved word is " + std::to_string(row[kInstrWords - 1]));
-    const OpDef* def = find_op(in.op);
+        fail(where(i, in, def) + ": word " + std::to_string(w) + " (" +
+             (w == 0 ? "op" : w == 1 ? "src" : w == 2 ? "n_operands" : "operand " + std::to_string(w - 3)) + ") = " +
+             std::to_string(row[w]) + " is not a 32-bit value");
+    if (row[kInstrWords - 1] != 0)
+      fail(where(i, in, def) + ": reserved word " + std::to_string(kInstrWords - 1) + " is " +
+           std::to_string(row[kInstrWords - 1]) + ", must be 0");
     if (!def) fail(where(i, in, def) + ": unknown op code " + std::to_string(in.op));
     if (in.n_operands < def->min_operands || in.n_operands > def->max_operands)
       fail(where(i, in, def) + ": " + std::to_string(in.n_operands) + " operands, expected " +

@@ -8,6 +8,7 @@
 # output is also grepped for sanitizer report headers).
 #
 # Usage: tests/run_sanitized.sh [extra pytest args...]
+#   slow fuzz target (>= 10,000 cases): NEMU_SAN_TESTS=tests/test_fuzz.py tests/run_sanitized.sh -m slow
 #   NEMU_SAN_KEEP=1   keep the temporary build tree (path is printed)
 #   NEMU_SAN_TESTS="tests/a.py tests/b.py"   run these test files (paths relative to the repo)
 #                                            instead of the kernel-test list

@@ -163,5 +163,21 @@ def test_view_stride_overflow():
 
 def test_wide_words_do_not_wrap(mlp_blob):
     # an operand id of 2^32 + 1 is not buffer 1
-    with pytest.raises(artifact.ArtifactError, match="word 3 .operand. = 4294967297 is not a 32-bit value"):
+    with pytest.raises(artifact.ArtifactError, match=r"instruction \d+ \(\w+\): word 3 \(operand 0\) = 4294967297 is not a 32-bit value"):
         _load(_edit_section(mlp_blob[0], "instrs", lambda r: r.__setitem__((0, 3), 2**32 + 1)))
+
+
+def test_huge_instruction_costs_saturate(mlp_blob):
+    # fuzz seed 205 case 176: an instruction whose modelled cost is ~2^63 bytes overflowed the per-engine sums
+    # (signed overflow, seen only under UBSan: tests/run_sanitized.sh runs this file); it must load and run, or be
+    # refused by name
+    blob, inputs = mlp_blob
+
+    def edit(r):
+        r[2, 22], r[2, 55], r[2, 9], r[2, 26] = -7827570802015981036, 2**32, 2**63 - 1, 2**61
+    try:
+        out = _load(_edit_section(blob, "instrs", edit))(list(inputs))
+    except artifact.ArtifactError as e:
+        assert str(e).startswith("m.pt: ")
+    else:
+        assert out[0].shape == (2, 4)

@@ -84,9 +84,11 @@ def resolve_ops(header: dict, instrs: np.ndarray, origin: str = "model") -> np.n
     if instrs.ndim != 2 or instrs.shape[0] == 0:
         return instrs
     codes = instrs[:, 0]
-    unknown = set(np.unique(codes).tolist()) - set(remap)
-    if unknown:
-        raise ArtifactError(f"{origin}: instruction op code(s) {sorted(unknown)} are not in the header's op table")
+    unknown = ~np.isin(codes, np.fromiter(remap, dtype=np.int64, count=len(remap)))
+    if unknown.any():
+        i = int(np.argmax(unknown))
+        raise ArtifactError(f"{origin}: section 'instrs': instruction {i}: op code {int(codes[i])} is not in the "
+                            f"header's op table {sorted(remap)}")
     if all(k == v for k, v in remap.items()):
         return instrs
     out = instrs.copy()

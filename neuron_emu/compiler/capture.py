@@ -184,21 +184,17 @@ def _cache_layers(obj):
     return tuple(pairs)
 
 
-def _ts_type(x):
-    """A TorchScript-ish type signature: a traced module's dict values (and list items) must share one type."""
-    if isinstance(x, torch.Tensor):
-        return "Tensor"
-    if isinstance(x, tuple):
-        return ("Tuple",) + tuple(_ts_type(v) for v in x)
-    if isinstance(x, list):
-        return ("List",) + tuple(sorted({repr(_ts_type(v)) for v in x}))
-    if isinstance(x, dict):
-        return ("Dict",) + tuple(sorted({repr(_ts_type(v)) for v in x.values()}))
-    return type(x).__name__
-
-
-def _uniform(values) -> bool:
-    return len({repr(_ts_type(v)) for v in values}) <= 1
+def _traceable_dict(d: dict) -> bool:
+    """Whether torch.jit.trace can return this dict (its tracer's `addOutput`): string keys, and values that are
+    all tensors or all tuples of tensors of one length. Anything else (a list or dict value, a None, mixed
+    types) would fail inside torch.jit with "output ... of traced region cannot be understood by the tracer"."""
+    if not d or not all(isinstance(k, str) for k in d):
+        return False
+    vals = list(d.values())
+    if all(isinstance(v, torch.Tensor) for v in vals):
+        return True
+    return (all(isinstance(v, tuple) and all(isinstance(t, torch.Tensor) for t in v) for v in vals)
+            and len({len(v) for v in vals}) == 1)
 
 
 def _to_plain(out):
@@ -209,9 +205,11 @@ def _to_plain(out):
       (key, value) tuples (+ cross-attention key, value for an `EncoderDecoderCache`), the legacy
       `past_key_values` layout;
     - another registered pytree node of a non-container class -> the tuple of its flattened children;
-    - a dict (or list) whose values then differ in type (TorchScript dicts and lists hold one type, e.g. a
-      `last_hidden_state` tensor beside a cache) -> the tuple of its values in order: `ModelOutput.to_tuple()`,
-      what transformers returns with `return_dict=False` / `torchscript=True`.
+    - a dict or list that torch.jit.trace cannot return (the tracer returns dicts of string keys to tensors or
+      to equal-length tuples of tensors, and lists of tensors: e.g. a `last_hidden_state` tensor beside a
+      cache, a dict of lists, a list of dicts) -> the tuple of its values in order: `ModelOutput.to_tuple()`,
+      what transformers returns with `return_dict=False` / `torchscript=True`. Tuples nest to any depth, so
+      every nesting of tensors in tuples, lists and dicts traces, and the leaves keep their order.
     Anything else that is not a tensor stays a leaf, and capture rejects it by name."""
     if isinstance(out, torch.Tensor) or out is None:
         return out
@@ -220,11 +218,11 @@ def _to_plain(out):
         return cache
     if isinstance(out, dict):
         plain = {k: _to_plain(v) for k, v in out.items()}
-        return plain if _uniform(v for v in plain.values() if v is not None) else tuple(plain.values())
+        return plain if _traceable_dict(plain) else tuple(plain.values())
     if isinstance(out, (list, tuple)) and not hasattr(out, "_fields"):
         plain = [_to_plain(v) for v in out]
         if isinstance(out, list):
-            return plain if _uniform(v for v in plain if v is not None) else tuple(plain)
+            return plain if plain and all(isinstance(v, torch.Tensor) for v in plain) else tuple(plain)
         return tuple(plain)
     if hasattr(out, "_fields"):  # namedtuple: pytree keeps it (TorchScript returns it as a tuple)
         return out
@@ -233,6 +231,28 @@ def _to_plain(out):
         children, _ = node.flatten_fn(out)
         return tuple(_to_plain(c) for c in children)
     return out
+
+
+def _drop_input_writebacks(rec: _Recorder) -> None:
+    """A model that mutates an input in place: functionalize ends with a `copy_` of the new value into the input.
+    The real SDK's traced model does not write its inputs back (a NeuronCore's inputs are read-only copies of the
+    caller's tensors; only `input_output_aliases` state is updated on the device), so neither does ours: the
+    write-back is dropped from the graph and a TracerWarning names the input and the op that last wrote it. The
+    example input itself was mutated by the run, as eager (and torch.jit.trace) would."""
+    kept = []
+    for n in rec.nodes:
+        dst = n.args[0] if n.target is torch.ops.aten.copy_.default and n.args else None
+        if isinstance(dst, Value) and dst.kind == "input":
+            src = n.args[1]
+            where = src.node.where if isinstance(src, Value) and src.node is not None else n.where
+            msg = (f"The model mutates its input {dst.index} in place (last written at {where}): the traced Neuron "
+                   f"model does not write inputs back, so the caller's tensor keeps its value where eager would "
+                   f"change it. Return the updated tensor as an output instead")
+            rec.warnings.append(msg)
+            warnings.warn(msg, torch.jit.TracerWarning, stacklevel=4)
+            continue
+        kept.append(n)
+    rec.nodes[:] = kept
 
 
 def capture(func, example_inputs: tuple, weights: Optional[Dict[str, torch.Tensor]] = None) -> tuple[Graph, Any]:
@@ -274,6 +294,7 @@ def capture(func, example_inputs: tuple, weights: Optional[Dict[str, torch.Tenso
     finally:
         torch.jit.is_tracing = saved_is_tracing
         torch.autograd.Function.apply = _function_apply
+    _drop_input_writebacks(rec)
     flat, spec = pytree.tree_flatten(out)
     outputs = []
     for i, o in enumerate(flat):

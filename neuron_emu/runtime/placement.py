@@ -28,6 +28,7 @@ from neuron_emu.hardware import INSTANCES, Instance
 from neuron_emu.runtime import groups
 from neuron_emu.runtime.core import NeuronCore
 from neuron_emu.runtime.model import LoadedModel
+from neuron_emu.runtime import origins
 
 DEFAULT_INSTANCE_TYPE = "inf2.xlarge"
 # With NEURON_EMU_INSTANCE_TYPE unset, a process may run both SDKs' artifacts (as examples/demo.py does):
@@ -121,7 +122,7 @@ class Runtime:
         """The core with the fewest models loaded (lowest index on ties)."""
         return min(self.cores, key=lambda c: (c.loaded_models, c.index))
 
-    def load(self, blob: torch.Tensor, core: Optional[int] = None, origin: str = "model") -> LoadedModel:
+    def load(self, blob: torch.Tensor, core: Optional[int] = None, origin: Optional[str] = None) -> LoadedModel:
         """The artifact's LoadedModel on core `core` (default: the least-used core), loaded once per (artifact,
         core) and kept until the artifact tensor is garbage collected or evicted as least recently used."""
         key = id(blob)
@@ -130,7 +131,7 @@ class Runtime:
             m = c.cached(key)
             if m is not None and m._artifact() is blob:
                 return m
-            m = LoadedModel(blob, origin, c)
+            m = LoadedModel(blob, origin or origins.origin(blob), c)
             m.key = key
             m._artifact = weakref.ref(blob)
             _watch(blob)
@@ -171,7 +172,7 @@ def runtime_for(generation: int) -> Runtime:
 
 
 def _generation(blob: torch.Tensor) -> int:
-    header, _ = artifact.deserialize(blob)
+    header, _ = artifact.deserialize(blob, origins.origin(blob))
     return int(header.get("core_generation", 2))
 
 
