@@ -359,7 +359,9 @@ def _child(blob: bytes, fallback, wfd: int, pt: bytes = b"") -> None:
         # TorchScript re-raises an operator's Python error as a RuntimeError carrying the original's text
         m = _UNCLEAN_TEXT.search(str(e)) if pt else None
         # (through TorchScript the operator's error arrives as "RuntimeError: ArtifactError: ...")
-        text = re.sub(r"^(RuntimeError: )+(?=\w+Error: )", "", _root_error(str(e))) if pt else f"{type(e).__name__}: {e}"
+        # (torch.jit.load places the program at once, so most rejections are raised there, unwrapped)
+        text = re.sub(r"^(RuntimeError: )+(?=\w+Error: )", "", _root_error(str(e))) if pt and type(e) is RuntimeError \
+            else f"{type(e).__name__}: {e}"
         if m:
             status, detail = "unclean", f"{m.group(1)} (through TorchScript): {str(e)[-600:]}"
         elif not _names_origin(text, PT_ORIGIN if pt else "fuzz"):

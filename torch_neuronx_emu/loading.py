@@ -134,4 +134,5 @@ def neuron_load(*args, **kwargs):
 
 
 neuron_load.__doc__ = (_torch_jit_load.__doc__ or "") + "\n(neuron-emu: also loads Neuron traces on a NeuronCore)"
+neuron_load.__wrapped__ = _torch_jit_load   # as functools.wraps sets it: inspect.unwrap finds TorchScript's load
 torch.jit.load = neuron_load

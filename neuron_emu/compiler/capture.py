@@ -104,7 +104,8 @@ class _Recorder(TorchDispatchMode):
         through or of a view stays mutable, and the IR check names it."""
         name = func._schema.name.split("::")[-1]
         self_arg = args[0] if args else None
-        if not name.endswith("_") or not isinstance(self_arg, torch.Tensor) or self_arg._is_view() \
+        # (copy_ is functionalize's write-back into a mutated input: _drop_input_writebacks handles that one)
+        if not name.endswith("_") or name == "copy_" or not isinstance(self_arg, torch.Tensor) or self_arg._is_view() \
                 or self_arg.untyped_storage().data_ptr() in self.viewed:
             return func
         packet = getattr(torch.ops.aten, name[:-1], None)
