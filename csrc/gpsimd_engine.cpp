@@ -12,6 +12,7 @@
 #include <string>
 
 #include "gpsimd_harness.h"
+#include "select_row.h"
 #include "strided.h"
 
 namespace nemu {
@@ -56,18 +57,6 @@ void select_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   check_dtype("Select", in.ip[SF::in_dtype]);
   check_dtype("Select", in.ip[SF::out_dtype]);
 }
-NEMU_ALWAYS_INLINE void select_row_body(const float* c, int64_t sc, const float* a, int64_t sa, const float* b, int64_t sb,
-                                        float* o, int64_t so, int64_t n) {
-  if (sc == 1 && sa == 1 && sb == 1 && so == 1) {
-    for (int64_t i = 0; i < n; ++i) o[i] = c[i] != 0.f ? a[i] : b[i];
-  } else {
-    for (int64_t i = 0; i < n; ++i) o[i * so] = c[i * sc] != 0.f ? a[i * sa] : b[i * sb];
-  }
-}
-NEMU_SIMD_DISPATCH(select_row,
-                   (const float* c, int64_t sc, const float* a, int64_t sa, const float* b, int64_t sb, float* o,
-                    int64_t so, int64_t n),
-                   (c, sc, a, sa, b, sb, o, so, n))
 void select_exec(const Instr& in, OpCtx& ctx) {
   const auto p = make_plan<4>(in);
   const float* C = ctx.operand(in, 0);

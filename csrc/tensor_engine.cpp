@@ -168,11 +168,14 @@ inline void sgemm_serial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, floa
 // split here by column or row blocks of C, so no second pool spins beside ours.
 constexpr double kGemmParallelWork = 1 << 18;  // multiply-adds below which one thread is faster
 
-inline void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
-                  const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+// A GEMM split over the pool by columns (N >= M) or rows in 16-aligned chunks, or run whole when small or already
+// on a worker: `run(m, n, A, B, C)` computes one block single-threaded.
+template <class T, class Run>
+void split_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb,
+                float* C, int64_t ldc, Run&& run) {
   const int nt = num_threads();
   if (nt <= 1 || in_parallel() || static_cast<double>(M) * N * K < kGemmParallelWork) {
-    sgemm_serial(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    run(M, N, A, B, C);
     return;
   }
   const bool by_cols = N >= M;
@@ -182,10 +185,18 @@ inline void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha
     const int64_t lo = t * chunk, n = std::min(chunk, extent - lo);
     if (n <= 0) return;
     if (by_cols)
-      sgemm_serial(ta, tb, M, n, K, alpha, A, lda, tb ? B + lo * ldb : B + lo, ldb, beta, C + lo, ldc);
+      run(M, n, A, tb ? B + lo * ldb : B + lo, C + lo);
     else
-      sgemm_serial(ta, tb, n, N, K, alpha, ta ? A + lo : A + lo * lda, lda, B, ldb, beta, C + lo * ldc, ldc);
+      run(n, N, ta ? A + lo : A + lo * lda, B, C + lo * ldc);
   });
+}
+
+inline void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                  const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  split_gemm(ta, tb, M, N, K, A, lda, B, ldb, C, ldc,
+             [&](int64_t m, int64_t n, const float* a, const float* b, float* c) {
+               sgemm_serial(ta, tb, m, n, K, alpha, a, lda, b, ldb, beta, c, ldc);
+             });
 }
 
 // Out rows (rows x cols, contiguous) = / += beta * bias[cols]
@@ -363,22 +374,10 @@ Mat<uint16_t> half_operand(const MM& p, const Instr& in, const OpCtx& ctx, int j
 // hgemm: the native GEMM split over the pool like sgemm (each call single-threaded in the library).
 void hgemm(HalfGemmFn g, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t lda,
            const uint16_t* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-  const int nt = num_threads();
-  if (nt <= 1 || in_parallel() || static_cast<double>(M) * N * K < kGemmParallelWork) {
-    g(ta, tb, M, N, K, 1.f, A, lda, B, ldb, beta, C, ldc);
-    return;
-  }
-  const bool by_cols = N >= M;
-  const int64_t extent = by_cols ? N : M;
-  const int64_t chunk = ((extent + nt - 1) / nt + 15) & ~int64_t{15};
-  parallel_for(nt, [&](int64_t t) {
-    const int64_t lo = t * chunk, n = std::min(chunk, extent - lo);
-    if (n <= 0) return;
-    if (by_cols)
-      g(ta, tb, M, n, K, 1.f, A, lda, tb ? B + lo * ldb : B + lo, ldb, beta, C + lo, ldc);
-    else
-      g(ta, tb, n, N, K, 1.f, ta ? A + lo : A + lo * lda, lda, B, ldb, beta, C + lo * ldc, ldc);
-  });
+  split_gemm(ta, tb, M, N, K, A, lda, B, ldb, C, ldc,
+             [&](int64_t m, int64_t n, const uint16_t* a, const uint16_t* b, float* c) {
+               g(ta, tb, m, n, K, 1.f, a, lda, b, ldb, beta, c, ldc);
+             });
 }
 
 // Many small matrices (attention heads): one matrix per thread; otherwise each GEMM is split.

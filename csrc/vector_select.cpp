@@ -6,6 +6,7 @@
 // bytes = the fp32 condition + A and B at in_dtype + Out at out_dtype.
 #include <string>
 
+#include "select_row.h"
 #include "strided.h"
 
 namespace nemu {
@@ -19,18 +20,6 @@ void vsel_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   check_dtype("VecSelect", in.ip[SF::out_dtype]);
 }
 
-NEMU_ALWAYS_INLINE void vsel_row_body(const float* c, int64_t sc, const float* a, int64_t sa, const float* b, int64_t sb,
-                                      float* o, int64_t so, int64_t n) {
-  if (sc == 1 && sa == 1 && sb == 1 && so == 1) {
-    for (int64_t i = 0; i < n; ++i) o[i] = c[i] != 0.f ? a[i] : b[i];
-  } else {
-    for (int64_t i = 0; i < n; ++i) o[i * so] = c[i * sc] != 0.f ? a[i * sa] : b[i * sb];
-  }
-}
-NEMU_SIMD_DISPATCH(vsel_row,
-                   (const float* c, int64_t sc, const float* a, int64_t sa, const float* b, int64_t sb, float* o,
-                    int64_t so, int64_t n),
-                   (c, sc, a, sa, b, sb, o, so, n))
 
 void vsel_exec(const Instr& in, OpCtx& ctx) {
   const auto p = make_plan<4>(in);
@@ -40,7 +29,7 @@ void vsel_exec(const Instr& in, OpCtx& ctx) {
   float* O = ctx.operand(in, 3);
   const DType dt = field_dtype(in, SF::out_dtype);
   for_each_row(p, [&](const int64_t* off, int64_t m, const int64_t* st) {
-    vsel_row(C + off[0], st[0], A + off[1], st[1], B + off[2], st[2], O + off[3], st[3], m);
+    select_row(C + off[0], st[0], A + off[1], st[1], B + off[2], st[2], O + off[3], st[3], m);
     round_row(O + off[3], st[3], m, dt);
   });
 }
