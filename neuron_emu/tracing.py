@@ -26,13 +26,14 @@ logger = logging.getLogger("Neuron")
 class NeuronModule(torch.nn.Module):
     """What torch.jit.trace records: flatten inputs, run the compiled program, rebuild the outputs."""
 
-    def __init__(self, neff: torch.Tensor, out_spec: Any):
+    def __init__(self, neff: torch.Tensor, out_spec: Any, op: str = "forward_v2"):
         super().__init__()
         self.register_buffer("neff", neff, persistent=True)
         self.out_spec = out_spec
+        self.op = op   # the operator the graph calls: forward_v2 (torch_neuronx), forward_1 (torch_neuron)
 
     def forward(self, *inputs):
-        result = torch.ops.neuron.forward_v2(list(inputs), self.neff)
+        result = getattr(torch.ops.neuron, self.op)(list(inputs), self.neff)
         return pytree.tree_unflatten(list(result), self.out_spec)
 
 
@@ -60,7 +61,7 @@ class NeuronModuleWithWeights(NeuronModule):
 
 def wrap_artifact(compiled: Union[Compiled, torch.Tensor], out_spec: Any, example_inputs,
                   weights: Optional[List[torch.Tensor]] = None, states: Sequence[torch.Tensor] = (),
-                  aliases: Sequence[Tuple[int, int]] = ()) -> torch.jit.ScriptModule:
+                  aliases: Sequence[Tuple[int, int]] = (), op: str = "forward_v2") -> torch.jit.ScriptModule:
     """The TorchScript module the user gets for one artifact (a Compiled or its blob): forward flattens the
     inputs, calls `neuron::forward_v2` (with `states` and `weights` after the inputs when the program takes
     them) and rebuilds `out_spec`. Tracing it runs the artifact once on `example_inputs` (a tensor or a tuple of
@@ -68,7 +69,7 @@ def wrap_artifact(compiled: Union[Compiled, torch.Tensor], out_spec: Any, exampl
     blob = compiled.blob if isinstance(compiled, Compiled) else compiled
     inputs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
     if weights is None and not states and not aliases:
-        module = NeuronModule(blob, out_spec)
+        module = NeuronModule(blob, out_spec, op)
     else:
         module = NeuronModuleWithWeights(blob, out_spec, weights or [], states, aliases)
         inputs = tuple(x.clone() if any(i == j for j, _ in aliases) else x for i, x in enumerate(inputs))

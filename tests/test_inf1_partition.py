@@ -1,4 +1,4 @@
-"""torch_neuron_emu's partitioner: supported ops in `neuron::forward_v2` subgraphs, the rest as `aten::` CPU nodes;
+"""torch_neuron_emu's partitioner: supported ops in `neuron::forward_1` subgraphs, the rest as `aten::` CPU nodes;
 the documented kwargs and log lines (docs/reference/neuron-api.md 1.1-1.5); save and load in a fresh process.
 
 Oracle: the same plan with each compiled subgraph replaced by the compiler's eager reference with the same casts
@@ -52,7 +52,7 @@ def test_mixed_model_falls_back_to_cpu_and_matches(caplog):
     model, x = Mixed().eval(), torch.randn(3, 16)
     with caplog.at_level(logging.INFO, logger="Neuron"):
         traced = _trace(model, x)
-    assert _kinds(traced) == ["neuron::forward_v2", "aten::_fft_r2c", "aten::abs", "neuron::forward_v2"]
+    assert _kinds(traced) == ["neuron::forward_1", "aten::_fft_r2c", "aten::abs", "neuron::forward_1"]
     log = caplog.text
     assert ("There are 1 ops of 1 different types in the TorchScript that are not compiled by neuron-cc: "
             "aten::_fft_r2c, (For more information see") in log
@@ -96,9 +96,9 @@ class BigSmall(torch.nn.Module):
 def test_single_fusion_ratio_threshold():
     model, x = BigSmall().eval(), torch.randn(2, 8)
     one = _trace(model, x)  # 6 addmm of 8 candidate ops > 0.6: only the big partition is compiled
-    assert _kinds(one).count("neuron::forward_v2") == 1
+    assert _kinds(one).count("neuron::forward_1") == 1
     both = _trace(model, x, single_fusion_ratio_threshold=1.0)
-    assert _kinds(both).count("neuron::forward_v2") == 2
+    assert _kinds(both).count("neuron::forward_1") == 2
     _close_to_plan_reference(model, x, one(x))
     _close_to_plan_reference(model, x, both(x), single_fusion_ratio_threshold=1.0)
 
@@ -134,7 +134,7 @@ def test_yolo_style_subgraph_builder_function_excludes_detect():
     model, x = Yolo().eval(), torch.randn(1, 3, 8, 8)
     traced = _trace(model, x, subgraph_builder_function=builder)
     kinds = _kinds(traced)
-    assert kinds[0] == "neuron::forward_v2" and kinds.count("neuron::forward_v2") == 1
+    assert kinds[0] == "neuron::forward_1" and kinds.count("neuron::forward_1") == 1
     assert kinds[1:] == ["aten::_convolution", "aten::sigmoid", "aten::view_copy", "aten::permute_copy"]  # Detect: CPU
     assert any("Yolo/Detect[detect]" in s for s in seen) and any("Sequential[backbone]" in s for s in seen)
     _close_to_plan_reference(model, x, traced(x), subgraph_builder_function=builder)

@@ -36,7 +36,7 @@ def test_pipeline_over_4_cores_matches_one_core_and_reports_stages(fresh):
     one = _trace(model, x)
     four = _trace(model, x, compiler_args=["--neuroncore-pipeline-cores", "4"])
     kinds = [n.kind() for n in four.graph.nodes() if not n.kind().startswith("prim::")]
-    assert kinds == ["neuron::forward_v2"] * 4
+    assert kinds == ["neuron::forward_1"] * 4
     buf = io.BytesIO()
     torch.jit.save(four, buf)
     buf.seek(0)

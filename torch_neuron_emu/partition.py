@@ -147,12 +147,12 @@ def plan_model(model, inputs: tuple, options, *, generation: int = 1,
 
 def trace_partitioned(model, inputs: tuple, options, *, trace_kwargs=None, **kw):
     """plan_model, then the TorchScript module: one Neuron op when the whole model compiled as one subgraph, a
-    partitioned module (neuron::forward_v2 + aten:: CPU ops) otherwise, a CPU trace when nothing compiled."""
+    partitioned module (neuron::forward_1 + aten:: CPU ops) otherwise, a CPU trace when nothing compiled."""
     return module_from_plan(model, plan_model(model, inputs, options, **kw), inputs, trace_kwargs)
 
 
 def module_from_plan(model, p: Partitioned, inputs: tuple, trace_kwargs=None):
-    return generic_module_from_plan(model, p.graph, p.plan, p.neffs, inputs, trace_kwargs)
+    return generic_module_from_plan(model, p.graph, p.plan, p.neffs, inputs, trace_kwargs, op="forward_1")
 
 
 def analyze_model(model, example_inputs):

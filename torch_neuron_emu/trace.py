@@ -73,7 +73,7 @@ def parse_with_pipeline(compiler_args):
 
 def trace(model, example_inputs, **kwargs):
     """Compile `model` for an emulated Inferentia1: the operators neuron-cc supports are fused into subgraphs
-    compiled for NeuronCore-v1 (`neuron::forward_v2` ops), the rest stay `aten::` ops run on CPU. Returns a
+    compiled for NeuronCore-v1 (`neuron::forward_1` ops), the rest stay `aten::` ops run on CPU. Returns a
     ScriptModule. Keyword arguments as docs/reference/neuron-api.md 1.1; the rest go to torch.jit.trace."""
     compiler_args = kwargs.pop("compiler_args", None)
     compiler_workdir = kwargs.pop("compiler_workdir", None)

@@ -1,8 +1,8 @@
 """The partitioned model as a TorchScript module: a plan interpreter traced with torch.jit.trace.
 
 `PartitionedModule.forward` walks the plan: a CPU node calls its ATen op (the tracer records an `aten::` node), a
-compiled segment calls `neuron::forward_v2` with its artifact (a buffer of the module, saved with it). Constants the
-CPU ops read are buffers too, so the saved module holds them once."""
+compiled segment calls `neuron::forward_v2` (`neuron::forward_1` for Inf1) with its artifact (a buffer of the module,
+saved with it). Constants the CPU ops read are buffers too, so the saved module holds them once."""
 from __future__ import annotations
 
 import warnings
@@ -24,8 +24,9 @@ class _Artifact(torch.nn.Module):
 
 class PartitionedModule(torch.nn.Module):
     def __init__(self, steps: list, inputs: List[Value], outputs: List[Value], out_spec: Any,
-                 neffs: List[torch.Tensor]):
+                 neffs: List[torch.Tensor], op: str = "forward_v2"):
         super().__init__()
+        self.op = op   # neuron::forward_v2 (torch_neuronx) or neuron::forward_1 (torch_neuron)
         self._steps = steps
         self._inputs = inputs
         self._outputs = outputs
@@ -47,7 +48,7 @@ class PartitionedModule(torch.nn.Module):
 
     def forward(self, *inputs):
         def segment(k, seg, xs):
-            return torch.ops.neuron.forward_v2(xs, getattr(self, f"subgraph_{k}").neff)
+            return getattr(torch.ops.neuron, self.op)(xs, getattr(self, f"subgraph_{k}").neff)
         flat = execute(self._steps, self._inputs, self._outputs, inputs, segment,
                        lambda v: getattr(self, self._const_names[v.id]))
         return pytree.tree_unflatten(flat, self.out_spec)
@@ -78,10 +79,10 @@ def execute(steps: list, inputs: List[Value], outputs: List[Value], args: tuple,
 
 
 def build_module(inputs: List[Value], outputs: List[Value], out_spec: Any, plan: Plan, neffs: List[torch.Tensor],
-                 example_inputs: tuple, **trace_kwargs) -> torch.jit.ScriptModule:
+                 example_inputs: tuple, op: str = "forward_v2", **trace_kwargs) -> torch.jit.ScriptModule:
     """Trace the plan interpreter, with `neffs[k]` the artifact of `plan.segments[k]`, on `example_inputs` into the
     TorchScript module the user saves and loads."""
-    module = PartitionedModule(plan.steps, inputs, outputs, out_spec, neffs)
+    module = PartitionedModule(plan.steps, inputs, outputs, out_spec, neffs, op)
     trace_kwargs.setdefault("strict", False)
     trace_kwargs.setdefault("check_trace", False)
     with warnings.catch_warnings():
@@ -89,9 +90,10 @@ def build_module(inputs: List[Value], outputs: List[Value], out_spec: Any, plan:
         return torch.jit.trace(module, example_inputs, **trace_kwargs)
 
 
-def module_from_plan(model, graph, plan: Plan, neffs: List[torch.Tensor], inputs: tuple, trace_kwargs=None):
+def module_from_plan(model, graph, plan: Plan, neffs: List[torch.Tensor], inputs: tuple, trace_kwargs=None,
+                     op: str = "forward_v2"):
     """The TorchScript module for a plan: one Neuron op when the whole model compiled as one subgraph, a
-    partitioned module (neuron::forward_v2 + aten:: CPU ops) otherwise, a CPU trace of `model` when nothing
+    partitioned module (neuron::`op` + aten:: CPU ops) otherwise, a CPU trace of `model` when nothing
     compiled. (Shared by torch_neuron's fallback and torch_neuronx's PartitionerConfig.)"""
     from neuron_emu.tracing import wrap_artifact  # (tracing imports the compiler; keep this module light)
     trace_kwargs = dict(trace_kwargs or {})
@@ -104,5 +106,5 @@ def module_from_plan(model, graph, plan: Plan, neffs: List[torch.Tensor], inputs
     if not plan.cpu_nodes and len(plan.segments) == 1 and seg.outputs == list(graph.outputs) \
             and all(v.kind == "input" for v in seg.inputs) \
             and [v.index for v in seg.inputs] == list(range(len(graph.inputs))):
-        return wrap_artifact(neffs[0], graph.out_spec, inputs)  # the whole model is one Neuron op
-    return build_module(graph.inputs, graph.outputs, graph.out_spec, plan, neffs, inputs, **trace_kwargs)
+        return wrap_artifact(neffs[0], graph.out_spec, inputs, op=op)  # the whole model is one Neuron op
+    return build_module(graph.inputs, graph.outputs, graph.out_spec, plan, neffs, inputs, op, **trace_kwargs)

@@ -1,4 +1,5 @@
-"""The TorchScript operator `neuron::forward_v2(Tensor[] inputs, Tensor model) -> Tensor[]`.
+"""The TorchScript operator `neuron::forward_v2(Tensor[] inputs, Tensor model) -> Tensor[]`, and the same operator
+under torch-neuron's (Inf1) name, `neuron::forward_1`, which Inf1 traces call.
 
 Registered with torch.library on import, so `torch.jit.load` of a traced model works only after
 `import torch_neuronx_emu` (or neuron_emu.runtime), like the real SDK's `Unknown builtin op` rule."""
@@ -11,7 +12,9 @@ import torch
 from neuron_emu.runtime.placement import _placed, model_for
 
 _lib = torch.library.Library("neuron", "DEF")
-_lib.define("forward_v2(Tensor[] inputs, Tensor model) -> Tensor[]")
+OP_NAMES = ("forward_v2", "forward_1")   # torch_neuronx's, torch_neuron's
+for _name in OP_NAMES:
+    _lib.define(f"{_name}(Tensor[] inputs, Tensor model) -> Tensor[]")
 
 
 def _forward_v2(inputs: List[torch.Tensor], model: torch.Tensor) -> List[torch.Tensor]:
@@ -21,16 +24,12 @@ def _forward_v2(inputs: List[torch.Tensor], model: torch.Tensor) -> List[torch.T
     return m(inputs)
 
 
-_lib.impl("forward_v2", _forward_v2, "CPU")
 
 
 def _forward_v2_meta(inputs: List[torch.Tensor], model: torch.Tensor) -> List[torch.Tensor]:
     bad = next((i for i, x in enumerate(inputs) if x.device.type != "cpu"), None)
     where = f"Input tensor {bad} is on {inputs[bad].device}" if bad is not None else f"The model is on {model.device}"
     raise RuntimeError(f"{where}; traced Neuron models take CPU tensors")
-
-
-_lib.impl("forward_v2", _forward_v2_meta, "Meta")
 
 
 def _no_backward(ctx, *grads):
@@ -40,4 +39,7 @@ def _no_backward(ctx, *grads):
 
 # Inputs that require grad give outputs that require grad, and backward() says why it cannot run instead of
 # silently leaving the inputs' .grad as None.
-torch.library.register_autograd("neuron::forward_v2", _no_backward, lib=_lib)
+for _name in OP_NAMES:
+    _lib.impl(_name, _forward_v2, "CPU")
+    _lib.impl(_name, _forward_v2_meta, "Meta")
+    torch.library.register_autograd(f"neuron::{_name}", _no_backward, lib=_lib)
