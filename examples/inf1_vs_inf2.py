@@ -54,7 +54,8 @@ def _err(got, ref):
 
 def table(results) -> str:
     head = ("| Model | Batch | Seq | Latency Inf1 ms (seed, err) | Latency Inf2 ms (seed, err) | Inf2 over Inf1 (seed, err) "
-            "| Throughput Inf1 /s (seed) | Throughput Inf2 /s (seed) | Cost Inf1 USD (seed) | Cost Inf2 USD (seed) |")
+            "| Throughput Inf1 calls/s (seed) | Throughput Inf2 calls/s (seed) | Cost Inf1 USD (seed) | Cost Inf2 USD (seed) |")
+    # the seed's throughput counts calls (1000 / latency ms, whatever the batch); its cost is per batch element
     lines = [head, "|" + "---|" * 10]
     for (name, batch, seq), (inf1, inf2) in results.items():
         (l1, l2), (t1, t2), (c1, c2) = SEED[(name, batch, seq)]
@@ -68,10 +69,10 @@ def table(results) -> str:
             cell1 = f"{inf1.latency_ms:.2f} ({l1}, {_err(inf1.latency_ms, l1)})"
             r = inf1.latency_ms / inf2.latency_ms
             ratio = f"{r:.2f} ({l1 / l2:.2f}, {_err(r, l1 / l2)})"
-            tp1 = f"{inf1.throughput_per_s:.2f} ({t1})"
+            tp1 = f"{inf1.throughput_per_s / batch:.2f} ({t1})"
             cost1 = f"{inf1.cost_per_inference_usd:.2g} ({c1:.2g})"
         lines.append(f"| {name} | {batch} | {seq} | {cell1} | {cell2} | {ratio} | {tp1} | "
-                     f"{inf2.throughput_per_s:.2f} ({t2}) | {cost1} | {inf2.cost_per_inference_usd:.2g} ({c2:.2g}) |")
+                     f"{inf2.throughput_per_s / batch:.2f} ({t2}) | {cost1} | {inf2.cost_per_inference_usd:.2g} ({c2:.2g}) |")
     return "\n".join(lines)
 
 

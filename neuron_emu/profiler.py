@@ -74,6 +74,10 @@ def profile(model, inputs, *, instance_type: str, num_cores: int, generation: in
             raise type(e)(f"profile: tracing {model_name} for {CORES[generation].name} failed: {e}. Neuron models "
                           f"have fixed shapes: pass example inputs of the shape you will serve") from e
         blobs = artifacts_of(traced)
+        model = traced
+    # a whole-model trace's program takes the call's inputs; a partitioned one's subgraphs take what the CPU ops
+    # between them make (e.g. an Inf1 BERT's embeddings run on CPU), so only the former is checked against them
+    whole = len(blobs) == 1 and any(b is blobs[0] for n, b in model.named_buffers() if n == "neff")
     core = NeuronCore(0, inst.chip.core)
     names = _op_names()
     models = []
@@ -84,7 +88,7 @@ def profile(model, inputs, *, instance_type: str, num_cores: int, generation: in
                              f"{'torch_neuron_emu' if gen == 1 else 'torch_neuronx_emu'} profile (instance types "
                              f"{', '.join(sorted(n for n, i in INSTANCES.items() if i.chip.core.generation == gen))})")
         m = LoadedModel(blob, "profile", core)
-        if len(blobs) == 1:
+        if whole:
             m.check_inputs([x for x in inputs if isinstance(x, torch.Tensor)])
         models.append(m)
     return build_report(models, names, model_name, inst, num_cores, _batch(inputs))
