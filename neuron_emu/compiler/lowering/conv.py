@@ -8,15 +8,11 @@ from __future__ import annotations
 
 
 
-from neuron_emu.compiler.lowering.common import alloc_like_node, contiguous, dma_copy, reshape
+from neuron_emu.compiler.lowering.common import alloc_like_node, contiguous, dma_copy, fill_into, reshape
 from neuron_emu.compiler.lowering.math import tt
 from neuron_emu.compiler.lowering.matmul import emit_conv
 from neuron_emu.compiler.lowering.shape import take_along
 from neuron_emu.isa import Instr, Op
-
-
-def _fill0(b, t):
-    b.emit(Instr(Op.Iota, [t.buf], dict(numel=t.numel, start=0.0, step=0.0)), [], [t])
 
 
 def conv3d_into(b, x, w, bias, stride, padding, dilation, groups, out):
@@ -26,7 +22,7 @@ def conv3d_into(b, x, w, bias, stride, padding, dilation, groups, out):
     sd, pd, dd = stride[0], padding[0], dilation[0]
     if pd:
         xp = b.alloc([N, C, D + 2 * pd, H, W], x.dtype, x.emu)
-        _fill0(b, xp)
+        fill_into(b, xp, 0.0)
         dma_copy(b, x, xp.with_view(x.shape, xp.strides, xp.offset + pd * xp.strides[2]))
         x = xp
     acc = None
@@ -81,7 +77,7 @@ def convolution_general(b, node, x, w, bias, stride, padding, dilation, transpos
     lo = [dilation[i] * (ks[i] - 1) - padding[i] for i in range(nsp)]
     size = [out.shape[2 + i] + dilation[i] * (ks[i] - 1) for i in range(nsp)]  # input extent of the stride-1 conv
     z = b.alloc(list(x.shape[:2]) + size, x.dtype, x.emu)
-    _fill0(b, z)
+    fill_into(b, z, 0.0)
     # x[i] lands at lo + i*stride; keep the i that land inside [0, size)
     src_shape, src_off, dst_strides, dst_off = list(x.shape), x.offset, list(z.strides), z.offset
     ok = True

@@ -6,11 +6,10 @@ from __future__ import annotations
 import torch
 
 from neuron_emu.compiler.lowering import register
-from neuron_emu.compiler.lowering.common import alloc_like_node, dma_copy
+from neuron_emu.compiler.lowering.common import alloc_like_node, dma_copy, fill_into
 from neuron_emu.compiler.lowering.elementwise import select_into
 from neuron_emu.compiler.lowering.math import _tmp, act, ts, tt
 from neuron_emu.compiler.lowering.reduce import reduce_into
-from neuron_emu.compiler.lowering.shape import _fill
 from neuron_emu.isa import ActFunc, ReduceOp
 
 aten = torch.ops.aten
@@ -130,5 +129,5 @@ def _dropout_backward(b, node, grad, mask, scale):
 @register(aten.zero)
 def _zero(b, node, x):
     out = alloc_like_node(b, node)
-    _fill(b, out, 0.0)
+    fill_into(b, out, 0.0)
     return out

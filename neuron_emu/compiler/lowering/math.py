@@ -9,7 +9,7 @@ import math
 import torch
 
 from neuron_emu.compiler.lowering import register
-from neuron_emu.compiler.lowering.common import alloc_like_node
+from neuron_emu.compiler.lowering.common import alloc_like_node, fill_into
 from neuron_emu.compiler.lowering.elementwise import (_scalar, activation_into, binary_into, select_into,
                                                       tensor_scalar_into)
 from neuron_emu.isa import ActFunc, DType
@@ -246,8 +246,7 @@ def _isin(b, node, elements, test, *, assume_unique=False, invert=False):
         test = b.const(torch.tensor([float(test)]))
     n, m = elements.numel, test.numel
     if m == 0:
-        from neuron_emu.compiler.lowering.shape import _fill
-        _fill(b, out, 1.0 if invert else 0.0)
+        fill_into(b, out, 1.0 if invert else 0.0)
         return out
     e = contiguous(b, elements).with_view([n, 1], [1, 0]) if elements.shape else elements.with_view([1, 1], [0, 0])
     t = contiguous(b, test).with_view([1, m], [0, 1]) if test.shape else test.with_view([1, 1], [0, 0])

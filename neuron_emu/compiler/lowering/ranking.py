@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from neuron_emu.compiler.lowering import register
-from neuron_emu.compiler.lowering.common import LoweringError, alloc_like_node, contiguous, dma_copy, norm_dim
+from neuron_emu.compiler.lowering.common import LoweringError, alloc_like_node, contiguous, dma_copy, fill_into, norm_dim
 from neuron_emu.compiler.lowering.elementwise import select_into
 from neuron_emu.compiler.lowering.math import _tmp, act, tt
 from neuron_emu.compiler.lowering.reduce import reduce_into
@@ -75,7 +75,7 @@ def _topk(b, node, x, k, dim=-1, largest=True, sorted=True):
     vals_out, idx_out = alloc_like_node(b, node, 0), alloc_like_node(b, node, 1)
     if not x.shape:
         dma_copy(b, x, vals_out)
-        b.emit(Instr(Op.Iota, [idx_out.buf], dict(numel=1, start=0.0, step=0.0)), [], [idx_out])
+        fill_into(b, idx_out, 0.0)
         return vals_out, idx_out
     d = norm_dim(dim, len(x.shape))
     x2, perm, shape_last = _rows_last(b, x, d)
@@ -101,7 +101,7 @@ def _cummax(b, node, x, dim):
     is_max = node.target.overloadpacket is aten.cummax
     if not x.shape:
         dma_copy(b, x, vals_out)
-        b.emit(Instr(Op.Iota, [idx_out.buf], dict(numel=1, start=0.0, step=0.0)), [], [idx_out])
+        fill_into(b, idx_out, 0.0)
         return vals_out, idx_out
     d = norm_dim(dim, len(x.shape))
     x2, perm, shape_last = _rows_last(b, x, d)
@@ -207,7 +207,7 @@ def _kth_dim(b, node, x, r_of_n, dim, nan_median):
     vals_out, idx_out = alloc_like_node(b, node, 0), alloc_like_node(b, node, 1)
     if not x.shape:
         dma_copy(b, x, vals_out)
-        b.emit(Instr(Op.Iota, [idx_out.buf], dict(numel=1, start=0.0, step=0.0)), [], [idx_out])
+        fill_into(b, idx_out, 0.0)
         return vals_out, idx_out
     d = norm_dim(dim, len(x.shape))
     x2, perm, shape_last = _rows_last(b, x, d)

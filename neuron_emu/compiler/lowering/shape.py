@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from neuron_emu.compiler.lowering import register
-from neuron_emu.compiler.lowering.common import alloc_like_node, contiguous, dma_copy, norm_dim, reshape
+from neuron_emu.compiler.lowering.common import alloc_like_node, contiguous, dma_copy, fill_into, norm_dim, reshape
 from neuron_emu.compiler.lowering.elementwise import select_into
 from neuron_emu.compiler.lowering.indexing import gather_rows
 from neuron_emu.compiler.lowering.views import _copy_or_cast
@@ -121,14 +121,10 @@ def _diagonal(b, node, x, offset=0, dim1=0, dim2=1):
     return diagonal_view(x, offset, dim1, dim2)
 
 
-def _fill(b, out, value):
-    b.emit(Instr(Op.Iota, [out.buf], dict(numel=out.numel, start=float(value), step=0.0)), [], [out])
-
-
 @register(aten.diag_embed)
 def _diag_embed(b, node, x, offset=0, dim1=-2, dim2=-1):
     out = alloc_like_node(b, node)
-    _fill(b, out, 0.0)
+    fill_into(b, out, 0.0)
     if x.numel:
         _copy_or_cast(b, x, diagonal_view(out, offset, dim1, dim2))
     return out
@@ -212,7 +208,7 @@ def _channel_shuffle(b, node, x, groups):
 @register(aten.block_diag)
 def _block_diag(b, node, tensors):
     out = alloc_like_node(b, node)
-    _fill(b, out, 0.0)
+    fill_into(b, out, 0.0)
     r = c = 0
     for t in tensors:
         if len(t.shape) == 2:
