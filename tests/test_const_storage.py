@@ -43,8 +43,14 @@ def test_matmul_weights_stored_in_cast_type(mlp, cast, np_dtype, kind):
     with torch.no_grad():
         x = inputs[0]
         h = torch.relu(round_tensor(x, cast).double() @ round_tensor(model[0].weight, cast).double().T + model[0].bias.double())
-        ref = round_tensor(h.float(), cast).double() @ round_tensor(model[2].weight, cast).double().T + model[2].bias.double()
-    torch.testing.assert_close(t(*inputs).double(), ref, rtol=1e-5, atol=1e-5)
+        w2 = round_tensor(model[2].weight, cast).double()
+        ref = round_tensor(h.float(), cast).double() @ w2.T + model[2].bias.double()
+        # The fp32 accumulation order (OpenBLAS, or MKL's native 16-bit GEMM on AVX512-FP16/BF16 CPUs) may move
+        # a hidden value lying within 1e-6 of a rounding midpoint to the other side: allow exactly those flips.
+        lo, hi = (round_tensor((h * f).float(), cast).double() for f in (1 - 1e-6, 1 + 1e-6))
+        flips = (hi - lo).abs() @ w2.abs().T
+    err = (t(*inputs).double() - ref).abs()
+    assert (err <= 1e-5 + 1e-5 * ref.abs() + flips).all(), (err.max(), flips.max())
 
 
 def test_half_storage_halves_the_weights(mlp):

