@@ -192,7 +192,7 @@ def _write_workdir(workdir, options, graph_text, compiled, status):
         compiled.blob.numpy().tofile(os.path.join(workdir, "graph.neff"))
     log = options.logfile or os.path.join(workdir, "log-neuron-cc.txt")
     with open(log, "w") as f:
-        f.write(f"neuronx-cc (neuron-emu) {options.command_line(workdir)}\n")
+        f.write(f"{options.compiler} (neuron-emu) {options.command_line(workdir)}\n")
         if compiled is not None:
             f.write(f"Compiled {compiled.n_instructions} instructions in {compiled.compile_seconds:.3f}s\n")
             for name, n in sorted(compiled.supported.items()):

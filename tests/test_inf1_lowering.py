@@ -151,3 +151,41 @@ def test_model_size_limit_names_size_and_limit(monkeypatch):
     assert traced(x).shape == (2, 256)
     size = ms.weight_bytes(_compile_v1(model, (x,))[3])
     assert size >= 256 * 256 * 4
+
+
+class _Sort(torch.nn.Module):
+    def forward(self, x):
+        return torch.sort(x * 2).values
+
+
+def test_inf1_compile_errors_and_logs_use_neuron_cc_wording(monkeypatch, tmp_path, caplog):
+    """neuron-api.md 1.2/1.9: Inf1 compiles are neuron-cc's (its errors, command line and work dir); Inf2 keeps
+    neuronx-cc's wording for the same failure."""
+    import logging
+
+    from neuron_emu.compiler import artifact
+    from neuron_emu.compiler.options import parse_compiler_args
+
+    monkeypatch.setattr(ProgramBuilder, "has_engine", lambda self, name: True)  # a lowering that ignores the core
+    emb, idx = torch.nn.Embedding(10, 4).eval(), torch.tensor([1, 2])
+    with pytest.raises(CompilationError) as e1:
+        _compile_v1(emb, (idx,))
+    assert str(e1.value).startswith("neuron-cc: error: cannot compile aten::embedding") and "neuronx-cc" not in str(
+        e1.value)
+    v2 = compile_graph(capture(emb, (idx,))[0], parse_compiler_args(None), generation=2)
+    assert artifact.deserialize(v2.blob)[0]["compiler"]["name"] == "neuronx-cc"
+    sort = _Sort()  # an op both compilers reject: each words it as itself, with its own SDK's remedy
+    with pytest.raises(CompilationError, match=r"^neuronx-cc: error: operator aten::sort is not supported by "
+                                               r"neuronx-cc .*partitioner_config"):
+        compile_graph(capture(sort, (torch.randn(5),))[0], parse_compiler_args(None), generation=2)
+    with pytest.raises(CompilationError, match=r"^neuron-cc: error: operator aten::sort is not supported by "
+                                               r"neuron-cc .*fallback=True"):
+        _compile_v1(sort, (torch.randn(5),))
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU()).eval()
+    with caplog.at_level(logging.INFO, logger="Neuron"):
+        traced = torch_neuron_emu.trace(model, torch.randn(2, 8), compiler_workdir=str(tmp_path),
+                                        compiler_args="--fast-math none")
+    assert "Compiling with command line: 'neuron-cc compile <tmpdir>/graph_def.pb --framework TENSORFLOW" in caplog.text
+    assert (tmp_path / "command.txt").read_text().startswith("neuron-cc compile ")
+    blob = dict(traced.named_buffers())["neff"]
+    assert artifact.deserialize(blob)[0]["compiler"]["name"] == "neuron-cc"

@@ -101,6 +101,7 @@ def plan_model(model, inputs: tuple, options, *, generation: int = 1,
     neffs, failed = [], []
     for k, seg in enumerate(plan.segments):
         logger.info("Compiling function _NeuronGraph$%d with neuron-cc", k + 1)
+        logger.info("Compiling with command line: '%s'", options.command_line("<tmpdir>"))
         try:
             compiled = compile_graph(segment_graph(seg), options, generation=generation)
         except CompilationError as e:

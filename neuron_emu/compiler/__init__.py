@@ -13,14 +13,14 @@ from torch.utils import _pytree as pytree
 
 from neuron_emu.compiler import artifact, const_storage
 from neuron_emu.compiler.builder import CONSTANT, TV, ProgramBuilder, out_emu
-from neuron_emu.compiler.errors import CompilationError
+from neuron_emu.compiler.errors import CompilationError, compiler_name, compiling_with
 from neuron_emu.compiler.ir import Graph, GraphError, Value  # noqa: F401  (GraphError: re-exported)
 from neuron_emu.compiler.fold import fold_and_prune
 from neuron_emu.compiler.fold_batchnorm import fold_batchnorm
 from neuron_emu.compiler.lowering import lookup
 from neuron_emu.compiler.lowering.common import cast_copy, dma_copy
 from neuron_emu.compiler.memory import plan_memory
-from neuron_emu.compiler.options import CompilerOptions, EMULATED_NEURONX_CC_VERSION
+from neuron_emu.compiler.options import CompilerOptions
 from neuron_emu.compiler.rejected import reject, reject_dtype, rejection
 from neuron_emu.compiler.schedule import compute_deps, insert_weight_loads
 from neuron_emu.dtypes import IO_DTYPES
@@ -43,7 +43,7 @@ def _io_dtype(dtype: torch.dtype, what: str) -> IoDType:
     if dtype.is_complex:
         raise reject_dtype(dtype, what)
     if dtype not in IO_DTYPES:
-        raise CompilationError(f"{what} has dtype {dtype}, which Neuron does not support")
+        raise CompilationError(f"{compiler_name()}: error: {what} has dtype {dtype}, which Neuron does not support")
     return IO_DTYPES[dtype]
 
 
@@ -65,7 +65,13 @@ def graph_text(graph: Graph, nodes) -> str:
 def compile_graph(graph: Graph, options: CompilerOptions, generation: int = 2) -> Compiled:
     """Compile a front end's graph for a NeuronCore generation (1: Inf1, 2: Inf2/Trn1). Folding rewrites the
     graph in place (folded node outputs become constants). Raises GraphError for a graph that breaks the IR
-    contract, CompilationError for one the emulated compiler cannot compile."""
+    contract, CompilationError for one the emulated compiler cannot compile (worded as the target's compiler:
+    neuron-cc for Inf1, neuronx-cc otherwise)."""
+    with compiling_with(options.compiler):
+        return _compile_graph(graph, options, generation)
+
+
+def _compile_graph(graph: Graph, options: CompilerOptions, generation: int) -> Compiled:
     t0 = time.perf_counter()
     graph.validate()
     nodes = fold_and_prune(graph)
@@ -107,7 +113,7 @@ def compile_graph(graph: Graph, options: CompilerOptions, generation: int = 2) -
         fn = lookup(n.target)
         if fn is None:
             raise CompilationError(
-                f"neuronx-cc: error: operator {n.name} is not supported by the emulated Neuron compiler "
+                f"{compiler_name()}: error: operator {n.name} is not supported by the emulated Neuron compiler "
                 f"(called from {n.where}). Supported operators: neuron_emu.compiler.supported_operators()")
         b.set_source(n.name, n.where)
         args, kwargs = pytree.tree_map(lambda a: tv_of(a) if isinstance(a, Value) else a, (n.args, n.kwargs))
@@ -116,7 +122,7 @@ def compile_graph(graph: Graph, options: CompilerOptions, generation: int = 2) -
         except CompilationError:
             raise
         except Exception as e:
-            raise CompilationError(f"neuronx-cc: error: cannot compile {n.name} with input shapes "
+            raise CompilationError(f"{compiler_name()}: error: cannot compile {n.name} with input shapes "
                                    f"{[tuple(a.shape) for a in pytree.tree_leaves(n.args) if isinstance(a, Value)]} "
                                    f"(called from {n.where}): {e}") from e
         res = res if isinstance(res, (tuple, list)) else (res,)
@@ -160,7 +166,7 @@ def compile_graph(graph: Graph, options: CompilerOptions, generation: int = 2) -
             sections[f"const.{i}"] = const_storage.half_data(data, stored) if stored != CONSTANT else data
     sections["buffers"] = buffers
     meta = {
-        "compiler": {"name": "neuronx-cc", "version": EMULATED_NEURONX_CC_VERSION, "args": options.argv,
+        "compiler": {"name": options.compiler, "version": options.compiler_version, "args": options.argv,
                      "target": options.target, "auto_cast": options.auto_cast, "auto_cast_type": options.auto_cast_type},
         "core_generation": generation,
         "arena_floats": int(arena),
@@ -186,8 +192,8 @@ def _check_engines(b: ProgramBuilder, generation: int) -> None:
         if engine not in core.engines:
             src = b.src_names[ins.src] if 0 <= ins.src < len(b.src_names) else "?"
             where = b.src_where[ins.src] if 0 <= ins.src < len(b.src_where) else ""
-            raise CompilationError(f"cannot compile {src} for {core.name}: it was lowered to {ins.name} on {engine}, "
-                                   f"which {core.name} does not have (engines: {', '.join(core.engines)})"
+            raise CompilationError(f"{compiler_name()}: error: cannot compile {src} for {core.name}: it was lowered "
+                                   f"to {ins.name} on {engine}, which {core.name} does not have (engines: {', '.join(core.engines)})"
                                    + (f" (called from {where})" if where else ""))
 
 

@@ -23,7 +23,7 @@ from typing import List, Optional
 import torch
 from torch.utils import _pytree as pytree
 
-from neuron_emu.compiler.errors import CompilationError
+from neuron_emu.compiler.errors import CompilationError, compiler_name
 from neuron_emu.compiler.ir import Graph, GraphError, Node, Value
 
 _CPU = torch.device("cpu")
@@ -60,7 +60,7 @@ def _evaluate(n: Node) -> List[torch.Tensor]:
         if torch.Tag.nondeterministic_seeded in n.target.tags:
             if n.rng_state is None:
                 raise CompilationError(
-                    f"neuronx-cc: error: {n.name} (called from {n.where}) draws random numbers from constant inputs; "
+                    f"{compiler_name()}: error: {n.name} (called from {n.where}) draws random numbers from constant inputs; "
                     "the front end did not pin the draw (Node.rng_state), so it cannot be folded into a constant")
             if isinstance(kwargs.get("generator"), torch.Generator):  # replay on a copy, not the user's generator
                 kwargs["generator"] = torch.Generator().set_state(n.rng_state)

@@ -14,6 +14,9 @@ from neuron_emu.dtypes import AUTO_CAST_TYPES
 from neuron_emu.isa import DType
 
 EMULATED_NEURONX_CC_VERSION = "2.22.12471.0+emu"
+# Inf1's compiler (torch_neuron_emu parses its flags): its own name and version in artifacts, errors and logs.
+# ASSUMPTION: 1.x, the neuron-cc line; the exact last release is not in docs/reference.
+EMULATED_NEURON_CC_VERSION = "1.0.0.0+emu"
 
 
 class CompilerArgumentError(ValueError):
@@ -42,7 +45,20 @@ class CompilerOptions:
         """Input dtype of TensorE ops: the auto-cast type unless auto-cast is none."""
         return DType.F32 if self.auto_cast == "none" else self.cast_dtype
 
+    @property
+    def compiler(self) -> str:
+        """The real compiler of this target, whose wording errors and logs use."""
+        return "neuron-cc" if self.target == "inf1" else "neuronx-cc"
+
+    @property
+    def compiler_version(self) -> str:
+        return EMULATED_NEURON_CC_VERSION if self.target == "inf1" else EMULATED_NEURONX_CC_VERSION
+
     def command_line(self, workdir: str = "<workdir>") -> str:
+        if self.target == "inf1":  # torch-neuron's subprocess line (neuron-api.md 1.2, #709)
+            return " ".join(["neuron-cc", "compile", f"{workdir}/graph_def.pb", "--framework", "TENSORFLOW",
+                             "--pipeline", "compile", "SaveTemps", "--output", f"{workdir}/graph_def.neff"]
+                            + [shlex.quote(a) for a in self.argv] + ["--verbose", "35"])
         return " ".join(["neuronx-cc", "compile", f"{workdir}/model", "--framework", "XLA", "--target", self.target,
                          "--output", f"{workdir}/graph.neff"] + [shlex.quote(a) for a in self.argv])
 

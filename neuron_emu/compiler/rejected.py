@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from neuron_emu.compiler.errors import CompilationError
+from neuron_emu.compiler.errors import CompilationError, compiler_name
 
 _APP_NOTE = ("torch-neuronx graph partitioner app note (SDK archive/appnotes/torch-neuronx/"
              "torch-neuronx-graph-partitioner-app-note.rst): its example of an op neuronx-cc does not support")
@@ -41,7 +41,7 @@ REJECTED = {
 
 def reject_dtype(dtype, what: str):
     """A complex graph input/output: the real trace has no dtype for it."""
-    return RejectedOpError(f"neuronx-cc: error: {what} has dtype {dtype}, which Neuron does not support. "
+    return RejectedOpError(f"{compiler_name()}: error: {what} has dtype {dtype}, which Neuron does not support. "
                            f"Source: {_COMPLEX}")
 
 
@@ -55,8 +55,11 @@ def rejection(op_name: str) -> Optional[str]:
 
 
 def reject(op_name: str, where: str, shapes) -> RejectedOpError:
+    cc = compiler_name()
+    fix = ("torch_neuron.trace(..., fallback=True) (the default) to run it on CPU between Neuron subgraphs"
+           if cc == "neuron-cc" else "torch_neuronx.trace(..., partitioner_config=torch_neuronx.PartitionerConfig()) "
+           "to run it on CPU between Neuron subgraphs")
     return RejectedOpError(
-        f"neuronx-cc: error: operator {op_name} is not supported by neuronx-cc (called from {where}, input shapes "
-        f"{shapes}). Run this part of the model on CPU (trace the submodules around it) or use "
-        f"torch_neuronx.trace(..., partitioner_config=torch_neuronx.PartitionerConfig()) to run it on CPU between "
-        f"Neuron subgraphs. Source: {REJECTED[op_name]}")
+        f"{cc}: error: operator {op_name} is not supported by {cc} (called from {where}, input shapes "
+        f"{shapes}). Run this part of the model on CPU (trace the submodules around it) or use {fix}. "
+        f"Source: {REJECTED[op_name]}")
