@@ -1,8 +1,6 @@
 """Emulation of `torch_neuron` (Inferentia1, NeuronCore-v1) on CPU: the partitioner with CPU fallback
 (partition.py over neuron_emu/partitioner/), the published operator list (supported_ops.py), neuron-cc's
 `--fast-math` rules (trace.py). Importing it makes `torch.neuron` available, as `import torch_neuron` does."""
-import enum
-
 import torch
 
 from neuron_emu.lazy.device import device_type as _device_type
@@ -13,13 +11,9 @@ from torch_neuron_emu.pipeline import pipeline_report  # noqa: F401
 from torch_neuron_emu.supported_ops import get_supported_operations  # noqa: F401
 from neuron_emu.runtime import last_call  # noqa: F401
 from torch_neuron_emu.profile import profile  # noqa: F401
+from torch_neuron_emu.optimizations import Optimization  # noqa: F401
 
 hint = trace  # the seed article's spelling
-
-
-class Optimization(enum.Enum):
-    """trace(optimizations=[...]); FLOAT32_TO_FLOAT16 is the only documented member [api 1.1]."""
-    FLOAT32_TO_FLOAT16 = 1
 
 
 def is_available() -> bool:

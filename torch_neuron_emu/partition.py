@@ -11,11 +11,12 @@ from typing import Callable, Optional
 
 import torch
 
-from neuron_emu.compiler import CompilationError, compile_graph
+from neuron_emu.compiler import CompilationError, artifact, compile_graph
 from neuron_emu.compiler.capture import capture
 from neuron_emu.compiler.fold import fold_and_prune
 from neuron_emu.partitioner import partition, segment_graph
 from neuron_emu.partitioner import module_from_plan as generic_module_from_plan
+from torch_neuron_emu.optimizations import FP16_IO_HEADER, cast_io_to_fp16
 from torch_neuron_emu.pipeline import stage_cuts, stamp
 from torch_neuron_emu.supported_ops import is_published, is_supported, torchscript_name
 
@@ -57,7 +58,7 @@ class Partitioned:
 def plan_model(model, inputs: tuple, options, *, generation: int = 1,
                subgraph_builder_function: Optional[Callable] = None, minimum_segment_size: int = 2,
                single_fusion_ratio_threshold: float = 0.6, fallback: bool = True, compile_hook=None,
-               pipeline_cores: int = 1) -> Partitioned:
+               pipeline_cores: int = 1, fp16_io: bool = False) -> Partitioned:
     """Capture, partition by the Inf1 rules and compile each subgraph for NeuronCore-v1, logging as torch-neuron."""
     graph = capture(model, inputs)[0]
     nodes = fold_and_prune(graph)
@@ -103,7 +104,8 @@ def plan_model(model, inputs: tuple, options, *, generation: int = 1,
         logger.info("Compiling function _NeuronGraph$%d with neuron-cc", k + 1)
         logger.info("Compiling with command line: '%s'", options.command_line("<tmpdir>"))
         try:
-            compiled = compile_graph(segment_graph(seg), options, generation=generation)
+            sub = segment_graph(seg)
+            compiled = compile_graph(cast_io_to_fp16(sub) if fp16_io else sub, options, generation=generation)
         except CompilationError as e:
             if not fallback or stage_of:
                 raise
@@ -113,8 +115,8 @@ def plan_model(model, inputs: tuple, options, *, generation: int = 1,
             continue
         if compile_hook is not None:
             compile_hook(seg, compiled)
-        neffs.append(compiled.blob if id(seg) not in stage_of else stamp(compiled.blob, stage_of[id(seg)],
-                                                                            pipeline_cores, model_id))
+        blob = compiled.blob if not fp16_io else artifact.with_header(compiled.blob, **{FP16_IO_HEADER: True})
+        neffs.append(blob if id(seg) not in stage_of else stamp(blob, stage_of[id(seg)], pipeline_cores, model_id))
     if failed:  # re-plan with the failed segments' nodes on CPU
         bad = {id(n) for s in failed for n in s.nodes}
         ok = {id(s.nodes[0]) for s in plan.segments if s not in failed}

@@ -44,10 +44,7 @@ def stage_cuts(nodes: List[Node], n: int) -> List[List[Node]]:
 
 def stamp(blob: torch.Tensor, stage: int, cores: int, model: str) -> torch.Tensor:
     """The artifact with its pipeline stage, core count and model id (shared by its stages) in the header."""
-    header, sections = artifact.deserialize(blob)
-    meta = {k: v for k, v in header.items() if k not in ("sections", "format", "format_version")}
-    meta.update(pipeline_stage=stage, pipeline_cores=cores, pipeline_model=model)
-    return artifact.serialize(meta, dict(sections))
+    return artifact.with_header(blob, pipeline_stage=stage, pipeline_cores=cores, pipeline_model=model)
 
 
 def pipeline_report(module, batch: int = 1) -> dict:

@@ -13,6 +13,7 @@ import torch
 from neuron_emu.compiler.options import CompilerArgumentError, CompilerOptions
 from neuron_emu.tracing import _write_workdir
 from torch_neuron_emu.model_size import check_model_size
+from torch_neuron_emu.optimizations import parse_optimizations
 from torch_neuron_emu.partition import trace_partitioned
 
 # --fast-math / --fp32-cast value -> (auto-cast mode, cast type) in our compiler's terms
@@ -24,8 +25,6 @@ _FP32_CAST = {"all": "fp32-cast-all", "matmult": "fp32-cast-matmult", "matmult-f
 _RELAYOUT = {"fast-relayout", "no-fast-relayout"}
 # trace kwargs with no effect on the emulated compile (timeouts, verbosity)
 _ACCEPTED_KWARGS = ("compiler_timeout", "verbose", "skip_compiler")
-# options of the real torch_neuron not emulated yet
-_NOT_EMULATED_KWARGS = ("optimizations",)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -85,9 +84,7 @@ def trace(model, example_inputs, **kwargs):
     dynamic_batch_size = kwargs.pop("dynamic_batch_size", False)
     for k in _ACCEPTED_KWARGS:
         kwargs.pop(k, None)
-    for k in _NOT_EMULATED_KWARGS:
-        if kwargs.pop(k, None) not in (None, False, []):
-            warnings.warn(f"torch_neuron_emu: `{k}` is not emulated yet and is ignored", UserWarning, stacklevel=2)
+    fp16_io = parse_optimizations(kwargs.pop("optimizations", None))
     inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
     options, pipeline_cores = parse_with_pipeline(compiler_args)
     if pipeline_cores > 1:
@@ -107,7 +104,7 @@ def trace(model, example_inputs, **kwargs):
             _write_workdir(compiler_workdir, options, compiled.graph_text, compiled, "PASS")
 
     traced = trace_partitioned(model, inputs, options, generation=1, trace_kwargs=kwargs,
-                               compile_hook=on_compiled, pipeline_cores=pipeline_cores, **part)
+                               compile_hook=on_compiled, pipeline_cores=pipeline_cores, fp16_io=fp16_io, **part)
     if dynamic_batch_size:
         _dynamic_batch(traced)
     return traced

@@ -60,6 +60,14 @@ def serialize(meta: dict, sections: Dict[str, np.ndarray]) -> torch.Tensor:
     return blob
 
 
+def with_header(blob: torch.Tensor, **fields) -> torch.Tensor:
+    """A new artifact: the same program with `fields` added to its header (pipeline stage, I/O casts)."""
+    header, sections = deserialize(blob)
+    meta = {k: v for k, v in header.items() if k not in ("sections", "format", "format_version")}
+    meta.update(fields)
+    return serialize(meta, dict(sections))
+
+
 def op_names(instrs) -> Dict[str, str]:
     """The header's op table for the instructions being serialized: {code: op name}."""
     from neuron_emu.isa import schema

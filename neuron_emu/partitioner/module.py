@@ -63,6 +63,10 @@ def execute(steps: list, inputs: List[Value], outputs: List[Value], args: tuple,
         if isinstance(v, Value):
             return const(v) if v.kind == "const" else env[v.id]
         return v
+
+    def get_cpu(v):  # a CPU op reads the dtype it was traced with (a subgraph may return fp16 for an fp32 value:
+        x = get(v)   # torch_neuron's FLOAT32_TO_FLOAT16)
+        return x.to(v.dtype) if isinstance(v, Value) and x.dtype != v.dtype else x
     k = 0
     for st in steps:
         if isinstance(st, Segment):
@@ -71,7 +75,7 @@ def execute(steps: list, inputs: List[Value], outputs: List[Value], args: tuple,
             for v, r in zip(st.outputs, res):
                 env[v.id] = r
         else:
-            a, kw = pytree.tree_map(get, (st.args, st.kwargs))
+            a, kw = pytree.tree_map(get_cpu, (st.args, st.kwargs))
             res = st.target(*a, **kw)
             for v, r in zip(st.outputs, [r for r in pytree.tree_leaves(res) if isinstance(r, torch.Tensor)]):
                 env[v.id] = r

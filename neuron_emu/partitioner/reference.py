@@ -11,10 +11,18 @@ from neuron_emu.partitioner.module import execute
 from neuron_emu.partitioner.subgraph import segment_graph
 
 
-def run_plan_reference(graph, plan, options, example_inputs) -> list:
+def run_plan_reference(graph, plan, options, example_inputs, fp16_io: bool = False) -> list:
+    """`fp16_io`: torch_neuron's FLOAT32_TO_FLOAT16, applied outside the graph: each segment's fp32 inputs and
+    outputs rounded to fp16 (torch's conversion), the outputs left fp16 as the traced model returns them."""
+    def half(x):
+        return x.to(torch.float16) if x.dtype == torch.float32 else x
+
     def segment(k, seg, xs):
         g = segment_graph(seg)
         fold_batchnorm(g, fold_and_prune(g))  # the graph rewrites compile_graph applies (the reference reads them)
-        return run_reference(g, options, xs)
+        if not fp16_io:
+            return run_reference(g, options, xs)
+        xs = [x.to(torch.float16).to(v.dtype) if v.dtype == torch.float32 else x for x, v in zip(xs, seg.inputs)]
+        return [half(y) for y in run_reference(g, options, xs)]
     with torch.no_grad():
         return execute(plan.steps, graph.inputs, graph.outputs, tuple(example_inputs), segment, lambda v: v.const)

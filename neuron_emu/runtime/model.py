@@ -19,6 +19,10 @@ from neuron_emu.runtime.core import EngineSummary, NeuronCore, engine_summaries
 __all__ = ["CallSummary", "EngineSummary", "LoadedModel", "last_call"]
 
 
+# header field of an artifact whose fp16 inputs were fp32 in the model (torch_neuron Optimization.FLOAT32_TO_FLOAT16)
+FP16_IO_HEADER = "float32_io_as_float16"
+
+
 @dataclass
 class CallSummary:
     """What one execution cost on the emulated NeuronCore that ran it."""
@@ -93,6 +97,8 @@ class LoadedModel:
         self._in_specs = [(torch.Size(d["shape"]), getattr(torch, d["dtype"])) for d in self.inputs]
         self._out_specs = [(tuple(d["shape"]), getattr(torch, d["dtype"])) for d in self.outputs]
         self._n_in = len(self.inputs)
+        # torch_neuron's FLOAT32_TO_FLOAT16: fp16 inputs also accept fp32, rounded to fp16 on the way in
+        self._fp32_as_fp16 = bool(header.get(FP16_IO_HEADER, False))
         # inline_weights_to_neff=False: the last n_weights inputs are the weights the module feeds every call
         self.weight_names: List[List[str]] = header.get("weights", [])
         self.n_user = self._n_in - len(self.weight_names)
@@ -113,6 +119,9 @@ class LoadedModel:
         return f"LoadedModel({len(self.inputs)} input(s) -> {len(self.outputs)} output(s) on NeuronCore {self.core.index})"
 
     def _bad_inputs(self, inputs: List[torch.Tensor]):
+        if self._fp32_as_fp16:
+            inputs = [x.to(torch.float16) if x.dtype is torch.float32 and d is torch.float16 else x
+                      for x, (_, d) in zip(inputs, self._in_specs)] + list(inputs[len(self._in_specs):])
         if len(inputs) != self._n_in:
             raise RuntimeError(f"The model expects {self._n_in} input tensor(s), got {len(inputs)}")
         for i, (x, (shape, dtype)) in enumerate(zip(inputs, self._in_specs)):
@@ -130,6 +139,8 @@ class LoadedModel:
             self._bad_inputs(inputs)
         out = []
         for x, (shape, dtype) in zip(inputs, self._in_specs):
+            if x.dtype is torch.float32 and dtype is torch.float16 and self._fp32_as_fp16:
+                x = x.to(torch.float16)  # (torch's round to nearest even, as the device's conversion)
             if x.shape != shape or x.dtype is not dtype or not x.is_cpu:
                 self._bad_inputs(inputs)
             out.append(x if x.is_contiguous() else x.contiguous())
