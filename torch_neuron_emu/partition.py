@@ -58,8 +58,11 @@ class Partitioned:
 def plan_model(model, inputs: tuple, options, *, generation: int = 1,
                subgraph_builder_function: Optional[Callable] = None, minimum_segment_size: int = 2,
                single_fusion_ratio_threshold: float = 0.6, fallback: bool = True, compile_hook=None,
-               pipeline_cores: int = 1, fp16_io: bool = False) -> Partitioned:
-    """Capture, partition by the Inf1 rules and compile each subgraph for NeuronCore-v1, logging as torch-neuron."""
+               pipeline_cores: int = 1, fp16_io: bool = False, header: Optional[dict] = None) -> Partitioned:
+    """Capture, partition by the Inf1 rules and compile each subgraph for NeuronCore-v1, logging as torch-neuron.
+    `fp16_io`: Optimization.FLOAT32_TO_FLOAT16 (optimizations.py); `header`: fields added to every artifact's
+    header (dynamic_batch.py)."""
+    header = dict(header or {}, **({FP16_IO_HEADER: True} if fp16_io else {}))
     graph = capture(model, inputs)[0]
     nodes = fold_and_prune(graph)
 
@@ -115,7 +118,7 @@ def plan_model(model, inputs: tuple, options, *, generation: int = 1,
             continue
         if compile_hook is not None:
             compile_hook(seg, compiled)
-        blob = compiled.blob if not fp16_io else artifact.with_header(compiled.blob, **{FP16_IO_HEADER: True})
+        blob = artifact.with_header(compiled.blob, **header) if header else compiled.blob
         neffs.append(blob if id(seg) not in stage_of else stamp(blob, stage_of[id(seg)], pipeline_cores, model_id))
     if failed:  # re-plan with the failed segments' nodes on CPU
         bad = {id(n) for s in failed for n in s.nodes}

@@ -1,7 +1,6 @@
-"""torch_neuron.trace for Inferentia1 (NeuronCore-v1): the whole graph is compiled for one
-NeuronCore-v1 with neuron-cc's casting rules (`--fast-math`, default `all` = cast fp32 to bf16;
-docs/reference/neuron-api.md section 1.9). Not yet emulated (ROADMAP item 4): the partitioner
-with CPU fallback between `neuron::forward` subgraphs, and `--neuroncore-pipeline-cores`."""
+"""torch_neuron.trace for Inferentia1 (NeuronCore-v1): neuron-cc's flags (`--fast-math`, default `all` = cast fp32
+to bf16; `--neuroncore-pipeline-cores`; docs/reference/neuron-api.md section 1.9) and the documented kwargs (1.1);
+the partitioning is partition.py's, `optimizations` optimizations.py's, `dynamic_batch_size` dynamic_batch.py's."""
 from __future__ import annotations
 
 import argparse
@@ -12,6 +11,7 @@ import torch
 
 from neuron_emu.compiler.options import CompilerArgumentError, CompilerOptions
 from neuron_emu.tracing import _write_workdir
+from torch_neuron_emu import dynamic_batch
 from torch_neuron_emu.model_size import check_model_size
 from torch_neuron_emu.optimizations import parse_optimizations
 from torch_neuron_emu.partition import trace_partitioned
@@ -103,21 +103,17 @@ def trace(model, example_inputs, **kwargs):
         if compiler_workdir:
             _write_workdir(compiler_workdir, options, compiled.graph_text, compiled, "PASS")
 
-    traced = trace_partitioned(model, inputs, options, generation=1, trace_kwargs=kwargs,
-                               compile_hook=on_compiled, pipeline_cores=pipeline_cores, fp16_io=fp16_io, **part)
+    header = dynamic_batch.header_fields(inputs) if dynamic_batch_size else None
+    traced = trace_partitioned(model, inputs, options, generation=1, trace_kwargs=kwargs, compile_hook=on_compiled,
+                               pipeline_cores=pipeline_cores, fp16_io=fp16_io, header=header, **part)
     if dynamic_batch_size:
-        _dynamic_batch(traced)
+        if not _has_neuron_graph(traced):
+            warnings.warn("torch_neuron_emu: no operator is placed on Neuron, so dynamic_batch_size has no effect: "
+                          "the CPU trace keeps its traced shapes", UserWarning, stacklevel=2)
+        dynamic_batch.install(traced)
     return traced
 
 
-def _dynamic_batch(traced):
-    """dynamic_batch_size=True: the runtime splits/pads dim 0 into compiled-size chunks (torch_neuronx_emu's
-    dynamic batching, in this process). Only for a model compiled whole: our partitioned trace records the CPU
-    ops with the traced sizes, so a different batch could not flow through them."""
-    from torch_neuronx_emu.batching import dynamic_batch
+def _has_neuron_graph(traced) -> bool:
+    return any(n.rsplit(".", 1)[-1] == "neff" for n, _ in traced.named_buffers())
 
-    if "neff" not in dict(traced.named_buffers(recurse=False)):
-        warnings.warn("torch_neuron_emu: dynamic_batch_size is emulated only for models compiled as one Neuron "
-                      "subgraph; this model keeps the traced batch size", UserWarning, stacklevel=3)
-        return
-    dynamic_batch(traced)

@@ -36,12 +36,18 @@ def check(m: LoadedModel, inputs: List[torch.Tensor]) -> None:
 
 def _check(m: LoadedModel, inputs: List[torch.Tensor]) -> int:
     """The batch size of `inputs` (ValueError when dimension 0 disagrees or another dimension changed)."""
+    return check_batch([shape for shape, _ in m._in_specs], inputs)
+
+
+def check_batch(compiled_shapes: Sequence[torch.Size], inputs: List[torch.Tensor]) -> int:
+    """The batch size of `inputs` against the compiled input shapes (ValueError when dimension 0 disagrees or
+    another dimension changed). Also torch_neuron_emu's dynamic_batch_size on partitioned models."""
     sizes = [x.shape[0] if x.dim() else None for x in inputs]
     if None in sizes or len(set(sizes)) != 1:
         shapes = ", ".join(str(list(x.shape)) for x in inputs)
         raise ValueError(f"Dynamic batching requires every input to have the same size in dimension 0 (the batch "
                          f"dimension), got inputs of shapes {shapes}")
-    for i, (x, (shape, _)) in enumerate(zip(inputs, m._in_specs)):
+    for i, (x, shape) in enumerate(zip(inputs, compiled_shapes)):
         if x.shape[1:] != shape[1:]:
             raise ValueError(f"Dynamic batching only changes dimension 0: input {i} has shape {list(x.shape)} but "
                              f"the model was compiled for shape {list(shape)} (only the first dimension may "

@@ -4,7 +4,7 @@
 from is known only to `torch.jit.load`. This module wraps `torch.jit.load` (once, at import of the runtime; it is
 also what `torch.load` dispatches to for a TorchScript archive) to note, weakly, the origin of every `neff`
 buffer in the module it returns: the path (or the file object's name), plus the submodule when the artifact is
-not at the top. The wrapper changes nothing else about the load."""
+not at the top. Besides the `load_hooks` front ends register, the wrapper changes nothing else about the load."""
 from __future__ import annotations
 
 import functools
@@ -44,6 +44,11 @@ def note(module, source: str) -> None:
             _origins[b] = f"{source} (submodule {sub})" if sub else source
 
 
+# f(module) called on every module torch.jit.load returns, after the origins are noted: a front end restores there
+# what its saved artifacts ask of the Python side (torch_neuron_emu's dynamic_batch_size)
+load_hooks = []
+
+
 def _install() -> None:
     real = torch.jit.load
     if getattr(real, "_neuron_emu_origins", False):
@@ -53,6 +58,8 @@ def _install() -> None:
     def load(f, *args, **kwargs):
         module = real(f, *args, **kwargs)
         note(module, describe_source(f))
+        for hook in load_hooks:
+            hook(module)
         return module
 
     load._neuron_emu_origins = True
