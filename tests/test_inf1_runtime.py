@@ -119,3 +119,45 @@ def test_pipeline_of_a_cnn_equals_one_core(fresh):
 
     model, x = zoo.resnet()
     assert torch.equal(_trace(model, x, compiler_args="--neuroncore-pipeline-cores 4")(*x), _trace(model, x)(*x))
+
+
+def test_pipeline_stages_overlap_across_calls_and_concurrent_callers_get_their_results(fresh):
+    """Call i waits before stage 1 (the test holds core 1); call i+1 still runs stage 0 on core 0 meanwhile; when
+    core 1 is free both finish with their own results, and many concurrent requests match one core exactly."""
+    import threading
+
+    from torch_neuron_emu.pipeline import run_requests
+
+    model, x = _mlp()
+    one = _trace(model, x)
+    four = _trace(model, x, compiler_args=["--neuroncore-pipeline-cores", "4"])
+    four(x)  # placed: stage i on core i
+    cores = runtime_mod.runtime_for(1).cores
+    xs = [torch.randn(4, 32) for _ in range(12)]
+    wants = [one(r) for r in xs]
+    results = {}
+    for c in cores:
+        c.reset_counters()
+    with cores[1].stage_lock:
+        ta = threading.Thread(target=lambda: results.__setitem__("a", four(xs[0])))
+        ta.start()
+        _wait(lambda: cores[0].counters().executions == 1)  # call a: stage 0 done, now blocked before stage 1
+        tb = threading.Thread(target=lambda: results.__setitem__("b", four(xs[1])))
+        tb.start()
+        _wait(lambda: cores[0].counters().executions == 2)  # call b's stage 0 ran while a is in the pipeline
+        assert cores[1].counters().executions == 0 and "a" not in results
+    ta.join()
+    tb.join()
+    assert torch.equal(results["a"], wants[0]) and torch.equal(results["b"], wants[1])
+    got = run_requests(four, xs)  # 4 threads (one per stage) feeding 12 requests
+    assert all(torch.equal(g, w) for g, w in zip(got, wants))
+    assert [c.counters().executions for c in cores] == [14, 14, 14, 14]
+
+
+def _wait(cond, timeout=120.0):
+    import time
+
+    end = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < end, "the pipeline made no progress"
+        time.sleep(0.005)

@@ -3,12 +3,18 @@ is cut into N consecutive stages balanced by weight bytes (the point of a pipeli
 2 GB slice holds only its stage's weights), compiled separately and stamped `pipeline_stage` i, which the runtime
 places on visible NeuronCore i (runtime/placement.py), so the stages really run on N emulated cores.
 
+Execution: a core runs one stage at a time (NeuronCore.stage_lock, held by runtime/model.py while a stage runs),
+and the program runs with the GIL released, so calls from several threads flow through the cores as a pipeline:
+stage k of call i+1 runs while stage k+1 of call i does. `run_requests` feeds a list of requests that way (as the
+real NeuronCore Pipeline tutorial feeds its model from a thread pool). Outputs do not depend on the overlap.
+
 Cost (`pipeline_report`): each stage's modelled latency (its own program on its own core, activations leaving and
 entering through the stage's I/O DMA); pipeline latency = their sum (one input flows through every stage);
 steady-state throughput = batch / the slowest stage (every stage busy on a different input)."""
 from __future__ import annotations
 
-from typing import List
+from concurrent.futures import ThreadPoolExecutor
+from typing import List, Optional, Sequence
 
 import torch
 
@@ -62,3 +68,18 @@ def pipeline_report(module, batch: int = 1) -> dict:
     slowest = max(s["latency_s"] for s in stages)
     return {"stages": stages, "latency_s": sum(s["latency_s"] for s in stages),
             "throughput_per_s": batch / slowest if slowest else float("inf")}
+
+
+def stage_count(module) -> int:
+    """The number of NeuronCore-Pipeline cores a traced module was compiled for (1 if none)."""
+    from torch_neuronx_emu.experimental.placement import artifacts
+
+    return max(int(artifact.deserialize(b)[0].get("pipeline_cores", 1)) for b in artifacts(module))
+
+
+def run_requests(module, requests: Sequence, workers: Optional[int] = None) -> list:
+    """Run `module(*request)` for every request (a tuple of inputs, or one tensor) from `workers` threads (default:
+    one per pipeline stage, so every core has work), returning the outputs in request order."""
+    calls = [r if isinstance(r, tuple) else (r,) for r in requests]
+    with ThreadPoolExecutor(max_workers=workers or stage_count(module)) as pool:
+        return list(pool.map(lambda args: module(*args), calls))

@@ -80,6 +80,9 @@ class NeuronCore:
         self._last_latency_ns = 0.0
         self._host_ns = 0
         self.recent_latency_ns: deque = deque(maxlen=1024)  # modelled latency of recent executions (monitoring)
+        # held while a NeuronCore-Pipeline stage executes here: a core runs one stage at a time, so concurrent calls
+        # of a pipeline model flow through its cores as a pipeline (torch_neuron_emu/pipeline.py)
+        self.stage_lock = threading.Lock()
 
     def __repr__(self) -> str:
         phys = "" if self.physical_index == self.index else f" (instance core {self.physical_index})"

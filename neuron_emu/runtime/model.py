@@ -99,6 +99,7 @@ class LoadedModel:
         self._n_in = len(self.inputs)
         # torch_neuron's FLOAT32_TO_FLOAT16: fp16 inputs also accept fp32, rounded to fp16 on the way in
         self._fp32_as_fp16 = bool(header.get(FP16_IO_HEADER, False))
+        self._stage_lock = core.stage_lock if header.get("pipeline_stage") is not None else None
         # inline_weights_to_neff=False: the last n_weights inputs are the weights the module feeds every call
         self.weight_names: List[List[str]] = header.get("weights", [])
         self.n_user = self._n_in - len(self.weight_names)
@@ -149,8 +150,13 @@ class LoadedModel:
     def __call__(self, inputs: List[torch.Tensor]) -> List[torch.Tensor]:
         inputs = self.check_inputs(inputs)
         outs = [torch.empty(s, dtype=d) for s, d in self._out_specs]
-        t0 = time.perf_counter_ns()
-        st = self.program.run([x.data_ptr() for x in inputs], [o.data_ptr() for o in outs])
+        if self._stage_lock is None:
+            t0 = time.perf_counter_ns()
+            st = self.program.run([x.data_ptr() for x in inputs], [o.data_ptr() for o in outs])
+        else:  # a pipeline stage: one at a time on its core, the next call's earlier stage runs meanwhile
+            with self._stage_lock:
+                t0 = time.perf_counter_ns()
+                st = self.program.run([x.data_ptr() for x in inputs], [o.data_ptr() for o in outs])
         self.core.record(self.key, st, time.perf_counter_ns() - t0)
         _tls.last = (self, st)
         return outs
