@@ -199,3 +199,20 @@ def test_an_operator_configuration_the_compiler_refuses_runs_on_cpu(caplog):
     assert _kinds(traced) == ["neuron::forward_v2", "aten::sort", "aten::searchsorted", "neuron::forward_v2"]
     assert "neuronx-cc cannot compile aten::searchsorted in this configuration" in caplog.text
     torch.testing.assert_close(traced(*x), model(*x))
+
+
+def test_aliases_and_separate_weights_with_a_partitioner_config_are_accepted_without_effect():
+    """As the SDK's trace (SRC torch_neuronx/xla_impl/trace.py) hands only the config to torch_neuronx.partition:
+    input_output_aliases and inline_weights_to_neff=False are allowed with it and change nothing (a warning says
+    so): the result equals the plain partitioned trace, the aliased input is not written, weights stay inlined."""
+    model, x = Sandwich().eval(), torch.randn(6, 32)
+    plain = _trace(model, x)
+    x0 = x.clone()
+    with pytest.warns(UserWarning, match=r"input_output_aliases and inline_weights_to_neff=False have no effect with "
+                                         r"partitioner_config"):
+        traced = tnx.trace(model, x, input_output_aliases={x: 0}, inline_weights_to_neff=False,
+                           partitioner_config=tnx.PartitionerConfig())
+    assert _kinds(traced) == _kinds(plain)
+    assert torch.equal(traced(x), plain(x)) and torch.equal(x, x0)
+    with pytest.warns(UserWarning, match="replace_weights has no effect"):
+        tnx.replace_weights(traced, model)

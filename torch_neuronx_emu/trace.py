@@ -78,9 +78,17 @@ def _partitioned(func, example_inputs, config, compiler_workdir, compiler_args, 
     from torch_neuronx_emu.partitioning import partition
     if not isinstance(config, PartitionerConfig):
         raise TypeError(f"partitioner_config must be a torch_neuronx.PartitionerConfig, got {type(config).__name__}")
-    if aliases or inline_weights is not True:
-        raise NotImplementedError("neuron-emu does not emulate input_output_aliases or inline_weights_to_neff=False "
-                                  "together with partitioner_config (each needs one whole-model Neuron graph)")
+    # The SDK's trace hands a partitioner_config straight to torch_neuronx.partition(func, example_inputs,
+    # **config.__dict__) (SRC torch_neuronx/xla_impl/trace.py): input_output_aliases is accepted but never forwarded,
+    # and that trace has no inline_weights_to_neff (it lands in **kwargs: "Unexpected keyword arguments"). So both
+    # are allowed together with a partitioner_config and have no effect; said here rather than silently.
+    dropped = [k for k, on in (("input_output_aliases", bool(aliases)), ("inline_weights_to_neff=False",
+                                                                        inline_weights is not True)) if on]
+    if dropped:
+        warnings.warn(f"{' and '.join(dropped)} {'has' if len(dropped) == 1 else 'have'} no effect with "
+                      "partitioner_config: torch_neuronx.trace passes only the PartitionerConfig (and its trace_kwargs) "
+                      "to torch_neuronx.partition, so every subgraph is traced with its weights inlined and no "
+                      "aliases", UserWarning, stacklevel=3)
     if config.trace_kwargs is None:  # trace's own compiler_args/compiler_workdir go to every subgraph (SRC)
         fwd = {k: v for k, v in (("compiler_args", compiler_args), ("compiler_workdir", compiler_workdir))
                if v is not None}
