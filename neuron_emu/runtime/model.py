@@ -125,12 +125,14 @@ class LoadedModel:
                       for x, (_, d) in zip(inputs, self._in_specs)] + list(inputs[len(self._in_specs):])
         if len(inputs) != self._n_in:
             raise RuntimeError(f"The model expects {self._n_in} input tensor(s), got {len(inputs)}")
+        fix = ("trace with torch_neuron.trace(..., dynamic_batch_size=True)" if self.generation == 1
+               else "use torch_neuronx.dynamic_batch")
         for i, (x, (shape, dtype)) in enumerate(zip(inputs, self._in_specs)):
             if x.shape != shape or x.dtype != dtype:
                 raise RuntimeError(
                     f"Input tensor {i} has shape {list(x.shape)} and dtype {x.dtype}, but the model was compiled for "
                     f"shape {list(shape)} and dtype {dtype}. Neuron models have fixed input shapes: retrace with the "
-                    f"new shape, or use torch_neuronx.dynamic_batch for a different batch size.")
+                    f"new shape, or {fix} for a different batch size.")
             if not x.is_cpu:
                 raise RuntimeError(f"Input tensor {i} is on {x.device}; traced Neuron models take CPU tensors")
         raise AssertionError("unreachable")
