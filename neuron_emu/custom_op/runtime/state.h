@@ -185,8 +185,15 @@ inline uint16_t bf16_bits(float f) {
   return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
 }
 
+// The dtypes an op's tensors may have (neuron-api.md 4.3): what the device headers document.
+inline bool device_dtype(ScalarType t) {
+  return t == ScalarType::Float || t == ScalarType::BFloat16 || t == ScalarType::Half || t == ScalarType::Int ||
+         t == ScalarType::Char || t == ScalarType::Short || t == ScalarType::Byte;
+}
+
 // Implemented in device_ops.cpp, used by the entry points.
 double load(const TensorImpl* t, int64_t i);
+void store(TensorImpl* t, int64_t i, double v);
 
 }  // namespace neuron_emu
 }  // namespace torch
