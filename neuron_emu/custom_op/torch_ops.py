@@ -35,6 +35,7 @@ def register(library) -> None:
                 raise CustomOpError(f"{op.qualname}: already loaded in this process with schema {SCHEMAS[key]!r}; this "
                                     f"build declares {schema!r} (restart the process to change an op's arguments)")
             CURRENT[key] = op
+            _lazy_version(library.ns, op)
             continue
         lib = _torch_libs.get(library.ns)
         if lib is None:
@@ -50,6 +51,14 @@ def register(library) -> None:
         CURRENT[key] = op
         overload = getattr(getattr(torch.ops, library.ns), op.name).default
         register_lowering(overload)(lambda b, node, *args, _k=key: lower(_current(_k), b, node, *args))
+        _lazy_version(library.ns, op)
+
+
+def _lazy_version(ns, op) -> None:
+    """On the lazy device the op records into the graph (its lowering above) and runs as its GpSimd instruction
+    at the sync; graphs name the loaded build, so loading another build of the library compiles them anew."""
+    from neuron_emu.lazy.record import set_op_version
+    set_op_version(getattr(getattr(torch.ops, ns), op.name).default, op.registry_name)
 
 
 def lower(op, b, node, *args):
