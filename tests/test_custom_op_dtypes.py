@@ -68,6 +68,25 @@ def test_dtype_errors_name_the_op_and_argument(dt):
         torch.ops.dt_ops.times3(torch.tensor([1, 5592407], dtype=torch.int32))
 
 
+def test_tcm_cost_counts_the_dtypes_bytes(dt):
+    """Same elements and transfers; the bf16 copy moves 2 bytes per element in and out instead of 4."""
+    from neuron_emu.custom_op.torch_ops import CURRENT
+    from neuron_emu.hardware import CUSTOM_OP_COSTS
+    x = torch.randn(64, 100)
+    cycles = {}
+    for dtype in (torch.float32, torch.bfloat16, torch.int16):
+        xd = x.to(dtype) if dtype.is_floating_point else (x * 100).to(dtype)
+        torch.testing.assert_close(torch.ops.dt_ops.tcm_copy(xd), xd, rtol=0, atol=0)
+        cycles[dtype] = CURRENT[("dt_ops", "tcm_copy")].last_cost["cycles"]
+    # a 4 KB TCM buffer: fp32 in chunks of 1024 elements, 16-bit in chunks of 2048; each chunk is one transfer
+    # in and one out, each paying the setup
+    chunks = lambda per: -(-x.numel() // per)  # noqa: E731
+    extra_setups = 2 * (chunks(1024) - chunks(2048)) * CUSTOM_OP_COSTS.tcm_setup_cycles
+    saved_bytes = 2 * x.numel() * 2 / CUSTOM_OP_COSTS.tcm_bytes_per_cycle
+    assert cycles[torch.float32] - cycles[torch.bfloat16] == pytest.approx(saved_bytes + extra_setups, rel=1e-6)
+    assert cycles[torch.int16] == pytest.approx(cycles[torch.bfloat16], rel=1e-9)
+
+
 class SubModel(torch.nn.Module):
     def forward(self, x, y):
         return torch.ops.dt_ops.sub(x, y)

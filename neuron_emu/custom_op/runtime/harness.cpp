@@ -421,6 +421,14 @@ int report(const DeviceError& e, char* err, int64_t errlen) {
 // Cost from what the kernel did, measured by a dry run on zero inputs (memoised per instruction): start-up,
 // then the slowest core. Element accesses through accessor<> are HBM round trips; TCM transfers pay a setup and
 // move bytes; the core then computes on what it brought into TCM.
+// An element access through accessor<> is a round trip whatever its size; TCM transfers and streams move bytes
+// (a bf16 tensor moves half of an fp32 one's); the core then computes once per element it brought in.
+double cyc(const Counters& c) {
+  return c.hbm * NEMU_HBM_ACCESS_CYCLES + c.tcm_calls * NEMU_TCM_SETUP_CYCLES +
+         (c.tcm_bytes + c.stream_bytes) / NEMU_TCM_BYTES_PER_CYCLE +
+         (c.tcm_in + c.stream) * NEMU_COMPUTE_CYCLES_PER_ELEM + static_cast<double>(c.lib_elems) / NEMU_GPSIMD_LANES;
+}
+
 std::mutex g_cost_mu;
 std::map<std::vector<int64_t>, Counters> g_cost_memo;  // (op, ints) -> slowest core's counters, cores
 
@@ -463,22 +471,13 @@ nemu_cost cost_of(int k, const nemu_instr* in, const nemu_core* core) {
     } catch (DeviceError&) {
       // the error surfaces when the op executes; cost what the cores did up to it
     }
-    auto cyc = [](const Counters& c) {
-      return c.hbm * NEMU_HBM_ACCESS_CYCLES + c.tcm_calls * NEMU_TCM_SETUP_CYCLES +
-             c.tcm_elems * 4.0 / NEMU_TCM_BYTES_PER_CYCLE + c.tcm_in * NEMU_COMPUTE_CYCLES_PER_ELEM +
-             c.stream * (4.0 / NEMU_TCM_BYTES_PER_CYCLE + NEMU_COMPUTE_CYCLES_PER_ELEM) +
-             static_cast<double>(c.lib_elems) / NEMU_GPSIMD_LANES;
-    };
     for (const Counters& c : per)
       if (cyc(c) >= cyc(worst)) worst = c;
     std::lock_guard<std::mutex> lk(g_cost_mu);
     g_cost_memo[key] = worst;
   }
-  out.cycles += worst.hbm * NEMU_HBM_ACCESS_CYCLES + worst.tcm_calls * NEMU_TCM_SETUP_CYCLES +
-                worst.tcm_elems * 4.0 / NEMU_TCM_BYTES_PER_CYCLE + worst.tcm_in * NEMU_COMPUTE_CYCLES_PER_ELEM +
-                worst.stream * (4.0 / NEMU_TCM_BYTES_PER_CYCLE + NEMU_COMPUTE_CYCLES_PER_ELEM) +
-                static_cast<double>(worst.lib_elems) / NEMU_GPSIMD_LANES;
-  total_bytes = (worst.hbm + worst.tcm_elems + worst.stream) * 4;
+  out.cycles += cyc(worst);
+  total_bytes = worst.hbm * 4 + worst.tcm_bytes + worst.stream_bytes;  // (an accessor access: one 4-byte word)
   out.bytes = total_bytes * (L.multicore ? NEMU_GPSIMD_CORES : 1);
   return out;
 }

@@ -55,8 +55,10 @@ struct Counters {
   int64_t hbm = 0;          // element accesses through accessor<>
   int64_t tcm_calls = 0;    // tensor_to_tcm / tcm_to_tensor calls
   int64_t tcm_elems = 0;    // elements they moved
+  int64_t tcm_bytes = 0;    // bytes they moved
   int64_t tcm_in = 0;       // elements brought into TCM (the data the core then computes on)
   int64_t stream = 0;       // elements through stream accessors
+  int64_t stream_bytes = 0; // their bytes
   int64_t lib_elems = 0;    // elements produced by factory and elementwise library ops
 };
 
