@@ -76,7 +76,10 @@ class KernelStack {
     tramp() = &t;
     makecontext(&t.callee, &KernelStack::entry, 0);
     swapcontext(&t.caller, &t.callee);
-    if (t.error) std::rethrow_exception(t.error);
+    if (t.error) {
+      overrun();  // the unwinding may have written into the band: repaint it for the next call
+      std::rethrow_exception(t.error);
+    }
   }
 
  private:
