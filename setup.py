@@ -7,6 +7,8 @@ NEMU_SANITIZE=1 builds with AddressSanitizer + UBSan (see tests/run_sanitized.sh
 """
 import glob
 import os
+import subprocess
+import sys
 
 from pybind11.setup_helpers import ParallelCompile, Pybind11Extension, build_ext
 from setuptools import setup
@@ -50,6 +52,16 @@ class _BuildExt(build_ext):
                 if isinstance(cmd, list) and "-fwrapv" in cmd:
                     setattr(self.compiler, attr, [f for f in cmd if f != "-fwrapv"])
         super().build_extensions()
+
+    def run(self):
+        super().run()
+        # Custom operators: the harness every user library links with, compiled once here so that a cold
+        # custom_op.load compiles only the user's sources. Optional: without it the first load compiles it.
+        pkg = os.path.dirname(os.path.abspath(self.get_ext_fullpath("neuron_emu._C")))
+        env = dict(os.environ, PYTHONPATH=os.path.dirname(pkg))
+        if subprocess.run([sys.executable, "-m", "neuron_emu.custom_op.prebuild",
+                           os.path.join(pkg, "custom_op", "prebuilt")], env=env, stdout=subprocess.DEVNULL).returncode:
+            print("warning: the custom-op harness was not prebuilt; the first custom_op.load will compile it")
 
 ext = Pybind11Extension(
     "neuron_emu._C",

@@ -1,5 +1,5 @@
-"""Custom C++ operators: build time of the documented ReLU library (cold: empty cache, also without the
-harness object; cached) and the emulated kernel's run time against the same loop compiled natively without
+"""Custom C++ operators: build time of the documented ReLU library (cold: empty cache, with the package's
+prebuilt harness objects and without them; cached; against one plain g++ -shared in the same run) and the emulated kernel's run time against the same loop compiled natively without
 checks, for the element-accessor and the TCM versions; plus the modelled GpSimd time of the three versions.
 
     python benchmarks/bench_custom_op.py [--shape 256x1024] [--reps 50]
@@ -57,27 +57,42 @@ def child_cpu():
     return r.ru_utime + r.ru_stime
 
 
-def build_times():
-    """Wall time of each build, and the compilers' CPU time (on a loaded host wall time is mostly waiting)."""
+def _wall(fn):
+    t0, c0 = time.perf_counter(), child_cpu()
+    fn()
+    return time.perf_counter() - t0, child_cpu() - c0
+
+
+def build_times(reps=3):
+    """Cold (empty cache dir, the package's prebuilt harness objects), cold without them (the harness compiled
+    too, the path without setup.py's prebuild) and cached builds of the ReLU library, interleaved with the same-run
+    baseline: one `g++ -O2 -shared` of the native ReLU loops (the least any build that invokes the compiler costs).
+    Medians of wall and compiler CPU time."""
     from neuron_emu.custom_op import build
     args = ("relu", [os.path.join(SRC, "relu.cpp")], [os.path.join(SRC, "shape.cpp")])
-    with tempfile.TemporaryDirectory() as cache:
-        os.environ["NEURON_EMU_CUSTOM_OP_CACHE"] = cache
-        t0, c0 = time.perf_counter(), child_cpu()
-        build.build(*args)
-        cold_all, cold_all_cpu = time.perf_counter() - t0, child_cpu() - c0
-        for d in os.listdir(cache):  # drop the library, keep the harness object (built once per header version)
-            if d.startswith("relu-"):
-                subprocess.run(["rm", "-rf", os.path.join(cache, d)], check=True)
-        t0, c0 = time.perf_counter(), child_cpu()
-        build.build(*args)
-        cold, cold_cpu = time.perf_counter() - t0, child_cpu() - c0
-        t0 = time.perf_counter()
-        b = build.build(*args)
-        cached = time.perf_counter() - t0
-        assert b["cached"]
+    prebuilt = build.PREBUILT_DIR
+    have_prebuilt = any(f.startswith(f"harness-{build.harness_key(build.compiler())}-")
+                        for f in (os.listdir(prebuilt) if os.path.isdir(prebuilt) else []))
+    rows = {"baseline": [], "cold": [], "cold_no_prebuilt": [], "cached": []}
+    with tempfile.TemporaryDirectory() as d:
+        src = os.path.join(d, "native.cpp")
+        with open(src, "w") as fh:
+            fh.write(NATIVE)
+        for r in range(reps):
+            rows["baseline"].append(_wall(lambda: subprocess.run(
+                ["g++", "-O2", "-shared", "-fPIC", src, "-o", os.path.join(d, f"n{r}.so")], check=True)))
+            for kind in ("cold", "cold_no_prebuilt"):
+                cache = os.path.join(d, f"cache-{kind}-{r}")
+                os.environ["NEURON_EMU_CUSTOM_OP_CACHE"] = cache
+                build.PREBUILT_DIR = prebuilt if kind == "cold" else os.path.join(d, "none")
+                rows[kind].append(_wall(lambda: build.build(*args)))
+                if kind == "cold":
+                    rows["cached"].append(_wall(lambda: build.build(*args)))
+                    assert build.build(*args)["cached"]
+    build.PREBUILT_DIR = prebuilt
     del os.environ["NEURON_EMU_CUSTOM_OP_CACHE"]
-    return cold_all, cold_all_cpu, cold, cold_cpu, cached
+    return {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v)) for k, v in rows.items()}, \
+        have_prebuilt
 
 
 def main():
@@ -87,10 +102,20 @@ def main():
     a = ap.parse_args()
     rows, cols = (int(s) for s in a.shape.split("x"))
 
-    cold_all, cold_all_cpu, cold, cold_cpu, cached = build_times()
-    print(f"build of the ReLU library: cold {cold_all:.2f} s wall / {cold_all_cpu:.2f} s compiler CPU (empty cache, "
-          f"harness included), cold {cold:.2f} s wall / {cold_cpu:.2f} s CPU (harness objects cached), "
-          f"cached {cached * 1000:.1f} ms")
+    load0 = os.getloadavg()[0]
+    t, have_prebuilt = build_times()
+    base = t["baseline"][0]
+    print(f"build of the ReLU library (median of 3, interleaved; host {os.cpu_count()} CPUs, load {load0:.1f} -> "
+          f"{os.getloadavg()[0]:.1f}); baseline: g++ -O2 -shared of the native loops {base:.2f} s wall / "
+          f"{t['baseline'][1]:.2f} s CPU")
+    if not have_prebuilt:
+        print("  (no prebuilt harness objects in the package: run setup.py build_ext or "
+              "python -m neuron_emu.custom_op.prebuild; 'cold' then compiles the harness too)")
+    for kind, what in (("cold", "cold, empty cache, prebuilt harness"),
+                       ("cold_no_prebuilt", "cold, empty cache, harness compiled too"), ("cached", "cached")):
+        w, c = t[kind]
+        print(f"  {what:<40} {w:7.3f} s wall ({w / base:5.2f}x baseline) {c:6.2f} s compiler CPU")
+    print("  targets: cold <= 5 s, cached <= 0.2 s")
 
     import torch
     from neuron_emu import _C
@@ -118,7 +143,7 @@ def main():
                                          ("multicore", "relu_multicore.cpp", "shape_fwd.cpp", True)):
             custom_op.load(f"bench_{version}", [os.path.join(SRC, srcs)], [os.path.join(SRC, shape)], multicore=mc)
             op = CURRENT[("my_ops", "relu_forward")]
-            row = op.instr([(rows, cols)], (rows, cols), [None], [0, 1]).encode()
+            row = op.instr([(rows, cols)], (rows, cols), [None], [0, 1], [torch.float32] * 2).encode()
             emu_out = np.empty_like(x)
             cost = _C.run_instr(row, [x, emu_out], spec)
             assert np.array_equal(emu_out, np.maximum(x, 0))

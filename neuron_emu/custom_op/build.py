@@ -22,9 +22,15 @@ from neuron_emu.ops import ABI_HEADER
 PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 INCLUDE_DIR = os.path.join(PKG_DIR, "include")
 RUNTIME_DIR = os.path.join(PKG_DIR, "runtime")
-# -fno-gnu-unique: a static in an inline function would otherwise be one object across every loaded library
-BASE_FLAGS = ["-std=c++14", "-O2", "-fPIC", "-U_FORTIFY_SOURCE", "-fno-gnu-unique"]
+# -fno-gnu-unique: a static in an inline function would otherwise be one object across every loaded library;
+# -fstack-clash-protection: a frame larger than a page probes each page, so a kernel that overruns its
+# STACK_SIZE faults on the guard page below it (runtime/kernel_stack.h) instead of skipping over it
+BASE_FLAGS = ["-std=c++14", "-O2", "-fPIC", "-U_FORTIFY_SOURCE", "-fno-gnu-unique", "-fstack-clash-protection"]
 MAX_STACK_SIZE = 400 * 1024  # -DSTACK_SIZE upper bound, "max 400 KB" [api 4.1]
+DEFAULT_STACK_SIZE = 8192    # "declare stack > ~8 KB" [api 4.1]; runtime/glue.h kDefaultStackSize
+# Harness objects compiled when the package is built (setup.py runs prebuild.py): a cold library build then
+# compiles only the user's sources and the kernel table.
+PREBUILT_DIR = os.path.join(PKG_DIR, "prebuilt")
 
 # Parameter types a kernel may take, as c++filt spells them [api 4.2].
 ARG_TYPES = {"torch::Tensor", "torch::Tensor const&", "torch::Tensor&", "double", "long",
@@ -73,7 +79,9 @@ def header_version() -> str:
     return h.hexdigest()[:16]
 
 
-def check_cflags(name: str, extra_cflags: Sequence[str]) -> None:
+def check_cflags(name: str, extra_cflags: Sequence[str]) -> int:
+    """Validates the flags; returns the kernel stack size in bytes (-DSTACK_SIZE, the last one wins)."""
+    stack = DEFAULT_STACK_SIZE
     for f in extra_cflags:
         if not isinstance(f, str):
             raise TypeError(f"custom_op.load(name={name!r}): extra_cflags must be strings, found {f!r}")
@@ -87,6 +95,8 @@ def check_cflags(name: str, extra_cflags: Sequence[str]) -> None:
             if not 0 < v <= MAX_STACK_SIZE:
                 raise ValueError(f"custom_op.load(name={name!r}): {f!r}: STACK_SIZE must be in (0, {MAX_STACK_SIZE}] "
                                  f"bytes (400 KB is the GpSimd maximum)")
+            stack = v
+    return stack
 
 
 def _run(cmd: List[str], what: str, verbose: bool) -> str:
@@ -103,13 +113,25 @@ def _run(cmd: List[str], what: str, verbose: bool) -> str:
 HARNESS_SOURCES = ("harness.cpp", "device_access.cpp", "device_ops.cpp")
 
 
-def _harness_objects(cxx: str, verbose: bool, pool) -> List[str]:
-    """The harness objects, compiled once per (headers + harness, compiler, flags) and shared by every library."""
-    flags = BASE_FLAGS + ["-fvisibility=hidden"] + hardware_flags()
-    key = hashlib.sha256("\0".join([header_version(), cxx] + flags).encode()).hexdigest()[:20]
+def harness_key(cxx: str) -> str:
+    return hashlib.sha256("\0".join([header_version(), cxx] + harness_flags()).encode()).hexdigest()[:20]
+
+
+def harness_flags() -> List[str]:
+    return BASE_FLAGS + ["-fvisibility=hidden"] + hardware_flags()
+
+
+def _harness_objects(cxx: str, verbose: bool, pool, out_dir: str = None) -> List[str]:
+    """The harness objects, compiled once per (headers + harness, compiler, flags) and shared by every library:
+    the package's prebuilt ones when their key matches, else compiled into the cache (or `out_dir`)."""
+    flags = harness_flags()
+    key = harness_key(cxx)
 
     def one(src):
-        obj = os.path.join(cache_root(), f"harness-{key}-{src[:-4]}.o")
+        name = f"harness-{key}-{src[:-4]}.o"
+        if out_dir is None and os.path.exists(os.path.join(PREBUILT_DIR, name)):
+            return os.path.join(PREBUILT_DIR, name)
+        obj = os.path.join(out_dir or cache_root(), name)
         if not os.path.exists(obj):
             tmp = f"{obj}.{os.getpid()}.tmp"
             _run([cxx, *flags, "-I", INCLUDE_DIR, "-I", os.path.dirname(ABI_HEADER), "-c",
@@ -170,8 +192,8 @@ def kernel_candidates(objects: Sequence[str], verbose: bool):
     return ok, rejected
 
 
-def glue_source(kernels) -> str:
-    lines = ['#include "glue.h"', ""]
+def glue_source(kernels, stack_size: int = DEFAULT_STACK_SIZE) -> str:
+    lines = ['#include "glue.h"', "", f'extern "C" const long nemu_customop_stack_size = {int(stack_size)};', ""]
     for name, params in sorted(kernels.items()):
         lines.append(f"torch::Tensor {name}({', '.join(params)});")
     lines += ["", "static const torch::neuron_emu::KernelEntry nemu_table[] = {"]
@@ -200,7 +222,7 @@ def build(name: str, compute_srcs, shape_srcs, extra_cflags=(), extra_include_pa
           verbose=False) -> dict:
     """Build (or find in the cache) the library; returns {"so": path, "kernels": ..., "rejected": ..., "cached"}."""
     compute, shape = _as_list(compute_srcs, "compute_srcs", name), _as_list(shape_srcs, "shape_srcs", name)
-    check_cflags(name, extra_cflags)
+    stack_size = check_cflags(name, extra_cflags)
     cxx = compiler()
     incs = [os.path.abspath(p) for p in extra_include_paths]
     flags = BASE_FLAGS + hardware_flags() + ["-I", INCLUDE_DIR] + [a for p in incs for a in ("-I", p)] + list(extra_cflags)
@@ -231,9 +253,10 @@ def build(name: str, compute_srcs, shape_srcs, extra_cflags=(), extra_include_pa
         kernels, rejected = kernel_candidates(objs[:len(compute)], verbose)
         glue = os.path.join(work, "nemu_glue.cpp")
         with open(glue, "w") as fh:
-            fh.write(glue_source(kernels))
+            fh.write(glue_source(kernels, stack_size))
         glue_obj = os.path.join(work, "nemu_glue.o")
-        _run([cxx, *BASE_FLAGS, "-I", INCLUDE_DIR, "-I", RUNTIME_DIR, "-c", glue, "-o", glue_obj],
+        # -O1: a table and one call per kernel; -O2 buys nothing here but compile time
+        _run([cxx, *BASE_FLAGS, "-O1", "-I", INCLUDE_DIR, "-I", RUNTIME_DIR, "-c", glue, "-o", glue_obj],
              f"custom_op.load(name={name!r}): compiling the kernel table", verbose)
         tmp_so = os.path.join(work, os.path.basename(so))
         _run([cxx, "-shared", "-Wl,-z,defs", "-o", tmp_so, *harness, glue_obj, *objs], f"custom_op.load(name={name!r}): linking", verbose)

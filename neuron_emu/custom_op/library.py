@@ -3,10 +3,11 @@ as GpSimd instructions of the emulated ISA (neuron_emu.ops.register_library_op, 
 saved models carry them by name), as `torch.ops.<ns>.<op>` (a CPU kernel that runs the instruction through
 the kernel-level API, a Meta kernel from the shape function) and as a lowering for `trace`.
 
-Each op's instruction: operands = its tensor arguments then the output (fp32 buffers); int fields
-t<j>_rank, t<j>_dims0, t<j>_dims1 per tensor (dims packed 16 bits each: a dim is at most 65535) then one per
-int64_t argument; real fields one per double/Scalar argument. The harness (runtime/harness.cpp) decodes
-the same layout.
+Each op's instruction: operands = its tensor arguments then the output (fp32 buffers, holding the tensor's
+values exactly); int fields t<j>_rank (rank | torch::ScalarType code << 8), t<j>_dims0, t<j>_dims1 per tensor
+(dims packed 16 bits each: a dim is at most 65535) then one per int64_t argument; real fields one per
+double/Scalar argument. The harness (runtime/harness.cpp) decodes the same layout and stages a non-float
+tensor in its own element type for the kernel.
 """
 from __future__ import annotations
 
@@ -31,7 +32,13 @@ MAX_DIMS, MAX_DIM = 8, 65535  # tensor limits [api 4.2]
 MAX_TENSORS = 5         # 6 operands per instruction, the last is the output
 MAX_REALS = 4
 DEFAULT_TIMEOUT_S = 60.0
-FLOAT_CODE = 6          # torch::kFloat in the device header
+# torch dtype -> torch::ScalarType code of the device header: the dtypes an op's tensors may have [api 4.3]
+DTYPE_CODES = {torch.uint8: 0, torch.int8: 1, torch.int16: 2, torch.int32: 3, torch.float16: 5, torch.float32: 6,
+               torch.bfloat16: 15}
+CODE_DTYPES = {c: d for d, c in DTYPE_CODES.items()}
+CODE_NAMES = {0: "kByte", 1: "kChar", 2: "kShort", 3: "kInt", 4: "kLong", 5: "kHalf", 6: "kFloat", 7: "kDouble",
+              15: "kBFloat16"}
+FP32_EXACT_INT = 1 << 24  # device buffers hold fp32 values: an int32 beyond this is not held exactly
 
 
 class CustomOpError(RuntimeError):
@@ -73,13 +80,22 @@ class CustomOp:
             raise CustomOpError(f"{self.qualname}: {what} has shape {list(shape)}; GpSimd custom ops take tensors of at "
                                 f"most {MAX_DIMS} dims with each dim <= {MAX_DIM}")
 
-    def fields(self, shapes, out_shape, args) -> dict:
+    def check_dtype(self, dtype, what: str) -> int:
+        code = DTYPE_CODES.get(dtype)
+        if code is None:
+            raise CustomOpError(f"{self.qualname}: {what} has dtype {dtype}; GpSimd custom ops take tensors of dtype "
+                                f"{', '.join(str(d)[6:] for d in DTYPE_CODES)}")
+        return code
+
+    def fields(self, shapes, out_shape, args, dtypes) -> dict:
+        """`dtypes`: the torch dtypes of the tensor arguments then of the output."""
         f = {}
-        for j, shp in enumerate(list(shapes) + [out_shape]):
+        for j, (shp, dt) in enumerate(zip(list(shapes) + [out_shape], dtypes)):
             packed = [0, 0]
             for d, s in enumerate(shp):
                 packed[d // 4] |= int(s) << (16 * (d % 4))
-            f[f"t{j}_rank"], f[f"t{j}_dims0"], f[f"t{j}_dims1"] = len(shp), packed[0], packed[1]
+            f[f"t{j}_rank"] = len(shp) | DTYPE_CODES[dt] << 8
+            f[f"t{j}_dims0"], f[f"t{j}_dims1"] = packed[0], packed[1]
         for a, (k, v) in enumerate(zip(self.kinds, args)):
             if k == INT:
                 f[f"i{a}"] = int(v)
@@ -99,9 +115,9 @@ class CustomOp:
             scalars.append(a)
         return tensors, scalars
 
-    def output_shape(self, shapes, args) -> List[int]:
-        """Runs the library's shape function on shape-only tensors."""
-        f = self.fields(shapes, (), args)
+    def output_shape(self, shapes, args, dtypes):
+        """Runs the library's shape function on shape-only tensors: (shape, torch dtype) of the op's output."""
+        f = self.fields(shapes, (), args, list(dtypes) + [torch.float32])
         ints, reals = self.field_names()
         iv = np.zeros(48, np.int64)
         rv = np.zeros(4, np.float64)
@@ -116,44 +132,49 @@ class CustomOp:
             out.ctypes.data_as(ctypes.c_void_p), err, len(err))
         if rc != 0:
             raise CustomOpError(err.value.decode(errors="replace"))
-        if out[9] != FLOAT_CODE:
-            raise CustomOpError(f"{self.qualname}: the shape function returns a tensor of dtype code {int(out[9])}; the "
-                                f"emulator runs custom ops with torch::kFloat outputs only")
+        if int(out[9]) not in CODE_DTYPES:
+            raise CustomOpError(f"{self.qualname}: the shape function returns a tensor of dtype "
+                                f"{CODE_NAMES.get(int(out[9]), int(out[9]))}; op outputs may be "
+                                f"{', '.join(CODE_NAMES[c] for c in sorted(CODE_DTYPES))}")
         shape = [int(s) for s in out[1:1 + out[0]]]
         self.check_shape(shape, "the shape function's result")
-        return shape
+        return shape, CODE_DTYPES[int(out[9])]
 
-    def instr(self, shapes, out_shape, args, operands) -> Instr:
-        return Instr(self.registry_name, list(operands), self.fields(shapes, out_shape, args))
+    def instr(self, shapes, out_shape, args, operands, dtypes) -> Instr:
+        return Instr(self.registry_name, list(operands), self.fields(shapes, out_shape, args, dtypes))
 
     # ---- eager (CPU) ----
     def run_eager(self, *args) -> torch.Tensor:
         tensors, _ = self.split_args(args)
         arrays = []
         for j, t in enumerate(tensors):
-            if t.dtype != torch.float32:
-                raise CustomOpError(f"{self.qualname}: tensor argument {j} has dtype {t.dtype}; the emulator runs custom "
-                                    f"ops on torch.float32 tensors")
+            self.check_dtype(t.dtype, f"tensor argument {j}")
             self.check_shape(t.shape, f"tensor argument {j}")
-            arrays.append(t.detach().contiguous().numpy())
+            t = t.detach()
+            if t.dtype == torch.int32 and t.numel() and int(t.abs().max()) > FP32_EXACT_INT:
+                raise CustomOpError(f"{self.qualname}: tensor argument {j} (int32) holds values beyond +-2^24; the "
+                                    f"emulator's device buffers hold fp32 values, which cannot represent them exactly")
+            arrays.append(t.contiguous().to(torch.float32).numpy())  # the device buffer: the values in fp32
         shapes = [tuple(t.shape) for t in tensors]
-        out_shape = self.output_shape(shapes, args)
+        dtypes = [t.dtype for t in tensors]
+        out_shape, out_dtype = self.output_shape(shapes, args, dtypes)
         out = torch.empty(out_shape, dtype=torch.float32)
-        row = self.instr(shapes, out_shape, args, range(len(arrays) + 1)).encode()
+        row = self.instr(shapes, out_shape, args, range(len(arrays) + 1), dtypes + [out_dtype]).encode()
         try:
             self.last_cost = _C.run_instr(row, arrays + [out.numpy()], core_spec(2))
         except ValueError as e:  # the registry prefixes its internal op name: the harness already names the op
             msg = str(e)
             raise CustomOpError(msg[len(self.registry_name) + 2:] if msg.startswith(self.registry_name + ": ")
                                 else msg) from None
-        return out
+        return out if out_dtype == torch.float32 else out.to(out_dtype)  # exact: the harness wrote out_dtype values
 
     def run_meta(self, *args) -> torch.Tensor:
         tensors, _ = self.split_args(args)
         for j, t in enumerate(tensors):
+            self.check_dtype(t.dtype, f"tensor argument {j}")
             self.check_shape(t.shape, f"tensor argument {j}")
-        return torch.empty(self.output_shape([tuple(t.shape) for t in tensors], args), dtype=torch.float32,
-                           device="meta")
+        shape, dtype = self.output_shape([tuple(t.shape) for t in tensors], args, [t.dtype for t in tensors])
+        return torch.empty(shape, dtype=dtype, device="meta")
 
 
 class CustomOpLibrary:

@@ -35,6 +35,7 @@ def register(library) -> None:
                 raise CustomOpError(f"{op.qualname}: already loaded in this process with schema {SCHEMAS[key]!r}; this "
                                     f"build declares {schema!r} (restart the process to change an op's arguments)")
             CURRENT[key] = op
+            _lazy_version(library.ns, op)
             continue
         lib = _torch_libs.get(library.ns)
         if lib is None:
@@ -50,10 +51,19 @@ def register(library) -> None:
         CURRENT[key] = op
         overload = getattr(getattr(torch.ops, library.ns), op.name).default
         register_lowering(overload)(lambda b, node, *args, _k=key: lower(_current(_k), b, node, *args))
+        _lazy_version(library.ns, op)
+
+
+def _lazy_version(ns, op) -> None:
+    """On the lazy device the op records into the graph (its lowering above) and runs as its GpSimd instruction
+    at the sync; graphs name the loaded build, so loading another build of the library compiles them anew."""
+    from neuron_emu.lazy.record import set_op_version
+    set_op_version(getattr(getattr(torch.ops, ns), op.name).default, op.registry_name)
 
 
 def lower(op, b, node, *args):
-    """The op as one GpSimd instruction over whole fp32 buffers (ABI v1): inputs that are views are copied."""
+    """The op as one GpSimd instruction over whole buffers (ABI v1; a buffer holds its dtype's values in fp32, the
+    harness stages them in the dtype for the kernel): inputs that are views are copied."""
     from neuron_emu.compiler.builder import TV
 
     targets = getattr(b, "graph_targets", set())
@@ -64,16 +74,16 @@ def lower(op, b, node, *args):
     ops_tv = []
     for j, tv in enumerate(tensors):
         op.check_shape(tv.shape, f"tensor argument {j}")
-        if tv.dtype != torch.float32:
-            raise NotImplementedError(f"{op.qualname}: tensor argument {j} has dtype {tv.dtype}; the emulator runs "
-                                      f"custom ops on float32 tensors")
+        op.check_dtype(tv.dtype, f"tensor argument {j}")
         if not (tv.offset == 0 and tv.is_contiguous() and b.buf_numel[tv.buf] == tv.numel):
             fresh = b.alloc(tv.shape, tv.dtype, tv.emu)
             dma_copy(b, tv, fresh)
             tv = fresh
         ops_tv.append(tv.with_view(tv.shape, contiguous_strides(tv.shape)))
     shapes = [tuple(tv.shape) for tv in ops_tv]
-    out_shape = op.output_shape(shapes, args)
-    out = b.alloc(out_shape, torch.float32)
-    b.emit(op.instr(shapes, out_shape, args, [tv.buf for tv in ops_tv] + [out.buf]), ops_tv, [out])
+    dtypes = [tv.dtype for tv in ops_tv]
+    out_shape, out_dtype = op.output_shape(shapes, args, dtypes)
+    out = b.alloc(out_shape, out_dtype)
+    b.emit(op.instr(shapes, out_shape, args, [tv.buf for tv in ops_tv] + [out.buf], dtypes + [out_dtype]), ops_tv,
+           [out])
     return out

@@ -98,6 +98,18 @@ def _to_meta(a):
 
 # (func, argument signature) -> (output (shape, dtype) list, output is a tuple/list?, signature string)
 _meta_cache: Dict[tuple, Tuple[List[Tuple[tuple, torch.dtype]], bool, str]] = {}
+# id(op) -> its implementation's version, part of its nodes' signatures: ops whose implementation can change in
+# a process (a custom-op library loaded again from another build) so graphs recorded after the change compile anew
+_op_versions: Dict[int, str] = {}
+
+
+def set_op_version(func, version: str) -> None:
+    """Registration hook (custom_op/torch_ops.py): `func`'s implementation is now `version`."""
+    if _op_versions.get(id(func)) == version:
+        return
+    _op_versions[id(func)] = version
+    for k in [k for k in _meta_cache if k[0] in (id(func), func)]:
+        del _meta_cache[k]
 
 
 def _infer(func, args, kwargs, key) -> Tuple[List[Tuple[tuple, torch.dtype]], bool, str]:
@@ -115,7 +127,7 @@ def _infer(func, args, kwargs, key) -> Tuple[List[Tuple[tuple, torch.dtype]], bo
     if not all(isinstance(o, torch.Tensor) for o in outs):
         raise MetaError(f"{func} returns a non-tensor")
     metas = [(tuple(o.shape), o.dtype) for o in outs]
-    sig = f"{func}{key[1:]!r}->" + \
+    sig = f"{func}{_op_versions.get(id(func), '')}{key[1:]!r}->" + \
           ",".join(f"{str(d)[6:]}{list(s)}" for s, d in metas)
     r = (metas, multi, sig)
     _meta_cache[key] = r

@@ -1,7 +1,7 @@
 """`torch_neuronx.xla_impl.custom_op` (neuron-api.md 4.1): build and load custom C++ operators for the GpSimd
 engine. Sources compile with the system C++ compiler against the emulator's device headers
 (neuron_emu/custom_op/include), so the documented sources build unmodified; ops become
-`torch.ops.<lib>.<op>` and run in CPU eager and inside `torch_neuronx_emu.trace`."""
+`torch.ops.<lib>.<op>` and run in CPU eager, inside `torch_neuronx_emu.trace` and on the lazy device."""
 from __future__ import annotations
 
 import json

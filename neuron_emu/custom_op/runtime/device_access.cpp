@@ -98,6 +98,7 @@ void tcm_transfer(TensorImpl* t, void* tcm, size_t offset, size_t n, int elem_si
   }
   c.c.tcm_calls += 1;
   c.c.tcm_elems += static_cast<int64_t>(n);
+  c.c.tcm_bytes += static_cast<int64_t>(bytes);
 }
 
 StreamState* stream_open(TensorImpl* t, int elem_size, bool write) {
@@ -117,7 +118,12 @@ void* stream_next(StreamState* st) {
   if (s->pos >= s->t->numel)
     fail_at(std::string("out-of-bounds ") + what + " of " + tensor_name(s->t) + " at index " +
             std::to_string(s->pos) + ": past its " + std::to_string(s->t->numel) + " elements");
-  if (s->tcm) c.c.stream += 1; else c.c.hbm += 1;  // without a TCM cache a stream is as slow as accessor<>
+  if (s->tcm) {
+    c.c.stream += 1;
+    c.c.stream_bytes += s->esize;
+  } else {
+    c.c.hbm += 1;  // without a TCM cache a stream is as slow as accessor<>
+  }
   return static_cast<char*>(s->t->data) + (s->pos++) * s->esize;
 }
 

@@ -25,3 +25,10 @@ KernelEntry make_kernel(const char* name, const char* signature, Tensor (*fn)(Ar
 }  // namespace torch
 
 extern "C" const torch::neuron_emu::KernelEntry* nemu_customop_kernels(int* n);
+// The kernel stack in bytes: -DSTACK_SIZE of the library's build, else the default (build.py writes it).
+extern "C" const long nemu_customop_stack_size;
+namespace torch {
+namespace neuron_emu {
+constexpr long kDefaultStackSize = 8192;  // "declare stack > ~8 KB" (neuron-api.md 4.1)
+}  // namespace neuron_emu
+}  // namespace torch

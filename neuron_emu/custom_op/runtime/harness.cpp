@@ -35,6 +35,7 @@
 #endif
 
 #include "state.h"
+#include "kernel_stack.h"
 
 // The harness is compiled with -fvisibility=hidden: each library keeps its own registry and call state even
 // when several are loaded; only these entry points are exported.
@@ -82,6 +83,7 @@ using torch::ScalarType;
 struct Guard {
   sigjmp_buf jb;
   volatile sig_atomic_t active = 0;
+  void* volatile fault_addr = nullptr;
 };
 thread_local Guard t_guard;
 struct sigaction g_old[65];
@@ -91,6 +93,7 @@ int timer_signal() { return SIGRTMIN + 7; }
 void on_signal(int sig, siginfo_t* si, void* uc) {
   if (t_guard.active) {
     t_guard.active = 0;
+    t_guard.fault_addr = si ? si->si_addr : nullptr;
     siglongjmp(t_guard.jb, sig);
   }
   // Not in this library's kernel: hand it to the handler installed before ours (another custom-op library
@@ -161,6 +164,17 @@ struct Timer {
   }
 };
 thread_local Timer t_timer;
+thread_local KernelStack t_stack;
+
+struct KernelCall {
+  const KernelEntry* k;
+  Arg* args;
+  Tensor result;
+};
+void invoke_kernel(void* p) {
+  KernelCall* kc = static_cast<KernelCall*>(p);
+  kc->result = kc->k->invoke(kc->k->fn, kc->args);
+}
 
 const char* signal_text(int sig) {
   if (sig == SIGSEGV) return "a segmentation fault (SIGSEGV)";
@@ -171,15 +185,24 @@ const char* signal_text(int sig) {
   return "a signal";
 }
 
+std::string stack_hint() {
+  return "-byte STACK_SIZE (" + std::string(nemu_customop_stack_size == kDefaultStackSize ? "the default; " : "") +
+         "declare more with extra_cflags=['-DSTACK_SIZE=<bytes>'], at most 409600)";
+}
+
 // ---- one call of op k ----
 struct Decoded {
   std::vector<TensorImpl> tensors;  // inputs..., output
   std::vector<Arg> args;
 };
 
+// ip[0] = rank | ScalarType code << 8 (library.py CustomOp.fields), ip[1..2] = dims packed 16 bits each.
 void decode_dims(const int64_t* ip, TensorImpl& t) {
-  t.ndim = static_cast<int32_t>(ip[0]);
+  t.ndim = static_cast<int32_t>(ip[0] & 0xff);
   if (t.ndim < 0 || t.ndim > kMaxDims) throw DeviceError{"corrupt instruction: tensor rank " + std::to_string(t.ndim)};
+  t.dtype = static_cast<ScalarType>(ip[0] >> 8);
+  if (!device_dtype(t.dtype))
+    throw DeviceError{"corrupt instruction: tensor dtype code " + std::to_string(ip[0] >> 8)};
   t.numel = 1;
   for (int d = t.ndim - 1; d >= 0; --d) {
     t.sizes[d] = (ip[1 + d / 4] >> (16 * (d % 4))) & 0xffff;
@@ -195,7 +218,6 @@ void decode(const OpEntry& op, const nemu_instr* in, Decoded& dec) {
   for (int j = 0; j <= nt; ++j) {
     TensorImpl& t = dec.tensors[j];
     decode_dims(in->ints + 3 * j, t);
-    t.dtype = ScalarType::Float;
     t.role = j == nt ? kOutput : kInput;
     t.index = j;
     t.shared = j != nt;
@@ -259,7 +281,20 @@ void run_op(int k, const nemu_instr* in, float* const* operand, const int64_t* n
                         " elements, its shape needs " + std::to_string(dec.tensors[j].numel)};
     dec.tensors[j].data = operand[j];
   }
+  // The emulator's buffers hold fp32 values (a bf16/int tensor's values, exactly): a tensor of another dtype
+  // is staged in its own element type, so the kernel sees the bytes the device would hold.
+  std::vector<std::vector<char>> staged(static_cast<size_t>(nt + 1));
+  for (int j = 0; j <= nt; ++j) {
+    TensorImpl& t = dec.tensors[j];
+    if (t.dtype == ScalarType::Float) continue;
+    staged[j].assign(static_cast<size_t>(t.numel) * esize_of(t.dtype) + 1, 0);
+    t.data = staged[j].data();
+    if (j < nt)
+      for (int64_t i = 0; i < t.numel; ++i) store(&t, i, static_cast<double>(operand[j][i]));
+  }
   TensorImpl& dst = dec.tensors[nt];
+  if (!t_stack.prepare(static_cast<size_t>(nemu_customop_stack_size)))
+    throw DeviceError{qname + ": cannot map a " + std::to_string(nemu_customop_stack_size) + "-byte kernel stack"};
   const int cores = L.multicore ? NEMU_GPSIMD_CORES : 1;
   std::vector<int8_t> owner;
   if (cores > 1) owner.assign(static_cast<size_t>(dst.numel), -1);
@@ -278,6 +313,10 @@ void run_op(int k, const nemu_instr* in, float* const* operand, const int64_t* n
     t_call = nullptr;
     const int core = core_at;
     cur.reset();
+    t_stack.paint();
+    if ((jumped == SIGSEGV || jumped == SIGBUS) && t_stack.is_overflow(t_guard.fault_addr))
+      throw DeviceError{qname + ": stack overflow on GpSimd core " + std::to_string(core) + ": the kernel ran past " +
+                        "its " + std::to_string(t_stack.declared()) + stack_hint()};
     if (jumped == timer_signal())
     {
       char secs[32];
@@ -305,8 +344,12 @@ void run_op(int k, const nemu_instr* in, float* const* operand, const int64_t* n
       // each core starts from the op's inputs (a private copy an earlier core made is dropped)
       for (int j = 0; j < nt; ++j) dec.tensors[j] = pristine[j];
       t_call = cur.get();
-      Tensor r = op.k->invoke(op.k->fn, dec.args.data());
-      TensorImpl* ri = r.unsafeGetTensorImpl();
+      KernelCall kc{op.k, dec.args.data(), Tensor()};
+      t_stack.run(invoke_kernel, &kc);
+      if (const size_t over = t_stack.overrun())
+        fail_at("the kernel used at least " + std::to_string(t_stack.declared() + over) + " bytes of stack, more " +
+                "than its " + std::to_string(t_stack.declared()) + stack_hint());
+      TensorImpl* ri = kc.result.unsafeGetTensorImpl();
       if (ri != &dst) {
         if (cores > 1)
           fail_at("a multicore kernel must write and return get_dst_tensor() (neuron-api.md 4.4)");
@@ -316,10 +359,10 @@ void run_op(int k, const nemu_instr* in, float* const* operand, const int64_t* n
         if (!same)
           fail_at("the kernel returned a tensor of shape " + shape_str(ri) + ", the shape function says " +
                   shape_str(&dst));
-        if (ri->dtype == ScalarType::Float)
-          memcpy(dst.data, ri->data, static_cast<size_t>(dst.numel) * sizeof(float));
+        if (ri->dtype == dst.dtype)
+          memcpy(dst.data, ri->data, static_cast<size_t>(dst.numel) * esize_of(dst.dtype));
         else
-          for (int64_t i = 0; i < dst.numel; ++i) static_cast<float*>(dst.data)[i] = static_cast<float>(load(ri, i));
+          for (int64_t i = 0; i < dst.numel; ++i) store(&dst, i, load(ri, i));
       }
       if (c == 0) printed = cur->out;
       per_core[c] = cur->c;
@@ -356,6 +399,17 @@ void run_op(int k, const nemu_instr* in, float* const* operand, const int64_t* n
                         " elements of the op's output were written by no GpSimd core (first: element " +
                         std::to_string(first) + "); the cores' slices do not cover get_dst_tensor()"};
   }
+  if (dst.dtype != ScalarType::Float && !dry) {
+    float* out = operand[nt];
+    for (int64_t i = 0; i < dst.numel; ++i) {
+      const double v = load(&dst, i);
+      out[i] = static_cast<float>(v);
+      if (static_cast<double>(out[i]) != v)  // only kInt can hold what fp32 cannot
+        throw DeviceError{qname + ": element " + std::to_string(i) + " of the op's output (kInt) is " +
+                          std::to_string(static_cast<int64_t>(v)) + ", beyond +-2^24: the emulator's device "
+                          "buffers hold fp32 values, which cannot represent it exactly"};
+    }
+  }
   flush_printf(printed);
 }
 
@@ -367,6 +421,14 @@ int report(const DeviceError& e, char* err, int64_t errlen) {
 // Cost from what the kernel did, measured by a dry run on zero inputs (memoised per instruction): start-up,
 // then the slowest core. Element accesses through accessor<> are HBM round trips; TCM transfers pay a setup and
 // move bytes; the core then computes on what it brought into TCM.
+// An element access through accessor<> is a round trip whatever its size; TCM transfers and streams move bytes
+// (a bf16 tensor moves half of an fp32 one's); the core then computes once per element it brought in.
+double cyc(const Counters& c) {
+  return c.hbm * NEMU_HBM_ACCESS_CYCLES + c.tcm_calls * NEMU_TCM_SETUP_CYCLES +
+         (c.tcm_bytes + c.stream_bytes) / NEMU_TCM_BYTES_PER_CYCLE +
+         (c.tcm_in + c.stream) * NEMU_COMPUTE_CYCLES_PER_ELEM + static_cast<double>(c.lib_elems) / NEMU_GPSIMD_LANES;
+}
+
 std::mutex g_cost_mu;
 std::map<std::vector<int64_t>, Counters> g_cost_memo;  // (op, ints) -> slowest core's counters, cores
 
@@ -409,22 +471,13 @@ nemu_cost cost_of(int k, const nemu_instr* in, const nemu_core* core) {
     } catch (DeviceError&) {
       // the error surfaces when the op executes; cost what the cores did up to it
     }
-    auto cyc = [](const Counters& c) {
-      return c.hbm * NEMU_HBM_ACCESS_CYCLES + c.tcm_calls * NEMU_TCM_SETUP_CYCLES +
-             c.tcm_elems * 4.0 / NEMU_TCM_BYTES_PER_CYCLE + c.tcm_in * NEMU_COMPUTE_CYCLES_PER_ELEM +
-             c.stream * (4.0 / NEMU_TCM_BYTES_PER_CYCLE + NEMU_COMPUTE_CYCLES_PER_ELEM) +
-             static_cast<double>(c.lib_elems) / NEMU_GPSIMD_LANES;
-    };
     for (const Counters& c : per)
       if (cyc(c) >= cyc(worst)) worst = c;
     std::lock_guard<std::mutex> lk(g_cost_mu);
     g_cost_memo[key] = worst;
   }
-  out.cycles += worst.hbm * NEMU_HBM_ACCESS_CYCLES + worst.tcm_calls * NEMU_TCM_SETUP_CYCLES +
-                worst.tcm_elems * 4.0 / NEMU_TCM_BYTES_PER_CYCLE + worst.tcm_in * NEMU_COMPUTE_CYCLES_PER_ELEM +
-                worst.stream * (4.0 / NEMU_TCM_BYTES_PER_CYCLE + NEMU_COMPUTE_CYCLES_PER_ELEM) +
-                static_cast<double>(worst.lib_elems) / NEMU_GPSIMD_LANES;
-  total_bytes = (worst.hbm + worst.tcm_elems + worst.stream) * 4;
+  out.cycles += cyc(worst);
+  total_bytes = worst.hbm * 4 + worst.tcm_bytes + worst.stream_bytes;  // (an accessor access: one 4-byte word)
   out.bytes = total_bytes * (L.multicore ? NEMU_GPSIMD_CORES : 1);
   return out;
 }

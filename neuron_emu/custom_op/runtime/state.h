@@ -55,8 +55,10 @@ struct Counters {
   int64_t hbm = 0;          // element accesses through accessor<>
   int64_t tcm_calls = 0;    // tensor_to_tcm / tcm_to_tensor calls
   int64_t tcm_elems = 0;    // elements they moved
+  int64_t tcm_bytes = 0;    // bytes they moved
   int64_t tcm_in = 0;       // elements brought into TCM (the data the core then computes on)
   int64_t stream = 0;       // elements through stream accessors
+  int64_t stream_bytes = 0; // their bytes
   int64_t lib_elems = 0;    // elements produced by factory and elementwise library ops
 };
 
@@ -185,8 +187,15 @@ inline uint16_t bf16_bits(float f) {
   return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
 }
 
+// The dtypes an op's tensors may have (neuron-api.md 4.3): what the device headers document.
+inline bool device_dtype(ScalarType t) {
+  return t == ScalarType::Float || t == ScalarType::BFloat16 || t == ScalarType::Half || t == ScalarType::Int ||
+         t == ScalarType::Char || t == ScalarType::Short || t == ScalarType::Byte;
+}
+
 // Implemented in device_ops.cpp, used by the entry points.
 double load(const TensorImpl* t, int64_t i);
+void store(TensorImpl* t, int64_t i, double v);
 
 }  // namespace neuron_emu
 }  // namespace torch

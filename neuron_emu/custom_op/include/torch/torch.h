@@ -14,7 +14,7 @@
 #include <type_traits>
 #include <utility>
 
-#define NEMU_CUSTOM_OP_HEADER_VERSION 1
+#define NEMU_CUSTOM_OP_HEADER_VERSION 2
 
 namespace torch {
 
