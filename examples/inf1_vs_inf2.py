@@ -88,16 +88,22 @@ def main(argv=None) -> int:
         print(f"[{key}: {time.time() - t0:.0f} s]", file=sys.stderr, flush=True)
     print(table(results))
     if args.plot:
-        from neuron_emu.plots import plot_comparison
-        rows = []
-        for (name, batch, _), reps in results.items():
-            for rep in reps:
-                if not isinstance(rep, str):
-                    rows.append(dict(label=f"{name[:5]} b{batch} {rep.instance_type[:4]}", latency_ms=rep.latency_ms,
-                                     throughput_per_s=rep.throughput_per_s, instance_type=rep.instance_type,
-                                     cost_per_inference_usd=rep.cost_per_inference_usd))
-        print(f"plot: {plot_comparison(rows, args.plot)}", file=sys.stderr)
+        print(f"plot: {plot(results, args.plot)}", file=sys.stderr)
     return 0
+
+
+def plot(results, path: str) -> str:
+    """The Inf1-vs-Inf2 latency, throughput and cost bars (PNG) of `results` ({(name, batch, seq): (inf1, inf2)});
+    an Inf1 cell that could not be produced (a reason string) has no bar."""
+    from neuron_emu.plots import plot_comparison
+    rows = []
+    for (name, batch, _), reps in results.items():
+        for rep in reps:
+            if not isinstance(rep, str):
+                rows.append(dict(label=f"{name[:5]} b{batch} {rep.instance_type[:4]}", latency_ms=rep.latency_ms,
+                                 throughput_per_s=rep.throughput_per_s, instance_type=rep.instance_type,
+                                 cost_per_inference_usd=rep.cost_per_inference_usd))
+    return plot_comparison(rows, path)
 
 
 if __name__ == "__main__":

@@ -102,9 +102,13 @@ NEURONCORE_V1 = NeuronCoreSpec(
     gpsimd_cores=0, gpsimd_lanes=0, gpsimd_start_cycles=0, gpsimd_tcm_bytes=0,
     # ASSUMPTION: SBUF/PSUM sizes unpublished; taken as v2's (they bound tiling only, not results).
     sbuf_bytes=24 * MiB, psum_bytes=2 * MiB, partitions=128,
-    # ASSUMPTION: DMA engine count unpublished; 50 GiB/s per chip over 4 cores = 12.5 GiB/s per core [0; 1.3].
-    dma_engines=4, dma_gbps_per_engine=12.5 * 1.073741824 / 4, dma_fixed_ns=1300.0,
-    device_mem_bytes=2 * 1000 ** 3, device_mem_gbps=12.5 * 1.073741824,         # 2 GB slice per core [1.3, #624]
+    # ASSUMPTION: DMA engine count unpublished. A core running alone may draw the chip's whole 50 GiB/s peak [0; 1.3]
+    # (published per chip only; a quarter share cannot be what one core gets: BERT-large's 578 MiB of bf16 weights,
+    # far beyond any on-chip SRAM, would take 45 ms per call against the seed's measured 28.2 ms), and its DMA
+    # sustains the fraction of peak NeuronCore-v2's does: 17 B/ns of 27.2 GB/s = 0.625 [1.1 Data movement,
+    # NKI-DMABW vs NKI-DMA]: 33.6 GB/s (docs/cost-model.md "NeuronCore-v1").
+    dma_engines=4, dma_gbps_per_engine=50 * 1.073741824 * (17.0 / 27.2) / 4, dma_fixed_ns=1300.0,
+    device_mem_bytes=2 * 1000 ** 3, device_mem_gbps=50 * 1.073741824,           # 2 GB slice per core [1.3, #624]
     bf16_tflops=16.0,                                                           # [0; 1.3]
     host_gbps=15.75,                                                            # ASSUMPTION: PCIe Gen3 x16 (cost-model.md)
 )

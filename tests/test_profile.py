@@ -62,7 +62,7 @@ def test_plain_module_is_traced_and_inf1(mlp):
     r1 = torch_neuron_emu.profile(model, *inputs)
     check_consistent(r1, "inf1.xlarge", 1, 16)
     assert r1.core == "NeuronCore-v1" and r1.engines["GpSimdE"].instructions == 0
-    assert r1.latency_ms > r2.latency_ms   # NeuronCore-v1: 16 vs 92 TFLOPS, 12.5 vs 410 GB/s device memory
+    assert r1.latency_ms > r2.latency_ms   # NeuronCore-v1: 16 vs 92 TFLOPS, 34 vs 272 GB/s DMA
 
 
 def test_profile_matches_the_runtime(mlp):
@@ -103,15 +103,18 @@ def test_perfetto_trace(inf2_report, tmp_path):
     assert len([e for e in spans if e["pid"] == 0]) == len([e for e in spans if e["pid"] == 1])
 
 
-def test_plot(inf2_report, tmp_path):
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        with pytest.raises(ImportError, match="matplotlib"):
-            inf2_report.plot(str(tmp_path / "u.png"))
-        return
-    p = inf2_report.plot(str(tmp_path / "u.png"))
-    assert open(p, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+def test_plot_without_matplotlib_says_what_to_install(inf2_report, tmp_path, monkeypatch):
+    """With matplotlib the PNGs are checked in test_plots.py; without it plot() names the missing package."""
+    import builtins
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *a, **k):
+        if name.split(".")[0] == "matplotlib":
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *a, **k)
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    with pytest.raises(ImportError, match="plotting needs matplotlib, which is not installed: pip install matplotlib"):
+        inf2_report.plot(str(tmp_path / "u.png"))
 
 
 def test_utilization_series_matches_busy(inf2_report):
