@@ -23,7 +23,7 @@ for _name in OP_NAMES:
 
 _grad_enabled = torch.is_grad_enabled
 _any_requires_grad = torch._C._any_requires_grad
-_BELOW_AUTOGRAD = torch._C._after_autograd_keyset
+_below_autograd = torch._C._AutoDispatchBelowAutograd
 
 
 def _forward_v2(inputs: List[torch.Tensor], model: torch.Tensor) -> List[torch.Tensor]:
@@ -48,9 +48,9 @@ class _InferenceOnly(torch.autograd.Function):
     silently leaving the inputs' .grad as None."""
 
     @staticmethod
-    def forward(ctx, op, keyset, model, *inputs):
-        with torch._C._AutoDispatchBelowAutograd():
-            return tuple(op.redispatch(keyset & _BELOW_AUTOGRAD, list(inputs), model))
+    def forward(ctx, op, model, *inputs):
+        with _below_autograd():
+            return tuple(op(list(inputs), model))
 
     @staticmethod
     def backward(ctx, *grads):
@@ -58,18 +58,18 @@ class _InferenceOnly(torch.autograd.Function):
 
 
 def _autograd_kernel(op):
-    def forward(keyset, inputs: List[torch.Tensor], model: torch.Tensor) -> List[torch.Tensor]:
+    def forward(inputs: List[torch.Tensor], model: torch.Tensor) -> List[torch.Tensor]:
         if _grad_enabled() and _any_requires_grad(inputs):
-            return list(_InferenceOnly.apply(op, keyset, model, *inputs))
+            return list(_InferenceOnly.apply(op, model, *inputs))
         m = _placed.get(id(model))
         if m is not None and m._artifact() is model:
             return m(inputs)   # checks the inputs (a non-CPU one raises as the Meta kernel does)
-        with torch._C._AutoDispatchBelowAutograd():
-            return op.redispatch(keyset & _BELOW_AUTOGRAD, inputs, model)
+        with _below_autograd():   # the first call (placement) or a meta tensor: the CPU or Meta kernel
+            return op(inputs, model)
     return forward
 
 
 for _name in OP_NAMES:
     _lib.impl(_name, _forward_v2, "CPU")
     _lib.impl(_name, _forward_v2_meta, "Meta")
-    _lib.impl(_name, _autograd_kernel(getattr(torch.ops.neuron, _name).default), "Autograd", with_keyset=True)
+    _lib.impl(_name, _autograd_kernel(getattr(torch.ops.neuron, _name).default), "Autograd")
