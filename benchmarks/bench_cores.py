@@ -100,6 +100,31 @@ def outside_native_us(copy, inputs, calls):
     return d[len(d) // 10] / 1e3, d[len(d) // 2] / 1e3
 
 
+def dispatch_cpu_us(rounds):
+    """Single thread: CPU time of the calling thread per call of a tiny traced model (MLP 16-16-8, batch 1) vs per
+    bare Program.run of its program. The difference is the path around the native run (nn.Module call,
+    TorchScript, dispatcher, the Python op kernel, checks, output allocation, stats), GIL-held except the
+    interpreter's own steps; thread CPU time does not count preemption, so it holds on a loaded machine.
+    Returns (whole call, bare run) in us."""
+    model, inputs = zoo.mlp(in_features=16, hidden=(16,), out=8, batch=1)
+    copy = two_copies(model, inputs)[0]
+    copy(*inputs)
+    lm = last_call().model
+    out_tensors = [torch.empty(s, dtype=d) for s, d in lm._out_specs]   # alive while run writes into them
+    ins, outs = [x.data_ptr() for x in inputs], [o.data_ptr() for o in out_tensors]
+
+    def per_call(fn, n=3000):
+        r = []
+        for _ in range(max(3, rounds)):
+            t = time.thread_time_ns()
+            for _ in range(n):
+                fn()
+            r.append((time.thread_time_ns() - t) / n / 1e3)
+        return statistics.median(r)
+
+    return per_call(lambda: copy(*inputs)), per_call(lambda: lm.program.run(ins, outs))
+
+
 def last_call_core(copy, inputs):
     copy(*inputs)
     return last_call().model.core
@@ -169,5 +194,8 @@ if __name__ == "__main__":
     print(f"CPU: {cpu_info()}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     CEILING = ceiling(a.rounds)
     print(f"machine ceiling: two threads of GIL-free hashing run {CEILING:.2f}x serial throughput now")
+    whole, bare = dispatch_cpu_us(a.rounds)
+    print(f"per call, single thread, thread CPU time (tiny MLP): whole call {whole:.1f} us, bare Program.run "
+          f"{bare:.1f} us -> {whole - bare:.1f} us around the native run (mostly GIL-held)", flush=True)
     for m in a.models.split(","):
         bench(m, a.calls, a.rounds)
