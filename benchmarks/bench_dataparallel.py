@@ -3,9 +3,12 @@
 throughput ratio (interleaved rounds, median), whether the outputs are bit-identical, and the machine's
 two-thread ceiling measured in the same run (bench_cores.ceiling).
 
-    python benchmarks/bench_dataparallel.py [--models cnn,bert-base] [--calls N] [--rounds 5]
+    python benchmarks/bench_dataparallel.py [--models mlp,cnn,bert-base] [--calls N] [--rounds 5]
 
-cnn: the small compute-bound ResNet of bench_cores, batch 8 split into chunks of 1 (split_size=1: 8 chunks,
+Targets (deployment issue): >= 1.6x one core's throughput for a small MLP/CNN (batch 8 in chunks of 1), >= 1.0x
+for BERT-base batch 8; each model's line is followed by its target and whether the ratio meets it.
+mlp: the batch-1 MLP of bench_cores and cnn: the small compute-bound ResNet of bench_cores, both batch 8 split
+into chunks of 1 (split_size=1: 8 chunks,
 4 per core); bert-base: s128, batch 8 in the default split (max(1, 8 // 2) = 4 rows per core, run as 4
 batch-1 executions each)."""
 import argparse
@@ -21,9 +24,11 @@ from bench_cores import ceiling, cpu_info
 from neuron_emu import zoo
 from neuron_emu.runtime import runtime
 
-MODELS = {"cnn": (lambda: zoo.resnet((1, 1, 1, 1), width=16, image=64), 1, 8),
+MODELS = {"mlp": (lambda: zoo.mlp(in_features=512, hidden=(512, 512), out=256, batch=1), 1, 100),
+          "cnn": (lambda: zoo.resnet((1, 1, 1, 1), width=16, image=64), 1, 8),
           "bert-base": (lambda: zoo.bert("base", seq=128), None, 2)}
 BATCH = 8
+TARGETS = {"mlp": 1.6, "cnn": 1.6, "bert-base": 1.0}   # DataParallel x2 vs one core (deployment issue)
 
 
 def _copy(traced):
@@ -40,7 +45,7 @@ def timed(fn, inputs, calls):
     return time.perf_counter() - t
 
 
-def bench(name, calls, rounds):
+def bench(name, calls, rounds, ceil):
     build, split, default_calls = MODELS[name]
     calls = calls or default_calls
     model, inputs = build()
@@ -73,11 +78,13 @@ def bench(name, calls, rounds):
           f"DataParallel x2 {n / p:8.1f} samples/s ({p / calls * 1e3:8.2f} ms/batch) | ratio {s / p:4.2f}x "
           f"(best {min(t1) / min(t2):4.2f}x) | outputs {'bit-identical' if same else 'DIFFER'} | "
           f"load avg {os.getloadavg()[0]:.2f}", flush=True)
+    print(f"  target {name}: >= {TARGETS[name]:.1f}x one core's throughput -> {s / p:.2f}x "
+          f"({'met' if s / p >= TARGETS[name] else 'MISSED'}; machine ceiling this run {ceil:.2f}x)", flush=True)
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
-    ap.add_argument("--models", default="cnn,bert-base")
+    ap.add_argument("--models", default="mlp,cnn,bert-base")
     ap.add_argument("--calls", type=int, default=0, help="batches per round (default: per model)")
     ap.add_argument("--rounds", type=int, default=5)
     a = ap.parse_args()
@@ -86,6 +93,7 @@ if __name__ == "__main__":
     os.environ.pop("NEURON_RT_NUM_CORES", None)
     os.environ["NEURON_EMU_INSTANCE_TYPE"] = "inf2.xlarge"
     print(f"CPU: {cpu_info()}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"machine ceiling: two threads of GIL-free hashing run {ceiling(a.rounds):.2f}x serial throughput now")
+    ceil = ceiling(a.rounds)
+    print(f"machine ceiling: two threads of GIL-free hashing run {ceil:.2f}x serial throughput now")
     for m in a.models.split(","):
-        bench(m, a.calls, a.rounds)
+        bench(m, a.calls, a.rounds, ceil)

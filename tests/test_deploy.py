@@ -289,6 +289,21 @@ def test_data_parallel_equals_one_core(fresh, mlp2):
         dp(torch.randn(8, 65))   # raised on a worker thread, re-raised here
 
 
+def test_data_parallel_runs_each_cores_chunks_as_one_call(fresh, mlp2):
+    """split_size a multiple of the compiled batch (2): a core's consecutive chunks go in one call, as the same
+    compiled-size executions (the short last chunk padded as alone), bit-identical to one core."""
+    _, _, traced = mlp2
+    dp = torch_neuronx_emu.DataParallel(_copy(traced))
+    dp.split_size = 2
+    for n, runs in ((11, [3, 3]), (12, [3, 3]), (3, [1, 1]), (2, [1, 0])):
+        x = torch.randn(n, 64)
+        ref = _single_core_reference(traced, x)
+        for c in runtime().cores:
+            c.reset_counters()
+        assert torch.equal(dp(x), ref), n
+        assert [c.counters().executions for c in runtime().cores] == runs, n
+
+
 def test_data_parallel_threads(fresh, mlp2):
     _, _, traced = mlp2
     dp = torch_neuronx_emu.DataParallel(_copy(traced), device_ids=["nc:0", "nc:1"])

@@ -2,6 +2,8 @@
 a traced model per NeuronCore, the input scattered along `dim` into chunks that run in parallel (chunk i on core
 i % len(device_ids); each core's chunks on one thread pinned to it, the first core's on the calling thread, the
 others on a pool of num_workers threads; Program.run releases the GIL), the outputs gathered along `dim`.
+With dynamic batching and a chunk size that is a multiple of the compiled batch, each core instead gets
+consecutive chunks as one call (the same compiled-size executions, one TorchScript call per core).
 
 Dynamic batching is on by default when dim == 0 (a chunk of any size runs as compiled-size pieces); with it off,
 input.shape[dim] / len(device_ids) must equal the compiled size. device_ids are ints or 'nc:#' strings,
@@ -61,6 +63,7 @@ class DataParallel(torch.nn.Module):
         self.split_size: Optional[int] = None   # None: max(1, input.shape[dim] // number of NeuronCores) per call
         self.dynamic_batching = False
         self._blobs = blobs
+        self._compiled: Optional[int] = None   # the artifact's compiled batch (looked up at the first call)
         self._pool: Optional[ThreadPoolExecutor] = None
         self._pool_workers = 0
         self._pool_lock = threading.Lock()
@@ -108,6 +111,15 @@ class DataParallel(torch.nn.Module):
         sizes = {s[self.dim] if len(s) > self.dim else -1 for s, _ in m._in_specs}
         return sizes.pop() if len(sizes) == 1 else -1
 
+    def _whole_pieces(self, split: int) -> bool:
+        """Whether a core's chunks can run as one call: dynamic batching on dim 0 of a single-artifact model
+        whose compiled batch divides the chunk size."""
+        if not (self.dynamic_batching and self.dim == 0 and len(self._blobs) == 1):
+            return False
+        if self._compiled is None:
+            self._compiled = self._compiled_size()
+        return self._compiled > 0 and split % self._compiled == 0
+
     def _run_group(self, core: int, chunks: List[tuple], kwargs: dict) -> list:
         with rt_placement.pinned(core):
             return [self.module(*c, **kwargs) for c in chunks]
@@ -132,11 +144,21 @@ class DataParallel(torch.nn.Module):
                                  f"size {compiled} (expected input.shape[{dim}] = {compiled * k})")
             split = int(self.split_size) if self.split_size else max(1, size // k)
         starts = list(range(0, size, split))
-        chunks = [tuple(x.narrow(dim, s, min(split, size - s)) if isinstance(x, torch.Tensor) else x
-                        for x in inputs) for s in starts]
-        # chunk i runs on device i % k; each core's chunks go one after the other in one task (a pool hand-off
-        # costs ~50 us), the first core's on the calling thread
-        groups = [list(range(j, len(chunks), k)) for j in range(min(k, len(chunks)))]
+        if self._whole_pieces(split):
+            # each core's chunks are consecutive and go in ONE call: dynamic batching runs them as the same
+            # compiled-size executions (split is a multiple of the compiled batch, so no piece spans two chunks)
+            # with one TorchScript call per core instead of one per chunk
+            per = -(-len(starts) // k)
+            spans = [(starts[g], min(size, starts[g] + per * split)) for g in range(0, len(starts), per)]
+            chunks = [tuple(x.narrow(dim, a, b - a) if isinstance(x, torch.Tensor) else x for x in inputs)
+                      for a, b in spans]
+            groups = [[g] for g in range(len(chunks))]
+        else:
+            chunks = [tuple(x.narrow(dim, s, min(split, size - s)) if isinstance(x, torch.Tensor) else x
+                            for x in inputs) for s in starts]
+            # chunk i runs on device i % k; each core's chunks go one after the other in one task (a pool
+            # hand-off costs ~50 us), the first core's on the calling thread
+            groups = [list(range(j, len(chunks), k)) for j in range(min(k, len(chunks)))]
         pool = self._executor() if len(groups) > 1 else None
         futures = [pool.submit(self._run_group, self.device_ids[j], [chunks[i] for i in g], kwargs)
                    for j, g in enumerate(groups) if j > 0]

@@ -113,14 +113,17 @@ class NeuronCore:
 
     def record(self, key: int, st: np.ndarray, host_ns: int) -> None:
         """One execution finished: add its stats, mark its model most recently used."""
+        lat = st[0]   # a numpy float64, which is a float
         with self._lock:
             self._executions += 1
             self._acc += st
-            self._last_latency_ns = st[0]
+            self._last_latency_ns = lat
             self._host_ns += host_ns
-            self.recent_latency_ns.append(float(st[0]))
-            if key in self._models:
+            self.recent_latency_ns.append(lat)
+            try:
                 self._models.move_to_end(key)
+            except KeyError:   # evicted or released meanwhile
+                pass
 
     def cached(self, key: int):
         with self._lock:
