@@ -61,6 +61,9 @@ def dma_copy(b: ProgramBuilder, src: TV, dst: TV, queue: DmaQueue = DmaQueue.Sbu
         raise LoweringError(f"copy shape mismatch {src.shape} -> {dst.shape}")
     if src.numel == 0:
         return
+    if src.emu != dst.emu:  # DMA moves bytes and cannot round (an fp32 temporary into a bf16 result under
+        cast_copy(b, src, dst)  # --auto-cast all): the copy that changes dtype runs on VectorE
+        return
     view = strided_layout("DmaCopy", dst.shape, [(src.offset, src.strides), (dst.offset, dst.strides)])
     b.emit(Instr(Op.DmaCopy, [src.buf, dst.buf], dict(queue=queue, elem_bytes=DTYPE_BYTES[src.emu]), view), [src], [dst])
 
