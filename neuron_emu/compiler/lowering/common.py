@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from typing import List, Sequence, Tuple
 
+import numpy as np
 import torch
 
 
 from neuron_emu.compiler.builder import TV, ProgramBuilder, out_emu
 from neuron_emu.dtypes import DTYPE_BYTES
-from neuron_emu.isa import MAX_DIMS, DmaQueue, Instr, Op, contiguous_strides, view_layout
+from neuron_emu.isa import MAX_DIMS, DmaQueue, DType, Instr, Op, contiguous_strides, view_layout
 
 
 
@@ -70,7 +71,11 @@ def dma_copy(b: ProgramBuilder, src: TV, dst: TV, queue: DmaQueue = DmaQueue.Sbu
 
 def fill_into(b: ProgramBuilder, out: TV, value: float) -> TV:
     """out[...] = value: a GpSimd Iota with step 0; on a core without GpSimd (NeuronCore-v1) a DMA broadcast of a
-    one-element constant (neuron-cc materialises the constant in the program)."""
+    one-element constant (neuron-cc materialises the constant in the program). The value is rounded to the
+    result's dtype at compile time (Iota writes its immediate as is: a bf16 result under --auto-cast all)."""
+    if out.emu != DType.F32 and out.dtype.is_floating_point:
+        from neuron_emu import _C
+        value = float(_C.round_to(np.array([value], dtype=np.float32), int(out.emu))[0])
     if b.has_engine("GpSimdE"):
         b.emit(Instr(Op.Iota, [out.buf], dict(numel=out.numel, start=float(value), step=0.0)), [], [out])
         return out
