@@ -9,7 +9,9 @@ Outcomes: "pass"; "rejected" (the real neuronx-cc rejects it too: `neuron_emu.co
 error: a coverage gap, never wrong numbers); "wrong" (numbers differ from eager: always a bug).
 
 Run directly for the whole database: `python tests/op_db_conformance.py [op ...]` prints per-op outcomes and the
-overall rate; tests/test_op_db.py runs a fast subset in CI and the full run under NEMU_OP_DB_FULL=1."""
+overall rate; tests/test_op_db.py runs a fast subset in CI and the full run under NEMU_OP_DB_FULL=1.
+NEMU_OP_DB_CAST=all runs the same samples compiled with `--auto-cast all` (bf16) against the auto-cast reference
+instead of fp32 eager (op_db_autocast.py states that oracle and its tolerances)."""
 from __future__ import annotations
 
 import os
@@ -23,6 +25,7 @@ import torch_neuronx_emu
 from neuron_emu.compiler.errors import CompilationError
 
 N_SAMPLES = int(os.environ.get("NEMU_OP_DB_SAMPLES", "3"))  # first few CPU samples per op
+CAST = os.environ.get("NEMU_OP_DB_CAST", "none")  # "all": bf16 under --auto-cast all against the reference
 
 # fp32 with a different summation order (OpenBLAS blocking, pairwise vs sequential sums) and ScalarE's own
 # transcendental implementations: a few ulp relative; atol covers cancellation around zero. A long reduction
@@ -155,6 +158,9 @@ def run_sample(op, sample):
         want = m(*[t.clone() for t in tensors])
     except Exception as e:  # noqa: BLE001 - the sample itself is invalid for a functional call
         return "eager-error", f"{type(e).__name__}: {e}"
+    if CAST != "none":
+        import op_db_autocast
+        return op_db_autocast.run_cast_sample(m, tensors, want, CAST)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -200,7 +206,8 @@ def summarize(outcomes: dict) -> str:
     total = sum(counts.values())
     scored = total - counts.get("skip", 0)
     ok = counts.get("pass", 0) + counts.get("rejected", 0)
-    lines = [f"op_db float32 CPU: {total} ops; " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
+    mode = "float32" if CAST == "none" else f"bf16 --auto-cast {CAST} vs reference,"
+    lines = [f"op_db {mode} CPU: {total} ops; " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
              f"pass {counts.get('pass', 0)}/{total} ({100 * counts.get('pass', 0) / max(total, 1):.1f}%); "
              f"pass or sourced rejection {ok}/{scored} non-skipped ({100 * ok / max(scored, 1):.1f}%)"]
     return "\n".join(lines)

@@ -324,3 +324,27 @@ class _Unfold(torch.nn.Module):
 def test_unfold_is_exact(kw):
     x = torch.randn(2, 3, 7, 6)
     assert torch.equal(_trace(_Unfold(**kw), (x,))(x), _Unfold(**kw)(x))
+
+
+class _MaskByVmap(torch.nn.Module):
+    """How transformers 4.x builds an eager attention mask (masking_utils.sdpa_mask_recent_torch): a mask function
+    vmapped over index vectors, indexing a padding mask under TransformGetItemToIndex, which routes `t[idx]`
+    through torch's ModIndex, a new-style autograd.Function (with setup_context)."""
+
+    def forward(self, x, pad):
+        from torch._dynamo._trace_wrapped_higher_order_op import TransformGetItemToIndex
+
+        def allowed(q, k):
+            return (k <= q) & pad[0, k]
+        q = torch.arange(x.shape[-2])
+        with TransformGetItemToIndex():
+            mask = torch.vmap(torch.vmap(allowed, in_dims=(None, 0)), in_dims=(0, None))(q, q)
+        return x.masked_fill(~mask, -1.0)
+
+
+def test_new_style_autograd_function_under_vmap_traces_its_forward():
+    x, pad = torch.randn(6, 6), torch.ones(1, 6, dtype=torch.bool)
+    pad[0, 4:] = False
+    got = _trace(_MaskByVmap(), (x, pad))(x, pad)
+    torch.testing.assert_close(got, _MaskByVmap()(x, pad), rtol=0, atol=0)
+    assert (got == -1.0).sum() == 6 * 6 - sum(min(i + 1, 4) for i in range(6))  # the mask did something

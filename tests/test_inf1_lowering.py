@@ -65,12 +65,15 @@ def _compile_v1(model, inputs, args=None):
 @pytest.mark.parametrize("name", list(MODELS))
 def test_transformer_on_v1_matches_reference_with_same_casts(name):
     model, inputs = MODELS[name](), _ids()
-    assert model.config._attn_implementation == "sdpa"  # library default
+    if model._supports_sdpa:  # library default (ELECTRA has no SDPA path in transformers 4.x)
+        assert model.config._attn_implementation == "sdpa"
     graph, eager, options, compiled = _compile_v1(model, inputs)
     engines = {schema(line.split()[2]).engine for line in compiled.program_text.splitlines()}
     assert engines <= set(NEURONCORE_V1.engines) and "GpSimdE" not in engines
     ops = {line.split()[2] for line in compiled.program_text.splitlines()}
-    assert {"DmaGather", "VecSelect"} <= ops  # embedding lookups by indirect DMA, the mask on VectorE
+    assert "DmaGather" in ops  # embedding lookups by indirect DMA
+    if model.config._attn_implementation == "sdpa":
+        assert "VecSelect" in ops  # SDPA's boolean mask on VectorE (eager attention adds a float mask instead)
     got = LoadedModel(compiled.blob)(list(inputs))
     ref = run_reference(graph, options, inputs)
     for g, r, f in zip(got, ref, pytree.tree_leaves(eager)):

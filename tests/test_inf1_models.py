@@ -108,7 +108,8 @@ def test_tiny_models_trace_save_load_fresh_process_and_match(tmp_path):
     paths = []
     for name, build in [("bert", bert), ("electra", electra), ("distilbert", distilbert)]:
         model, inputs = build("tiny", 16, 2)
-        assert model.config._attn_implementation == "sdpa"
+        if model._supports_sdpa:  # library default (ELECTRA has no SDPA path in transformers 4.x)
+            assert model.config._attn_implementation == "sdpa"
         traced, path = check_model(model, inputs, tmp_path, name)
         paths.append(path)
     model, inputs = zoo.resnet()
@@ -119,7 +120,9 @@ def test_tiny_models_trace_save_load_fresh_process_and_match(tmp_path):
     assert "Unknown builtin op: neuron::forward_1" in text.split("ok ")[0]  # without the import, as the real one
     ok = [line for line in text.splitlines() if line.startswith("ok ")]
     assert len(ok) == 5
-    assert "'aten::index'" in ok[0] and "'neuron::forward_1'" in ok[0]  # BERT: aten::index (unlisted) on CPU
+    assert "'neuron::forward_1'" in ok[0]
+    if int(transformers.__version__.split(".")[0]) >= 5:  # 5.x builds BERT's mask with an index (4.x: expand)
+        assert "'aten::index'" in ok[0]  # BERT: aten::index (unlisted) on CPU
     assert "'aten::_fft_r2c'" in ok[4] and "'neuron::forward_1'" in ok[4]
 
 

@@ -2,7 +2,9 @@
 
 CI runs a fast subset: one or more ops of every lowering family, each of which must pass (or be rejected with a
 source, as the real neuronx-cc rejects it). NEMU_OP_DB_FULL=1 runs the whole database, prints every op's outcome
-and the rate, and fails on any wrong number or a rate below the floor measured when this suite was written."""
+and the rate, and fails on any wrong number or a rate below the floor measured when this suite was written.
+The same in bf16: FAST_BF16 here; NEMU_OP_DB_FULL=1 NEMU_OP_DB_CAST=all runs the whole database under --auto-cast all
+against the auto-cast reference (tests/op_db_autocast.py argues its tolerances)."""
 import os
 
 import pytest
@@ -38,6 +40,16 @@ FAST = [
 ]
 
 
+# bf16 under --auto-cast all against the auto-cast reference (tests/op_db_autocast.py): every family once, and the
+# ops whose lowerings kept fp32 values in bf16 results or rounded intermediates the policy does not round.
+FAST_BF16 = [
+    "exp", "atan2", "nn.functional.gelu", "where", "softmax", "logsumexp", "linalg.vector_norm", "cumsum", "topk",
+    "var_mean", "native_layer_norm", "native_group_norm", "gather", "scatter_add", "nn.functional.linear",
+    "nn.functional.interpolate.bilinear", "nn.functional.adaptive_avg_pool2d", "nn.functional.conv3d",
+    "nn.functional.conv_transpose3d", "full_like", "nn.functional.cross_entropy", "sort",
+]
+
+
 @pytest.fixture(scope="module")
 def ops():
     by_key = {}
@@ -52,6 +64,31 @@ def test_op_matches_eager(ops, name, monkeypatch):
     outcome, why = conf.run_op(ops[name])
     expected = ("rejected",) if f"aten::{name}" in REJECTED else ("pass",)
     assert outcome in expected, f"{name}: {outcome}: {why}"
+
+
+@pytest.mark.parametrize("name", FAST_BF16)
+def test_op_matches_autocast_reference_bf16(ops, name, monkeypatch):
+    monkeypatch.setattr(conf, "N_SAMPLES", 2)
+    monkeypatch.setattr(conf, "CAST", "all")
+    outcome, why = conf.run_op(ops[name])
+    expected = ("rejected",) if f"aten::{name}" in REJECTED else ("pass",)
+    assert outcome in expected, f"{name} (bf16, --auto-cast all): {outcome}: {why}"
+
+
+def test_autocast_oracle_catches_a_missing_cast():
+    """The bf16 comparison fails an fp32 result (not rounded) and a result computed from unrounded inputs."""
+    import op_db_autocast as oa
+    from neuron_emu.compiler.reference import round_tensor
+    x = torch.linspace(4.0, 8.0, 997)  # rounding x to bf16 moves exp(x) by up to 4 bf16 ulps
+    ref = round_tensor(torch.exp(round_tensor(x, "bf16")), "bf16")
+    exact = [torch.exp(round_tensor(x, "bf16").double())]
+    assert oa.compare([ref.clone()], [ref], [torch.exp(x)], exact) == ""
+    assert "not rounded" in oa.compare([torch.exp(x)], [ref], [torch.exp(x)], exact)
+    assert "reference" in oa.compare([round_tensor(torch.exp(x), "bf16")], [ref], [torch.exp(x)], exact)
+    idx = torch.tensor([3, 1])  # ties: an index naming an equal value passes, another value does not
+    v = torch.tensor([0.0, 2.0, 1.0, 2.0])
+    assert oa.compare([idx], [torch.tensor([1, 3])], [], None, [v]) == ""
+    assert "differ" in oa.compare([torch.tensor([3, 2])], [torch.tensor([1, 3])], [], None, [v])
 
 
 def test_skip_table_gives_reasons():

@@ -154,10 +154,14 @@ _function_apply = torch.autograd.Function.__dict__["apply"]
 
 def _inference_apply(cls, *args, **kwargs):
     """autograd.Function.apply during capture: functionalize is a functorch transform, under which torch refuses a
-    Function without a separate `setup_context` (old style, e.g. BLOOM's GeLU). Capture runs under no_grad, as
-    inference, so such a Function's forward runs directly and its ops are recorded (what torch.jit.trace records)."""
+    Function without a separate `setup_context` (old style, e.g. BLOOM's GeLU), and has no rule at all for one
+    with it (new style, e.g. torch's ModIndex, which transformers 4.x's vmap-built attention masks index through).
+    Capture runs under no_grad, as inference, so the Function's forward runs directly and its ops are recorded
+    (what torch.jit.trace records)."""
     from torch.autograd.function import _is_setup_context_defined
-    if not torch.is_grad_enabled() and not _is_setup_context_defined(cls.setup_context):
+    if not torch.is_grad_enabled():
+        if _is_setup_context_defined(cls.setup_context):
+            return cls.forward(*args, **kwargs)  # new style: forward takes no ctx
         return cls.forward(_InferenceCtx(len(args)), *args, **kwargs)
     return _function_apply.__func__(cls, *args, **kwargs)
 

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from typing import List, Sequence, Tuple
 
+import numpy as np
 import torch
 
 
 from neuron_emu.compiler.builder import TV, ProgramBuilder, out_emu
 from neuron_emu.dtypes import DTYPE_BYTES
-from neuron_emu.isa import MAX_DIMS, DmaQueue, Instr, Op, contiguous_strides, view_layout
+from neuron_emu.isa import MAX_DIMS, DmaQueue, DType, Instr, Op, contiguous_strides, view_layout
 
 
 
@@ -61,13 +62,20 @@ def dma_copy(b: ProgramBuilder, src: TV, dst: TV, queue: DmaQueue = DmaQueue.Sbu
         raise LoweringError(f"copy shape mismatch {src.shape} -> {dst.shape}")
     if src.numel == 0:
         return
+    if src.emu != dst.emu:  # DMA moves bytes and cannot round (an fp32 temporary into a bf16 result under
+        cast_copy(b, src, dst)  # --auto-cast all): the copy that changes dtype runs on VectorE
+        return
     view = strided_layout("DmaCopy", dst.shape, [(src.offset, src.strides), (dst.offset, dst.strides)])
     b.emit(Instr(Op.DmaCopy, [src.buf, dst.buf], dict(queue=queue, elem_bytes=DTYPE_BYTES[src.emu]), view), [src], [dst])
 
 
 def fill_into(b: ProgramBuilder, out: TV, value: float) -> TV:
     """out[...] = value: a GpSimd Iota with step 0; on a core without GpSimd (NeuronCore-v1) a DMA broadcast of a
-    one-element constant (neuron-cc materialises the constant in the program)."""
+    one-element constant (neuron-cc materialises the constant in the program). The value is rounded to the
+    result's dtype at compile time (Iota writes its immediate as is: a bf16 result under --auto-cast all)."""
+    if out.emu != DType.F32 and out.dtype.is_floating_point:
+        from neuron_emu import _C
+        value = float(_C.round_to(np.array([value], dtype=np.float32), int(out.emu))[0])
     if b.has_engine("GpSimdE"):
         b.emit(Instr(Op.Iota, [out.buf], dict(numel=out.numel, start=float(value), step=0.0)), [], [out])
         return out

@@ -1,18 +1,18 @@
 """Convolutions beyond the Conv2d instruction's native 1-D/2-D form, rewritten onto it:
 - 3-D: one Conv2d per depth tap kd over all output depths at once (the input slab for tap kd viewed with the
-  depth stride, depths folded into the batch), accumulated on VectorE;
+  depth stride, depths folded into the batch), accumulated in fp32 on VectorE and rounded once into the result;
 - transposed (1-D/2-D/3-D): the input spread out by the stride into a zero-filled, padded buffer (GpSimd fill +
   strided DMA), then an ordinary stride-1 convolution with the kernel flipped and its in/out channels swapped per
   group (gather + DMA permute), as the adjoint of the forward convolution."""
 from __future__ import annotations
 
-
+import torch
 
 from neuron_emu.compiler.lowering.common import alloc_like_node, contiguous, dma_copy, fill_into, reshape
 from neuron_emu.compiler.lowering.math import tt
 from neuron_emu.compiler.lowering.matmul import emit_conv
 from neuron_emu.compiler.lowering.shape import take_along
-from neuron_emu.isa import Instr, Op
+from neuron_emu.isa import DType, Instr, Op
 
 
 def conv3d_into(b, x, w, bias, stride, padding, dilation, groups, out):
@@ -33,10 +33,10 @@ def conv3d_into(b, x, w, bias, stride, padding, dilation, groups, out):
         dma_copy(b, slab, xs)
         wk = contiguous(b, w.with_view([O, w.shape[1], w.shape[3], w.shape[4]],
                                        [w.strides[0], w.strides[1], w.strides[3], w.strides[4]], w.offset + kd * w.strides[2]))
-        r = b.alloc([N * OD, O, OH, OW], out.dtype, out.emu)
+        r = b.alloc([N * OD, O, OH, OW], torch.float32, DType.F32)  # taps accumulate in fp32, as one conv's sum
         emit_conv(b, xs.with_view([N * OD, C, H, W], [C * H * W, H * W, W, 1]), wk, bias if kd == 0 else None,
                   stride[1:], padding[1:], dilation[1:], groups, r)
-        acc = r if acc is None else tt(b, "add", acc, r, b.alloc(r.shape, out.dtype, out.emu))
+        acc = r if acc is None else tt(b, "add", acc, r, b.alloc(r.shape, torch.float32, DType.F32))
     a5 = acc.with_view([N, OD, O, OH, OW], [OD * O * OH * OW, O * OH * OW, OH * OW, OW, 1])
     dma_copy(b, a5.with_view([N, O, OD, OH, OW], [a5.strides[0], a5.strides[2], a5.strides[1], a5.strides[3], a5.strides[4]]), out)
     return out

@@ -33,9 +33,10 @@ def _prepare(b, x: TV, dtype: DType) -> TV:
     return x
 
 
-def emit_matmul(b, node, a: TV, w: TV, out: TV, bias: TV = None, alpha=1.0, beta=1.0):
-    """out[batch, M, N] = alpha * a @ w (+ beta * bias[N]); a: [B?, M, K], w: [B?, K, N]."""
-    dtype = b.options.matmul_dtype
+def emit_matmul(b, node, a: TV, w: TV, out: TV, bias: TV = None, alpha=1.0, beta=1.0, in_dtype=None):
+    """out[batch, M, N] = alpha * a @ w (+ beta * bias[N]); a: [B?, M, K], w: [B?, K, N]. `in_dtype` overrides the
+    auto-cast operand type for a lowering that uses TensorE for an op the policy computes in fp32 (resampling)."""
+    dtype = b.options.matmul_dtype if in_dtype is None else in_dtype
     if not b.options_has_fp32_matmul and dtype == DType.F32:
         dtype = DType.BF16  # NeuronCore-v1 has no fp32 matmul: the compiler always casts
     if a.dtype in (torch.bfloat16, torch.float16) and dtype == DType.F32:

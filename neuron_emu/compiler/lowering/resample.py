@@ -9,6 +9,7 @@ import torch
 from neuron_emu.compiler.lowering import register
 from neuron_emu.compiler.lowering.common import LoweringError, alloc_like_node, contiguous, dma_copy
 from neuron_emu.compiler.lowering.shape import take_along
+from neuron_emu.isa import DType
 
 aten = torch.ops.aten
 f32 = torch.float32
@@ -22,9 +23,11 @@ def apply_along(b, node, x, d, mat: torch.Tensor, out=None):
     xt = contiguous(b, x.with_view([x.shape[i] for i in perm], [x.strides[i] for i in perm]))
     n_in, n_out = mat.shape
     R = xt.numel // max(n_in, 1)
-    y = b.alloc(list(xt.shape[:-1]) + [n_out], x.dtype, x.emu)
+    # Resampling is not a matmult op: auto-cast rounds only its result (the copy into `out`), so the weights, the
+    # products and the pass-to-pass temporaries stay fp32 (neuron_emu/compiler/reference.py states the policy).
+    y = b.alloc(list(xt.shape[:-1]) + [n_out], f32, DType.F32)
     emit_matmul(b, node, xt.with_view([R, n_in], [n_in, 1]), b.const(mat.to(f32).contiguous()),
-                y.with_view([R, n_out], [n_out, 1]))
+                y.with_view([R, n_out], [n_out, 1]), in_dtype=DType.F32)
     inv = [perm.index(i) for i in range(nd)]
     back = y.with_view([y.shape[i] for i in inv], [y.strides[i] for i in inv])
     if out is None:
