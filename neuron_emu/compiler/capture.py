@@ -21,6 +21,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from neuron_emu.compiler.ir import Graph, Node, Value, op_name  # noqa: F401  (op_name: re-exported)
 from neuron_emu.compiler import scope
+from neuron_emu.compiler.decompose import decomposition_for
 
 _TORCH_DIR = os.path.dirname(torch.__file__)
 _PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -72,6 +73,12 @@ class _Recorder(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        decomp = decomposition_for(func)
+        if decomp is not None:  # no lowering of its own: record the ops of PyTorch's decomposition instead
+            with self:
+                out = decomp(*args, **kwargs)
+            if out is not NotImplemented:
+                return out
         rng_state = _rng_state(func, kwargs)
         out = func(*args, **kwargs)
         if func is torch.ops.aten._local_scalar_dense.default:
