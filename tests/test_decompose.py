@@ -1,0 +1,41 @@
+"""Capture-time decompositions (neuron_emu/compiler/decompose.py, decompose_linalg.py): an op with no lowering is
+compiled as the ops of its decomposition. The traced model is run on inputs other than the example's, so a pivot
+or branch specialised to the example would show up as wrong numbers."""
+import pytest
+import torch
+
+import torch_neuronx_emu
+from neuron_emu.compiler.rejected import RejectedOpError
+
+
+def _check(fn, example, others, rtol=1e-4, atol=1e-5):
+    traced = torch_neuronx_emu.trace(fn, example)
+    for args in others:
+        torch.testing.assert_close(traced(*args), fn(*args), rtol=rtol, atol=atol)
+
+
+def test_lu_pivots_are_found_on_the_device():
+    g = torch.Generator().manual_seed(0)
+    mats = [torch.randn(2, 5, 5, generator=g) for _ in range(3)]
+    b = torch.randn(2, 5, 3, generator=g)
+    _check(lambda a: torch.linalg.lu_factor(a), (mats[0],), [(m,) for m in mats[1:]])
+    _check(lambda a, b: torch.linalg.solve(a, b), (mats[0], b), [(m, b.flip(0)) for m in mats[1:]])
+    _check(lambda a: torch.linalg.slogdet(a), (mats[0],), [(m,) for m in mats[1:]])
+    p = torch.eye(5)[[3, 0, 4, 1, 2]]  # a permutation: every step pivots away from the diagonal
+    _check(lambda a: torch.linalg.lu(a), (mats[0],), [(p @ mats[1],), (p.expand(2, 5, 5).contiguous(),)])
+
+
+def test_cholesky_and_triangular_solves():
+    g = torch.Generator().manual_seed(1)
+    def spd():
+        x = torch.randn(3, 4, 4, generator=g)
+        return x @ x.mT + 4 * torch.eye(4)
+    a, b = spd(), torch.randn(3, 4, 2, generator=g)
+    _check(lambda a, b: torch.cholesky_solve(b, torch.linalg.cholesky(a)), (a, b), [(spd(), b * 2)])
+    _check(lambda a, b: torch.linalg.solve_triangular(a, b, upper=True, left=False),
+           (a.triu(), b.mT), [(spd().triu(), b.mT + 1)])
+
+
+def test_decomposition_keeps_rejected_ops_rejected():
+    with pytest.raises(RejectedOpError, match="linalg_inv"):
+        torch_neuronx_emu.trace(lambda a: torch.linalg.inv(a), torch.randn(3, 3))
