@@ -1,0 +1,148 @@
+"""Special functions as elementwise ops the compiler lowers (capture-time decompositions, decompose.py): the
+Cephes approximations ATen uses (aten/src/ATen/native/Math.h), with its float coefficients and evaluation order, so
+results agree with eager to fp32 rounding. Branches on the argument (|x| <= 8, x < 0.5) are computed both ways and
+chosen per element with `where`; loops of data-dependent length run to their bound with a mask."""
+from __future__ import annotations
+
+import math
+from typing import Callable, Dict
+
+import torch
+
+aten, prims = torch.ops.aten, torch.ops.prims
+TABLE: Dict[object, Callable] = {}
+
+
+def _register(*ops):
+    def deco(fn):
+        for op in ops:
+            TABLE[op] = fn
+        return fn
+    return deco
+
+
+def _chbevl(x, coeffs):
+    """Clenshaw's sum of a Chebyshev series (Math.h chbevl)."""
+    b0, b1, b2 = torch.full_like(x, coeffs[0]), torch.zeros_like(x), torch.zeros_like(x)
+    for c in coeffs[1:]:
+        b2, b1 = b1, b0
+        b0 = x * b1 - b2 + c
+    return 0.5 * (b0 - b2)
+
+
+def _i0e_abs(x):
+    """exp(-x) I0(x) for x = |input|: one series on [0, 8], another in 1/x beyond."""
+    small = _chbevl(x / 2.0 - 2.0, _I0E_A)
+    large = _chbevl(32.0 / x - 2.0, _I0E_B) / torch.sqrt(x)
+    return small, large
+
+
+@_register(aten.i0.default, aten.special_i0.default, prims.bessel_i0.default)
+def i0(a):
+    x = a.abs()
+    small, large = _i0e_abs(x)
+    return torch.where(x <= 8.0, torch.exp(x) * small, torch.exp(x) * large)
+
+
+@_register(aten.special_i0e.default, prims.bessel_i0e.default)
+def i0e(a):
+    x = a.abs()
+    small, large = _i0e_abs(x)
+    return torch.where(x <= 8.0, small, large)
+
+
+def _odd(a, out):
+    return torch.where(a < 0.0, -out, out)
+
+
+@_register(aten.special_i1.default, prims.bessel_i1.default)
+def i1(a):
+    x = a.abs()
+    small = torch.exp(x) * x * _chbevl(x / 2.0 - 2.0, _I1E_A)
+    large = (torch.exp(x) * _chbevl(32.0 / x - 2.0, _I1E_B)) / torch.sqrt(x)
+    return _odd(a, torch.where(x <= 8.0, small, large))
+
+
+@_register(aten.special_i1e.default, prims.bessel_i1e.default)
+def i1e(a):
+    x = a.abs()
+    small = _chbevl(x / 2.0 - 2.0, _I1E_A) * x
+    large = _chbevl(32.0 / x - 2.0, _I1E_B) / torch.sqrt(x)
+    return _odd(a, torch.where(x <= 8.0, small, large))
+
+
+@_register(aten.special_spherical_bessel_j0.default, prims.spherical_bessel_j0.default)
+def spherical_bessel_j0(x):
+    z = x * x
+    series = 1.0 + z * (-1.0 / 6.0 + z * (1.0 / 120.0 + z * (-1.0 / 5040.0 + z * (
+        1.0 / 362880.0 + z * (-1.0 / 39916800.0 + z * (1.0 / 6227020800.0))))))
+    out = torch.where(x.abs() < 0.5, series, torch.sin(x) / x)
+    return torch.where(torch.isinf(x), torch.zeros_like(x), out)
+
+
+_PSI_10 = 2.25175258906672110764
+_DIGAMMA_A = (8.33333333333333333333E-2, -2.10927960927960927961E-2, 7.57575757575757575758E-3,
+              -4.16666666666666666667E-3, 3.96825396825396825397E-3, -8.33333333333333333333E-3,
+              8.33333333333333333333E-2)
+
+
+def _digamma_positive(x):
+    """Math.h calc_digamma for x > 0: recur up to x >= 10 (at most 10 steps from (0, 10)), then the asymptotic
+    series (or psi(10) exactly)."""
+    result = torch.zeros_like(x)
+    for _ in range(10):
+        low = x < 10.0
+        result = torch.where(low, result - 1.0 / x, result)
+        x = torch.where(low, x + 1.0, x)
+    z = 1.0 / (x * x)
+    poly = torch.zeros_like(x)
+    for c in _DIGAMMA_A:
+        poly = poly * z + c
+    y = torch.where(x < 1.0e17, z * poly, torch.zeros_like(x))
+    asym = result + torch.log(x) - (0.5 / x) - y
+    return torch.where(x == 10.0, result + _PSI_10, asym)
+
+
+@_register(aten.digamma.default, aten.special_digamma.default, aten.special_psi.default, prims.digamma.default)
+def digamma(a):
+    neg = a < 0.0
+    r = a - torch.trunc(a)
+    pi_over_tan = math.pi / torch.tan(math.pi * r)
+    x = torch.where(neg, 1.0 - a, a)
+    # x in (0, 10) after reflection needs the recurrence; a reflected x >= 10 goes straight to the series
+    out = _digamma_positive(torch.where(x > 0.0, x, torch.ones_like(x)))
+    out = torch.where(neg, out - pi_over_tan, out)
+    out = torch.where(neg & (a == torch.trunc(a)), torch.full_like(a, math.nan), out)
+    return torch.where(a == 0.0, torch.copysign(torch.full_like(a, math.inf), -a), out)
+
+
+_I0E_A = (
+    -4.4153416464793395e-18, 3.3307945188222384e-17, -2.431279846547955e-16, 1.715391285555133e-15,
+    -1.1685332877993451e-14, 7.676185498604936e-14, -4.856446783111929e-13, 2.95505266312964e-12,
+    -1.726826291441556e-11, 9.675809035373237e-11, -5.189795601635263e-10, 2.6598237246823866e-09,
+    -1.300025009986248e-08, 6.046995022541919e-08, -2.670793853940612e-07, 1.1173875391201037e-06,
+    -4.4167383584587505e-06, 1.6448448070728896e-05, -5.754195010082104e-05, 0.00018850288509584165,
+    -0.0005763755745385824, 0.0016394756169413357, -0.004324309995050576, 0.010546460394594998,
+    -0.02373741480589947, 0.04930528423967071, -0.09490109704804764, 0.17162090152220877,
+    -0.3046826723431984, 0.6767952744094761,
+)
+_I0E_B = (
+    -7.233180487874754e-18, -4.830504485944182e-18, 4.46562142029676e-17, 3.461222867697461e-17,
+    -2.8276239805165836e-16, -3.425485619677219e-16, 1.7725601330565263e-15, 3.8116806693526224e-15,
+    -9.554846698828307e-15, -4.150569347287222e-14, 1.54008621752141e-14, 3.8527783827421426e-13,
+    7.180124451383666e-13, -1.7941785315068062e-12, -1.3215811840447713e-11, -3.1499165279632416e-11,
+    1.1889147107846439e-11, 4.94060238822497e-10, 3.3962320257083865e-09, 2.266668990498178e-08,
+    2.0489185894690638e-07, 2.8913705208347567e-06, 6.889758346916825e-05, 0.0033691164782556943,
+    0.8044904110141088,
+)
+_I1E_A = (
+    9.381537386495773e-09, -4.445059128796328e-08, 2.0032947535521353e-07, -8.568720264695455e-07,
+    3.4702513081376785e-06, -1.3273163656039436e-05, 4.781565107550054e-05, -0.00016176081582589674,
+    0.0005122859561685758, -0.0015135724506312532, 0.004156422944312888, -0.010564084894626197,
+    0.024726449030626516, -0.05294598120809499, 0.1026436586898471, -0.17641651835783406,
+    0.25258718644363365,
+)
+_I1E_B = (
+    -3.835380385964237e-09, -2.6314688468895196e-08, -2.512236237870209e-07, -3.882564808877691e-06,
+    -0.00011058893876262371, -0.009761097491361469, 0.7785762350182801,
+)
