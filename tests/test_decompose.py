@@ -11,7 +11,7 @@ from neuron_emu.compiler.rejected import RejectedOpError
 def _check(fn, example, others, rtol=1e-4, atol=1e-5):
     traced = torch_neuronx_emu.trace(fn, example)
     for args in others:
-        torch.testing.assert_close(traced(*args), fn(*args), rtol=rtol, atol=atol)
+        torch.testing.assert_close(traced(*args), fn(*args), rtol=rtol, atol=atol, equal_nan=True)
 
 
 def test_lu_pivots_are_found_on_the_device():
@@ -39,3 +39,22 @@ def test_cholesky_and_triangular_solves():
 def test_decomposition_keeps_rejected_ops_rejected():
     with pytest.raises(RejectedOpError, match="linalg_inv"):
         torch_neuronx_emu.trace(lambda a: torch.linalg.inv(a), torch.randn(3, 3))
+
+
+@pytest.mark.parametrize("fn", [torch.i0, torch.special.i0e, torch.special.i1, torch.special.i1e, torch.digamma,
+                                torch.special.spherical_bessel_j0])
+def test_special_functions_match_eager_on_both_branches(fn):
+    x = torch.linspace(-30, 30, 241)  # both sides of |x| = 8 (Bessel), negative non-integers and poles (digamma)
+    y = torch.cat([torch.tensor([0.0, -0.0, 0.25, -2.0, 1e-3, 10.0, 1e20, float("inf")]), torch.randn(233) * 5])
+    _check(fn, (x,), [(y,)], rtol=2e-4, atol=1e-5)
+
+
+def test_masks_and_windows_are_computed_on_the_device():
+    g = torch.Generator().manual_seed(2)
+    x, m, s = torch.randn(4, 6, generator=g), torch.rand(4, 6, generator=g) > 0.5, torch.randn(30, generator=g)
+    _check(lambda x, m, s: x.masked_scatter(m, s), (x, m, s), [(x, ~m, s), (x, torch.ones_like(m), s)])
+    img = torch.randn(2, 3, 7, 5, generator=g)
+    pool = lambda x: torch.nn.functional.adaptive_max_pool2d(x, (3, 2), return_indices=True)
+    _check(pool, (img,), [(torch.randn(2, 3, 7, 5, generator=g),)])
+    a, b = torch.randn(2, 5, 3, generator=g), torch.randn(2, 4, 3, generator=g)
+    _check(lambda a, b: torch.cdist(a, b, p=1.5), (a, b), [(b[:, :1].expand(2, 5, 3).contiguous(), a[:, :4])])
