@@ -67,6 +67,9 @@ def compile_graph(graph: Graph, options: CompilerOptions, generation: int = 2) -
     graph in place (folded node outputs become constants). Raises GraphError for a graph that breaks the IR
     contract, CompilationError for one the emulated compiler cannot compile."""
     t0 = time.perf_counter()
+    for n in graph.nodes:  # a rejected op is named first, even in a graph another check would refuse
+        if rejection(n.name):
+            raise reject(n.name, n.where, [tuple(a.shape) for a in pytree.tree_leaves(n.args) if isinstance(a, Value)])
     graph.validate()
     nodes = fold_and_prune(graph)
     fold_batchnorm(graph, nodes)

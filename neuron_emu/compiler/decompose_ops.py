@@ -98,3 +98,24 @@ def adaptive_max_pool2d(x, output_size):
             idxs.append((a // ww + hs) * w + (a % ww + ws))
     out = torch.cat(outs, -1).reshape(x.shape[:-2] + (oh, ow))
     return out, torch.cat(idxs, -1).reshape(x.shape[:-2] + (oh, ow))
+
+
+# Cases of lowered ops that their lowering refuses, rewritten into the cases it takes (NotImplemented: the op is
+# recorded whole, for its lowering). decompose.py consults these even where a lowering exists.
+PREFERRED: Dict[object, Callable] = {}
+
+
+def _prefer(*ops):
+    def deco(fn):
+        for op in ops:
+            PREFERRED[op] = fn
+        return fn
+    return deco
+
+
+@_prefer(aten.searchsorted.Tensor)
+def searchsorted_with_sorter(seq, values, *, out_int32=False, right=False, side=None, sorter=None):
+    if sorter is None:
+        return NotImplemented
+    ordered = torch.gather(seq, -1, sorter)   # the sorted sequence the permutation describes
+    return torch.searchsorted(ordered, values, out_int32=out_int32, right=right, side=side)
