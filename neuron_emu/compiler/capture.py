@@ -111,6 +111,8 @@ class _Recorder(TorchDispatchMode):
         through or of a view stays mutable, and the IR check names it."""
         name = func._schema.name.split("::")[-1]
         self_arg = args[0] if args else None
+        if func is torch.ops.aten.copy_.default and self._fresh(self_arg):
+            return torch.ops.aten.copy.default  # a copy into a tensor the graph just made (zeros_like, clone)
         # (copy_ is functionalize's write-back into a mutated input: _drop_input_writebacks handles that one)
         if not name.endswith("_") or name == "copy_" or not isinstance(self_arg, torch.Tensor) or self_arg._is_view() \
                 or self_arg.untyped_storage().data_ptr() in self.viewed:
@@ -120,6 +122,12 @@ class _Recorder(TorchDispatchMode):
         if functional is None or functional._schema.is_mutable:
             return func
         return functional
+
+    def _fresh(self, t) -> bool:
+        """`t` is a whole tensor a recorded op produced, which nothing else aliases."""
+        v = self.values.get(t) if isinstance(t, torch.Tensor) else None
+        return (v is not None and v.kind == "node" and not t._is_view()
+                and t.untyped_storage().data_ptr() not in self.viewed)
 
 
 def alias_key(t: torch.Tensor) -> tuple:
@@ -250,6 +258,8 @@ def _drop_input_writebacks(rec: _Recorder) -> None:
     kept = []
     for n in rec.nodes:
         dst = n.args[0] if n.target is torch.ops.aten.copy_.default and n.args else None
+        if isinstance(dst, Value) and dst.kind == "node" and dst.node.target is torch.ops.aten.alias.default:
+            dst = dst.node.args[0]  # a write-back through an alias of the input (batch norm's running stats)
         if isinstance(dst, Value) and dst.kind == "input":
             src = n.args[1]
             where = src.node.where if isinstance(src, Value) and src.node is not None else n.where
