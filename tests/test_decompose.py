@@ -44,7 +44,9 @@ def test_decomposition_keeps_rejected_ops_rejected():
 @pytest.mark.parametrize("fn", [torch.i0, torch.special.i0e, torch.special.i1, torch.special.i1e, torch.digamma,
                                 torch.special.spherical_bessel_j0, torch.special.modified_bessel_i0, torch.special.modified_bessel_i1,
                                 torch.special.modified_bessel_k0, torch.special.modified_bessel_k1,
-                                torch.special.scaled_modified_bessel_k0, torch.special.scaled_modified_bessel_k1])
+                                torch.special.scaled_modified_bessel_k0, torch.special.scaled_modified_bessel_k1,
+                                torch.special.bessel_j0, torch.special.bessel_j1, torch.special.bessel_y0,
+                                torch.special.bessel_y1])
 def test_special_functions_match_eager_on_both_branches(fn):
     x = torch.linspace(-30, 30, 241)  # both sides of |x| = 8 (Bessel), negative non-integers and poles (digamma)
     y = torch.cat([torch.tensor([0.0, -0.0, 0.25, -2.0, 1e-3, 10.0, 1e20, float("inf")]), torch.randn(233) * 5])
