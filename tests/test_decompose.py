@@ -46,7 +46,7 @@ def test_decomposition_keeps_rejected_ops_rejected():
                                 torch.special.modified_bessel_k0, torch.special.modified_bessel_k1,
                                 torch.special.scaled_modified_bessel_k0, torch.special.scaled_modified_bessel_k1,
                                 torch.special.bessel_j0, torch.special.bessel_j1, torch.special.bessel_y0,
-                                torch.special.bessel_y1])
+                                torch.special.bessel_y1, torch.erfinv])
 def test_special_functions_match_eager_on_both_branches(fn):
     x = torch.linspace(-30, 30, 241)  # both sides of |x| = 8 (Bessel), negative non-integers and poles (digamma)
     y = torch.cat([torch.tensor([0.0, -0.0, 0.25, -2.0, 1e-3, 10.0, 1e20, float("inf")]), torch.randn(233) * 5])

@@ -247,6 +247,27 @@ def bessel_y1(x):
     return _y_domain(x, torch.where(x <= 5.0, small, large))
 
 
+@_register(aten.erfinv.default, aten.special_erfinv.default, prims.erf_inv.default)
+def erfinv(y):
+    """A rational first guess (central |y| <= 0.7, tails in sqrt(-log((1 - |y|) / 2))), then two Newton steps."""
+    a, b = (0.886226899, -1.645349621, 0.914624893, -0.140543331), (-2.118377725, 1.442710462, -0.329097515, 0.012229801)
+    c, d = (-1.970840454, -1.624906493, 3.429567803, 1.641345311), (3.543889200, 1.637067800)
+    ay = y.abs()
+    z = y * y
+    num = ((a[3] * z + a[2]) * z + a[1]) * z + a[0]
+    dem = (((b[3] * z + b[2]) * z + b[1]) * z + b[0]) * z + 1.0
+    central = y * num / dem
+    zt = torch.sqrt(-torch.log((1.0 - ay) / 2.0))
+    num_t = ((c[3] * zt + c[2]) * zt + c[1]) * zt + c[0]
+    tail = torch.copysign(num_t, y) / ((d[1] * zt + d[0]) * zt + 1.0)
+    x = torch.where(ay <= 0.7, central, tail)
+    two_over_sqrt_pi = 2.0 * (1.0 / math.sqrt(math.pi))
+    for _ in range(2):
+        x = x - (torch.erf(x) - y) / (two_over_sqrt_pi * torch.exp(-x * x))
+    x = torch.where(ay == 1.0, torch.copysign(torch.full_like(y, math.inf), y), x)
+    return torch.where(ay > 1.0, torch.full_like(y, math.nan), x)
+
+
 # Math.h's coefficients (float variants where it has them)
 _I0E_A = (
     -4.4153416464793395e-18, 3.3307945188222384e-17, -2.431279846547955e-16, 1.715391285555133e-15,
