@@ -62,3 +62,10 @@ def test_masks_and_windows_are_computed_on_the_device():
     _check(pool, (img,), [(torch.randn(2, 3, 7, 5, generator=g),)])
     a, b = torch.randn(2, 5, 3, generator=g), torch.randn(2, 4, 3, generator=g)
     _check(lambda a, b: torch.cdist(a, b, p=1.5), (a, b), [(b[:, :1].expand(2, 5, 3).contiguous(), a[:, :4])])
+
+
+def test_householder_qr_matches_lapack_signs():
+    g = torch.Generator().manual_seed(3)
+    a = torch.randn(2, 6, 4, generator=g)
+    _check(lambda a: torch.linalg.qr(a, mode="complete"), (a,), [(torch.randn(2, 6, 4, generator=g),)])
+    _check(lambda a: torch.geqrf(a), (a.mT.contiguous(),), [(torch.randn(2, 4, 6, generator=g),)])

@@ -230,3 +230,77 @@ def cholesky_inverse(f, upper=False):
     n = f.shape[-1]
     eye = torch.eye(n, dtype=f.dtype).expand(f.shape)
     return cholesky_solve(eye, f, upper)
+
+
+def _geqrf(a):
+    """(packed reflectors and R, tau) as LAPACK geqr2 gives them: column j's reflector maps A[j:, j] to
+    beta e1 with beta = -sign(alpha) * ||A[j:, j]||, tau = (beta - alpha) / beta, v = A[j+1:, j] / (alpha - beta); a
+    column already zero below the diagonal gets tau = 0 (H = I)."""
+    m, n = a.shape[-2], a.shape[-1]
+    rows, cols = _idx(m, a).unsqueeze(-1), _idx(n, a)
+    taus = []
+    for j in range(min(m, n)):
+        x = a[..., :, j:j + 1]
+        alpha = a[..., j:j + 1, j:j + 1]
+        below = rows > j
+        xnorm = torch.sqrt(torch.where(below, x * x, torch.zeros_like(x)).sum(-2, keepdim=True))
+        trivial = xnorm == 0.0
+        beta = -torch.copysign(torch.sqrt(alpha * alpha + xnorm * xnorm), alpha)
+        safe_beta = torch.where(trivial, torch.ones_like(beta), beta)
+        tau = torch.where(trivial, torch.zeros_like(beta), (beta - alpha) / safe_beta)
+        scale = torch.where(trivial, torch.ones_like(beta), 1.0 / (alpha - safe_beta))
+        v = torch.where(below, x * scale, torch.where(rows == j, torch.ones_like(x), torch.zeros_like(x)))
+        # apply H = I - tau v v^T to the columns right of j, then store beta and v in column j
+        w = (v * a).sum(-2, keepdim=True)                                  # v^T A
+        a = torch.where(cols > j, a - tau * v * w, a)
+        col = torch.where(rows == j, torch.where(trivial, alpha, beta), torch.where(below, v, x))
+        a = torch.where(cols == j, col, a)
+        taus.append(tau.reshape(tau.shape[:-2]))
+    tau = torch.stack(taus, -1) if taus else a.new_zeros(a.shape[:-2] + (0,))
+    return a, tau
+
+
+def _reflectors_apply(a, tau, q):
+    """H_0 H_1 ... H_{k-1} q for the reflectors packed in a (below the diagonal, unit diagonal implied)."""
+    m = a.shape[-2]
+    rows = _idx(m, a).unsqueeze(-1)
+    for j in range(tau.shape[-1] - 1, -1, -1):
+        v = torch.where(rows > j, a[..., :, j:j + 1], torch.where(rows == j, torch.ones_like(a[..., :, :1]),
+                                                                   torch.zeros_like(a[..., :, :1])))
+        t = tau[..., j:j + 1].unsqueeze(-1)
+        q = q - t * v * (v * q).sum(-2, keepdim=True)
+    return q
+
+
+@_register(aten.geqrf.default)
+def geqrf(a):
+    return _geqrf(a)
+
+
+@_register(aten.linalg_householder_product.default)
+def householder_product(a, tau):
+    m, n = a.shape[-2], a.shape[-1]
+    eye = torch.eye(m, n, dtype=a.dtype).expand(a.shape)
+    return _reflectors_apply(a, tau, eye)
+
+
+@_register(aten.ormqr.default)
+def ormqr(a, tau, c, left=True, transpose=False):
+    m = a.shape[-2]
+    q = _reflectors_apply(a, tau, torch.eye(m, dtype=a.dtype).expand(a.shape[:-2] + (m, m)))
+    q = q.mT if transpose else q
+    return q @ c if left else c @ q
+
+
+@_register(aten.linalg_qr.default)
+def linalg_qr(a, mode="reduced"):
+    m, n = a.shape[-2], a.shape[-1]
+    k = min(m, n)
+    packed, tau = _geqrf(a)
+    rows = m if mode == "complete" else k
+    r = torch.triu(packed[..., :rows, :])
+    if mode == "r":
+        return a.new_zeros((0,)), r
+    qcols = m if mode == "complete" else k
+    q = _reflectors_apply(packed, tau, torch.eye(m, qcols, dtype=a.dtype).expand(a.shape[:-2] + (m, qcols)))
+    return q, r
