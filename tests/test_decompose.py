@@ -69,3 +69,19 @@ def test_householder_qr_matches_lapack_signs():
     a = torch.randn(2, 6, 4, generator=g)
     _check(lambda a: torch.linalg.qr(a, mode="complete"), (a,), [(torch.randn(2, 6, 4, generator=g),)])
     _check(lambda a: torch.geqrf(a), (a.mT.contiguous(),), [(torch.randn(2, 4, 6, generator=g),)])
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_polygamma_and_zeta_match_eager(n):
+    g = torch.Generator().manual_seed(4)
+    x = torch.cat([torch.linspace(-20.5, 20.5, 83), torch.tensor([0.0, -3.0, 1e-3, 9.0, 40.0])])
+    _check(lambda t: torch.polygamma(n, t), (x,), [(torch.randn(88, generator=g) * 8,), (x,)], rtol=2e-4)
+    q = torch.rand(40, generator=g) * 30 - 5
+    _check(lambda s, q: torch.special.zeta(s, q), (torch.full((40,), n + 1.0), q), [(torch.full((40,), 2.5), q * 2)],
+           rtol=2e-4)
+
+
+def test_zeta_past_its_unrolled_bound_is_nan_not_a_truncated_sum():
+    q = torch.tensor([-60.5, 2.0])
+    out = torch_neuronx_emu.trace(lambda q: torch.special.zeta(torch.full_like(q, 3.0), q), (q,))(q)
+    assert torch.isnan(out[0]) and torch.isclose(out[1], torch.special.zeta(torch.tensor(3.0), q[1]))

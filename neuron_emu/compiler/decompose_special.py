@@ -268,6 +268,74 @@ def erfinv(y):
     return torch.where(ay > 1.0, torch.full_like(y, math.nan), x)
 
 
+def _trigamma(x):
+    """Math.h trigamma (float): reflection below 0.5, six recurrence steps, then the asymptotic series."""
+    reflect = x < 0.5
+    sin_pi_x = torch.sin(math.pi * x)
+    result = torch.where(reflect, -(math.pi * math.pi) / (sin_pi_x * sin_pi_x), torch.zeros_like(x))
+    x = torch.where(reflect, 1.0 - x, x)
+    for _ in range(6):
+        result = result + 1.0 / (x * x)
+        x = x + 1.0
+    ixx = 1.0 / (x * x)
+    result = result + (1.0 + 1.0 / (2.0 * x) + ixx * (1.0 / 6.0 - ixx * (1.0 / 30.0 - ixx * (1.0 / 42.0)))) / x
+    return torch.where(reflect, -result, result)
+
+
+_ZETA_A = (12.0, -720.0, 30240.0, -1209600.0, 47900160.0, -1.8924375803183791606e9, 7.47242496e10,
+           -2.950130727918164224e12, 1.1646782814350067249e14, -4.5979787224074726105e15, 1.8152105401943546773e17,
+           -7.1661652561756670113e18)
+# Math.h sums (q + i)^-x until i >= 9 and q + i > 9, a count that grows as q goes negative: unrolled to this bound,
+# so q <= 9 - _ZETA_TERMS gives NaN (never a silently truncated sum)
+_ZETA_TERMS = 48
+
+
+def _zeta(x, q):
+    """Hurwitz zeta (Math.h zeta): a direct sum, then the Euler-Maclaurin tail. Its early exits (a term below
+    1e-16 of the sum) are not taken: the terms they skip change nothing at fp32."""
+    x, q = torch.broadcast_tensors(x, q)
+    s = torch.pow(q, -x)
+    a, b = q, torch.zeros_like(q)
+    for i in range(_ZETA_TERMS):
+        more = (a <= 9.0) if i >= 9 else torch.ones_like(q, dtype=torch.bool)
+        a = torch.where(more, a + 1.0, a)
+        b = torch.where(more, torch.pow(a, -x), b)
+        s = torch.where(more, s + b, s)
+    w = a
+    s = s + b * w / (x - 1.0)
+    s = s - 0.5 * b
+    fa, k = torch.ones_like(q), 0.0
+    for c in _ZETA_A:
+        fa = fa * (x + k)
+        b = b / w
+        s = s + fa * b / c
+        k += 1.0
+        fa = fa * (x + k)
+        b = b / w
+        k += 1.0
+    s = torch.where(a <= 9.0, torch.full_like(s, math.nan), s)        # past the unrolled bound
+    nonpos = q <= 0.0
+    s = torch.where(nonpos & (x != torch.floor(x)), torch.full_like(s, math.nan), s)
+    s = torch.where(nonpos & (q == torch.floor(q)), torch.full_like(s, math.inf), s)
+    s = torch.where(x < 1.0, torch.full_like(s, math.nan), s)
+    return torch.where(x == 1.0, torch.full_like(s, math.inf), s)
+
+
+@_register(aten.special_zeta.default, prims.zeta.default)
+def zeta(x, q):
+    return _zeta(x, q)
+
+
+@_register(aten.polygamma.default, aten.special_polygamma.default)
+def polygamma(n, x):
+    if n == 0:
+        return digamma(x)
+    if n == 1:
+        return _trigamma(x)
+    factorial = math.exp(math.lgamma(n + 1.0))
+    return (1.0 if n % 2 else -1.0) * factorial * _zeta(torch.full_like(x, float(n + 1)), x)
+
+
 # Math.h's coefficients (float variants where it has them)
 _I0E_A = (
     -4.4153416464793395e-18, 3.3307945188222384e-17, -2.431279846547955e-16, 1.715391285555133e-15,
