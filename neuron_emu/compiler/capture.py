@@ -6,6 +6,7 @@ specialised to the example (with a warning, as jit.trace warns). Functionalizati
 in-place ops and aliasing, so the graph is pure. Tensors that no recorded op produced (parameters,
 buffers, captured tensors) become constants. The graph is the IR of ir.py; no value computed here is kept
 in it (folding recomputes constants), except the generator state of each random op, which pins its draw.
+An op the compiler has no lowering for is recorded as the ops of its decomposition (decompose.py).
 """
 from __future__ import annotations
 
