@@ -85,3 +85,8 @@ def test_zeta_past_its_unrolled_bound_is_nan_not_a_truncated_sum():
     q = torch.tensor([-60.5, 2.0])
     out = torch_neuronx_emu.trace(lambda q: torch.special.zeta(torch.full_like(q, 3.0), q), (q,))(q)
     assert torch.isnan(out[0]) and torch.isclose(out[1], torch.special.zeta(torch.tensor(3.0), q[1]))
+
+
+def test_ndtri_matches_eager_in_the_middle_and_both_tails():
+    y = torch.cat([torch.linspace(0, 1, 101), torch.tensor([1e-20, 1e-10, 1 - 1e-7, -0.5, 1.5])])
+    _check(torch.special.ndtri, (y,), [(y.flip(0),)], rtol=2e-4)
