@@ -67,10 +67,14 @@ def compile_graph(graph: Graph, options: CompilerOptions, generation: int = 2) -
     graph in place (folded node outputs become constants). Raises GraphError for a graph that breaks the IR
     contract, CompilationError for one the emulated compiler cannot compile."""
     t0 = time.perf_counter()
-    for n in graph.nodes:  # a rejected op is named first, even in a graph another check would refuse
-        if rejection(n.name):
-            raise reject(n.name, n.where, [tuple(a.shape) for a in pytree.tree_leaves(n.args) if isinstance(a, Value)])
-    graph.validate()
+    try:
+        graph.validate()
+    except GraphError:  # a graph that also holds an op the real compiler rejects: that op is what to fix first
+        for n in graph.nodes:
+            if rejection(n.name):
+                raise reject(n.name, n.where, [tuple(a.shape) for a in pytree.tree_leaves(n.args)
+                                               if isinstance(a, Value)]) from None
+        raise
     nodes = fold_and_prune(graph)
     fold_batchnorm(graph, nodes)
     b = ProgramBuilder(options, generation)
