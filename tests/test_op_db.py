@@ -35,6 +35,9 @@ FAST = [
     "nn.functional.adaptive_avg_pool2d", "nn.functional.pad.reflect", "nn.functional.pad.replicate",
     "native_layer_norm", "native_group_norm", "native_batch_norm", "nn.functional.linear",
     "nn.functional.conv_transpose2d", "nn.functional.conv3d", "nn.functional.cross_entropy",
+    # capture-time decompositions (compiler/decompose*.py)
+    "linalg.solve", "linalg.cholesky", "linalg.qr", "special.i1e", "special.bessel_y0", "polygamma.polygamma_n_2",
+    "cdist", "masked_scatter", "nn.functional.adaptive_max_pool2d", "diff",
     # rejected by the real compiler
     "sort", "argsort",
 ]
@@ -149,7 +152,7 @@ def test_recorder_keeps_inplace_on_aliased_tensors_mutable():
 
 
 # Measured when the suite was written (see the closing note of issue 7): the full run must not drop below it.
-FULL_FLOOR = 0.75  # measured: 490 of 644 non-skipped entries (76.1%) pass or are rejected with a source
+FULL_FLOOR = 0.89  # measured: 572 of 633 non-skipped entries (90.4%) pass or are rejected with a source
 
 
 @pytest.mark.skipif(os.environ.get("NEMU_OP_DB_FULL") != "1", reason="full op_db run: set NEMU_OP_DB_FULL=1")

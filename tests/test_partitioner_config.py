@@ -188,16 +188,18 @@ def test_defaults_and_argument_errors():
 
 
 def test_an_operator_configuration_the_compiler_refuses_runs_on_cpu(caplog):
-    """searchsorted compiles, but not with a sorter (lowering/ranking.py): the partitioner places that node on CPU,
-    as the SDK's per-operator query of the compiler would, and warns naming it."""
+    """index_put compiles, but not with a boolean mask and several values (their count depends on the mask:
+    lowering/scatter.py): the partitioner places that node on CPU, as the SDK's per-operator query of the compiler
+    would, and warns naming it."""
     class M(torch.nn.Module):
-        def forward(self, seq, v):
-            return torch.searchsorted(seq, torch.tanh(v), sorter=torch.argsort(seq)) * 2
+        def forward(self, x, mask, vals):
+            return torch.index_put(torch.tanh(x), (mask,), vals * 3) * 2
 
-    model, x = M(), (torch.randn(16), torch.randn(9))
+    model = M()
+    x = (torch.randn(8), torch.tensor([True, False, True, False, False, True, True, False]), torch.randn(4))
     traced = _trace(model, x, caplog)
-    assert _kinds(traced) == ["neuron::forward_v2", "aten::sort", "aten::searchsorted", "neuron::forward_v2"]
-    assert "neuronx-cc cannot compile aten::searchsorted in this configuration" in caplog.text
+    assert _kinds(traced) == ["neuron::forward_v2", "aten::index_put", "neuron::forward_v2"]
+    assert "neuronx-cc cannot compile aten::index_put in this configuration" in caplog.text
     torch.testing.assert_close(traced(*x), model(*x))
 
 

@@ -73,7 +73,14 @@ def compile_graph(graph: Graph, options: CompilerOptions, generation: int = 2) -
 
 def _compile_graph(graph: Graph, options: CompilerOptions, generation: int) -> Compiled:
     t0 = time.perf_counter()
-    graph.validate()
+    try:
+        graph.validate()
+    except GraphError:  # a graph that also holds an op the real compiler rejects: that op is what to fix first
+        for n in graph.nodes:
+            if rejection(n.name):
+                raise reject(n.name, n.where, [tuple(a.shape) for a in pytree.tree_leaves(n.args)
+                                               if isinstance(a, Value)]) from None
+        raise
     nodes = fold_and_prune(graph)
     fold_batchnorm(graph, nodes)
     b = ProgramBuilder(options, generation)

@@ -6,6 +6,7 @@ specialised to the example (with a warning, as jit.trace warns). Functionalizati
 in-place ops and aliasing, so the graph is pure. Tensors that no recorded op produced (parameters,
 buffers, captured tensors) become constants. The graph is the IR of ir.py; no value computed here is kept
 in it (folding recomputes constants), except the generator state of each random op, which pins its draw.
+An op the compiler has no lowering for is recorded as the ops of its decomposition (decompose.py).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from neuron_emu.compiler.ir import Graph, Node, Value, op_name  # noqa: F401  (op_name: re-exported)
 from neuron_emu.compiler import scope
+from neuron_emu.compiler.decompose import decomposition_for
 
 _TORCH_DIR = os.path.dirname(torch.__file__)
 _PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -72,6 +74,12 @@ class _Recorder(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        decomp = decomposition_for(func)
+        if decomp is not None:  # no lowering of its own: record the ops of PyTorch's decomposition instead
+            with self:
+                out = decomp(*args, **kwargs)
+            if out is not NotImplemented:
+                return out
         rng_state = _rng_state(func, kwargs)
         out = func(*args, **kwargs)
         if func is torch.ops.aten._local_scalar_dense.default:
@@ -104,6 +112,8 @@ class _Recorder(TorchDispatchMode):
         through or of a view stays mutable, and the IR check names it."""
         name = func._schema.name.split("::")[-1]
         self_arg = args[0] if args else None
+        if func is torch.ops.aten.copy_.default and self._fresh(self_arg):
+            return torch.ops.aten.copy.default  # a copy into a tensor the graph just made (zeros_like, clone)
         # (copy_ is functionalize's write-back into a mutated input: _drop_input_writebacks handles that one)
         if not name.endswith("_") or name == "copy_" or not isinstance(self_arg, torch.Tensor) or self_arg._is_view() \
                 or self_arg.untyped_storage().data_ptr() in self.viewed:
@@ -113,6 +123,12 @@ class _Recorder(TorchDispatchMode):
         if functional is None or functional._schema.is_mutable:
             return func
         return functional
+
+    def _fresh(self, t) -> bool:
+        """`t` is a whole tensor a recorded op produced, which nothing else aliases."""
+        v = self.values.get(t) if isinstance(t, torch.Tensor) else None
+        return (v is not None and v.kind == "node" and not t._is_view()
+                and t.untyped_storage().data_ptr() not in self.viewed)
 
 
 def alias_key(t: torch.Tensor) -> tuple:
@@ -247,6 +263,8 @@ def _drop_input_writebacks(rec: _Recorder) -> None:
     kept = []
     for n in rec.nodes:
         dst = n.args[0] if n.target is torch.ops.aten.copy_.default and n.args else None
+        if isinstance(dst, Value) and dst.kind == "node" and dst.node.target is torch.ops.aten.alias.default:
+            dst = dst.node.args[0]  # a write-back through an alias of the input (batch norm's running stats)
         if isinstance(dst, Value) and dst.kind == "input":
             src = n.args[1]
             where = src.node.where if isinstance(src, Value) and src.node is not None else n.where

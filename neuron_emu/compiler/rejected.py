@@ -33,7 +33,7 @@ REJECTED = {
     **{f"aten::{n}": _ANALYZE + "; its result is complex: " + _COMPLEX
        for n in ("_fft_r2c", "_fft_c2c", "_fft_c2r", "fft_rfft", "fft_ifft", "fft_irfft", "fft_hfft", "stft")},
     **{f"aten::{n}": _COMPLEX for n in ("complex", "polar", "view_as_complex", "view_as_complex_copy",
-                                         "view_as_real", "view_as_real_copy")},
+                                         "view_as_real", "view_as_real_copy", "_conj", "_conj_copy")},
     "aten::linalg_inv_ex": _INV,
     "aten::linalg_inv": _INV,
 }

@@ -122,7 +122,8 @@ def _pow(b, node, x, y):
 
 @register(aten.neg)
 def _neg(b, node, x):
-    return activation_into(b, x, alloc_like_node(b, node), ActFunc.Identity, scale=-1.0)
+    # a VectorE multiply, not ScalarE's func(scale * x + bias): its + 0.0 bias would turn -0.0 into +0.0
+    return tensor_scalar_into(b, x, alloc_like_node(b, node), "mul", -1.0)
 
 
 _ACT = {aten.relu: ActFunc.Relu, aten.sigmoid: ActFunc.Sigmoid, aten.tanh: ActFunc.Tanh, aten.exp: ActFunc.Exp,

@@ -36,6 +36,10 @@ def _embedding(b, node, weight, indices, padding_idx=-1, scale_grad_by_freq=Fals
 
 @register(aten.index_select)
 def _index_select(b, node, x, dim, index):
+    if not x.shape:  # a 0-d tensor is indexed as a 1-element vector (index 0 is its only valid index)
+        x = x.with_view([1], [1])
+        return gather_rows(b, x, index, alloc_like_node(b, node).with_view([index.numel], [1])).with_view(
+            list(node.outputs[0].shape), [1] * len(node.outputs[0].shape))
     dim = norm_dim(dim, len(x.shape))
     if dim != 0:
         perm = [dim] + [d for d in range(len(x.shape)) if d != dim]
