@@ -15,11 +15,10 @@ _closures: List[tuple] = []
 def mark_step(where: str = None) -> int:
     """Compile (or reuse) and run the pending graph of every live device tensor; run the step closures.
     Returns the number of ops run."""
-    from neuron_emu.lazy.executor import sync
+    from neuron_emu.lazy.executor import sync_step
     from neuron_emu.lazy.record import user_frame
-    from neuron_emu.lazy.tensor import live_storages
     metrics.counter_add("MarkStep")
-    n = sync(live_storages(), "mark_step", where or user_frame())
+    n = sync_step(where or user_frame())
     closures = list(_closures)
     _closures.clear()
     for fn, args in closures:

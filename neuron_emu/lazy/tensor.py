@@ -23,7 +23,8 @@ from neuron_emu.compiler.lowering import lookup
 from neuron_emu.lazy import bf16, metrics
 from neuron_emu.lazy.decompositions import TABLE as preferred
 from neuron_emu.lazy.device import device_type
-from neuron_emu.lazy.record import DeviceData, MetaError, Ref, record, user_frame
+from neuron_emu.lazy.record import DeviceData, LNode, MetaError, Ref, _infer, _meta_cache, add_to_trace, record, \
+    user_frame, user_site
 
 aten = torch.ops.aten
 
@@ -33,34 +34,85 @@ class Storage:
     __slots__ = ("value", "seq", "__weakref__")
 
 
-_live: "weakref.WeakSet[Storage]" = weakref.WeakSet()   # what mark_step materialises
+# Storages that may hold a pending value (a Ref), by seq: what mark_step materialises. Only storages given a Ref
+# are entered (one dict store of a weak reference per recorded op); dead and materialised ones are dropped at
+# the sync, or when the registry outgrows its last live size (a loop without mark_step).
+_pending: Dict[int, "weakref.ref[Storage]"] = {}
+_prune_at = [4096]
 _seq = itertools.count()
+_ref = weakref.ref
+
+
+def _register(s: Storage) -> None:
+    _pending[s.seq] = _ref(s)
+    if len(_pending) > _prune_at[0]:
+        prune_pending()
 
 
 def _storage(value, live: bool = True) -> Storage:
     s = Storage()
     s.value = value
     s.seq = next(_seq)
-    if live:
-        _live.add(s)
+    if live and type(value) is Ref:
+        _register(s)
     return s
 
 
-def live_storages() -> List[Storage]:
-    return list(_live)
+def _set_value(s: Storage, value) -> None:
+    s.value = value
+    if type(value) is Ref:
+        _register(s)
+
+
+def prune_pending() -> bool:
+    """Drop dead and materialised storages from the registry; True while some live storage is still pending."""
+    for k, r in list(_pending.items()):
+        s = r()
+        if s is None or type(s.value) is not Ref:
+            del _pending[k]
+    _prune_at[0] = 2 * len(_pending) + 4096
+    return bool(_pending)
+
+
+def _by_seq(s: Storage) -> int:
+    return s.seq
+
+
+def pending_storages() -> List[Storage]:
+    """Every live storage with a pending value, in creation order."""
+    out = []
+    for r in _pending.values():
+        s = r()
+        if s is not None and type(s.value) is Ref:
+            out.append(s)
+    out.sort(key=_by_seq)
+    return out
+
+
+def forget_pending() -> None:
+    """After a sync of every pending storage: none is pending any more."""
+    _pending.clear()
+    _prune_at[0] = 4096
 
 
 class LazyTensor(torch.Tensor):
+    _view: tuple = ()    # chain of view steps over the storage (most tensors have none)
+    _vc = None           # (storage value, value of the view chain) cached by value_of
+
     @staticmethod
     def __new__(cls, st: Storage, view: tuple, shape, dtype):
         r = torch.Tensor._make_wrapper_subclass(cls, shape, dtype=dtype, device=_DEVICE[0])
         r._st = st
-        r._view = view
-        r._vc = None
+        if view:
+            r._view = view
         return r
 
     @classmethod
     def __torch_dispatch__(cls, func, types, args=(), kwargs=None):
+        if not kwargs and not _EAGER and _fast_ok.get(id(func)):
+            r = _fast(func, args)
+            if r is not None:
+                return r
         return dispatch(func, args, kwargs or {})
 
     def __repr__(self, *, tensor_contents=None):
@@ -82,6 +134,7 @@ class LazyTensor(torch.Tensor):
 
 
 _DEVICE: List[Any] = [None]
+_make = torch.Tensor._make_wrapper_subclass
 
 
 def _wrap(value, live: bool = True) -> LazyTensor:
@@ -90,9 +143,11 @@ def _wrap(value, live: bool = True) -> LazyTensor:
     st = Storage()
     st.value = value
     st.seq = next(_seq)
-    if live:
-        _live.add(st)
-    return LazyTensor(st, (), value.shape, value.dtype)
+    if live and type(value) is Ref:
+        _register(st)
+    r = _make(LazyTensor, value.shape, dtype=value.dtype, device=_DEVICE[0])
+    r._st = st
+    return r
 
 
 def empty_data(size, dtype=None) -> LazyTensor:
@@ -221,7 +276,7 @@ def _tmp(value) -> LazyTensor:
 def assign(t: LazyTensor, value) -> None:
     """Give `t` a new value (same shape and dtype), visible through every alias of its storage."""
     if not t._view:
-        t._st.value = value
+        _set_value(t._st, value)
         return
     vals = [t._st.value]
     for func, args, kwargs, idx in t._view[:-1]:
@@ -230,7 +285,7 @@ def assign(t: LazyTensor, value) -> None:
     new = _tmp(value)
     for step, b in zip(reversed(t._view), reversed(vals)):
         new = _scatter(step, _tmp(b), new)
-    t._st.value = value_of(new)
+    _set_value(t._st, value_of(new))
 
 
 def _coerce(t: LazyTensor, v, what: str):
@@ -350,11 +405,79 @@ _lowered: Dict[Any, bool] = {}
 _NOT_LOWERED = {aten.round.decimals, aten.addcdiv.default, aten.addcmul.default}
 
 
-def _functional(func, args, kwargs):
+def _lowering(func) -> int:
+    """0: no lowering, 1: lowered, 2: lowered but skips outputs autograd needs."""
     lowered = _lowered.get(id(func))
-    if lowered is None:   # 0: no lowering, 1: lowered, 2: lowered but skips outputs autograd needs
+    if lowered is None:
         ok = lookup(func) is not None and _seeded not in func.tags and func not in _NOT_LOWERED
         lowered = _lowered[id(func)] = (2 if func in _PARTIAL else 1) if ok else 0
+    return lowered
+
+
+_fast_ok: Dict[int, bool] = {}   # id(op) -> recorded through _fast when its arguments allow
+_NOKW: Dict[str, Any] = {}       # the kwargs of a node recorded without any (never mutated)
+_SPECIAL_FLOATS = (0.0, 1.0, -1.0)
+
+
+def _fast(func, args):
+    """The common case of `_functional`, in one pass: a lowered op whose arguments are device tensors and plain
+    scalars (no kwargs, lists, CPU tensors). Returns None to let the general path take it. Per op this is the
+    signature (a tuple looked up in the shape-inference cache), one node, one trace extension and the outputs."""
+    sig = [id(func)]
+    vals = []
+    vargs = list(args)
+    floats = None
+    f64 = False
+    for i, a in enumerate(args):
+        t = type(a)
+        if t is LazyTensor:
+            v = a._st.value if not a._view else value_of(a)
+            vals.append(v)
+            vargs[i] = v
+            dt = v.dtype
+            sig.append((v.shape, dt))
+            if dt is torch.float64:
+                f64 = True
+        elif t is int or t is bool or a is None:
+            sig.append(a)
+        elif t is float:
+            if a in _SPECIAL_FLOATS or i not in _slots(func)[0]:
+                sig.append(("f", a))
+            elif floats is None:
+                floats = [i]
+            else:
+                floats.append(i)
+        else:
+            return None
+    if not vals:
+        return None
+    if floats is not None:   # Python floats in Tensor slots: 0-dim device data (see _scalar_data)
+        for i in floats:
+            vargs[i] = _scalar_data(args[i], f64)
+        try:
+            r = record(func, tuple(vargs), _NOKW)
+        except MetaError:
+            return None
+        return [_wrap(x) for x in r] if isinstance(r, list) else _wrap(r)
+    key = tuple(sig)
+    hit = _meta_cache.get(key)
+    if hit is None:
+        try:
+            hit = _infer(func, tuple(vargs), _NOKW, key)
+        except MetaError:
+            return None
+    metas, multi, s = hit
+    code, line = user_site(2)
+    node = LNode(func, tuple(vargs), _NOKW, vals, metas, s, code, line)
+    add_to_trace(node, s, vals)
+    if multi:
+        return [_wrap(Ref(node, i, sh, dt)) for i, (sh, dt) in enumerate(metas)]
+    sh, dt = metas[0]
+    return _wrap(Ref(node, 0, sh, dt))
+
+
+def _functional(func, args, kwargs):
+    lowered = _lowering(func)
     if lowered == 2 and _needs_grad(args):
         lowered = 0
     if lowered and (_has_lazy(args, kwargs) or _on_device(kwargs)):
@@ -624,4 +747,5 @@ def dispatch(func, args, kwargs):
     if h is None:
         h = _route[id(func)] = _SPECIAL.get(func) or (
             _mutating if func._schema.is_mutable else _view if func.is_view else _functional)
+        _fast_ok[id(func)] = h is _functional and _lowering(func) == 1
     return h(func, args, kwargs)
