@@ -150,9 +150,19 @@ def _wrap(value, live: bool = True) -> LazyTensor:
     return r
 
 
+_RESIZABLE = 1 << 40   # bytes a 0-element allocation claims (no memory behind a wrapper: only a bound)
+
+
 def empty_data(size, dtype=None) -> LazyTensor:
-    """The allocation factories (torch.empty / empty_strided on the device): fresh device data."""
-    return _wrap(DeviceData(torch.empty(tuple(size), dtype=dtype or torch.get_default_dtype())))
+    """The allocation factories (torch.empty / empty_strided on the device): fresh device data. A 0-element one
+    (ATen's placeholder for an out= result, e.g. in combinations) claims a large storage so that the op can
+    resize it (_resize_out)."""
+    t = _wrap(DeviceData(torch.empty(tuple(size), dtype=dtype or torch.get_default_dtype())))
+    if t.numel() == 0:
+        r = _make(LazyTensor, t.shape, dtype=t.dtype, device=_DEVICE[0], storage_size=_RESIZABLE)
+        r._st = t._st
+        return r
+    return t
 
 
 def from_cpu(t: torch.Tensor) -> LazyTensor:
@@ -571,6 +581,9 @@ def _mutating(func, args, kwargs):
     for t, r in zip(flat_targets, flat_res):
         if not isinstance(r, LazyTensor):
             r = from_cpu(r)
+        if is_out and tuple(r.shape) != tuple(t.shape) and not t._view:
+            _resize_out(t, value_of(r), func)
+            continue
         if tuple(r.shape) != tuple(t.shape) and (is_out or torch.Size(r.shape).numel() == t.numel()):
             what = "out= tensors are not resized" if is_out else "a tensor's shape cannot change in place"
             raise RuntimeError(f"{func._schema.name}: {what} on the lazy device (device tensors have fixed shapes, "
@@ -617,7 +630,10 @@ def fallback(func, args, kwargs):
     out = func(*cargs, **ckw)
     back = {}
     for lazy, c in mutated:
-        assign(lazy, DeviceData(c))
+        if c.shape != lazy.shape:   # an out= tensor the op resized (ATen resizes out tensors, e.g. arange's)
+            _resize_out(lazy, DeviceData(c), func)
+        else:
+            assign(lazy, DeviceData(c))
         back[id(c)] = lazy
 
     def wrap(o):
@@ -721,6 +737,31 @@ _PYTHON_KEYS = torch._C.DispatchKeySet(torch._C.DispatchKey.Python) | \
     torch._C.DispatchKeySet(torch._C.DispatchKey.PythonTLSSnapshot)
 
 
+def _set_sizes(t: LazyTensor, shape) -> None:
+    """Change the wrapper's sizes (contiguous strides) in place, with the Python key excluded."""
+    stride, acc = [], 1
+    for d in reversed(shape):
+        stride.append(acc)
+        acc *= max(d, 1)
+    with torch._C._ExcludeDispatchKeyGuard(_PYTHON_KEYS):
+        aten.as_strided_.default(t, list(shape), list(reversed(stride)))
+
+
+def _resize_out(t: LazyTensor, value, func) -> None:
+    """An out= tensor resized to its result, as ATen does: it gets a storage of its own holding the value."""
+    if t._view:
+        raise RuntimeError(f"{func._schema.name}: the out= tensor is a view and would be resized from "
+                           f"{list(t.shape)} to {list(value.shape)}; the lazy device cannot resize a view")
+    try:
+        _set_sizes(t, value.shape)
+    except RuntimeError:
+        raise RuntimeError(f"{func._schema.name}: the out= tensor of shape {list(t.shape)} would be resized to "
+                           f"{list(value.shape)}; the lazy device resizes only empty out= tensors (pass "
+                           f"torch.empty(0) or use the out-of-place op)") from None
+    t._st = _storage(value)
+    t._vc = None
+
+
 def _metadata_inplace(func, args, kwargs):
     """squeeze_/unsqueeze_/transpose_...: the tensor becomes a new view of its storage (ATen's matmul and linear
     end 1-D cases with squeeze_). The wrapper's sizes change with the Python key excluded (as_strided_ on it)."""
@@ -729,12 +770,7 @@ def _metadata_inplace(func, args, kwargs):
     r = record(view_op, (value_of(t),) + tuple(args[1:]), kwargs)
     t._view = t._view + ((view_op, tuple(args[1:]), dict(kwargs), None),)
     t._vc = None
-    stride, acc = [], 1
-    for d in reversed(r.shape):
-        stride.append(acc)
-        acc *= max(d, 1)
-    with torch._C._ExcludeDispatchKeyGuard(_PYTHON_KEYS):
-        aten.as_strided_.default(t, list(r.shape), list(reversed(stride)))
+    _set_sizes(t, r.shape)
     return t
 
 
