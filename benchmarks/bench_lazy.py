@@ -1,8 +1,8 @@
 """The lazy device's overheads, measured in one run (medians of interleaved repeats):
   1. capture: recording a chain of N adds on a 4-element tensor, per op (alongside: CPU eager, and the floor of
      any Python tensor subclass: a wrapper whose __torch_dispatch__ only makes its output);
-  2. cached step: mark_step of an N-op graph already compiled, minus the program's own execution (the
-     LoadedModel call), i.e. what hashing the graph, the cache lookup and the write-back add;
+  2. cached step: mark_step(wait=True) of an N-op graph already compiled, minus the program's own execution (the
+     LoadedModel call), i.e. what the key lookup, binding the inputs and the write-back add;
   3. a cached training step of a small transformer (AdamW) vs the same step in CPU eager.
 
     python benchmarks/bench_lazy.py [--ops 1000] [--repeats 7] [--steps 10]
@@ -82,7 +82,7 @@ def bench_cached_step(dev, n, repeats):
             y = chain(x, n)  # noqa: F841
             run_time.clear()
             t0 = time.perf_counter()
-            xm.mark_step()
+            xm.mark_step(wait=True)   # (synchronous: the program's run is timed on this thread)
             total = time.perf_counter() - t0
             over.append((total - sum(run_time)) * 1e3)
     finally:
@@ -107,7 +107,8 @@ def bench_training(dev, steps):
         loss.backward()
         opt.step()
         if on_dev:
-            xm.mark_step()
+            xm.mark_step()            # asynchronous (torch_xla's default) ...
+            xm.wait_device_ops()      # ... but the step is timed to its end
         return loss
 
     for ids in batches[:2]:  # warm-up: the device compiles its two step graphs here

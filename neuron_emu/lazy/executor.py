@@ -14,7 +14,7 @@ from typing import List, Optional
 import torch
 
 from neuron_emu.compiler import CompilationError, compile_graph, graph_text
-from neuron_emu.lazy import cache, metrics, recompile, tensor, trace
+from neuron_emu.lazy import cache, device_queue, metrics, recompile, tensor, trace
 from neuron_emu.lazy.graph import Walk
 from neuron_emu.lazy.record import DeviceData, Ref
 from neuron_emu.lazy.tensor import _CPU_VIEW
@@ -131,8 +131,28 @@ def _write_back(pending, results: List[torch.Tensor]) -> None:
         st.value = DeviceData(results[i])
 
 
-def sync_step(cut_where: str) -> int:
-    """mark_step: materialise every live pending storage. Returns the number of ops run (0: nothing pending)."""
+def _submit(entry: Entry, pending, inputs: List[DeviceData]) -> None:
+    """Run a loaded program on the device's worker thread: the storages get buffers it fills."""
+    outs: List[DeviceData] = []
+    pos: dict = {}
+    for st in pending:
+        r = st.value
+        i = pos.get(id(r))
+        if i is None:
+            i = pos[id(r)] = len(outs)
+            outs.append(DeviceData.later(r.shape, r.dtype))
+        st.value = outs[i]
+
+    def job():
+        results = _execute(entry, [d.t for d in inputs])
+        for d, t in zip(outs, results):
+            d.t = t
+    device_queue.submit(job)
+
+
+def sync_step(cut_where: str, wait: bool = True) -> int:
+    """mark_step: materialise every live pending storage (with `wait=False`, a cached step runs asynchronously:
+    device_queue.py). Returns the number of ops run (0: nothing pending)."""
     pending = tensor.pending_storages()
     if not pending:
         trace.reset()
@@ -146,7 +166,11 @@ def sync_step(cut_where: str) -> int:
         metrics.counter_add("CachedCompile")
         metrics.metric_add("TensorsGraphSize", float(b.n_nodes))
         inputs = tr.inputs
-        _write_back(pending, _execute(b.entry, [inputs[i].t for i in b.inputs]))
+        if wait:
+            device_queue.wait()
+            _write_back(pending, _execute(b.entry, [inputs[i].t for i in b.inputs]))
+        else:
+            _submit(b.entry, pending, [inputs[i] for i in b.inputs])
         n = b.n_nodes
     else:
         n = sync(pending, "mark_step", cut_where, key)
@@ -162,6 +186,7 @@ def sync(storages, cut_kind: str, cut_where: str, trace_key: Optional[tuple] = N
     pending = sorted((s for s in storages if type(s.value) is Ref), key=lambda s: s.seq)
     if not pending:
         return 0
+    device_queue.wait()   # this sync runs on the main thread: the asynchronous steps before it finish first
     outs: List[Ref] = []
     pos = {}
     for s in pending:

@@ -30,6 +30,13 @@ class DeviceData:
         self.shape = tuple(t.shape)
         self.dtype = t.dtype
 
+    @classmethod
+    def later(cls, shape: tuple, dtype: torch.dtype) -> "DeviceData":
+        """A buffer an asynchronous step fills (device_queue.py): `t` is None until then."""
+        d = cls.__new__(cls)
+        d.t, d.shape, d.dtype = None, shape, dtype
+        return d
+
 
 class LNode:
     """One recorded functional op: `args`/`kwargs` hold values (DeviceData/Ref) and plain Python leaves;

@@ -197,6 +197,12 @@ def to_cpu(t: LazyTensor, cut: str = ".cpu()") -> torch.Tensor:
         sync([st], cut, user_frame())
     with metrics.timed("TransferFromDeviceTime"):
         data = st.value.t
+        if data is None:       # written by a step still running on the device (device_queue.py)
+            from neuron_emu.lazy import device_queue
+            device_queue.wait()
+            data = st.value.t
+            if data is None:
+                raise RuntimeError("this device tensor has no value: the asynchronous step computing it failed")
         for func, args, kwargs, idx in t._view:
             r = _CPU_VIEW.get(func, func)(data, *args, **kwargs)
             data = r[idx] if idx is not None else r
