@@ -161,8 +161,7 @@ def sync_step(cut_where: str, wait: bool = True) -> int:
     s = cache.settings()
     key = _trace_key(tr, pending, s)
     b = _bindings.get(key) if key is not None else None
-    if b is not None and not b.entry.cpu_nodes:
-        _bindings.move_to_end(key)
+    if b is not None and not b.entry.cpu_nodes:   # (no LRU reordering: it would hash the long key again)
         metrics.counter_add("CachedCompile")
         metrics.metric_add("TensorsGraphSize", float(b.n_nodes))
         inputs = tr.inputs

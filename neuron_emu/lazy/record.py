@@ -170,7 +170,7 @@ def add_to_trace(node: LNode, s: str, vals) -> None:
                 k = tr.index[id(v)] = len(tr.inputs)
                 tr.inputs.append(v)
             parts.append(~k)
-    if len(parts) > trace.MAX_NODES * 4:
+    if len(parts) > trace.MAX_NODES * 4:   # (about 4 entries per node)
         tr.abandon()
 
 
