@@ -156,6 +156,8 @@ def sync_step(cut_where: str, wait: bool = True) -> int:
     pending = tensor.pending_storages()
     if not pending:
         trace.reset()
+        if wait:
+            device_queue.wait()   # (the steps submitted before)
         return 0
     tr = trace.current
     s = cache.settings()

@@ -568,11 +568,17 @@ def _mutation(func):
     return m
 
 
+_arg_pos: Dict[int, Dict[str, int]] = {}   # id(op) -> argument name -> position (schemas are slow to walk)
+
+
 def _arg(func, args, kwargs, name):
-    for i, a in enumerate(func._schema.arguments):
-        if a.name == name:
-            return args[i] if i < len(args) else kwargs.get(name)
-    return None
+    pos = _arg_pos.get(id(func))
+    if pos is None:
+        pos = _arg_pos[id(func)] = {a.name: i for i, a in enumerate(func._schema.arguments)}
+    i = pos.get(name)
+    if i is None:
+        return None
+    return args[i] if i < len(args) else kwargs.get(name)
 
 
 def _mutating(func, args, kwargs):
@@ -582,7 +588,9 @@ def _mutating(func, args, kwargs):
     if functional is None or not all(isinstance(t, LazyTensor) for t in flat_targets):
         return fallback(func, args, kwargs)
     fkw = {k: v for k, v in kwargs.items() if k not in written}
-    res = _functional(functional, args, fkw)
+    res = _fast(functional, args) if not fkw and not _EAGER and _lowering(functional) == 1 else None
+    if res is None:
+        res = _functional(functional, args, fkw)
     flat_res = list(res) if isinstance(res, (list, tuple)) else [res]
     for t, r in zip(flat_targets, flat_res):
         if not isinstance(r, LazyTensor):
