@@ -130,9 +130,13 @@ def main():
     ap.add_argument("--ops", type=int, default=1000)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch intra-op threads (1: CPU eager's times stay comparable on a loaded machine)")
     a = ap.parse_args()
+    torch.set_num_threads(a.threads)
     dev = xm.xla_device()
-    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, {a.threads} torch thread(s), "
+          f"load average {os.getloadavg()[0]:.2f}")
     gc.collect()
     cap, eager, floor = bench_capture(dev, a.ops, a.repeats)
     print(f"capture: {cap:.1f} us/op recorded (CPU eager {eager:.1f} us/op, Python subclass floor {floor:.1f} us/op "
