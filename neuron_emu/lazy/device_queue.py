@@ -4,7 +4,8 @@ run (they release the GIL). The step's outputs are device data whose buffer the 
 None until then). Race-free by construction: one worker runs steps in submission order, so a step's inputs are
 filled before it reads them; the main thread reads a buffer only after `wait()` (`.cpu()`, `.item()`, print, CPU
 fallbacks) and every other sync (a graph walk, a compile, a run on the main thread) waits first, so two programs
-never run at once. A failed step is re-raised by the next wait; the steps queued after it do not run."""
+never run at once. A failed step is re-raised by the next wait; the steps queued after it do not run. Reading a
+metric settles the queue first, so ExecuteTime counts every step issued."""
 from __future__ import annotations
 
 import threading
@@ -15,6 +16,7 @@ _pool: Optional[ThreadPoolExecutor] = None
 _last: Optional[Future] = None
 _error: Optional[BaseException] = None
 _lock = threading.Lock()
+_NAME = "neuron-emu-device"
 
 
 def _guard(job: Callable[[], None]) -> None:
@@ -31,12 +33,19 @@ def submit(job: Callable[[], None]) -> None:
     global _pool, _last
     with _lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(1, thread_name_prefix="neuron-emu-device")
+            _pool = ThreadPoolExecutor(1, thread_name_prefix=_NAME)
         _last = _pool.submit(_guard, job)
 
 
 def busy() -> bool:
     return _last is not None
+
+
+def settle() -> None:
+    """Let the steps in flight finish, raising nothing (metrics readers: ExecuteTime is recorded by the worker)."""
+    last = _last
+    if last is not None and not threading.current_thread().name.startswith(_NAME):   # (never on the worker)
+        last.exception()
 
 
 def wait() -> None:
