@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from typing import Any, Dict, List, Tuple
 
 import torch
@@ -87,6 +88,11 @@ def user_site(depth: int):
             return c, f.f_lineno
         f = f.f_back
     return None, 0
+
+
+# The user's line of the outermost op being dispatched on this thread (tensor.py sets it): ops recorded inside it
+# (decompositions, write-backs through views, casts) share it without walking the stack again.
+dispatch_site = threading.local()
 
 
 def user_frame() -> str:
@@ -191,7 +197,8 @@ def record(func, args: tuple, kwargs: dict):
         hit = None
         key = (func, repr(sig[1:]))
     metas, multi, s = hit if hit is not None else _infer(func, args, kwargs, key)
-    code, line = user_site(1)
+    site = getattr(dispatch_site, "v", None)
+    code, line = site if site is not None else user_site(1)
     node = LNode(func, args, kwargs, vals, metas, s, code, line)
     add_to_trace(node, s, vals)
     refs = [Ref(node, i, sh, dt) for i, (sh, dt) in enumerate(metas)]

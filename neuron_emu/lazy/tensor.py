@@ -25,6 +25,7 @@ from neuron_emu.lazy.decompositions import TABLE as preferred
 from neuron_emu.lazy.device import device_type
 from neuron_emu.lazy.record import DeviceData, LNode, MetaError, Ref, _infer, _meta_cache, add_to_trace, record, \
     user_frame, user_site
+from neuron_emu.lazy.record import dispatch_site as _site
 
 aten = torch.ops.aten
 
@@ -113,7 +114,13 @@ class LazyTensor(torch.Tensor):
             r = _fast(func, args)
             if r is not None:
                 return r
-        return dispatch(func, args, kwargs or {})
+        if getattr(_site, "v", None) is not None:   # nested in another op's dispatch: that op's line
+            return dispatch(func, args, kwargs or {})
+        _site.v = user_site(1)
+        try:
+            return dispatch(func, args, kwargs or {})
+        finally:
+            _site.v = None
 
     def __repr__(self, *, tensor_contents=None):
         cpu = to_cpu(self, "print")
@@ -483,7 +490,8 @@ def _fast(func, args):
         except MetaError:
             return None
     metas, multi, s = hit
-    code, line = user_site(2)
+    site = getattr(_site, "v", None)
+    code, line = site if site is not None else user_site(2)
     node = LNode(func, tuple(vargs), _NOKW, vals, metas, s, code, line)
     add_to_trace(node, s, vals)
     if multi:
