@@ -358,7 +358,7 @@ def _val(a, f64: bool):
 def _scalar_data(x: float, f64: bool) -> DeviceData:
     """A Python float in a Tensor slot becomes device data, as torch_xla makes non-special scalars parameters:
     an optimizer's step-dependent constants (Adam's bias corrections) then do not change the graph."""
-    return DeviceData(torch.tensor(x, dtype=torch.float64 if f64 else torch.float32))
+    return DeviceData(torch.full((), x, dtype=torch.float64 if f64 else torch.float32))   # (torch.tensor is 2x slower)
 
 
 def _values(func, args, kwargs):
@@ -550,7 +550,7 @@ _mut_cache: Dict[Any, tuple] = {}
 
 def _mutation(func):
     """(functional variant or None, mutated argument names in order) for a mutating op."""
-    m = _mut_cache.get(func)
+    m = _mut_cache.get(id(func))   # (ids: OpOverload hashes in Python)
     if m is not None:
         return m
     schema = func._schema
@@ -572,7 +572,7 @@ def _mutation(func):
             cand = getattr(packet, overload)
             if not cand._schema.is_mutable:
                 functional = cand
-    m = _mut_cache[func] = (functional, written, bool(out_names))
+    m = _mut_cache[id(func)] = (functional, written, bool(out_names))
     return m
 
 
