@@ -463,6 +463,9 @@ def _fast(func, args):
                 f64 = True
         elif t is int or t is bool or a is None:
             sig.append(a)
+        elif t is list and all(type(e) is int for e in a):   # dims, sizes: as record's _sig_of writes them
+            sig.append(len(a))
+            sig.extend(a)
         elif t is float:
             if a in _SPECIAL_FLOATS or i not in _slots(func)[0]:
                 sig.append(("f", a))
