@@ -10,7 +10,7 @@ from neuron_emu.lazy import executor, recompile
 def dev(tmp_path, monkeypatch):
     monkeypatch.setenv("NEURON_COMPILE_CACHE_URL", str(tmp_path / "cache"))
     monkeypatch.delenv("NEURON_CC_FLAGS", raising=False)
-    xm.mark_step()          # nothing of an earlier test stays pending
+    xm.mark_step(wait=True)  # nothing of an earlier test stays pending or running
     executor.clear_cache()
     met.clear_all()
     recompile.clear()       # no graph of an earlier test is 'the nearest cached graph'

@@ -13,7 +13,7 @@ import torch
 from torch.utils._pytree import tree_map
 
 # Ops of the fast subset run in CI: common layers, elementwise math, reductions, shape ops, indexing.
-FAST = ["add", "addmm", "amax", "bmm", "cat", "clamp", "cumsum", "div.no_rounding_mode", "exp", "gather",
+FAST = ["add", "addmm", "amax", "bmm", "cat", "clamp", "combinations", "cumsum", "div.no_rounding_mode", "exp", "gather",
         "index_select", "log_softmax", "masked_fill", "matmul", "mean", "mul", "nn.functional.gelu",
         "nn.functional.layer_norm", "nn.functional.silu", "permute", "rsqrt", "softmax", "split", "sum", "transpose",
         "where"]

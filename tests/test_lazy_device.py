@@ -189,3 +189,18 @@ def test_views_without_inverse_never_go_silently_wrong(dev):
     yd.t_()                                                     # in-place shape change: a new view of the storage
     assert yd.shape == (3, 2) and torch.equal(yd.cpu(), y.t())
     assert torch.equal(torch.round(a.to(dev) * 100, decimals=-1).cpu(), torch.round(a * 100, decimals=-1))
+
+
+def test_empty_out_tensors_are_resized(dev):
+    a, b = torch.randn(3), torch.randn(3)
+    out = torch.empty(0).to(dev)
+    torch.add(a.to(dev), b.to(dev), out=out)                 # lowered op, out= variant
+    assert out.shape == (3,) and torch.equal(out.cpu(), a + b)
+    idx = torch.empty(0, dtype=torch.long, device=dev)
+    torch.arange(2, 7, out=idx)                               # run on CPU, resized there
+    assert torch.equal(idx.cpu(), torch.arange(2, 7))
+    x = torch.randn(5)
+    for kw in ({}, {"r": 3}, {"with_replacement": True}):   # ATen's combinations writes into an empty arange out=
+        assert torch.equal(torch.combinations(x.to(dev), **kw).cpu(), torch.combinations(x, **kw))
+    with pytest.raises(RuntimeError, match=r"aten::add: the out= tensor of shape \[2\] would be resized to \[3\]"):
+        torch.add(a.to(dev), b.to(dev), out=torch.zeros(2).to(dev))

@@ -21,11 +21,11 @@ class PerDeviceLoader:
         first = True
         for batch in self._loader:
             if not first:
-                lazy.mark_step()
+                lazy.mark_step(wait=False)   # (torch_xla marks the step asynchronously)
             first = False
             yield _to(batch, self._device)
         if not first:
-            lazy.mark_step()
+            lazy.mark_step(wait=False)
 
     def __len__(self):
         return len(self._loader)

@@ -52,12 +52,15 @@ def is_master_ordinal(local: bool = True) -> bool:
 
 
 def mark_step(wait: bool = False, reset_scope: bool = True) -> None:
-    """Cut the graph: compile it unless cached, run it, run the step closures (execution is synchronous here)."""
-    lazy.mark_step(user_frame())
+    """Cut the graph: compile it unless cached, run it, run the step closures. A cached step runs asynchronously
+    unless `wait` (its values are waited for by `.cpu()`, `.item()`, print or `wait_device_ops`)."""
+    lazy.mark_step(user_frame(), wait)
 
 
 def wait_device_ops(devices: List[str] = []) -> None:  # noqa: B006  (torch_xla's signature)
-    """Waits for all the async operations on the given devices to complete (emulated execution is synchronous)."""
+    """Waits for all the async operations on the given devices to complete."""
+    from neuron_emu.lazy import device_queue
+    device_queue.wait()
 
 
 def add_step_closure(closure, args=(), run_async: bool = False) -> None:

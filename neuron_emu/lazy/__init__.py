@@ -12,14 +12,14 @@ from neuron_emu.lazy.device import device, device_type  # noqa: F401
 _closures: List[tuple] = []
 
 
-def mark_step(where: str = None) -> int:
+def mark_step(where: str = None, wait: bool = True) -> int:
     """Compile (or reuse) and run the pending graph of every live device tensor; run the step closures.
-    Returns the number of ops run."""
-    from neuron_emu.lazy.executor import sync
+    With `wait=False` a cached step runs on the device's worker thread (device_queue.py). Returns the number of
+    ops run."""
+    from neuron_emu.lazy.executor import sync_step
     from neuron_emu.lazy.record import user_frame
-    from neuron_emu.lazy.tensor import live_storages
     metrics.counter_add("MarkStep")
-    n = sync(live_storages(), "mark_step", where or user_frame())
+    n = sync_step(where or user_frame(), wait)
     closures = list(_closures)
     _closures.clear()
     for fn, args in closures:

@@ -1,7 +1,9 @@
-"""Sync: turn the pending values of some storages into device data. The graph is walked and hashed
-(graph.py); a hash seen before reuses its loaded program (CachedCompile), else the on-disk cache or the shared
-compiler (`compile_graph`) makes the artifact (UncachedCompile, with the reason recorded), which the runtime loads
-on a NeuronCore and runs in one native call. A graph the compiler rejects runs op by op on CPU, counted per op."""
+"""Sync: turn the pending values of some storages into device data. A mark_step first looks up the step's running
+key (trace.py): a trace seen before runs its program at once, binding the device data it reads by position. Else
+(and for partial syncs: `.item()`, print, `.cpu()`) the graph is walked and hashed (graph.py); a walk seen before
+reuses its loaded program (CachedCompile), else the on-disk cache or the shared compiler (`compile_graph`) makes
+the artifact (UncachedCompile, with the reason recorded), which the runtime loads on a NeuronCore and runs in one
+native call. A graph the compiler rejects runs op by op on CPU, counted per op."""
 from __future__ import annotations
 
 import logging
@@ -12,7 +14,7 @@ from typing import List, Optional
 import torch
 
 from neuron_emu.compiler import CompilationError, compile_graph, graph_text
-from neuron_emu.lazy import cache, metrics, recompile
+from neuron_emu.lazy import cache, device_queue, metrics, recompile, tensor, trace
 from neuron_emu.lazy.graph import Walk
 from neuron_emu.lazy.record import DeviceData, Ref
 from neuron_emu.lazy.tensor import _CPU_VIEW
@@ -27,8 +29,19 @@ class Entry:
         self.name, self.blob, self.model, self.cpu_nodes = name, blob, None, cpu_nodes
 
 
+class Binding:
+    """What a trace key runs: the walked graph's entry, which trace inputs it reads (in its input order) and its
+    size (TensorsGraphSize)."""
+    __slots__ = ("entry", "inputs", "n_nodes")
+
+    def __init__(self, entry: Entry, inputs: List[int], n_nodes: int):
+        self.entry, self.inputs, self.n_nodes = entry, inputs, n_nodes
+
+
 _entries: "OrderedDict[tuple, Entry]" = OrderedDict()
 _MAX_ENTRIES = 2048   # torch_xla's XLA_COMPILATION_CACHE_SIZE default
+_bindings: "OrderedDict[tuple, Binding]" = OrderedDict()
+_MAX_BINDINGS = 256   # (a trace key holds a few integers per node: kept fewer)
 last_graph: Optional[Walk] = None   # for tests and debugging
 
 
@@ -61,9 +74,14 @@ def _compile(walk: Walk, s: cache.Settings, cut: str) -> Entry:
 
 def _run(entry: Entry, walk: Walk) -> List[torch.Tensor]:
     inputs = [d.t for d in walk.inputs]
-    with metrics.timed("ExecuteTime"):
-        if entry.cpu_nodes:
+    if entry.cpu_nodes:
+        with metrics.timed("ExecuteTime"):
             return _interpret(walk, inputs)
+    return _execute(entry, inputs)
+
+
+def _execute(entry: Entry, inputs: List[torch.Tensor]) -> List[torch.Tensor]:
+    with metrics.timed("ExecuteTime"):
         if entry.model is None or entry.model._artifact() is not entry.blob:
             from neuron_emu.runtime.placement import runtime_for
             entry.model = runtime_for(2).load(entry.blob, core=0, origin=entry.name)
@@ -87,12 +105,89 @@ def _interpret(walk: Walk, inputs: List[torch.Tensor]) -> List[torch.Tensor]:
     return [env[id(o.node)][o.idx].contiguous() for o in walk.outputs]
 
 
-def sync(storages, cut_kind: str, cut_where: str) -> int:
-    """Materialise the pending values of `storages`. Returns the number of ops run (0: nothing pending)."""
+def _trace_key(tr: trace.Trace, pending, s: cache.Settings) -> Optional[tuple]:
+    """The step's running key with its outputs, or None when the trace was abandoned or an output predates it."""
+    parts = tr.parts
+    if parts is None:
+        return None
+    base = tr.base
+    outs = []
+    for st in pending:
+        r = st.value
+        d = r.node.pos - base
+        if d < 0:
+            return None
+        outs.append(d << 32 | r.idx)
+    return tuple(parts), tuple(outs), s.flags_hash
+
+
+def _write_back(pending, results: List[torch.Tensor]) -> None:
+    """Each storage gets its value's result (storages sharing one value share one output)."""
+    pos: dict = {}
+    for st in pending:
+        i = pos.get(id(st.value))
+        if i is None:
+            i = pos[id(st.value)] = len(pos)
+        st.value = DeviceData(results[i])
+
+
+def _submit(entry: Entry, pending, inputs: List[DeviceData]) -> None:
+    """Run a loaded program on the device's worker thread: the storages get buffers it fills."""
+    outs: List[DeviceData] = []
+    pos: dict = {}
+    for st in pending:
+        r = st.value
+        i = pos.get(id(r))
+        if i is None:
+            i = pos[id(r)] = len(outs)
+            outs.append(DeviceData.later(r.shape, r.dtype))
+        st.value = outs[i]
+
+    def job():
+        results = _execute(entry, [d.t for d in inputs])
+        for d, t in zip(outs, results):
+            d.t = t
+    device_queue.submit(job)
+
+
+def sync_step(cut_where: str, wait: bool = True) -> int:
+    """mark_step: materialise every live pending storage (with `wait=False`, a cached step runs asynchronously:
+    device_queue.py). Returns the number of ops run (0: nothing pending)."""
+    pending = tensor.pending_storages()
+    if not pending:
+        trace.reset()
+        if wait:
+            device_queue.wait()   # (the steps submitted before)
+        return 0
+    tr = trace.current
+    s = cache.settings()
+    key = _trace_key(tr, pending, s)
+    b = _bindings.get(key) if key is not None else None
+    if b is not None and not b.entry.cpu_nodes:   # (no LRU reordering: it would hash the long key again)
+        metrics.counter_add("CachedCompile")
+        metrics.metric_add("TensorsGraphSize", float(b.n_nodes))
+        inputs = tr.inputs
+        if wait:
+            device_queue.wait()
+            _write_back(pending, _execute(b.entry, [inputs[i].t for i in b.inputs]))
+        else:
+            _submit(b.entry, pending, [inputs[i] for i in b.inputs])
+        n = b.n_nodes
+    else:
+        n = sync(pending, "mark_step", cut_where, key)
+    tensor.forget_pending()
+    trace.reset()
+    return n
+
+
+def sync(storages, cut_kind: str, cut_where: str, trace_key: Optional[tuple] = None) -> int:
+    """Materialise the pending values of `storages` by walking their graph. Returns the number of ops run.
+    With `trace_key` (a mark_step whose trace missed), the walked graph's entry is bound to it."""
     global last_graph
     pending = sorted((s for s in storages if type(s.value) is Ref), key=lambda s: s.seq)
     if not pending:
         return 0
+    device_queue.wait()   # this sync runs on the main thread: the asynchronous steps before it finish first
     outs: List[Ref] = []
     pos = {}
     for s in pending:
@@ -115,13 +210,21 @@ def sync(storages, cut_kind: str, cut_where: str) -> int:
         entry = _entries[key] = _compile(walk, s, cut)
         if len(_entries) > _MAX_ENTRIES:
             _entries.popitem(last=False)
+    if trace_key is not None:
+        index = trace.current.index
+        _bindings[trace_key] = Binding(entry, [index[id(d)] for d in walk.inputs], len(walk.nodes))
+        if len(_bindings) > _MAX_BINDINGS:
+            _bindings.popitem(last=False)
     metrics.metric_add("TensorsGraphSize", float(len(walk.nodes)))
     results = _run(entry, walk)
     for st in pending:
         st.value = DeviceData(results[pos[id(st.value)]])
+    if cut_kind != "mark_step" and not tensor.prune_pending():
+        trace.reset()   # nothing recorded so far is pending any more
     return len(walk.nodes)
 
 
 def clear_cache() -> None:
     """Forget the in-memory compile cache (the next sync of each graph goes to the disk cache or the compiler)."""
     _entries.clear()
+    _bindings.clear()

@@ -41,7 +41,7 @@ class Walk:
                 codes = []
                 for v in n.vals:
                     if type(v) is Ref:
-                        codes.append(nid[v.node] << 8 | v.idx)
+                        codes.append(nid[v.node] << 32 | v.idx)
                     else:
                         k = iid.get(v)
                         if k is None:
@@ -52,7 +52,7 @@ class Walk:
                 nid[n] = len(nodes)
                 nodes.append(n)
                 parts.append((n.sig, tuple(codes)))
-        parts.append(tuple(nid[o.node] << 8 | o.idx for o in outputs))
+        parts.append(tuple(nid[o.node] << 32 | o.idx for o in outputs))
         parts.append(tuple((d.shape, d.dtype) for d in inputs))
         # the in-memory cache key: exact (tuples compare by content), cheap to hash; the stable hash that names
         # the graph on disk is computed from it only on a miss

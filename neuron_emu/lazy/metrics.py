@@ -8,6 +8,8 @@ import threading
 import time
 from typing import Dict, List, Optional, Tuple
 
+from neuron_emu.lazy import device_queue
+
 _MAX_SAMPLES = 1024          # torch_xla keeps a bounded window of recent samples per metric
 _PERCENTILES = (0.01, 0.05, 0.10, 0.20, 0.50, 0.80, 0.90, 0.95, 0.99)
 TIME_METRICS = {"CompileTime", "ExecuteTime", "TransferToDeviceTime", "TransferFromDeviceTime"}
@@ -64,33 +66,39 @@ class timed:
 
 
 def counter_names() -> List[str]:
+    device_queue.settle()
     with _lock:
         return [k for k, v in _counters.items() if v]
 
 
 def counter_value(name: str) -> Optional[int]:
+    device_queue.settle()
     with _lock:
         return _counters.get(name)
 
 
 def metric_names() -> List[str]:
+    device_queue.settle()
     with _lock:
         return list(_metrics)
 
 
 def metric_data(name: str):
     """(TOTAL_SAMPLES, ACCUMULATOR, SAMPLES[(time, value)]) as torch_xla returns, or None for an unknown name."""
+    device_queue.settle()
     with _lock:
         m = _metrics.get(name)
         return None if m is None else (m.total, m.acc, list(m.samples))
 
 
 def clear_counters() -> None:
+    device_queue.settle()
     with _lock:
         _counters.clear()
 
 
 def clear_metrics() -> None:
+    device_queue.settle()
     with _lock:
         _metrics.clear()
 
@@ -140,6 +148,7 @@ def _metric_text(name: str, m: Metric) -> str:
 
 def report(counter_names_: Optional[List[str]] = None, metric_names_: Optional[List[str]] = None) -> str:
     """The metrics and counters in torch_xla's text format; restricted to the given names when set."""
+    device_queue.settle()
     with _lock:
         ms = [(k, _metrics[k]) for k in (metric_names_ if metric_names_ is not None else _metrics) if k in _metrics]
         cs = [(k, _counters[k]) for k in (counter_names_ if counter_names_ is not None else _counters)

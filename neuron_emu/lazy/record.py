@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from typing import Any, Dict, List, Tuple
 
 import torch
+
+from neuron_emu.lazy import trace
 
 _TORCH_DIR = os.path.dirname(torch.__file__)
 _PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -28,16 +31,29 @@ class DeviceData:
         self.shape = tuple(t.shape)
         self.dtype = t.dtype
 
+    @classmethod
+    def later(cls, shape: tuple, dtype: torch.dtype) -> "DeviceData":
+        """A buffer an asynchronous step fills (device_queue.py): `t` is None until then."""
+        d = cls.__new__(cls)
+        d.t, d.shape, d.dtype = None, shape, dtype
+        return d
+
 
 class LNode:
     """One recorded functional op: `args`/`kwargs` hold values (DeviceData/Ref) and plain Python leaves;
     `vals` lists the value leaves in order (what the graph walk follows); `sig` is the op and its arguments
-    without values, the unit of graph hashing."""
-    __slots__ = ("func", "args", "kwargs", "vals", "outs", "metas", "sig", "where")
+    without values, the unit of graph hashing; `pos` its position in recording order (trace.py). The user's
+    source line is kept as (code, line) and formatted only when a report or the compiler asks."""
+    __slots__ = ("func", "args", "kwargs", "vals", "outs", "metas", "sig", "pos", "code", "line")
 
-    def __init__(self, func, args, kwargs, vals, outs, sig, where):
-        self.func, self.args, self.kwargs, self.vals, self.outs, self.sig, self.where = \
-            func, args, kwargs, vals, outs, sig, where
+    def __init__(self, func, args, kwargs, vals, metas, sig, code, line):
+        self.func, self.args, self.kwargs, self.vals, self.outs, self.metas, self.sig, self.code, self.line = \
+            func, args, kwargs, vals, len(metas), metas, sig, code, line
+
+    @property
+    def where(self) -> str:
+        c = self.code
+        return "<unknown>" if c is None else f"{c.co_filename}:{self.line} in {c.co_name}"
 
 
 class Ref:
@@ -55,18 +71,34 @@ class MetaError(RuntimeError):
 _skip_code: dict = {}   # code object -> inside torch or this package (decided once per code object)
 
 
-def user_frame() -> str:
-    """The first frame outside torch and this package: where the user's code recorded the op or cut the graph."""
-    f = sys._getframe(2)
+def user_site(depth: int):
+    """(code, line) of the first frame outside torch and this package, from `depth` frames above the caller:
+    where the user's code recorded the op or cut the graph. sys._getframe(depth) skips the frames in between
+    without materialising them (the autograd engine's thread has no Python frame above the dispatch)."""
+    try:
+        f = sys._getframe(depth + 1)
+    except ValueError:
+        return None, 0
     while f is not None:
         c = f.f_code
         skip = _skip_code.get(c)
         if skip is None:
             skip = _skip_code[c] = c.co_filename.startswith(_SKIP) or "contextlib" in c.co_filename
         if not skip:
-            return f"{c.co_filename}:{f.f_lineno} in {c.co_name}"
+            return c, f.f_lineno
         f = f.f_back
-    return "<unknown>"
+    return None, 0
+
+
+# The user's line of the outermost op being dispatched on this thread (tensor.py sets it): ops recorded inside it
+# (decompositions, write-backs through views, casts) share it without walking the stack again.
+dispatch_site = threading.local()
+
+
+def user_frame() -> str:
+    """The user's source line calling into the caller of this function, as `file:line in function`."""
+    c, line = user_site(2)
+    return "<unknown>" if c is None else f"{c.co_filename}:{line} in {c.co_name}"
 
 
 def _sig_of(a, vals: List, sig: List) -> Any:
@@ -134,7 +166,33 @@ def _infer(func, args, kwargs, key) -> Tuple[List[Tuple[tuple, torch.dtype]], bo
     return r
 
 
-def record(func, args: tuple, kwargs: dict, where: str = None):
+def add_to_trace(node: LNode, s: str, vals) -> None:
+    """Give the node its position and extend the running key of the step (trace.py) by it."""
+    tr = trace.current
+    node.pos = next(trace.positions)
+    parts = tr.parts
+    if parts is None:
+        return
+    parts.append(s)
+    base = tr.base
+    for v in vals:
+        if type(v) is Ref:
+            d = v.node.pos - base
+            if d < 0:   # recorded before the trace began (an older graph still referenced): walk at the sync
+                tr.abandon()
+                return
+            parts.append(d << 32 | v.idx)
+        else:
+            k = tr.index.get(id(v))
+            if k is None:
+                k = tr.index[id(v)] = len(tr.inputs)
+                tr.inputs.append(v)
+            parts.append(~k)
+    if len(parts) > trace.MAX_NODES * 4:   # (about 4 entries per node)
+        tr.abandon()
+
+
+def record(func, args: tuple, kwargs: dict):
     """Record a functional op on values. Returns one Ref, or a list of Refs for a multi-output op.
     Raises MetaError when the op must run on CPU instead."""
     vals: List = []
@@ -151,8 +209,9 @@ def record(func, args: tuple, kwargs: dict, where: str = None):
         hit = None
         key = (func, repr(sig[1:]))
     metas, multi, s = hit if hit is not None else _infer(func, args, kwargs, key)
-    node = LNode(func, args, kwargs, vals, None, s, where if where is not None else user_frame())
+    site = getattr(dispatch_site, "v", None)
+    code, line = site if site is not None else user_site(1)
+    node = LNode(func, args, kwargs, vals, metas, s, code, line)
+    add_to_trace(node, s, vals)
     refs = [Ref(node, i, sh, dt) for i, (sh, dt) in enumerate(metas)]
-    node.outs = len(refs)
-    node.metas = metas
     return refs if multi else refs[0]

@@ -23,7 +23,9 @@ from neuron_emu.compiler.lowering import lookup
 from neuron_emu.lazy import bf16, metrics
 from neuron_emu.lazy.decompositions import TABLE as preferred
 from neuron_emu.lazy.device import device_type
-from neuron_emu.lazy.record import DeviceData, MetaError, Ref, record, user_frame
+from neuron_emu.lazy.record import DeviceData, LNode, MetaError, Ref, _infer, _meta_cache, add_to_trace, record, \
+    user_frame, user_site
+from neuron_emu.lazy.record import dispatch_site as _site
 
 aten = torch.ops.aten
 
@@ -33,35 +35,92 @@ class Storage:
     __slots__ = ("value", "seq", "__weakref__")
 
 
-_live: "weakref.WeakSet[Storage]" = weakref.WeakSet()   # what mark_step materialises
+# Storages that may hold a pending value (a Ref), by seq: what mark_step materialises. Only storages given a Ref
+# are entered (one dict store of a weak reference per recorded op); dead and materialised ones are dropped at
+# the sync, or when the registry outgrows its last live size (a loop without mark_step).
+_pending: Dict[int, "weakref.ref[Storage]"] = {}
+_prune_at = [4096]
 _seq = itertools.count()
+_ref = weakref.ref
+
+
+def _register(s: Storage) -> None:
+    _pending[s.seq] = _ref(s)
+    if len(_pending) > _prune_at[0]:
+        prune_pending()
 
 
 def _storage(value, live: bool = True) -> Storage:
     s = Storage()
     s.value = value
     s.seq = next(_seq)
-    if live:
-        _live.add(s)
+    if live and type(value) is Ref:
+        _register(s)
     return s
 
 
-def live_storages() -> List[Storage]:
-    return list(_live)
+def _set_value(s: Storage, value) -> None:
+    s.value = value
+    if type(value) is Ref:
+        _register(s)
+
+
+def prune_pending() -> bool:
+    """Drop dead and materialised storages from the registry; True while some live storage is still pending."""
+    for k, r in list(_pending.items()):
+        s = r()
+        if s is None or type(s.value) is not Ref:
+            del _pending[k]
+    _prune_at[0] = 2 * len(_pending) + 4096
+    return bool(_pending)
+
+
+def _by_seq(s: Storage) -> int:
+    return s.seq
+
+
+def pending_storages() -> List[Storage]:
+    """Every live storage with a pending value, in creation order."""
+    out = []
+    for r in _pending.values():
+        s = r()
+        if s is not None and type(s.value) is Ref:
+            out.append(s)
+    out.sort(key=_by_seq)
+    return out
+
+
+def forget_pending() -> None:
+    """After a sync of every pending storage: none is pending any more."""
+    _pending.clear()
+    _prune_at[0] = 4096
 
 
 class LazyTensor(torch.Tensor):
+    _view: tuple = ()    # chain of view steps over the storage (most tensors have none)
+    _vc = None           # (storage value, value of the view chain) cached by value_of
+
     @staticmethod
     def __new__(cls, st: Storage, view: tuple, shape, dtype):
         r = torch.Tensor._make_wrapper_subclass(cls, shape, dtype=dtype, device=_DEVICE[0])
         r._st = st
-        r._view = view
-        r._vc = None
+        if view:
+            r._view = view
         return r
 
     @classmethod
     def __torch_dispatch__(cls, func, types, args=(), kwargs=None):
-        return dispatch(func, args, kwargs or {})
+        if not kwargs and not _EAGER and _fast_ok.get(id(func)):
+            r = _fast(func, args)
+            if r is not None:
+                return r
+        if getattr(_site, "v", None) is not None:   # nested in another op's dispatch: that op's line
+            return dispatch(func, args, kwargs or {})
+        _site.v = user_site(1)
+        try:
+            return dispatch(func, args, kwargs or {})
+        finally:
+            _site.v = None
 
     def __repr__(self, *, tensor_contents=None):
         cpu = to_cpu(self, "print")
@@ -82,6 +141,7 @@ class LazyTensor(torch.Tensor):
 
 
 _DEVICE: List[Any] = [None]
+_make = torch.Tensor._make_wrapper_subclass
 
 
 def _wrap(value, live: bool = True) -> LazyTensor:
@@ -90,14 +150,26 @@ def _wrap(value, live: bool = True) -> LazyTensor:
     st = Storage()
     st.value = value
     st.seq = next(_seq)
-    if live:
-        _live.add(st)
-    return LazyTensor(st, (), value.shape, value.dtype)
+    if live and type(value) is Ref:
+        _register(st)
+    r = _make(LazyTensor, value.shape, dtype=value.dtype, device=_DEVICE[0])
+    r._st = st
+    return r
+
+
+_RESIZABLE = 1 << 40   # bytes a 0-element allocation claims (no memory behind a wrapper: only a bound)
 
 
 def empty_data(size, dtype=None) -> LazyTensor:
-    """The allocation factories (torch.empty / empty_strided on the device): fresh device data."""
-    return _wrap(DeviceData(torch.empty(tuple(size), dtype=dtype or torch.get_default_dtype())))
+    """The allocation factories (torch.empty / empty_strided on the device): fresh device data. A 0-element one
+    (ATen's placeholder for an out= result, e.g. in combinations) claims a large storage so that the op can
+    resize it (_resize_out)."""
+    t = _wrap(DeviceData(torch.empty(tuple(size), dtype=dtype or torch.get_default_dtype())))
+    if t.numel() == 0:
+        r = _make(LazyTensor, t.shape, dtype=t.dtype, device=_DEVICE[0], storage_size=_RESIZABLE)
+        r._st = t._st
+        return r
+    return t
 
 
 def from_cpu(t: torch.Tensor) -> LazyTensor:
@@ -132,6 +204,12 @@ def to_cpu(t: LazyTensor, cut: str = ".cpu()") -> torch.Tensor:
         sync([st], cut, user_frame())
     with metrics.timed("TransferFromDeviceTime"):
         data = st.value.t
+        if data is None:       # written by a step still running on the device (device_queue.py)
+            from neuron_emu.lazy import device_queue
+            device_queue.wait()
+            data = st.value.t
+            if data is None:
+                raise RuntimeError("this device tensor has no value: the asynchronous step computing it failed")
         for func, args, kwargs, idx in t._view:
             r = _CPU_VIEW.get(func, func)(data, *args, **kwargs)
             data = r[idx] if idx is not None else r
@@ -221,7 +299,7 @@ def _tmp(value) -> LazyTensor:
 def assign(t: LazyTensor, value) -> None:
     """Give `t` a new value (same shape and dtype), visible through every alias of its storage."""
     if not t._view:
-        t._st.value = value
+        _set_value(t._st, value)
         return
     vals = [t._st.value]
     for func, args, kwargs, idx in t._view[:-1]:
@@ -230,7 +308,7 @@ def assign(t: LazyTensor, value) -> None:
     new = _tmp(value)
     for step, b in zip(reversed(t._view), reversed(vals)):
         new = _scatter(step, _tmp(b), new)
-    t._st.value = value_of(new)
+    _set_value(t._st, value_of(new))
 
 
 def _coerce(t: LazyTensor, v, what: str):
@@ -280,7 +358,7 @@ def _val(a, f64: bool):
 def _scalar_data(x: float, f64: bool) -> DeviceData:
     """A Python float in a Tensor slot becomes device data, as torch_xla makes non-special scalars parameters:
     an optimizer's step-dependent constants (Adam's bias corrections) then do not change the graph."""
-    return DeviceData(torch.tensor(x, dtype=torch.float64 if f64 else torch.float32))
+    return DeviceData(torch.full((), x, dtype=torch.float64 if f64 else torch.float32))   # (torch.tensor is 2x slower)
 
 
 def _values(func, args, kwargs):
@@ -350,11 +428,83 @@ _lowered: Dict[Any, bool] = {}
 _NOT_LOWERED = {aten.round.decimals, aten.addcdiv.default, aten.addcmul.default}
 
 
-def _functional(func, args, kwargs):
+def _lowering(func) -> int:
+    """0: no lowering, 1: lowered, 2: lowered but skips outputs autograd needs."""
     lowered = _lowered.get(id(func))
-    if lowered is None:   # 0: no lowering, 1: lowered, 2: lowered but skips outputs autograd needs
+    if lowered is None:
         ok = lookup(func) is not None and _seeded not in func.tags and func not in _NOT_LOWERED
         lowered = _lowered[id(func)] = (2 if func in _PARTIAL else 1) if ok else 0
+    return lowered
+
+
+_fast_ok: Dict[int, bool] = {}   # id(op) -> recorded through _fast when its arguments allow
+_NOKW: Dict[str, Any] = {}       # the kwargs of a node recorded without any (never mutated)
+_SPECIAL_FLOATS = (0.0, 1.0, -1.0)
+
+
+def _fast(func, args):
+    """The common case of `_functional`, in one pass: a lowered op whose arguments are device tensors and plain
+    scalars (no kwargs, lists, CPU tensors). Returns None to let the general path take it. Per op this is the
+    signature (a tuple looked up in the shape-inference cache), one node, one trace extension and the outputs."""
+    sig = [id(func)]
+    vals = []
+    vargs = list(args)
+    floats = None
+    f64 = False
+    for i, a in enumerate(args):
+        t = type(a)
+        if t is LazyTensor:
+            v = a._st.value if not a._view else value_of(a)
+            vals.append(v)
+            vargs[i] = v
+            dt = v.dtype
+            sig.append((v.shape, dt))
+            if dt is torch.float64:
+                f64 = True
+        elif t is int or t is bool or a is None:
+            sig.append(a)
+        elif t is list and all(type(e) is int for e in a):   # dims, sizes: as record's _sig_of writes them
+            sig.append(len(a))
+            sig.extend(a)
+        elif t is float:
+            if a in _SPECIAL_FLOATS or i not in _slots(func)[0]:
+                sig.append(("f", a))
+            elif floats is None:
+                floats = [i]
+            else:
+                floats.append(i)
+        else:
+            return None
+    if not vals:
+        return None
+    if floats is not None:   # Python floats in Tensor slots: 0-dim device data (see _scalar_data)
+        for i in floats:
+            vargs[i] = _scalar_data(args[i], f64)
+        try:
+            r = record(func, tuple(vargs), _NOKW)
+        except MetaError:
+            return None
+        return [_wrap(x) for x in r] if isinstance(r, list) else _wrap(r)
+    key = tuple(sig)
+    hit = _meta_cache.get(key)
+    if hit is None:
+        try:
+            hit = _infer(func, tuple(vargs), _NOKW, key)
+        except MetaError:
+            return None
+    metas, multi, s = hit
+    site = getattr(_site, "v", None)
+    code, line = site if site is not None else user_site(2)
+    node = LNode(func, tuple(vargs), _NOKW, vals, metas, s, code, line)
+    add_to_trace(node, s, vals)
+    if multi:
+        return [_wrap(Ref(node, i, sh, dt)) for i, (sh, dt) in enumerate(metas)]
+    sh, dt = metas[0]
+    return _wrap(Ref(node, 0, sh, dt))
+
+
+def _functional(func, args, kwargs):
+    lowered = _lowering(func)
     if lowered == 2 and _needs_grad(args):
         lowered = 0
     if lowered and (_has_lazy(args, kwargs) or _on_device(kwargs)):
@@ -403,7 +553,7 @@ _mut_cache: Dict[Any, tuple] = {}
 
 def _mutation(func):
     """(functional variant or None, mutated argument names in order) for a mutating op."""
-    m = _mut_cache.get(func)
+    m = _mut_cache.get(id(func))   # (ids: OpOverload hashes in Python)
     if m is not None:
         return m
     schema = func._schema
@@ -425,15 +575,21 @@ def _mutation(func):
             cand = getattr(packet, overload)
             if not cand._schema.is_mutable:
                 functional = cand
-    m = _mut_cache[func] = (functional, written, bool(out_names))
+    m = _mut_cache[id(func)] = (functional, written, bool(out_names))
     return m
 
 
+_arg_pos: Dict[int, Dict[str, int]] = {}   # id(op) -> argument name -> position (schemas are slow to walk)
+
+
 def _arg(func, args, kwargs, name):
-    for i, a in enumerate(func._schema.arguments):
-        if a.name == name:
-            return args[i] if i < len(args) else kwargs.get(name)
-    return None
+    pos = _arg_pos.get(id(func))
+    if pos is None:
+        pos = _arg_pos[id(func)] = {a.name: i for i, a in enumerate(func._schema.arguments)}
+    i = pos.get(name)
+    if i is None:
+        return None
+    return args[i] if i < len(args) else kwargs.get(name)
 
 
 def _mutating(func, args, kwargs):
@@ -443,11 +599,16 @@ def _mutating(func, args, kwargs):
     if functional is None or not all(isinstance(t, LazyTensor) for t in flat_targets):
         return fallback(func, args, kwargs)
     fkw = {k: v for k, v in kwargs.items() if k not in written}
-    res = _functional(functional, args, fkw)
+    res = _fast(functional, args) if not fkw and not _EAGER and _lowering(functional) == 1 else None
+    if res is None:
+        res = _functional(functional, args, fkw)
     flat_res = list(res) if isinstance(res, (list, tuple)) else [res]
     for t, r in zip(flat_targets, flat_res):
         if not isinstance(r, LazyTensor):
             r = from_cpu(r)
+        if is_out and tuple(r.shape) != tuple(t.shape) and not t._view:
+            _resize_out(t, value_of(r), func)
+            continue
         if tuple(r.shape) != tuple(t.shape) and (is_out or torch.Size(r.shape).numel() == t.numel()):
             what = "out= tensors are not resized" if is_out else "a tensor's shape cannot change in place"
             raise RuntimeError(f"{func._schema.name}: {what} on the lazy device (device tensors have fixed shapes, "
@@ -494,7 +655,10 @@ def fallback(func, args, kwargs):
     out = func(*cargs, **ckw)
     back = {}
     for lazy, c in mutated:
-        assign(lazy, DeviceData(c))
+        if c.shape != lazy.shape:   # an out= tensor the op resized (ATen resizes out tensors, e.g. arange's)
+            _resize_out(lazy, DeviceData(c), func)
+        else:
+            assign(lazy, DeviceData(c))
         back[id(c)] = lazy
 
     def wrap(o):
@@ -598,6 +762,31 @@ _PYTHON_KEYS = torch._C.DispatchKeySet(torch._C.DispatchKey.Python) | \
     torch._C.DispatchKeySet(torch._C.DispatchKey.PythonTLSSnapshot)
 
 
+def _set_sizes(t: LazyTensor, shape) -> None:
+    """Change the wrapper's sizes (contiguous strides) in place, with the Python key excluded."""
+    stride, acc = [], 1
+    for d in reversed(shape):
+        stride.append(acc)
+        acc *= max(d, 1)
+    with torch._C._ExcludeDispatchKeyGuard(_PYTHON_KEYS):
+        aten.as_strided_.default(t, list(shape), list(reversed(stride)))
+
+
+def _resize_out(t: LazyTensor, value, func) -> None:
+    """An out= tensor resized to its result, as ATen does: it gets a storage of its own holding the value."""
+    if t._view:
+        raise RuntimeError(f"{func._schema.name}: the out= tensor is a view and would be resized from "
+                           f"{list(t.shape)} to {list(value.shape)}; the lazy device cannot resize a view")
+    try:
+        _set_sizes(t, value.shape)
+    except RuntimeError:
+        raise RuntimeError(f"{func._schema.name}: the out= tensor of shape {list(t.shape)} would be resized to "
+                           f"{list(value.shape)}; the lazy device resizes only empty out= tensors (pass "
+                           f"torch.empty(0) or use the out-of-place op)") from None
+    t._st = _storage(value)
+    t._vc = None
+
+
 def _metadata_inplace(func, args, kwargs):
     """squeeze_/unsqueeze_/transpose_...: the tensor becomes a new view of its storage (ATen's matmul and linear
     end 1-D cases with squeeze_). The wrapper's sizes change with the Python key excluded (as_strided_ on it)."""
@@ -606,12 +795,7 @@ def _metadata_inplace(func, args, kwargs):
     r = record(view_op, (value_of(t),) + tuple(args[1:]), kwargs)
     t._view = t._view + ((view_op, tuple(args[1:]), dict(kwargs), None),)
     t._vc = None
-    stride, acc = [], 1
-    for d in reversed(r.shape):
-        stride.append(acc)
-        acc *= max(d, 1)
-    with torch._C._ExcludeDispatchKeyGuard(_PYTHON_KEYS):
-        aten.as_strided_.default(t, list(r.shape), list(reversed(stride)))
+    _set_sizes(t, r.shape)
     return t
 
 
@@ -624,4 +808,5 @@ def dispatch(func, args, kwargs):
     if h is None:
         h = _route[id(func)] = _SPECIAL.get(func) or (
             _mutating if func._schema.is_mutable else _view if func.is_view else _functional)
+        _fast_ok[id(func)] = h is _functional and _lowering(func) == 1
     return h(func, args, kwargs)
