@@ -1,7 +1,7 @@
 // TensorE: MatMul, Conv2d (implicit GEMM) and Transpose (through identity).
 //
 // Numerics: inputs are rounded to in_dtype (bf16/fp16/tf32/fp8 round-to-nearest-even, see dtype_convert.cpp)
-// into scratch, then an fp32 GEMM with fp32 accumulation runs on OpenBLAS. A product of two values with
+// into scratch, then an fp32 GEMM with fp32 accumulation runs on OpenBLAS (or MKL's sgemm, NEMU_SGEMM). A product of two values with
 // <= 11-bit significands is exact in fp32, so this reproduces TensorE (fp32 PSUM accumulation) up to the
 // summation order. Out is fp32 storage, optionally rounded to out_dtype at the end. In bf16/fp8/fp16 modes a
 // native 16-bit GEMM (native_gemm.h) may run instead, on inputs rounded into 16-bit scratch and on constants the
@@ -136,6 +136,10 @@ inline int64_t pad16(int64_t n) { return (n + 15) / 16 * 16; }
 
 inline void sgemm_serial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
                          const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  if (SgemmFn f = native_sgemm()) {  // MKL's sgemm where it is the faster one (native_gemm.h, NEMU_SGEMM)
+    f(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
   // One row or one column of C is a matrix-vector product: OpenBLAS's sgemm does not forward those to its
   // gemv kernels, which stream the matrix once (1x512x512: 65 -> ~20 us). Same fp32 products and sums.
   if (M == 1 && K > 0) {  // C[0, :] = a^T op(B), i.e. y = op(B)^T a

@@ -71,6 +71,27 @@ def check_denormals():
     assert torch.equal(out, torch.full((4, 4), 3 * 2.0**-20))
 
 
+def check_fp32():
+    """fp32 mode on whichever fp32 GEMM NEMU_SGEMM picks (MKL's sgemm or OpenBLAS): plain fp32 products and sums,
+    incl. the matrix-vector shapes, transposes, batches, accumulation and fp32 denormals kept (no FTZ/DAZ)."""
+    g = torch.Generator().manual_seed(3)
+    for M, K, N in [(1, 64, 48), (37, 200, 1), (37, 200, 129), (128, 768, 256)]:
+        for ta, tb, batch in [(False, False, 0), (True, True, 0), (False, True, 2), (True, False, 0)]:
+            sa = ((batch,) if batch else ()) + ((K, M) if ta else (M, K))
+            sb = ((batch,) if batch else ()) + ((N, K) if tb else (K, N))
+            a, b = torch.randn(sa, generator=g), torch.randn(sb, generator=g)
+            acc = torch.randn(((batch,) if batch else ()) + (M, N), generator=g)
+            out = acc.clone()
+            matmul(a, b, dtype="fp32", transpose_a=ta, transpose_b=tb, out=out, accumulate=True)
+            ra, rb = a.double(), b.double()
+            ra, rb = (ra.transpose(-1, -2) if ta else ra), (rb.transpose(-1, -2) if tb else rb)
+            ref = ra @ rb + acc.double()
+            bound = 2 * (K + 1) * 2.0**-24 * (ra.abs() @ rb.abs() + acc.double().abs())
+            assert ((out.double() - ref).abs() <= bound).all(), (M, K, N, ta, tb, batch)
+    out, _ = matmul(torch.eye(8) * 2.0**-70, torch.full((8, 8), 2.0**-70), dtype="fp32")
+    assert torch.equal(out, torch.full((8, 8), 2.0**-140))
+
+
 def check_traced_constants():
     """A traced Linear under --auto-cast matmult: its weight is a bf16 constant read in place; a weight holding a
     denormal takes the exact fp32 path (the guard computed at load)."""
@@ -93,7 +114,7 @@ def check_traced_constants():
             assert ((out.double() - ref).abs() <= bound).all()
 
 
-CHECKS = [check_random, check_denormals, check_traced_constants]
+CHECKS = [check_random, check_denormals, check_traced_constants, check_fp32]
 
 
 @pytest.mark.parametrize("check", CHECKS, ids=lambda f: f.__name__)
@@ -111,11 +132,14 @@ def test_policy_is_reported():
 
 
 @pytest.mark.skipif(not torch.backends.mkl.is_available(), reason="torch built without MKL: no native GEMM to force")
-def test_forced_native_path():
+@pytest.mark.parametrize("native,sgemm", [("on", "mkl"), ("off", "openblas")])
+def test_forced_paths(native, sgemm):
+    """Both ends of both policies in a child: every GEMM on MKL, then every GEMM on the exact fp32/OpenBLAS path."""
+    want = "native: bf16 fp16" if native == "on" else "native: none"
     code = ("import sys; sys.path.insert(0, %r); from neuron_emu import _C; import tests.test_native_gemm as t;"
-            "info = _C.native_gemm_info(); assert 'native: bf16 fp16' in info, info;"
-            "[c() for c in t.CHECKS]; print('ok')") % ROOT
-    env = dict(os.environ, NEMU_NATIVE_GEMM="on", PYTHONPATH=ROOT)
+            "info = _C.native_gemm_info(); assert %r in info and info.endswith(': %s'), info;"
+            "[c() for c in t.CHECKS]; print('ok')") % (ROOT, want, sgemm)
+    env = dict(os.environ, NEMU_NATIVE_GEMM=native, NEMU_SGEMM=sgemm, PYTHONPATH=ROOT)
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-3000:]
 
@@ -125,3 +149,6 @@ def test_bad_policy_is_named():
     code = "import torch; from neuron_emu import _C; _C.native_gemm_info()"
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "NEMU_NATIVE_GEMM must be auto, on or off, got 'fast'" in r.stderr
+    env = dict(os.environ, NEMU_SGEMM="fast", PYTHONPATH=ROOT)
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "NEMU_SGEMM must be auto, mkl or openblas, got 'fast'" in r.stderr
