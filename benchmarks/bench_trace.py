@@ -4,6 +4,7 @@ cases interleaved in rounds, best of each), and peak RSS of a loaded traced mode
 Prints the CPU features, SIMD path and native GEMM policy it ran with, and ratios measured in this run.
 
     python benchmarks/bench_trace.py [--models bert-base,resnet50] [--rounds 3] [--profile] [--rss]
+    NEMU_NUM_THREADS=1 python benchmarks/bench_trace.py --threads 1 --clock cpu   # on a loaded machine
 
 --profile adds where the emulator's host time goes per op kind (the per-instruction host times of the last call).
 Targets (issue #13): matmult <= 1.2x eager autocast(bf16); none <= 1.0x eager fp32. (#3: trace+compile
@@ -27,12 +28,15 @@ MODELS = {"bert-base": lambda: zoo.bert("base", seq=128), "bert-large": lambda: 
           "resnet50": lambda: zoo.resnet50()}
 
 
+CLOCK = time.perf_counter  # --clock cpu: time.process_time (one thread only: a loaded machine's waits excluded)
+
+
 def best(fn, n):
     ts = []
     for _ in range(n):
-        t = time.perf_counter()
+        t = CLOCK()
         fn()
-        ts.append(time.perf_counter() - t)
+        ts.append(CLOCK() - t)
     return min(ts)
 
 
@@ -134,7 +138,13 @@ if __name__ == "__main__":
     p.add_argument("--profile", action="store_true")
     p.add_argument("--rss", action="store_true")
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads (set NEMU_NUM_THREADS to match)")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="cpu: process CPU time, for --threads 1 with NEMU_NUM_THREADS=1 on a loaded machine")
     a = p.parse_args()
+    if a.clock == "cpu":
+        if a.threads != 1 or os.environ.get("NEMU_NUM_THREADS") != "1":
+            p.error("--clock cpu needs --threads 1 and NEMU_NUM_THREADS=1 (CPU time sums every thread's)")
+        CLOCK = time.process_time
     torch.set_num_threads(a.threads)
     machine()
     for m in a.models.split(","):
