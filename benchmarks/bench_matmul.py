@@ -8,6 +8,7 @@ native bf16; fp32 mode / torch fp32 >= 0.9. Run with NEMU_NATIVE_GEMM=on/off to 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -60,7 +61,7 @@ def main() -> None:
     from neuron_emu import _C
     feats = " ".join(k for k, v in _C.cpu_features().items() if v is True)
     print(f"MatMul {n}x{n}x{n}, {rounds * per} runs each, torch threads {torch.get_num_threads()}; CPU features: {feats}; "
-          f"native GEMM (NEMU_NATIVE_GEMM): {_C.native_gemm_info()}")
+          f"native GEMM (NEMU_NATIVE_GEMM): {_C.native_gemm_info()}; load average {os.getloadavg()[0]:.1f}")
     print(f"{'case':18s} {'best GFLOP/s':>13s} {'median GFLOP/s':>15s}")
     for k, ts in times.items():
         best, med = flops / min(ts) / 1e9, flops / statistics.median(ts) / 1e9

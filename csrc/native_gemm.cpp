@@ -4,6 +4,9 @@
 
 #include <cstdlib>
 #include <cstring>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 
 #include "cpu_features.h"
 
@@ -16,9 +19,13 @@ enum { kRowMajor = 101, kNoTrans = 111, kTrans = 112 };
 using MklHalfGemm = void (*)(int, int, int, int, int, int, float, const uint16_t*, int, const uint16_t*, int, float,
                              float*, int);
 using MklSetLocal = int (*)(int);
+// Fortran sgemm_ (cblas_sgemm itself is not exported by libtorch_cpu): column-major, arguments by pointer.
+using MklSgemm = void (*)(const char*, const char*, const int*, const int*, const int*, const float*, const float*,
+                          const int*, const float*, const int*, const float*, float*, const int*);
 
 struct Lib {
   MklHalfGemm bf16 = nullptr, f16 = nullptr;
+  MklSgemm sgemm = nullptr;
   MklSetLocal set_local = nullptr;
   const char* from = "none";
 };
@@ -34,8 +41,9 @@ const Lib& lib() {
       auto hf = reinterpret_cast<MklHalfGemm>(dlsym(h, "cblas_gemm_f16f16f32"));
       // The C entry point takes the count by value (mkl_set_num_threads_local is the Fortran one, by pointer).
       auto sl = reinterpret_cast<MklSetLocal>(dlsym(h, "MKL_Set_Num_Threads_Local"));
+      auto sg = reinterpret_cast<MklSgemm>(dlsym(h, "sgemm_"));
       if ((bf || hf) && sl) {
-        r.bf16 = bf; r.f16 = hf; r.set_local = sl; r.from = name;
+        r.bf16 = bf; r.f16 = hf; r.sgemm = sg; r.set_local = sl; r.from = name;
         break;
       }
       dlclose(h);
@@ -58,6 +66,31 @@ Policy policy() {
   return p;
 }
 
+enum class SgemmPolicy { Auto, Mkl, OpenBlas };
+
+SgemmPolicy sgemm_policy() {
+  static const SgemmPolicy p = [] {
+    const char* e = std::getenv("NEMU_SGEMM");
+    if (!e || !*e || !std::strcmp(e, "auto")) return SgemmPolicy::Auto;
+    if (!std::strcmp(e, "mkl")) return SgemmPolicy::Mkl;
+    if (!std::strcmp(e, "openblas")) return SgemmPolicy::OpenBlas;
+    fail(std::string("NEMU_SGEMM must be auto, mkl or openblas, got '") + e + "'");
+  }();
+  return p;
+}
+
+// MKL picks its fastest kernels on Intel CPUs only; elsewhere OpenBLAS's own tuning is the safer default.
+bool intel_avx512() {
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid(0, &a, &b, &c, &d)) return false;
+  const bool intel = b == 0x756e6547u && d == 0x49656e69u && c == 0x6c65746eu;  // "GenuineIntel"
+  return intel && cpu_features().avx512f;
+#else
+  return false;
+#endif
+}
+
 bool cpu_native(DType store) {
   const CpuFeatures& f = cpu_features();
   return store == DType::BF16 ? (f.avx512_bf16 || f.amx_bf16) : f.avx512_fp16;
@@ -75,7 +108,27 @@ void call(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const 
   l.set_local(prev);
 }
 
+void call_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T, and a row-major X read column-major is X^T.
+  const Lib& l = lib();
+  const int prev = l.set_local(1);
+  const int m = static_cast<int>(N), n = static_cast<int>(M), k = static_cast<int>(K);
+  const int lb = static_cast<int>(ldb), la = static_cast<int>(lda), lc = static_cast<int>(ldc);
+  l.sgemm(tb ? "T" : "N", ta ? "T" : "N", &m, &n, &k, &alpha, B, &lb, A, &la, &beta, C, &lc);
+  l.set_local(prev);
+}
+
 }  // namespace
+
+SgemmFn native_sgemm() {
+  static const SgemmFn f = [] {
+    const SgemmPolicy p = sgemm_policy();
+    if (p == SgemmPolicy::OpenBlas || (p == SgemmPolicy::Auto && !intel_avx512())) return SgemmFn{nullptr};
+    return lib().sgemm ? &call_sgemm : SgemmFn{nullptr};
+  }();
+  return f;
+}
 
 DType half_storage(DType in_dtype) {
   switch (in_dtype) {
@@ -101,7 +154,10 @@ std::string native_gemm_info() {
   bool any = false;
   for (DType d : {DType::BF16, DType::FP16})
     if (native_gemm(d)) { s += std::string(" ") + dtype_name(d); any = true; }
-  return any ? s : s + " none";
+  if (!any) s += " none";
+  const SgemmPolicy sp = sgemm_policy();
+  return s + "; fp32 GEMM (NEMU_SGEMM " + (sp == SgemmPolicy::Auto ? "auto" : sp == SgemmPolicy::Mkl ? "mkl" : "openblas") +
+         "): " + (native_sgemm() ? "mkl" : "openblas");
 }
 
 }  // namespace nemu

@@ -6,6 +6,10 @@
 // Policy (NEMU_NATIVE_GEMM, read once): "auto" (default) uses a dtype's native GEMM only where the CPU has the
 // instructions for it (AVX512-BF16 or AMX-BF16 for bf16; AVX512-FP16 for fp16); "on" uses it whenever the
 // library is present (MKL then runs its own AVX2 code), so tests exercise it on any machine; "off" never.
+//
+// fp32 GEMM (NEMU_SGEMM, read once): "auto" (default) runs MKL's sgemm from the same library on Intel CPUs with
+// AVX-512 (measured 1.2-2x OpenBLAS's per thread on Sapphire Rapids for BERT/ResNet shapes), OpenBLAS
+// elsewhere; "mkl" whenever the library is present; "openblas" never. Plain fp32 GEMM either way.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -27,6 +31,13 @@ DType half_storage(DType in_dtype);
 // restored after), so its OpenMP team never spins beside our pool, and the caller's own MKL setting is kept;
 // callers split large GEMMs over the pool themselves.
 HalfGemmFn native_gemm(DType store);
+
+// C[M,N] = alpha * op(A) @ op(B) + beta * C, row-major fp32, single-threaded like HalfGemmFn.
+using SgemmFn = void (*)(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                         const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+
+// MKL's sgemm under the NEMU_SGEMM policy, or nullptr (TensorE then uses OpenBLAS).
+SgemmFn native_sgemm();
 
 // For reports and benchmarks: policy, library found, and which dtypes run natively.
 std::string native_gemm_info();

@@ -1,7 +1,7 @@
 // TensorE: MatMul, Conv2d (implicit GEMM) and Transpose (through identity).
 //
 // Numerics: inputs are rounded to in_dtype (bf16/fp16/tf32/fp8 round-to-nearest-even, see dtype_convert.cpp)
-// into scratch, then an fp32 GEMM with fp32 accumulation runs on OpenBLAS. A product of two values with
+// into scratch, then an fp32 GEMM with fp32 accumulation runs on OpenBLAS (or MKL's sgemm, NEMU_SGEMM). A product of two values with
 // <= 11-bit significands is exact in fp32, so this reproduces TensorE (fp32 PSUM accumulation) up to the
 // summation order. Out is fp32 storage, optionally rounded to out_dtype at the end. In bf16/fp8/fp16 modes a
 // native 16-bit GEMM (native_gemm.h) may run instead, on inputs rounded into 16-bit scratch and on constants the
@@ -23,6 +23,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <string>
 
@@ -136,6 +137,10 @@ inline int64_t pad16(int64_t n) { return (n + 15) / 16 * 16; }
 
 inline void sgemm_serial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
                          const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  if (SgemmFn f = native_sgemm()) {  // MKL's sgemm where it is the faster one (native_gemm.h, NEMU_SGEMM)
+    f(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
   // One row or one column of C is a matrix-vector product: OpenBLAS's sgemm does not forward those to its
   // gemv kernels, which stream the matrix once (1x512x512: 65 -> ~20 us). Same fp32 products and sums.
   if (M == 1 && K > 0) {  // C[0, :] = a^T op(B), i.e. y = op(B)^T a
@@ -544,6 +549,7 @@ void conv_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
       fail(std::string(op) + ": Out shares buffer " + s(in.operand[j]) + " with operand " + s(j));
 }
 
+// Scratch of the fp32 path; the native path's 16-bit copies (conv_native) need at most half of each part.
 int64_t conv_scratch(const Instr& in) {
   const CV p = cv_params(in);
   int64_t n = 0;
@@ -574,46 +580,127 @@ Cost conv_cost(const Instr& in, const CoreSpec& sp) {
   return c;
 }
 
+// One run of an im2col row: n source values at stride sw, rounded to `dt` as they are copied. fp32 col (the
+// exact path): returns false. 16-bit col (native path): the bit patterns of half_storage(dt); returns whether a
+// value is tiny (has_tiny_half).
+bool copy_run(const float* src, int64_t sw, float* d, int64_t n, DType dt) {
+  if (sw == 1 && dt != DType::F32) {
+    round_array(src, d, n, dt);
+    return false;
+  }
+  if (sw == 1)
+    std::memcpy(d, src, static_cast<size_t>(n) * sizeof(float));
+  else
+    for (int64_t i = 0; i < n; ++i) d[i] = src[i * sw];
+  if (dt != DType::F32) round_array(d, d, n, dt);
+  return false;
+}
+bool copy_run(const float* src, int64_t sw, uint16_t* d, int64_t n, DType dt) {
+  if (sw == 1) return round_to_half(src, d, n, dt);
+  bool tiny = false;
+  constexpr int64_t kRun = 256;
+  float buf[kRun];
+  for (int64_t i0 = 0; i0 < n; i0 += kRun) {
+    const int64_t len = std::min(kRun, n - i0);
+    for (int64_t i = 0; i < len; ++i) buf[i] = src[(i0 + i) * sw];
+    tiny = round_to_half(buf, d + i0, len, dt) || tiny;
+  }
+  return tiny;
+}
+
 // col[(c*kh + i)*kw + j][oy*OW + ox] = x[c][oy*sh - ph + i*dh][ox*sw - pw + j*dw] (0 outside), rounded to `d`
-// (in_dtype) as it is copied: one pass over the input instead of a rounding pass then a copy.
-void im2col(const float* x, const CV& p, float* col, DType dt) {
+// (in_dtype) as it is copied: one pass over the input instead of a rounding pass then a copy. T = float (exact
+// path) or uint16_t (16-bit storage for the native GEMM, 0 is +0 in bf16 and fp16). Returns whether a copied
+// value is tiny (16-bit col only).
+template <class T>
+bool im2col(const float* x, const CV& p, T* col, DType dt) {
   const int64_t rows = p.Kg(), plane = p.OH * p.OW;
   const bool par = rows * plane >= kParallelThreshold;
+  std::atomic<bool> tiny{false};
   parallel_for_if(par, rows, [&](int64_t r) {
     const int64_t c = r / (p.kh * p.kw), i = (r / p.kw) % p.kh, j = r % p.kw;
     const float* xc = x + c * p.H * p.W;
-    float* dst = col + r * plane;
+    T* dst = col + r * plane;
     // valid ox range: 0 <= ox*sw - pw + j*dw < W
     const int64_t x0 = j * p.dw - p.pw;
     int64_t ox_lo = x0 >= 0 ? 0 : ceil_div(-x0, p.sw);
     int64_t ox_hi = x0 >= p.W ? 0 : ceil_div(p.W - x0, p.sw);  // exclusive
     ox_lo = std::min(ox_lo, p.OW);
     ox_hi = std::min(std::max(ox_hi, ox_lo), p.OW);
+    bool t = false;
     for (int64_t oy = 0; oy < p.OH; ++oy) {
-      float* d = dst + oy * p.OW;
+      T* d = dst + oy * p.OW;
       const int64_t iy = oy * p.sh - p.ph + i * p.dh;
       if (iy < 0 || iy >= p.H) {
-        std::memset(d, 0, static_cast<size_t>(p.OW) * sizeof(float));
+        std::fill(d, d + p.OW, T(0));
         continue;
       }
       const float* srow = xc + iy * p.W + x0;
-      for (int64_t ox = 0; ox < ox_lo; ++ox) d[ox] = 0.f;
-      if (p.sw == 1 && dt != DType::F32) {
-        round_array(srow + ox_lo, d + ox_lo, ox_hi - ox_lo, dt);
-      } else {
-        if (p.sw == 1)
-          std::memcpy(d + ox_lo, srow + ox_lo, static_cast<size_t>(ox_hi - ox_lo) * sizeof(float));
-        else
-          for (int64_t ox = ox_lo; ox < ox_hi; ++ox) d[ox] = srow[ox * p.sw];
-        if (dt != DType::F32) round_array(d + ox_lo, d + ox_lo, ox_hi - ox_lo, dt);
-      }
-      for (int64_t ox = ox_hi; ox < p.OW; ++ox) d[ox] = 0.f;
+      std::fill(d, d + ox_lo, T(0));
+      t = copy_run(srow + ox_lo * p.sw, p.sw, d + ox_lo, ox_hi - ox_lo, dt) || t;
+      std::fill(d + ox_hi, d + p.OW, T(0));
     }
+    if (t) tiny.store(true, std::memory_order_relaxed);
   });
+  return tiny.load();
+}
+
+// Out[n, g*Og + o] = bias (or 0 with beta 0): the GEMM's starting value.
+float conv_init(const CV& p, const float* bias, float* og, int64_t g) {
+  if (!bias) return 0.f;
+  const int64_t plane = p.OH * p.OW;
+  for (int64_t o = 0; o < p.Og(); ++o) std::fill(og + o * plane, og + (o + 1) * plane, bias[g * p.Og() + o]);
+  return 1.f;
+}
+
+// Native path (bf16/fp16/fp8 modes): weights as stored in 16 bits (or rounded into 16-bit scratch), input rounded
+// into a 16-bit im2col (or, pointwise, a 16-bit copy of X), then the library's 16-bit GEMM with fp32
+// accumulation: the same exact products as the fp32 path. Returns false when a weight, input or bias value could
+// meet FTZ/DAZ (matmul_native); the fp32 path then recomputes every output (Out never aliases an input).
+bool conv_native(const CV& p, const Instr& in, OpCtx& ctx, HalfGemmFn gemm, DType hs) {
+  const float* X = ctx.operand(in, 0);
+  const float* bias = p.has_bias ? ctx.operand(in, 2) : nullptr;
+  float* O = ctx.operand(in, in.n_operands - 1);
+  if (bias && has_tiny_f32(bias, p.O)) return false;
+  uint16_t* sc = reinterpret_cast<uint16_t*>(ctx.scratch);
+  const int64_t plane = p.OH * p.OW, Cg = p.Cg(), Og = p.Og(), Kg = p.Kg(), nw = p.O * Kg, nx = p.N * p.C * p.H * p.W;
+  const uint16_t* Wt = sc;
+  const DType ws = ctx.store(in, 1);
+  if (ws == hs) {
+    if (ctx.tiny(in, 1)) return false;
+    Wt = reinterpret_cast<const uint16_t*>(ctx.operand(in, 1));
+  } else if (ws != DType::F32 || round_to_half(ctx.operand(in, 1), sc, nw, p.in_dt)) {
+    return false;
+  } else {
+    sc += 2 * pad16(ceil_div(nw, 2));
+  }
+  const uint16_t* X16 = sc;
+  if (p.pointwise()) {  // the GEMM reads X itself
+    if (round_to_half(X, sc, nx, p.in_dt)) return false;
+    sc += 2 * pad16(ceil_div(nx, 2));
+  }
+  uint16_t* col = sc;
+  for (int64_t n = 0; n < p.N; ++n) {
+    for (int64_t g = 0; g < p.g; ++g) {
+      const int64_t xo = (n * p.C + g * Cg) * p.H * p.W;
+      const uint16_t* src = X16 + xo;
+      if (!p.pointwise()) {
+        if (im2col(X + xo, p, col, p.in_dt)) return false;
+        src = col;
+      }
+      float* og = O + (n * p.O + g * Og) * plane;
+      hgemm(gemm, false, false, Og, plane, Kg, Wt + g * Og * Kg, Kg, src, plane, conv_init(p, bias, og, g), og, plane);
+    }
+  }
+  if (p.out_dt != DType::F32) round_values(O, O, p.N * p.O * plane, p.out_dt);
+  return true;
 }
 
 void conv_exec(const Instr& in, OpCtx& ctx) {
   const CV p = cv_params(in);
+  const DType hs = half_storage(p.in_dt);
+  if (HalfGemmFn g = native_gemm(hs))
+    if (conv_native(p, in, ctx, g, hs)) return;
   const float* X = ctx.operand(in, 0);
   const float* Wt = ctx.operand(in, 1);
   const float* bias = p.has_bias ? ctx.operand(in, 2) : nullptr;
@@ -645,12 +732,7 @@ void conv_exec(const Instr& in, OpCtx& ctx) {
         im2col(xg, p, col, p.round_x() ? p.in_dt : DType::F32);
         src = col;
       }
-      float beta = 0.f;
-      if (bias) {
-        for (int64_t o = 0; o < Og; ++o) std::fill(og + o * plane, og + (o + 1) * plane, bias[g * Og + o]);
-        beta = 1.f;
-      }
-      sgemm(false, false, Og, plane, Kg, 1.f, Wt + g * Og * Kg, Kg, src, plane, beta, og, plane);
+      sgemm(false, false, Og, plane, Kg, 1.f, Wt + g * Og * Kg, Kg, src, plane, conv_init(p, bias, og, g), og, plane);
     }
   }
   if (p.out_dt != DType::F32) round_values(O, O, p.N * p.O * plane, p.out_dt);

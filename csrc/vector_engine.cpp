@@ -390,14 +390,34 @@ void softmax_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) 
 NEMU_ALWAYS_INLINE void softmax_block_body(const float* x, float* y, int64_t R, int64_t inner, int64_t nb, bool log) {
   // x, y point at element (r=0, i=ib); rows r at stride inner; nb columns.
   if (inner == 1) {  // contiguous row: vectorised max / exp / sum / scale passes, y doubles as the exp buffer
-    float m8[8];
-    for (int k = 0; k < 8; ++k) m8[k] = x[0];
+    // max as a SIMD reduction (f_max's NaN branches kept it scalar); a NaN row takes its first NaN, as f_max did
+    // (16 independent lanes: a float max reduction is not vectorised without -ffinite-math-only)
+    float m16[16];
+    uint32_t n16[16] = {};
+    for (int k = 0; k < 16; ++k) m16[k] = x[0];
+    int64_t i = 0;
+    for (; i + 16 <= R; i += 16)
+#pragma omp simd
+      for (int k = 0; k < 16; ++k) {
+        const float v = x[i + k];
+        m16[k] = v > m16[k] ? v : m16[k];
+        n16[k] |= v != v ? 1u : 0u;
+      }
+    float m = m16[0];
+    uint32_t nan = 0;
+    for (int k = 0; k < 16; ++k) {
+      m = m16[k] > m ? m16[k] : m;
+      nan |= n16[k];
+    }
+    for (; i < R; ++i) {
+      m = x[i] > m ? x[i] : m;
+      nan |= x[i] != x[i] ? 1u : 0u;
+    }
+    if (nan)
+      for (i = 0; i < R; ++i)
+        if (x[i] != x[i]) { m = x[i]; break; }
     int64_t r = 0;
-    for (; r + 8 <= R; r += 8)
-      for (int k = 0; k < 8; ++k) m8[k] = f_max(m8[k], x[r + k]);
-    float m = m8[0];
-    for (int k = 1; k < 8; ++k) m = f_max(m, m8[k]);
-    for (; r < R; ++r) m = f_max(m, x[r]);
+#pragma omp simd
     for (r = 0; r < R; ++r) y[r] = fast_expf(x[r] - m);
     float s8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     for (r = 0; r + 8 <= R; r += 8)
@@ -417,9 +437,10 @@ NEMU_ALWAYS_INLINE void softmax_block_body(const float* x, float* y, int64_t R, 
   float mx[kBlk];
   double sum[kBlk];
   for (int64_t i = 0; i < nb; ++i) { mx[i] = x[i]; sum[i] = 0; }
-  for (int64_t r = 1; r < R; ++r) {
+  for (int64_t r = 1; r < R; ++r) {  // f_max as a select, so the column loop vectorises
     const float* xr = x + r * inner;
-    for (int64_t i = 0; i < nb; ++i) mx[i] = f_max(mx[i], xr[i]);
+#pragma omp simd
+    for (int64_t i = 0; i < nb; ++i) mx[i] = (mx[i] == mx[i] && (xr[i] > mx[i] || xr[i] != xr[i])) ? xr[i] : mx[i];
   }
   if (nb == 1) {
     const float m = mx[0];

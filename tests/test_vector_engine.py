@@ -149,6 +149,15 @@ def test_softmax_extremes():
     x = torch.tensor([[1000.0, 0.0, -1000.0], [-float("inf"), 0.0, 1.0]])
     torch.testing.assert_close(ve.softmax(x, 1)[0], F.softmax(x, 1))
     torch.testing.assert_close(ve.softmax(x, 1, log=True)[0], F.log_softmax(x, 1))
+    # NaN / inf past the first 16 lanes of the vectorised row max, along a contiguous and a strided dim
+    y = rnd(3, 37, 40) * 10
+    y[0, 5, 20] = float("nan")
+    y[1, 30, 3] = float("inf")
+    y[2, :, 7] = -float("inf")
+    for dim in (-1, 1):
+        torch.testing.assert_close(ve.softmax(y, dim)[0], F.softmax(y, dim), rtol=1e-5, atol=1e-6, equal_nan=True)
+        torch.testing.assert_close(ve.softmax(y, dim, log=True)[0], F.log_softmax(y, dim), rtol=1e-5, atol=1e-6,
+                                   equal_nan=True)
 
 
 @pytest.mark.parametrize("affine", [(True, True), (True, False), (False, True), (False, False)])
