@@ -75,6 +75,8 @@ def test_unsupported_op_names_op_and_source():
         torch_neuronx_emu.trace(model, inputs)
     msg = str(e.value)
     assert "aten::" in msg and "not supported" in msg and "zoo.py" in msg
+    shape = tuple(inputs[0].shape)
+    assert f"input shapes [{shape}" in msg and "PartitionerConfig" in msg  # the shapes, and what to do
 
 
 def test_wrong_shape_states_expected_and_got():
@@ -164,3 +166,15 @@ def test_attention_mask_not_baked_in():
         expected = model(ids, mask, tt)
     got = traced(ids, mask, tt)
     torch.testing.assert_close(got["last_hidden_state"], expected["last_hidden_state"], rtol=1e-4, atol=1e-5)
+
+
+def test_op_without_lowering_names_op_shapes_source_and_what_to_do():
+    class Histogram(torch.nn.Module):  # aten::histc: not rejected by neuronx-cc, not lowered by the emulator
+        def forward(self, x):
+            return torch.histc(x * 2, bins=4)
+
+    with pytest.raises(CompilationError) as e:
+        torch_neuronx_emu.trace(Histogram().eval(), torch.randn(8, 3))
+    msg = str(e.value)
+    assert "aten::histc" in msg and "input shapes [(8, 3)]" in msg and "test_trace.py" in msg
+    assert "partitioner_config=torch_neuronx.PartitionerConfig()" in msg

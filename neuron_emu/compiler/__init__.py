@@ -21,7 +21,7 @@ from neuron_emu.compiler.lowering import lookup
 from neuron_emu.compiler.lowering.common import cast_copy, dma_copy
 from neuron_emu.compiler.memory import plan_memory
 from neuron_emu.compiler.options import CompilerOptions
-from neuron_emu.compiler.rejected import reject, reject_dtype, rejection
+from neuron_emu.compiler.rejected import cpu_advice, reject, reject_dtype, rejection
 from neuron_emu.compiler.schedule import compute_deps, insert_weight_loads
 from neuron_emu.dtypes import IO_DTYPES
 from neuron_emu.hardware import CORES
@@ -115,13 +115,15 @@ def _compile_graph(graph: Graph, options: CompilerOptions, generation: int) -> C
 
     counts: dict = {}
     for n in nodes:
+        shapes = [tuple(a.shape) for a in pytree.tree_leaves(n.args) if isinstance(a, Value)]
         if rejection(n.name):  # the real neuronx-cc refuses it: never compile it silently (rejected.py)
-            raise reject(n.name, n.where, [tuple(a.shape) for a in pytree.tree_leaves(n.args) if isinstance(a, Value)])
+            raise reject(n.name, n.where, shapes)
         fn = lookup(n.target)
         if fn is None:
             raise CompilationError(
                 f"{compiler_name()}: error: operator {n.name} is not supported by the emulated Neuron compiler "
-                f"(called from {n.where}). Supported operators: neuron_emu.compiler.supported_operators()")
+                f"(called from {n.where}, input shapes {shapes}). {cpu_advice()} "
+                f"Supported operators: neuron_emu.compiler.supported_operators()")
         b.set_source(n.name, n.where)
         args, kwargs = pytree.tree_map(lambda a: tv_of(a) if isinstance(a, Value) else a, (n.args, n.kwargs))
         try:
@@ -130,7 +132,7 @@ def _compile_graph(graph: Graph, options: CompilerOptions, generation: int) -> C
             raise
         except Exception as e:
             raise CompilationError(f"{compiler_name()}: error: cannot compile {n.name} with input shapes "
-                                   f"{[tuple(a.shape) for a in pytree.tree_leaves(n.args) if isinstance(a, Value)]} "
+                                   f"{shapes} "
                                    f"(called from {n.where}): {e}") from e
         res = res if isinstance(res, (tuple, list)) else (res,)
         for o, r in zip(n.outputs, res):

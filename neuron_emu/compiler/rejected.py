@@ -54,12 +54,17 @@ def rejection(op_name: str) -> Optional[str]:
     return REJECTED.get(op_name)
 
 
+def cpu_advice() -> str:
+    """What a user does with an operator Neuron cannot compile, in the target SDK's terms."""
+    fix = ("torch_neuron.trace(..., fallback=True) (the default) to run it on CPU between Neuron subgraphs"
+           if compiler_name() == "neuron-cc" else
+           "torch_neuronx.trace(..., partitioner_config=torch_neuronx.PartitionerConfig()) "
+           "to run it on CPU between Neuron subgraphs")
+    return f"Run this part of the model on CPU (trace the submodules around it) or use {fix}."
+
+
 def reject(op_name: str, where: str, shapes) -> RejectedOpError:
     cc = compiler_name()
-    fix = ("torch_neuron.trace(..., fallback=True) (the default) to run it on CPU between Neuron subgraphs"
-           if cc == "neuron-cc" else "torch_neuronx.trace(..., partitioner_config=torch_neuronx.PartitionerConfig()) "
-           "to run it on CPU between Neuron subgraphs")
     return RejectedOpError(
         f"{cc}: error: operator {op_name} is not supported by {cc} (called from {where}, input shapes "
-        f"{shapes}). Run this part of the model on CPU (trace the submodules around it) or use {fix}. "
-        f"Source: {REJECTED[op_name]}")
+        f"{shapes}). {cpu_advice()} Source: {REJECTED[op_name]}")
