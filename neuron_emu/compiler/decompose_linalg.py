@@ -5,20 +5,13 @@ graph is unrolled; every row swap is a gather with the pivot found on the device
 Everything is written out of place (masks and `where`), as the IR is functional."""
 from __future__ import annotations
 
-from typing import Callable, Dict
 
 import torch
 
+from neuron_emu.compiler.decompose_table import DecompTable
+
 aten = torch.ops.aten
-TABLE: Dict[object, Callable] = {}
-
-
-def _register(*ops):
-    def deco(fn):
-        for op in ops:
-            TABLE[op] = fn
-        return fn
-    return deco
+TABLE = DecompTable()
 
 
 def _idx(n, like):
@@ -109,7 +102,7 @@ def _inverse_perm(perm):
     return (onehot.to(torch.int64) * _idx(m, perm).unsqueeze(-1)).sum(-2)
 
 
-@_register(aten.linalg_lu_factor_ex.default)
+@TABLE.register(aten.linalg_lu_factor_ex.default)
 def linalg_lu_factor_ex(a, pivot=True, check_errors=False):
     if not pivot:
         return NotImplemented
@@ -117,7 +110,7 @@ def linalg_lu_factor_ex(a, pivot=True, check_errors=False):
     return lu, piv, torch.zeros(a.shape[:-2], dtype=torch.int32)
 
 
-@_register(aten.lu_unpack.default)
+@TABLE.register(aten.lu_unpack.default)
 def lu_unpack(lu, pivots, unpack_data=True, unpack_pivots=True):
     m, n = lu.shape[-2], lu.shape[-1]
     k = min(m, n)
@@ -135,7 +128,7 @@ def lu_unpack(lu, pivots, unpack_data=True, unpack_pivots=True):
     return p, low, up
 
 
-@_register(aten.linalg_lu.default)
+@TABLE.register(aten.linalg_lu.default)
 def linalg_lu(a, pivot=True):
     if not pivot:
         return NotImplemented
@@ -143,14 +136,14 @@ def linalg_lu(a, pivot=True):
     return lu_unpack(lu, piv)
 
 
-@_register(aten.linalg_lu_solve.default)
+@TABLE.register(aten.linalg_lu_solve.default)
 def linalg_lu_solve(lu, pivots, b, left=True, adjoint=False):
     if left:
         return _lu_solve(lu, pivots, b, adjoint)
     return _lu_solve(lu, pivots, b.mT, not adjoint).mT      # X A = B  <=>  A^T X^T = B^T
 
 
-@_register(aten._linalg_solve_ex.default)
+@TABLE.register(aten._linalg_solve_ex.default)
 def linalg_solve_ex(a, b, left=True, check_errors=False):
     vector = b.dim() == 1 or (left and b.dim() == a.dim() - 1 and b.shape == a.shape[:-1])
     bb = b.unsqueeze(-1) if vector else b
@@ -166,14 +159,14 @@ def _perm_sign(pivots, dtype):
     return 1.0 - 2.0 * torch.remainder(swaps, 2).to(dtype)
 
 
-@_register(aten._linalg_det.default)
+@TABLE.register(aten._linalg_det.default)
 def linalg_det(a):
     lu, piv = _lu(a)
     d = torch.diagonal(lu, 0, -2, -1)
     return _perm_sign(piv, a.dtype) * d.prod(-1), lu, piv
 
 
-@_register(aten._linalg_slogdet.default)
+@TABLE.register(aten._linalg_slogdet.default)
 def linalg_slogdet(a):
     lu, piv = _lu(a)
     d = torch.diagonal(lu, 0, -2, -1)
@@ -181,12 +174,12 @@ def linalg_slogdet(a):
     return sign, d.abs().log().sum(-1), lu, piv
 
 
-@_register(aten.linalg_solve_triangular.default)
+@TABLE.register(aten.linalg_solve_triangular.default)
 def linalg_solve_triangular(a, b, *, upper, left=True, unitriangular=False):
     return _tri(a, b, upper, left, unitriangular)
 
 
-@_register(aten.triangular_solve.default)
+@TABLE.register(aten.triangular_solve.default)
 def triangular_solve(b, a, upper=True, transpose=False, unitriangular=False):
     t, up = (a.mT, not upper) if transpose else (a, upper)
     return _trisolve(t, b, up, unitriangular), a.clone()
@@ -207,25 +200,25 @@ def _cholesky_lower(a):
     return torch.cat(cols, -1)
 
 
-@_register(aten.linalg_cholesky_ex.default)
+@TABLE.register(aten.linalg_cholesky_ex.default)
 def linalg_cholesky_ex(a, upper=False, check_errors=False):
     low = _cholesky_lower(a)
     return (low.mT if upper else low), torch.zeros(a.shape[:-2], dtype=torch.int32)
 
 
-@_register(aten.cholesky.default)
+@TABLE.register(aten.cholesky.default)
 def cholesky(a, upper=False):
     low = _cholesky_lower(a)
     return low.mT if upper else low
 
 
-@_register(aten.cholesky_solve.default)
+@TABLE.register(aten.cholesky_solve.default)
 def cholesky_solve(b, f, upper=False):
     low = f.mT if upper else f
     return _trisolve(low.mT, _trisolve(low, b, upper=False, unit=False), upper=True, unit=False)
 
 
-@_register(aten.cholesky_inverse.default)
+@TABLE.register(aten.cholesky_inverse.default)
 def cholesky_inverse(f, upper=False):
     n = f.shape[-1]
     eye = torch.eye(n, dtype=f.dtype).expand(f.shape)
@@ -272,19 +265,19 @@ def _reflectors_apply(a, tau, q):
     return q
 
 
-@_register(aten.geqrf.default)
+@TABLE.register(aten.geqrf.default)
 def geqrf(a):
     return _geqrf(a)
 
 
-@_register(aten.linalg_householder_product.default)
+@TABLE.register(aten.linalg_householder_product.default)
 def householder_product(a, tau):
     m, n = a.shape[-2], a.shape[-1]
     eye = torch.eye(m, n, dtype=a.dtype).expand(a.shape)
     return _reflectors_apply(a, tau, eye)
 
 
-@_register(aten.ormqr.default)
+@TABLE.register(aten.ormqr.default)
 def ormqr(a, tau, c, left=True, transpose=False):
     m = a.shape[-2]
     q = _reflectors_apply(a, tau, torch.eye(m, dtype=a.dtype).expand(a.shape[:-2] + (m, m)))
@@ -292,7 +285,7 @@ def ormqr(a, tau, c, left=True, transpose=False):
     return q @ c if left else c @ q
 
 
-@_register(aten.linalg_qr.default)
+@TABLE.register(aten.linalg_qr.default)
 def linalg_qr(a, mode="reduced"):
     m, n = a.shape[-2], a.shape[-1]
     k = min(m, n)

@@ -5,20 +5,13 @@ maximum) are computed on the device."""
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict
 
 import torch
 
+from neuron_emu.compiler.decompose_table import DecompTable
+
 aten = torch.ops.aten
-TABLE: Dict[object, Callable] = {}
-
-
-def _register(*ops):
-    def deco(fn):
-        for op in ops:
-            TABLE[op] = fn
-        return fn
-    return deco
+TABLE = DecompTable()
 
 
 def _pnorm(diff, p):
@@ -34,13 +27,13 @@ def _pnorm(diff, p):
     return torch.pow(torch.pow(diff.abs(), p).sum(-1), 1.0 / p)
 
 
-@_register(aten._cdist_forward.default)
+@TABLE.register(aten._cdist_forward.default)
 def cdist(x1, x2, p, compute_mode=None):
     # the direct difference (eager switches to a |x|^2 + |y|^2 - 2xy matmul for > 25 rows: less exact, not more)
     return _pnorm(x1.unsqueeze(-2) - x2.unsqueeze(-3), p)
 
 
-@_register(aten._pdist_forward.default)
+@TABLE.register(aten._pdist_forward.default)
 def pdist(x, p=2.0):
     n = x.shape[0]
     pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
@@ -51,7 +44,7 @@ def pdist(x, p=2.0):
     return _pnorm(x.index_select(0, i) - x.index_select(0, j), p)
 
 
-@_register(aten._trilinear.default)
+@TABLE.register(aten._trilinear.default)
 def trilinear(i1, i2, i3, expand1, expand2, expand3, sumdim, unroll_dim=1):
     def grow(t, dims):
         for d in sorted(dims):
@@ -61,7 +54,7 @@ def trilinear(i1, i2, i3, expand1, expand2, expand3, sumdim, unroll_dim=1):
     return prod.sum(list(sumdim)) if sumdim else prod
 
 
-@_register(aten.addbmm.default)
+@TABLE.register(aten.addbmm.default)
 def addbmm(self, batch1, batch2, *, beta=1, alpha=1):
     prod = torch.bmm(batch1, batch2).sum(0)
     if alpha != 1:
@@ -71,7 +64,7 @@ def addbmm(self, batch1, batch2, *, beta=1, alpha=1):
     return (self if beta == 1 else self * beta) + prod
 
 
-@_register(aten.masked_scatter.default)
+@TABLE.register(aten.masked_scatter.default)
 def masked_scatter(self, mask, source):
     """The k-th True of the (broadcast) mask takes source's k-th element: k is a running count of the mask."""
     shape = torch.broadcast_shapes(self.shape, mask.shape)
@@ -82,7 +75,7 @@ def masked_scatter(self, mask, source):
     return torch.where(mask, vals, self.expand(shape).reshape(-1)).reshape(shape)
 
 
-@_register(aten.adaptive_max_pool2d.default)
+@TABLE.register(aten.adaptive_max_pool2d.default)
 def adaptive_max_pool2d(x, output_size):
     h, w = x.shape[-2], x.shape[-1]
     oh, ow = output_size
@@ -102,18 +95,10 @@ def adaptive_max_pool2d(x, output_size):
 
 # Cases of lowered ops that their lowering refuses, rewritten into the cases it takes (NotImplemented: the op is
 # recorded whole, for its lowering). decompose.py consults these even where a lowering exists.
-PREFERRED: Dict[object, Callable] = {}
+PREFERRED = DecompTable()
 
 
-def _prefer(*ops):
-    def deco(fn):
-        for op in ops:
-            PREFERRED[op] = fn
-        return fn
-    return deco
-
-
-@_prefer(aten.searchsorted.Tensor)
+@PREFERRED.register(aten.searchsorted.Tensor)
 def searchsorted_with_sorter(seq, values, *, out_int32=False, right=False, side=None, sorter=None):
     if sorter is None:
         return NotImplemented

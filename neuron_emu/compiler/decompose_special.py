@@ -5,20 +5,13 @@ chosen per element with `where`; loops of data-dependent length run to their bou
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict
 
 import torch
 
+from neuron_emu.compiler.decompose_table import DecompTable
+
 aten, prims = torch.ops.aten, torch.ops.prims
-TABLE: Dict[object, Callable] = {}
-
-
-def _register(*ops):
-    def deco(fn):
-        for op in ops:
-            TABLE[op] = fn
-        return fn
-    return deco
+TABLE = DecompTable()
 
 
 def _chbevl(x, coeffs):
@@ -37,14 +30,14 @@ def _i0e_abs(x):
     return small, large
 
 
-@_register(aten.i0.default, aten.special_i0.default, prims.bessel_i0.default)
+@TABLE.register(aten.i0.default, aten.special_i0.default, prims.bessel_i0.default)
 def i0(a):
     x = a.abs()
     small, large = _i0e_abs(x)
     return torch.where(x <= 8.0, torch.exp(x) * small, torch.exp(x) * large)
 
 
-@_register(aten.special_i0e.default, prims.bessel_i0e.default)
+@TABLE.register(aten.special_i0e.default, prims.bessel_i0e.default)
 def i0e(a):
     x = a.abs()
     small, large = _i0e_abs(x)
@@ -55,7 +48,7 @@ def _odd(a, out):
     return torch.where(a < 0.0, -out, out)
 
 
-@_register(aten.special_i1.default, prims.bessel_i1.default)
+@TABLE.register(aten.special_i1.default, prims.bessel_i1.default)
 def i1(a):
     x = a.abs()
     small = torch.exp(x) * x * _chbevl(x / 2.0 - 2.0, _I1E_A)
@@ -63,7 +56,7 @@ def i1(a):
     return _odd(a, torch.where(x <= 8.0, small, large))
 
 
-@_register(aten.special_i1e.default, prims.bessel_i1e.default)
+@TABLE.register(aten.special_i1e.default, prims.bessel_i1e.default)
 def i1e(a):
     x = a.abs()
     small = _chbevl(x / 2.0 - 2.0, _I1E_A) * x
@@ -71,7 +64,7 @@ def i1e(a):
     return _odd(a, torch.where(x <= 8.0, small, large))
 
 
-@_register(aten.special_spherical_bessel_j0.default, prims.spherical_bessel_j0.default)
+@TABLE.register(aten.special_spherical_bessel_j0.default, prims.spherical_bessel_j0.default)
 def spherical_bessel_j0(x):
     z = x * x
     series = 1.0 + z * (-1.0 / 6.0 + z * (1.0 / 120.0 + z * (-1.0 / 5040.0 + z * (
@@ -103,7 +96,7 @@ def _digamma_positive(x):
     return torch.where(x == 10.0, result + _PSI_10, asym)
 
 
-@_register(aten.digamma.default, aten.special_digamma.default, aten.special_psi.default, prims.digamma.default)
+@TABLE.register(aten.digamma.default, aten.special_digamma.default, aten.special_psi.default, prims.digamma.default)
 def digamma(a):
     neg = a < 0.0
     r = a - torch.trunc(a)
@@ -144,30 +137,30 @@ def _k1_small(x, coeffs):
     return torch.log(0.5 * x) * _mod_i1(x) + _chbevl(x * x - 2.0, coeffs) / x
 
 
-_register(aten.special_modified_bessel_i0.default)(_mod_i0)
-_register(aten.special_modified_bessel_i1.default)(_mod_i1)
+TABLE.register(aten.special_modified_bessel_i0.default)(_mod_i0)
+TABLE.register(aten.special_modified_bessel_i1.default)(_mod_i1)
 
 
-@_register(aten.special_modified_bessel_k0.default)
+@TABLE.register(aten.special_modified_bessel_k0.default)
 def modified_bessel_k0(x):
     large = torch.exp(-x) * _chbevl(8.0 / x - 2.0, _MODIFIED_BESSEL_K0_B) / torch.sqrt(x)
     return _k_domain(x, torch.where(x <= 2.0, _k0_small(x, _MODIFIED_BESSEL_K0_A), large))
 
 
-@_register(aten.special_modified_bessel_k1.default)
+@TABLE.register(aten.special_modified_bessel_k1.default)
 def modified_bessel_k1(x):
     large = torch.exp(-x) * _chbevl(8.0 / x - 2.0, _MODIFIED_BESSEL_K1_B) / torch.sqrt(x)
     return _k_domain(x, torch.where(x <= 2.0, _k1_small(x, _MODIFIED_BESSEL_K1_A), large))
 
 
-@_register(aten.special_scaled_modified_bessel_k0.default)
+@TABLE.register(aten.special_scaled_modified_bessel_k0.default)
 def scaled_modified_bessel_k0(x):
     large = _chbevl(8.0 / x - 2.0, _SCALED_MODIFIED_BESSEL_K0_B) / torch.sqrt(x)
     small = _k0_small(x, _SCALED_MODIFIED_BESSEL_K0_A) * torch.exp(x)
     return _k_domain(x, torch.where(x <= 2.0, small, large))
 
 
-@_register(aten.special_scaled_modified_bessel_k1.default)
+@TABLE.register(aten.special_scaled_modified_bessel_k1.default)
 def scaled_modified_bessel_k1(x):
     large = _chbevl(8.0 / x - 2.0, _SCALED_MODIFIED_BESSEL_K1_B) / torch.sqrt(x)
     small = _k1_small(x, _SCALED_MODIFIED_BESSEL_K1_A) * torch.exp(x)
@@ -216,12 +209,12 @@ def _j1(x):
     return _odd(x, torch.where(ax <= 5.0, small, large))
 
 
-@_register(aten.special_bessel_j0.default, prims.bessel_j0.default)
+@TABLE.register(aten.special_bessel_j0.default, prims.bessel_j0.default)
 def bessel_j0(x):
     return _j0_abs(x.abs())
 
 
-@_register(aten.special_bessel_j1.default, prims.bessel_j1.default)
+@TABLE.register(aten.special_bessel_j1.default, prims.bessel_j1.default)
 def bessel_j1(x):
     return _j1(x)
 
@@ -231,7 +224,7 @@ def _y_domain(x, out):
     return torch.where(x == 0.0, torch.full_like(x, -math.inf), out)
 
 
-@_register(aten.special_bessel_y0.default)
+@TABLE.register(aten.special_bessel_y0.default)
 def bessel_y0(x):
     z = x * x
     small = _polevl(z, _BESSEL_Y0_YP) / _polevl(z, _BESSEL_Y0_YQ) + _TWOOPI * torch.log(x) * _j0_abs(x)
@@ -239,7 +232,7 @@ def bessel_y0(x):
     return _y_domain(x, torch.where(x <= 5.0, small, large))
 
 
-@_register(aten.special_bessel_y1.default)
+@TABLE.register(aten.special_bessel_y1.default)
 def bessel_y1(x):
     z = x * x
     small = x * (_polevl(z, _BESSEL_Y1_YP) / _polevl(z, _BESSEL_Y1_YQ)) + _TWOOPI * (_j1(x) * torch.log(x) - 1.0 / x)
@@ -247,7 +240,7 @@ def bessel_y1(x):
     return _y_domain(x, torch.where(x <= 5.0, small, large))
 
 
-@_register(aten.erfinv.default, aten.special_erfinv.default, prims.erf_inv.default)
+@TABLE.register(aten.erfinv.default, aten.special_erfinv.default, prims.erf_inv.default)
 def erfinv(y):
     """A rational first guess (central |y| <= 0.7, tails in sqrt(-log((1 - |y|) / 2))), then two Newton steps."""
     a, b = (0.886226899, -1.645349621, 0.914624893, -0.140543331), (-2.118377725, 1.442710462, -0.329097515, 0.012229801)
@@ -321,12 +314,12 @@ def _zeta(x, q):
     return torch.where(x == 1.0, torch.full_like(s, math.inf), s)
 
 
-@_register(aten.special_zeta.default, prims.zeta.default)
+@TABLE.register(aten.special_zeta.default, prims.zeta.default)
 def zeta(x, q):
     return _zeta(x, q)
 
 
-@_register(aten.polygamma.default, aten.special_polygamma.default)
+@TABLE.register(aten.polygamma.default, aten.special_polygamma.default)
 def polygamma(n, x):
     if n == 0:
         return digamma(x)
@@ -336,7 +329,7 @@ def polygamma(n, x):
     return (1.0 if n % 2 else -1.0) * factorial * _zeta(torch.full_like(x, float(n + 1)), x)
 
 
-@_register(aten.special_ndtri.default, prims.ndtri.default)
+@TABLE.register(aten.special_ndtri.default, prims.ndtri.default)
 def ndtri(y0):
     """Math.h calc_ndtri: a rational function of y - 0.5 in the middle, of 1 / sqrt(-2 log y) in the tails."""
     upper = y0 > 1.0 - 0.13533528323661269189
@@ -453,34 +446,10 @@ _MODIFIED_BESSEL_K1_B = (
     -1.936197974166083e-05, 0.00019521551847135162, -0.002857816859622779, 0.10392373657681724,
     2.7206261904844427,
 )
-_SCALED_MODIFIED_BESSEL_K0_A = (
-    1.374465435613523e-16, 4.25981614279661e-14, 1.0349695257633842e-11, 1.904516377220209e-09,
-    2.5347910790261494e-07, 2.286212103119452e-05, 0.001264615411446926, 0.0359799365153615,
-    0.3442898999246285, -0.5353273932339028,
-)
-_SCALED_MODIFIED_BESSEL_K0_B = (
-    5.300433772686263e-18, -1.6475804301524212e-17, 5.2103915050390274e-17, -1.678231096805412e-16,
-    5.512055978524319e-16, -1.848593377343779e-15, 6.3400764774050706e-15, -2.2275133269916698e-14,
-    8.032890775363575e-14, -2.9800969231727303e-13, 1.140340588208475e-12, -4.514597883373944e-12,
-    1.8559491149547177e-11, -7.957489244477107e-11, 3.577397281400301e-10, -1.69753450938906e-09,
-    8.574034017414225e-09, -4.660489897687948e-08, 2.766813639445015e-07, -1.8317555227191195e-06,
-    1.39498137188765e-05, -0.00012849549581627802, 0.0015698838857300533, -0.0314481013119645,
-    2.4403030820659555,
-)
-_SCALED_MODIFIED_BESSEL_K1_A = (
-    -7.023863479386288e-18, -2.427449850519366e-15, -6.666901694199329e-13, -1.4114883926335278e-10,
-    -2.213387630734726e-08, -2.4334061415659684e-06, -0.0001730288957513052, -0.006975723859639864,
-    -0.12261118082265715, -0.3531559607765449, 1.5253002273389478,
-)
-_SCALED_MODIFIED_BESSEL_K1_B = (
-    -5.756744483665017e-18, 1.7940508731475592e-17, -5.689462558442859e-17, 1.838093544366639e-16,
-    -6.057047248373319e-16, 2.038703165624334e-15, -7.019837090418314e-15, 2.4771544244813043e-14,
-    -8.976705182324994e-14, 3.3484196660784293e-13, -1.2891739609510289e-12, 5.13963967348173e-12,
-    -2.1299678384275683e-11, 9.218315187605006e-11, -4.1903547593418965e-10, 2.015049755197033e-09,
-    -1.0345762465678097e-08, 5.7410841254500495e-08, -3.5019606030878126e-07, 2.406484947837217e-06,
-    -1.936197974166083e-05, 0.00019521551847135162, -0.002857816859622779, 0.10392373657681724,
-    2.7206261904844427,
-)
+_SCALED_MODIFIED_BESSEL_K0_A = _MODIFIED_BESSEL_K0_A  # Math.h repeats the same coefficients
+_SCALED_MODIFIED_BESSEL_K0_B = _MODIFIED_BESSEL_K0_B  # Math.h repeats the same coefficients
+_SCALED_MODIFIED_BESSEL_K1_A = _MODIFIED_BESSEL_K1_A  # Math.h repeats the same coefficients
+_SCALED_MODIFIED_BESSEL_K1_B = _MODIFIED_BESSEL_K1_B  # Math.h repeats the same coefficients
 _BESSEL_J0_PP = (
     0.0007969367292973471, 0.08283523921074408, 1.239533716464143, 5.447250030587687,
     8.74716500199817, 5.303240382353949, 1.0,
