@@ -13,20 +13,9 @@ from neuron_emu.lazy import executor
 from torch_neuronx_emu.xla_impl import custom_op
 
 from lazy_helpers import dev  # noqa: F401
+from tests.test_custom_op import Relu  # the documented sample's my_ops.py
 
 SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "custom_op_src")
-
-
-class Relu(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, input):
-        ctx.save_for_backward(input)
-        return torch.ops.my_ops.relu_forward(input)
-
-    @staticmethod
-    def backward(ctx, grad):
-        input, = ctx.saved_tensors
-        return torch.ops.my_ops.relu_backward(grad, input)
 
 
 def _mlp(relu):
