@@ -7,7 +7,8 @@ shape arithmetic; prim:: nodes and constants are not counted). A node's support 
 decides it: the node is cut out as a one-node TorchScript function (torchscript_nodes.py) and run on the values
 it saw in the model under capture (compiler/capture.py, the front end of trace); it is supported iff every
 dispatcher operator that run records passes `is_supported` (a lowering, not in compiler/rejected.py, no complex
-tensor). A node with no tensor input or output, or whose run records nothing, is supported. A node that cannot be
+tensor). A node with no tensor input or output, whose run records nothing, or whose inputs do not depend on the
+model's inputs (the compiler folds it: compiler/fold.py) is supported. A node that cannot be
 cut out or run alone is judged by `is_supported`'s rule applied to its own ATen operator (a warning says so); a
 model torch.jit.trace cannot trace is reported on the dispatcher operators capture records (`aten::addmm`), with a
 warning."""
@@ -27,7 +28,8 @@ from neuron_emu.compiler.capture import capture
 from neuron_emu.compiler.lowering import lookup
 from neuron_emu.compiler.options import EMULATED_NEURONX_CC_VERSION
 from neuron_emu.compiler.rejected import rejection
-from torch_neuronx_emu.torchscript_nodes import inlined_trace_graph, is_counted, node_values, one_node_function
+from torch_neuronx_emu.torchscript_nodes import (carries_tensor, inlined_trace_graph, is_counted, node_values,
+                                                 one_node_function)
 from torch_neuronx_emu.trace import _normalize_inputs
 
 __all__ = ["analyze"]
@@ -59,8 +61,8 @@ def _tensors(x) -> bool:
     return any(isinstance(t, torch.Tensor) for t in pytree.tree_leaves(x))
 
 
-def _run_captured(fn, args: list) -> list:
-    """The nodes capture records running `fn(*args)`: tensors in `args` (also inside lists) are capture inputs,
+def _run_captured(fn, args: list):
+    """The graph capture records running `fn(*args)`: tensors in `args` (also inside lists) are capture inputs,
     everything else is bound as is; the tensors `fn` returns are the outputs."""
     leaves, spec = pytree.tree_flatten(args)
     slots = [i for i, x in enumerate(leaves) if isinstance(x, torch.Tensor)]
@@ -75,7 +77,18 @@ def _run_captured(fn, args: list) -> list:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # a lone in-place node "mutates its input": expected here
         graph, _ = capture(call, tuple(leaves[i].clone() for i in slots))  # clones: in-place nodes stay local
-    return graph.nodes
+    return graph
+
+
+def _compiled_nodes(graph) -> list:
+    """The recorded nodes the compiler would compile: those depending on an input (the others it folds, e.g. the
+    `scalar_tensor` of a Python number, compiler/fold.py)."""
+    live, out = {v.id for v in graph.inputs}, []
+    for n in graph.nodes:
+        if any(a.id in live for a in n.value_args()):
+            live.update(o.id for o in n.outputs)
+            out.append(n)
+    return out
 
 
 def _kind_supported(node: torch._C.Node, values: Dict[int, Any]) -> bool:
@@ -87,6 +100,16 @@ def _kind_supported(node: torch._C.Node, values: Dict[int, Any]) -> bool:
     return not any(t.dtype.is_complex for t in pytree.tree_leaves(seen) if isinstance(t, torch.Tensor))
 
 
+def _overload(node: torch._C.Node):
+    """The ATen overload a TorchScript node calls (from its schema), or None."""
+    try:
+        schema = torch._C.parse_schema(node.schema())
+    except RuntimeError:   # "(no schema)"
+        return None
+    packet = getattr(torch.ops.aten, schema.name.split("::", 1)[1], None)
+    return getattr(packet, schema.overload_name or "default", None) if packet is not None else None
+
+
 def _judge(node: torch._C.Node, values: Dict[int, Any]) -> Operator:
     call = node.sourceRange() or "<unknown>"
     try:
@@ -95,12 +118,21 @@ def _judge(node: torch._C.Node, values: Dict[int, Any]) -> Operator:
         outs = [values.get(v.unique()) for v in node.outputs()]
         if not _tensors(args) and not _tensors(outs):
             return Operator(node.kind(), True, call, text)
-        recorded = _run_captured(fn, args)
-    except Exception as e:  # noqa: BLE001 -- any failure to isolate the node: judge it by its operator alone
+        try:
+            recorded = _run_captured(fn, args)
+        except Exception:  # noqa: BLE001
+            # functorch's functionalize cannot unwrap a Tensor?[] inside a TorchScript call (aten::index): the
+            # same node's ATen overload called from Python on the same values records the same ops
+            op = _overload(node)
+            if op is None:
+                raise
+            recorded = _run_captured(op, [values[v.unique()] for v in node.inputs()])
+    except Exception as e:  # noqa: BLE001 -- the node cannot be isolated: judge it by its operator alone
         warnings.warn(f"analyze: {node.kind()} ({call.splitlines()[0] if call else '?'}) could not be run on its "
                       f"own ({type(e).__name__}: {e}); judged by its ATen operator's lowering instead")
         return Operator(node.kind(), _kind_supported(node, values), call, str(node))
-    return Operator(node.kind(), all(is_supported(n) for n in recorded), call, text, [n.name for n in recorded])
+    return Operator(node.kind(), all(is_supported(n) for n in _compiled_nodes(recorded)), call, text,
+                    [n.name for n in recorded.nodes])
 
 
 def torchscript_operators(func, inputs: tuple) -> Optional[List[Operator]]:
@@ -112,7 +144,17 @@ def torchscript_operators(func, inputs: tuple) -> Optional[List[Operator]]:
         warnings.warn(f"analyze: torch.jit.trace could not trace the model ({type(e).__name__}: {e}); reporting the "
                       f"dispatcher operators of the emulator's capture instead")
         return None
-    return [_judge(n, values) for n in graph.nodes() if is_counted(n)]
+    live = {v.unique() for v in list(graph.inputs())[:len(inputs)]}   # values that depend on the model's inputs
+    ops = []
+    for n in graph.nodes():
+        folded = not any(v.unique() in live for v in n.inputs())
+        if not folded:   # only tensors carry the dependence: capture specialises a size or a scalar to the example
+            live.update(v.unique() for v in n.outputs() if carries_tensor(v.type()))
+        if is_counted(n):
+            # a node of constants only (an arange for a mask) is folded by the compiler (compiler/fold.py)
+            ops.append(Operator(n.kind(), True, n.sourceRange() or "<unknown>", str(n)) if folded
+                       else _judge(n, values))
+    return ops
 
 
 def captured_operators(graph) -> List[Operator]:

@@ -44,24 +44,52 @@ def node_values(graph: torch._C.Graph, input_values: list) -> Dict[int, Any]:
     _return_tuple(copy, copied)
     results = torch._C._create_function_from_graph("all_values", copy)(*input_values)
     values = {v.unique(): x for v, x in zip(graph.inputs(), input_values)}
-    values.update({v.unique(): x for v, x in zip(every, results)})
+    values.update({v.unique(): _as_typed(v, x) for v, x in zip(every, results)})
     return values
 
 
+def _as_typed(v: torch._C.Value, x):
+    """A 0-dim tensor TorchScript hands back to Python as a number (a "wrapped number" such as the `2` of
+    `x * 2`) is a tensor again: the constant's own tensor, or one of the value's recorded dtype."""
+    if isinstance(x, torch.Tensor) or not isinstance(x, (int, float, bool)) \
+            or not v.type().isSubtypeOf(torch._C.TensorType.get()):
+        return x
+    if v.node().kind() == "prim::Constant":
+        return v.node().t("value")
+    dtype = v.type().dtype()
+    return torch.tensor(x, dtype=dtype) if dtype is not None else torch.tensor(x)
+
+
+_PACKING = ("prim::ListConstruct", "prim::TupleConstruct")
+
+
 def isolate(node: torch._C.Node) -> Tuple[torch._C.Graph, List[torch._C.Value]]:
-    """A fresh graph holding `node` alone: its constant inputs cloned in, its other inputs graph inputs; it
-    returns the tuple of the node's outputs. Also returns the original values the graph inputs stand for."""
+    """A fresh graph holding `node` alone: its non-tensor constant inputs cloned in, the lists it takes built in
+    it (so each tensor of a list is an input of its own), its other inputs graph inputs (a tensor constant too:
+    capture then sees an ordinary tensor); it returns the tuple of the node's outputs. Also returns the original
+    values the graph inputs stand for."""
     g = torch._C.Graph()
     mapped: Dict[int, torch._C.Value] = {}
     sources: List[torch._C.Value] = []
-    for v in node.inputs():
+
+    def bring(v: torch._C.Value, depth: int) -> torch._C.Value:
         if v.unique() in mapped:
-            continue
-        if v.node().kind() == "prim::Constant":
-            mapped[v.unique()] = g.insertNode(g.createClone(v.node(), lambda x: x)).output()
+            return mapped[v.unique()]
+        producer = v.node()
+        if producer.kind() == "prim::Constant" and not v.type().isSubtypeOf(torch._C.TensorType.get()):
+            out = g.insertNode(g.createClone(producer, lambda x: x)).output()
+        elif producer.kind() in _PACKING and depth == 0:
+            for x in producer.inputs():
+                bring(x, 1)
+            out = g.insertNode(g.createClone(producer, lambda x: mapped[x.unique()])).output()
         else:
-            mapped[v.unique()] = g.addInput().setType(v.type())
+            out = g.addInput().setType(v.type())
             sources.append(v)
+        mapped[v.unique()] = out
+        return out
+
+    for v in node.inputs():
+        bring(v, 0)
     clone = g.insertNode(g.createClone(node, lambda x: mapped[x.unique()]))
     _return_tuple(g, list(clone.outputs()))
     return g, sources
@@ -76,3 +104,10 @@ def one_node_function(node: torch._C.Node):
 def is_counted(node: torch._C.Node) -> bool:
     """The nodes analyze counts: ATen operators (prim:: nodes, constants and list/tuple plumbing are not)."""
     return node.kind().startswith("aten::")
+
+
+def carries_tensor(t) -> bool:
+    """A TorchScript type that is, or holds (list, tuple, optional), a tensor."""
+    if t.isSubtypeOf(torch._C.TensorType.get()):
+        return True
+    return t.kind() in ("ListType", "TupleType", "OptionalType") and any(carries_tensor(c) for c in t.containedTypes())
