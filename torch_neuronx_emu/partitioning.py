@@ -10,7 +10,7 @@ A "subgraph" (partition) is a maximal run, in execution order, of operators on o
 in the app note (sort sandwiched between linears = 3 subgraphs). Placement is decided per captured dispatcher operator
 (`aten::t`, `aten::addmm` for a linear layer); the log lines count TorchScript operators as analyze does: each
 captured node is attributed to the TorchScript node whose lone run recorded it (`attribute`), so a partition lists
-`aten::linear:3`. `ops_to_partition` matches that TorchScript kind, the captured name, or the public name of a
+`aten::linear:3` and `min_subgraph_size` counts those operators. `ops_to_partition` matches that TorchScript kind, the captured name, or the public name of a
 private overload (`aten::log_softmax` for `aten::_log_softmax`)."""
 from __future__ import annotations
 
