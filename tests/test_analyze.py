@@ -4,6 +4,7 @@ supported compiles; the one reported unsupported is the one trace rejects).
 
 Oracles: torch.jit.trace + torch._C._jit_pass_inline for the operator counts; the partitioner app note for the
 MLP's figures (6 of 7 supported, 85.71%); the analyze doc for fft being unsupported."""
+import importlib
 import json
 import os
 import re
@@ -103,3 +104,26 @@ def test_ignored_ops_workdir_and_cleanup(tmp_path):
         torch_neuronx_emu.analyze(SortedMLP().eval(), torch.rand(2, 8), max_workers=0)
     with pytest.raises(TypeError, match="additional_ignored_ops"):
         torch_neuronx_emu.analyze(SortedMLP().eval(), torch.rand(2, 8), additional_ignored_ops="aten::sort")
+
+
+def test_fallbacks_when_a_node_or_the_model_cannot_be_traced(monkeypatch):
+    """A node that cannot be cut out is judged by its own operator's lowering (aten::sort rejected, aten::relu
+    lowered), with a warning; a model torch.jit.trace refuses is reported on capture's dispatcher operators."""
+    an = importlib.import_module("torch_neuronx_emu.analyze")   # (the package's `analyze` is the function)
+
+    def refuse(*_):
+        raise RuntimeError("cannot isolate")
+
+    model, x = SortedMLP().eval(), torch.rand(2, 8)
+    with monkeypatch.context() as m:
+        m.setattr(an, "one_node_function", refuse)
+        with pytest.warns(UserWarning, match=r"aten::sort .*could not be run on its own .*cannot isolate"):
+            r = torch_neuronx_emu.analyze(model, x)
+    assert counts(r) == torchscript_kinds(model, x)
+    assert [u["kind"] for u in r["unsupported_operators"]].count("aten::sort") == 1
+    assert r["supported_operators"]["aten::relu"] == 2
+    with monkeypatch.context() as m:
+        m.setattr(an, "inlined_trace_graph", refuse)
+        with pytest.warns(UserWarning, match="torch.jit.trace could not trace the model"):
+            r = torch_neuronx_emu.analyze(model, x)
+    assert r["supported_operators"]["aten::addmm"] == 3 and r["unsupported_operators"][0]["kind"] == "aten::sort"
