@@ -14,6 +14,7 @@ model torch.jit.trace cannot trace is reported on the dispatcher operators captu
 warning."""
 import json
 import os
+import re
 import shutil
 import warnings
 from dataclasses import dataclass, field
@@ -110,7 +111,15 @@ def _overload(node: torch._C.Node):
     return getattr(packet, schema.overload_name or "default", None) if packet is not None else None
 
 
-def _judge(node: torch._C.Node, values: Dict[int, Any]) -> Operator:
+def _signature(text: str) -> str:
+    """A one-node graph's text without value names, scopes and source lines: equal for the same operator on the
+    same types and constants (the 12 layers of a BERT), which are judged once."""
+    names: Dict[str, str] = {}
+    text = re.sub(r"(, scope: \S+)?( # .*)?$", "", text, flags=re.M)
+    return re.sub(r"%[\w.]+", lambda m: names.setdefault(m.group(0), f"%{len(names)}"), text)
+
+
+def _judge(node: torch._C.Node, values: Dict[int, Any], seen: Dict[str, Operator]) -> Operator:
     call = node.sourceRange() or "<unknown>"
     try:
         fn, sources, text = one_node_function(node)
@@ -118,6 +127,9 @@ def _judge(node: torch._C.Node, values: Dict[int, Any]) -> Operator:
         outs = [values.get(v.unique()) for v in node.outputs()]
         if not _tensors(args) and not _tensors(outs):
             return Operator(node.kind(), True, call, text)
+        same = seen.get(_signature(text))
+        if same is not None:
+            return Operator(node.kind(), same.supported, call, text, same.dispatched)
         try:
             recorded = _run_captured(fn, args)
         except Exception:  # noqa: BLE001
@@ -131,8 +143,10 @@ def _judge(node: torch._C.Node, values: Dict[int, Any]) -> Operator:
         warnings.warn(f"analyze: {node.kind()} ({call.splitlines()[0] if call else '?'}) could not be run on its "
                       f"own ({type(e).__name__}: {e}); judged by its ATen operator's lowering instead")
         return Operator(node.kind(), _kind_supported(node, values), call, str(node))
-    return Operator(node.kind(), all(is_supported(n) for n in _compiled_nodes(recorded)), call, text,
-                    [n.name for n in recorded.nodes])
+    op = Operator(node.kind(), all(is_supported(n) for n in _compiled_nodes(recorded)), call, text,
+                  [n.name for n in recorded.nodes])
+    seen[_signature(text)] = op
+    return op
 
 
 def torchscript_operators(func, inputs: tuple) -> Optional[List[Operator]]:
@@ -145,7 +159,7 @@ def torchscript_operators(func, inputs: tuple) -> Optional[List[Operator]]:
                       f"dispatcher operators of the emulator's capture instead")
         return None
     live = {v.unique() for v in list(graph.inputs())[:len(inputs)]}   # values that depend on the model's inputs
-    ops = []
+    ops, seen = [], {}
     for n in graph.nodes():
         folded = not any(v.unique() in live for v in n.inputs())
         if not folded:   # only tensors carry the dependence: capture specialises a size or a scalar to the example
@@ -153,7 +167,7 @@ def torchscript_operators(func, inputs: tuple) -> Optional[List[Operator]]:
         if is_counted(n):
             # a node of constants only (an arange for a mask) is folded by the compiler (compiler/fold.py)
             ops.append(Operator(n.kind(), True, n.sourceRange() or "<unknown>", str(n)) if folded
-                       else _judge(n, values))
+                       else _judge(n, values, seen))
     return ops
 
 
