@@ -6,12 +6,14 @@ that TorchScript graph is one operator (`aten::linear`, `aten::relu`, `aten::sor
 shape arithmetic; prim:: nodes and constants are not counted). A node's support is decided the way our compiler
 decides it: the node is cut out as a one-node TorchScript function (torchscript_nodes.py) and run on the values
 it saw in the model under capture (compiler/capture.py, the front end of trace); it is supported iff every
-dispatcher operator that run records passes `is_supported` (a lowering, not in compiler/rejected.py, no complex
-tensor). A node with no tensor input or output, whose run records nothing, or whose inputs do not depend on the
-model's inputs (the compiler folds it: compiler/fold.py) is supported. A node that cannot be
-cut out or run alone is judged by `is_supported`'s rule applied to its own ATen operator (a warning says so); a
-model torch.jit.trace cannot trace is reported on the dispatcher operators capture records (`aten::addmm`), with a
-warning."""
+dispatcher operator that run records and that depends on the node's inputs (the rest the compiler folds) passes
+`is_supported` (a lowering, not in compiler/rejected.py, no complex tensor). A node with no tensor input or
+output, whose run records nothing, or whose tensor inputs do not depend on the model's inputs (folded:
+compiler/fold.py) is supported. Where functorch cannot run the TorchScript call under capture (a `Tensor?[]`
+argument, aten::index) the node's ATen overload is called from Python instead; a node that cannot be run alone
+at all is judged by `is_supported`'s rule applied to its own ATen operator (a warning says so); a model
+torch.jit.trace cannot trace is reported on the dispatcher operators capture records (`aten::addmm`), with a
+warning. Nodes of one operator on the same types and constants are judged once."""
 import json
 import os
 import re
