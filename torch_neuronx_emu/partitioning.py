@@ -2,16 +2,16 @@
 the torch-neuronx graph partitioner app note) over the generic partitioner in neuron_emu/partitioner/.
 
     capture -> analyze report (analyze.model_operators: the model's TorchScript operators, e.g. aten::linear, and
-    whether the emulated neuronx-cc compiles them) -> support threshold -> plan (runs of supported ops not in ops_to_partition = Neuron subgraphs, the rest CPU) ->
-    subgraph count/size limits -> compile every Neuron subgraph -> TorchScript module (neuron::forward_v2 ops
-    between CPU aten:: nodes)
+    whether the emulated neuronx-cc compiles them) -> support threshold -> plan (runs of supported ops not in
+    ops_to_partition = Neuron subgraphs, the rest CPU) -> subgraph count/size limits -> compile every Neuron
+    subgraph -> TorchScript module (neuron::forward_v2 ops between CPU aten:: nodes)
 
 A "subgraph" (partition) is a maximal run, in execution order, of operators on one device; CPU runs count too, as
-in the app note (sort sandwiched between linears = 3 subgraphs). Placement is decided per captured dispatcher operator
-(`aten::t`, `aten::addmm` for a linear layer); the log lines count TorchScript operators as analyze does: each
-captured node is attributed to the TorchScript node whose lone run recorded it (`attribute`), so a partition lists
-`aten::linear:3` and `min_subgraph_size` counts those operators. `ops_to_partition` matches that TorchScript kind, the captured name, or the public name of a
-private overload (`aten::log_softmax` for `aten::_log_softmax`)."""
+in the app note (sort sandwiched between linears = 3 subgraphs). Placement is decided per captured dispatcher
+operator (`aten::t`, `aten::addmm` for a linear layer); the log lines count TorchScript operators as analyze does:
+each captured node is attributed to the TorchScript node whose lone run recorded it (`attribute`), so a partition
+lists `aten::linear:3` and `min_subgraph_size` counts those operators. `ops_to_partition` matches that TorchScript
+kind, the captured name, or the public name of a private overload (`aten::log_softmax` for `aten::_log_softmax`)."""
 from __future__ import annotations
 
 import collections
@@ -92,7 +92,8 @@ def _log_and_check(plan, cfg: PartitionerConfig, owner: dict, ops: list) -> None
         raise ValueError(f"The partitioner has found {len(runs)} subgraphs which exceeds the specified max subgraph "
                          f"count of {cfg.max_subgraph_count}.")
     if cfg.min_subgraph_size != -1:
-        small = [(i, runs[i][0], size, kinds) for i, (size, kinds) in enumerate(sizes) if size < cfg.min_subgraph_size]
+        small = [(i, runs[i][0], size, kinds) for i, (size, kinds) in enumerate(sizes)
+                 if size < cfg.min_subgraph_size]
         if small:
             i, d, size, kinds = small[0]
             # ASSUMPTION: wording modelled on the documented max-count error
