@@ -8,6 +8,7 @@ max-subgraph-count error text."""
 import contextlib
 import logging
 import os
+import re
 import subprocess
 import sys
 
@@ -59,12 +60,16 @@ def test_sort_in_the_middle_traces_saves_and_loads_in_a_fresh_process(tmp_path, 
     n_all = n_sup + len(report["unsupported_operators"])
     assert f"{report['support_percentage']} of arithmetic operations ({n_sup} of {n_all}) are supported" in log
     assert "The following operations are currently not supported:" in log
-    assert "aten::sort, " in log and "in forward" in log   # the op and the user's source line
+    assert re.search(r"aten::sort, .*test_partitioner_config\.py\(\d+\): forward", log)  # op, user's stack
     assert "Num Partitions: 3" in log
     assert "Creating Partition #1 for device: Device.NEURON" in log
     assert "Creating Partition #2 for device: Device.CPU" in log
     assert "Creating Partition #3 for device: Device.NEURON" in log
     assert "aten::sort:1" in log
+    # operators counted as analyze counts them (TorchScript nodes): relu+linear | sort | linear x2, relu, log_softmax
+    parts = log.split("Creating Partition #")[1:]
+    assert "aten::linear:1" in parts[0] and "aten::relu:1" in parts[0] and "aten::addmm" not in log
+    assert "aten::linear:2" in parts[2] and "aten::log_softmax:1" in parts[2] and "aten::relu:1" in parts[2]
 
     path, x2 = str(tmp_path / "part.pt"), torch.randn(6, 32)
     torch.jit.save(traced, path)
@@ -84,10 +89,14 @@ print("OK")
 
 
 def test_sort_at_the_end_makes_two_partitions(caplog):
+    """The app note's "Default Usage" example and its log figures."""
     model, x = Sandwich(sort_last=True).eval(), torch.randn(4, 32)
     traced = _trace(model, x, caplog)
     assert _kinds(traced) == ["neuron::forward_v2", "aten::sort"]
     assert "Num Partitions: 2" in caplog.text
+    assert "85.71% of arithmetic operations (6 of 7) are supported" in caplog.text
+    neuron_part = caplog.text[caplog.text.index("Partition #1"):caplog.text.index("Partition #2")]
+    assert "aten::linear:3" in neuron_part and "aten::relu:2" in neuron_part
     torch.testing.assert_close(traced(x), model(x), **TOL)
 
 
@@ -99,9 +108,20 @@ def test_ops_to_partition_moves_a_supported_op_to_cpu(caplog):
     assert _kinds(traced) == ["neuron::forward_v2", "aten::_log_softmax", "aten::sort"]
     log = caplog.text
     supported_part = log[log.index("currently supported:"):log.index("currently not supported:")]
-    assert "aten::_log_softmax" in supported_part
+    assert "aten::log_softmax" in supported_part
     cpu_part = log[log.index("Creating Partition #2 for device: Device.CPU"):]
-    assert "aten::_log_softmax:1" in cpu_part and "aten::sort:1" in cpu_part
+    assert "aten::log_softmax:1" in cpu_part and "aten::sort:1" in cpu_part
+    torch.testing.assert_close(traced(x), model(x), **TOL)
+
+
+def test_ops_to_partition_matches_the_torchscript_operator(caplog):
+    """aten::linear (a TorchScript kind; the dispatcher runs aten::t and aten::addmm for it) moves every linear
+    layer to CPU."""
+    model, x = Sandwich(sort_last=True).eval(), torch.randn(4, 32)
+    traced = _trace(model, x, caplog, ops_to_partition={"aten::linear"})
+    # (the linears' weight transposes are folded): relu, relu, log_softmax each a Neuron subgraph between them
+    assert _kinds(traced) == ["aten::addmm", "neuron::forward_v2"] * 3 + ["aten::sort"]
+    assert "Creating Partition #1 for device: Device.CPU" in caplog.text
     torch.testing.assert_close(traced(x), model(x), **TOL)
 
 

@@ -1,18 +1,21 @@
 """torch_neuronx's graph partitioner (trace(..., partitioner_config=PartitionerConfig(...)), neuron-api.md 2.7 and
 the torch-neuronx graph partitioner app note) over the generic partitioner in neuron_emu/partitioner/.
 
-    capture -> analyze report (analyze.graph_report: which ops the emulated neuronx-cc compiles) -> support
-    threshold -> plan (runs of supported ops not in ops_to_partition = Neuron subgraphs, the rest CPU) ->
-    subgraph count/size limits -> compile every Neuron subgraph -> TorchScript module (neuron::forward_v2 ops
-    between CPU aten:: nodes)
+    capture -> analyze report (analyze.model_operators: the model's TorchScript operators, e.g. aten::linear, and
+    whether the emulated neuronx-cc compiles them) -> support threshold -> plan (runs of supported ops not in
+    ops_to_partition = Neuron subgraphs, the rest CPU) -> subgraph count/size limits -> compile every Neuron
+    subgraph -> TorchScript module (neuron::forward_v2 ops between CPU aten:: nodes)
 
 A "subgraph" (partition) is a maximal run, in execution order, of operators on one device; CPU runs count too, as
-in the app note (sort sandwiched between linears = 3 subgraphs). Operators are the ATen operators the dispatcher ran
-(`aten::addmm` for a linear layer), as analyze reports them; `ops_to_partition` also matches the public name of a
-private overload (`aten::log_softmax` for `aten::_log_softmax`)."""
+in the app note (sort sandwiched between linears = 3 subgraphs). Placement is decided per captured dispatcher
+operator (`aten::t`, `aten::addmm` for a linear layer); the log lines count TorchScript operators as analyze does:
+each captured node is attributed to the TorchScript node whose lone run recorded it (`attribute`), so a partition
+lists `aten::linear:3` and `min_subgraph_size` counts those operators. `ops_to_partition` matches that TorchScript
+kind, the captured name, or the public name of a private overload (`aten::log_softmax` for `aten::_log_softmax`)."""
 from __future__ import annotations
 
 import collections
+import difflib
 import logging
 import os
 
@@ -22,7 +25,7 @@ from neuron_emu.compiler.fold import fold_and_prune
 from neuron_emu.compiler.options import parse_compiler_args
 from neuron_emu.partitioner import Segment, module_from_plan, partition as plan_partition, segment_graph
 from neuron_emu.tracing import _write_workdir
-from torch_neuronx_emu.analyze import graph_report, is_supported, write_report
+from torch_neuronx_emu.analyze import is_supported, model_operators, operators_report, write_report
 from torch_neuronx_emu.partitioner_config import PartitionerConfig
 
 logger = logging.getLogger("Neuron")
@@ -50,25 +53,52 @@ def device_runs(steps: list) -> list:
     return runs
 
 
-def _log_and_check(plan, cfg: PartitionerConfig) -> None:
-    """The app note's partition lines, then the subgraph count and size limits."""
+def attribute(nodes: list, ops: list) -> dict:
+    """{id(captured node): index of the analyze operator it belongs to}. The whole model's capture runs the same
+    dispatcher ops, in the same order, as the TorchScript nodes run one by one, so the two name sequences are
+    aligned; a captured node the alignment leaves out belongs to the operator before it (or after, at the start)."""
+    mine = [n.name for n in nodes]
+    theirs, owner = [], []
+    for k, op in enumerate(ops):
+        theirs += op.dispatched
+        owner += [k] * len(op.dispatched)
+    found = {}
+    for a, b, size in difflib.SequenceMatcher(None, mine, theirs, autojunk=False).get_matching_blocks():
+        found.update((a + j, owner[b + j]) for j in range(size))
+    if not found:
+        return {}
+    last, out = found[min(found)], {}
+    for i, n in enumerate(nodes):
+        last = found.get(i, last)
+        out[id(n)] = last
+    return out
+
+
+def _log_and_check(plan, cfg: PartitionerConfig, owner: dict, ops: list) -> None:
+    """The app note's partition lines (operators counted as analyze counts them), then the subgraph count and
+    size limits."""
     runs = device_runs(plan.steps)
     logger.info("Num Partitions: %d", len(runs))
-    for i, (device, ops) in enumerate(runs):
+    sizes = []
+    for i, (device, nodes) in enumerate(runs):
         logger.info("Creating Partition #%d for device: Device.%s", i + 1, device)
         logger.info("The following operators will be included in this partition:")
-        for name, c in sorted(collections.Counter(n.name for n in ops).items()):
+        members = {owner.get(id(n), n.name) for n in nodes}   # an operator index, or a name if unattributed
+        kinds = collections.Counter(ops[m].kind if isinstance(m, int) else m for m in members)
+        for name, c in sorted(kinds.items()):
             logger.info("%s:%d", name, c)
+        sizes.append((len(members), sorted(kinds)))
     if cfg.max_subgraph_count != -1 and len(runs) > cfg.max_subgraph_count:
         raise ValueError(f"The partitioner has found {len(runs)} subgraphs which exceeds the specified max subgraph "
                          f"count of {cfg.max_subgraph_count}.")
     if cfg.min_subgraph_size != -1:
-        small = [(i, d, ops) for i, (d, ops) in enumerate(runs) if len(ops) < cfg.min_subgraph_size]
+        small = [(i, runs[i][0], size, kinds) for i, (size, kinds) in enumerate(sizes)
+                 if size < cfg.min_subgraph_size]
         if small:
-            i, d, ops = small[0]
+            i, d, size, kinds = small[0]
             # ASSUMPTION: wording modelled on the documented max-count error
             raise ValueError(f"The partitioner has found a subgraph (partition #{i + 1}, Device.{d}, operators "
-                             f"{[n.name for n in ops]}) of size {len(ops)} which is smaller than the specified min "
+                             f"{kinds}) of size {size} which is smaller than the specified min "
                              f"subgraph size of {cfg.min_subgraph_size}.")
 
 
@@ -97,7 +127,8 @@ def partition(func, example_inputs, partitioner_config: PartitionerConfig):
     graph = capture(func, inputs)[0]
 
     params = cfg.analyze_parameters
-    report = graph_report(graph, set(params.get("additional_ignored_ops", ())))
+    ops = model_operators(func, inputs, graph)
+    report = operators_report(ops, set(params.get("additional_ignored_ops", ())))
     write_report(report, params.get("compiler_workdir"))
     logger.info("The following operations are currently supported:")
     for name in report["supported_operators"]:
@@ -116,6 +147,9 @@ def partition(func, example_inputs, partitioner_config: PartitionerConfig):
                          f"{100.0 * cfg.model_support_percentage_threshold:.2f}%.")
 
     forced = cfg.ops_to_partition
+    owner = attribute(graph.nodes, ops)
+    forced_ids = {id(n) for n in graph.nodes if (public_names(n.name) & forced)
+                  or (id(n) in owner and ops[owner[id(n)]].kind in forced)}
     nodes = fold_and_prune(graph)
     kw = cfg.trace_kwargs or {}
     options = parse_compiler_args(kw.get("compiler_args"))
@@ -123,8 +157,8 @@ def partition(func, example_inputs, partitioner_config: PartitionerConfig):
     refused = set()  # ids of nodes whose configuration the compiler refused: they run on CPU
     while True:
         plan = plan_partition(nodes, graph.outputs, lambda n: id(n) not in refused and is_supported(n)
-                              and not (public_names(n.name) & forced))
-        _log_and_check(plan, cfg)
+                              and id(n) not in forced_ids)
+        _log_and_check(plan, cfg, owner, ops)
         neffs, failing = [], []
         for k, seg in enumerate(plan.segments):
             try:
