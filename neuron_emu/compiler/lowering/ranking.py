@@ -70,17 +70,27 @@ def rank_along_rows(b, x2, largest):
     return reduce_into(b, tt(b, "add", beats, ties, _tmp(b, sh)), [2], ReduceOp.Sum, _tmp(b, [R, n]))
 
 
-@register(aten.topk)
-def _topk(b, node, x, k, dim=-1, largest=True, sorted=True):
+def _rank_prologue(b, node, x, dim, name):
+    """topk / k-th value / median: the two outputs, and (x with `dim` last as [R, n] rows, perm, shape) to rank;
+    None for a 0-dim x, whose outputs are then already written (the value itself, at index 0)."""
     vals_out, idx_out = alloc_like_node(b, node, 0), alloc_like_node(b, node, 1)
     if not x.shape:
         dma_copy(b, x, vals_out)
         fill_into(b, idx_out, 0.0)
+        return vals_out, idx_out, None
+    rows = _rows_last(b, x, norm_dim(dim, len(x.shape)))
+    R, n = rows[0].shape
+    _guard(name, R, n, n)
+    return vals_out, idx_out, rows
+
+
+@register(aten.topk)
+def _topk(b, node, x, k, dim=-1, largest=True, sorted=True):
+    vals_out, idx_out, rows = _rank_prologue(b, node, x, dim, "topk")
+    if rows is None:
         return vals_out, idx_out
-    d = norm_dim(dim, len(x.shape))
-    x2, perm, shape_last = _rows_last(b, x, d)
+    x2, perm, shape_last = rows
     R, n = x2.shape
-    _guard("topk", R, n, n)
     if k == 0 or R == 0:
         return vals_out, idx_out
     rank = rank_along_rows(b, x2, largest)
@@ -204,15 +214,11 @@ def _nan_propagates(b, x2, vals, idx):
 
 
 def _kth_dim(b, node, x, r_of_n, dim, nan_median):
-    vals_out, idx_out = alloc_like_node(b, node, 0), alloc_like_node(b, node, 1)
-    if not x.shape:
-        dma_copy(b, x, vals_out)
-        fill_into(b, idx_out, 0.0)
+    vals_out, idx_out, rows = _rank_prologue(b, node, x, dim, node.name)
+    if rows is None:
         return vals_out, idx_out
-    d = norm_dim(dim, len(x.shape))
-    x2, perm, shape_last = _rows_last(b, x, d)
-    R, n = x2.shape
-    _guard(node.name, R, n, n)
+    x2 = rows[0]
+    n = x2.shape[1]
     vals, idx = _pick_rank(b, x2, r_of_n(n))
     if nan_median:
         vals, idx = _nan_propagates(b, x2, vals, idx)
