@@ -14,7 +14,6 @@ import collections
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 
@@ -84,40 +83,10 @@ def bench(name, rounds, runs, do_profile):
             profile(name, args)
 
 
-# Peak RSS of a deployment process: eager loads the weights into a model built on the meta device (no
-# random init), the traced model is torch.jit.load-ed; neither builds the model from scratch.
-_RSS = """
-import resource, sys, torch, transformers
-from neuron_emu import zoo
-d = sys.argv[2]
-if sys.argv[1] == "trace":
-    import torch_neuronx_emu
-    model, inputs = zoo.bert("large", seq=128)
-    model.config.to_json_file(d + "/config.json")
-    torch.save(model.state_dict(), d + "/weights.pt")
-    torch.save(inputs, d + "/inputs.pt")
-    torch.jit.save(torch_neuronx_emu.trace(model, inputs), d + "/traced.pt")
-else:
-    inputs = torch.load(d + "/inputs.pt")
-    if sys.argv[1] == "eager":
-        with torch.device("meta"):
-            model = transformers.BertModel(transformers.BertConfig.from_json_file(d + "/config.json")).eval()
-        model.load_state_dict(torch.load(d + "/weights.pt", mmap=True), assign=True)
-        with torch.no_grad():
-            model(*inputs)
-    else:
-        import torch_neuronx_emu
-        torch.jit.load(d + "/traced.pt")(*inputs)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-"""
-
-
 def rss():
-    import tempfile
-    with tempfile.TemporaryDirectory() as d:
-        subprocess.run([sys.executable, "-c", _RSS, "trace", d], check=True, capture_output=True)
-        peak = {mode: float(subprocess.run([sys.executable, "-c", _RSS, mode, d], check=True, capture_output=True,
-                                           text=True).stdout.split()[-1]) for mode in ("eager", "load")}
+    """BERT-large's peak RSS in fresh deployment processes (bench_memory.py, with trace's default compiler args)."""
+    from bench_memory import peak_rss
+    peak = peak_rss("large", "--auto-cast none")
     print(f"BERT-large peak RSS: eager {peak['eager']:.0f} MiB, loaded traced model {peak['load']:.0f} MiB, "
           f"ratio {peak['load'] / peak['eager']:.2f}x")
 
