@@ -44,6 +44,10 @@ class TV:
         return TV(self.buf, self.offset if offset is None else offset, tuple(int(s) for s in shape),
                   tuple(int(s) for s in strides), self.dtype, self.emu)
 
+    def permuted(self, dims) -> "TV":
+        """The view with its dimensions in the order `dims` (torch.permute; no data moves)."""
+        return self.with_view([self.shape[d] for d in dims], [self.strides[d] for d in dims])
+
     def with_dtype(self, dtype, emu=None) -> "TV":
         return TV(self.buf, self.offset, self.shape, self.strides, dtype, self.emu if emu is None else emu)
 

@@ -88,11 +88,11 @@ def _safe_softmax(b, node, x, dim, dtype=None):
     if d == nd - 1:
         return safe_softmax_into(b, x, alloc_like_node(b, node))[0]
     perm = [i for i in range(nd) if i != d] + [d]
-    xt = x.with_view([x.shape[i] for i in perm], [x.strides[i] for i in perm])
+    xt = x.permuted(perm)
     tmp = safe_softmax_into(b, xt, b.alloc(xt.shape, torch.float32))[0]
     inv = [perm.index(i) for i in range(nd)]
     out = alloc_like_node(b, node)
-    dma_copy(b, tmp.with_view([tmp.shape[i] for i in inv], [tmp.strides[i] for i in inv]), out)
+    dma_copy(b, tmp.permuted(inv), out)
     return out
 
 

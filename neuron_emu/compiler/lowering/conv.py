@@ -59,7 +59,7 @@ def _transposed_weight(b, w, groups):
     k = list(w.shape[2:])
     g5 = reshape(b, w, [groups, cin // groups, og] + k)
     perm = [0, 2, 1] + list(range(3, 3 + nsp))
-    src = g5.with_view([g5.shape[i] for i in perm], [g5.strides[i] for i in perm])
+    src = g5.permuted(perm)
     dst = b.alloc(src.shape, w.dtype, w.emu)
     dma_copy(b, src, dst)
     return reshape(b, dst, [groups * og, cin // groups] + k)

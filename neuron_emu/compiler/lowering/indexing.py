@@ -43,12 +43,12 @@ def _index_select(b, node, x, dim, index):
     dim = norm_dim(dim, len(x.shape))
     if dim != 0:
         perm = [dim] + [d for d in range(len(x.shape)) if d != dim]
-        xt = x.with_view([x.shape[d] for d in perm], [x.strides[d] for d in perm])
+        xt = x.permuted(perm)
         tmp = b.alloc([index.numel] + [x.shape[d] for d in perm[1:]], x.dtype, x.emu)
         gather_rows(b, xt, index, tmp)
         out = alloc_like_node(b, node)
         inv = [perm.index(d) for d in range(len(perm))]
-        dma_copy(b, tmp.with_view([tmp.shape[d] for d in inv], [tmp.strides[d] for d in inv]), out)
+        dma_copy(b, tmp.permuted(inv), out)
         return out
     return gather_rows(b, x, index, alloc_like_node(b, node))
 
@@ -76,7 +76,7 @@ def _index(b, node, x, indices):
     idx_shape = list(out.shape[p:len(out.shape) - (nd - p - k)])
     if p:  # move the indexed dims to the front
         perm = list(range(p, p + k)) + list(range(p)) + list(range(p + k, nd))
-        x = x.with_view([x.shape[d] for d in perm], [x.strides[d] for d in perm])
+        x = x.permuted(perm)
     x = contiguous(b, x)
     strides, acc = [], 1
     for s in reversed(x.shape[:k]):
@@ -105,7 +105,7 @@ def _index(b, node, x, indices):
     tmp = gather_rows(b, x.with_view([rows, D], [D, 1]), linear, b.alloc(idx_shape + rest, x.dtype, x.emu))
     m = len(idx_shape)
     perm = list(range(m, m + p)) + list(range(m)) + list(range(m + p, m + len(rest)))
-    dma_copy(b, tmp.with_view([tmp.shape[d] for d in perm], [tmp.strides[d] for d in perm]), out)
+    dma_copy(b, tmp.permuted(perm), out)
     return out
 
 

@@ -25,7 +25,7 @@ def _rows_last(b, x, dim):
     """x with `dim` moved last, contiguous, as [R, n]; and the permutation."""
     nd = len(x.shape)
     perm = [d for d in range(nd) if d != dim] + [dim]
-    xt = contiguous(b, x.with_view([x.shape[d] for d in perm], [x.strides[d] for d in perm]))
+    xt = contiguous(b, x.permuted(perm))
     n = x.shape[dim]
     return xt.with_view([xt.numel // max(n, 1), n], [n, 1]), perm, xt.shape
 
@@ -35,7 +35,7 @@ def _back(b, t, perm, shape_last, out):
     nd = len(perm)
     tv = t.with_view(list(shape_last[:-1]) + [t.shape[1]], _contig(list(shape_last[:-1]) + [t.shape[1]]))
     inv = [perm.index(d) for d in range(nd)]
-    dma_copy(b, tv.with_view([tv.shape[d] for d in inv], [tv.strides[d] for d in inv]), out)
+    dma_copy(b, tv.permuted(inv), out)
     return out
 
 

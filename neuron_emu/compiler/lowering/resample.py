@@ -20,7 +20,7 @@ def apply_along(b, node, x, d, mat: torch.Tensor, out=None):
     from neuron_emu.compiler.lowering.matmul import emit_matmul
     nd = len(x.shape)
     perm = [i for i in range(nd) if i != d] + [d]
-    xt = contiguous(b, x.with_view([x.shape[i] for i in perm], [x.strides[i] for i in perm]))
+    xt = contiguous(b, x.permuted(perm))
     n_in, n_out = mat.shape
     R = xt.numel // max(n_in, 1)
     # Resampling is not a matmult op: auto-cast rounds only its result (the copy into `out`), so the weights, the
@@ -29,7 +29,7 @@ def apply_along(b, node, x, d, mat: torch.Tensor, out=None):
     emit_matmul(b, node, xt.with_view([R, n_in], [n_in, 1]), b.const(mat.to(f32).contiguous()),
                 y.with_view([R, n_out], [n_out, 1]), in_dtype=DType.F32)
     inv = [perm.index(i) for i in range(nd)]
-    back = y.with_view([y.shape[i] for i in inv], [y.strides[i] for i in inv])
+    back = y.permuted(inv)
     if out is None:
         return back
     dma_copy(b, back, out)

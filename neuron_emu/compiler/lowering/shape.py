@@ -21,12 +21,12 @@ def take_along(b, x, dim, index, out=None):
     and back (DMA)."""
     nd = len(x.shape)
     perm = [dim] + [d for d in range(nd) if d != dim]
-    xt = x.with_view([x.shape[d] for d in perm], [x.strides[d] for d in perm])
+    xt = x.permuted(perm)
     idx = b.const(torch.tensor(index, dtype=torch.float32))
     tmp = b.alloc([len(index)] + list(xt.shape[1:]), x.dtype, x.emu)
     gather_rows(b, xt, idx, tmp)
     inv = [perm.index(d) for d in range(nd)]
-    back = tmp.with_view([tmp.shape[d] for d in inv], [tmp.strides[d] for d in inv])
+    back = tmp.permuted(inv)
     if out is None:
         return back
     dma_copy(b, back, out)
@@ -187,7 +187,7 @@ def _pixel_shuffle(b, node, x, r):
     else:
         v = reshape(b, x, lead + [C, H // r, r, W // r, r])
         perm = list(range(L)) + [L, L + 2, L + 4, L + 1, L + 3]
-    src = v.with_view([v.shape[d] for d in perm], [v.strides[d] for d in perm])
+    src = v.permuted(perm)
     dst = reshape(b, out, src.shape)
     dma_copy(b, src, dst)
     return out
@@ -200,7 +200,7 @@ def _channel_shuffle(b, node, x, groups):
     rest = list(x.shape[2:])
     v = reshape(b, x, [N, groups, C // groups] + rest)
     perm = [0, 2, 1] + list(range(3, 3 + len(rest)))
-    src = v.with_view([v.shape[d] for d in perm], [v.strides[d] for d in perm])
+    src = v.permuted(perm)
     dma_copy(b, src, reshape(b, out, src.shape))
     return out
 

@@ -38,7 +38,7 @@ def _transpose(b, node, x, d0, d1):
 @register(aten.permute, aten.permute_copy)
 def _permute(b, node, x, dims):
     dims = [norm_dim(d, len(x.shape)) for d in dims]
-    return x.with_view([x.shape[d] for d in dims], [x.strides[d] for d in dims])
+    return x.permuted(dims)
 
 
 @register(aten.expand, aten.expand_copy)
