@@ -1,7 +1,9 @@
 #include "native_gemm.h"
 
 #include <dlfcn.h>
+#include <pthread.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #if defined(__x86_64__) || defined(__i386__)
@@ -52,6 +54,14 @@ const Lib& lib() {
   }();
   return l;
 }
+
+// MKL runs on libtorch's libgomp, which is not fork-safe: in a child forked after the parent ran an OpenMP
+// region, MKL's next region waits forever on the parent's vanished team, even at one thread (torch itself
+// avoids OpenMP in such a child). A forked process therefore uses the portable GEMMs.
+std::atomic<bool> g_forked{false};
+const bool g_fork_hook = [] { return pthread_atfork(nullptr, nullptr, [] { g_forked.store(true); }) == 0; }();
+
+bool forked() { return g_forked.load(std::memory_order_relaxed); }
 
 enum class Policy { Off, Auto, On };
 
@@ -122,6 +132,7 @@ void call_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, 
 }  // namespace
 
 SgemmFn native_sgemm() {
+  if (forked()) return nullptr;
   static const SgemmFn f = [] {
     const SgemmPolicy p = sgemm_policy();
     if (p == SgemmPolicy::OpenBlas || (p == SgemmPolicy::Auto && !intel_avx512())) return SgemmFn{nullptr};
@@ -139,7 +150,7 @@ DType half_storage(DType in_dtype) {
 }
 
 HalfGemmFn native_gemm(DType store) {
-  if (store != DType::BF16 && store != DType::FP16) return nullptr;
+  if ((store != DType::BF16 && store != DType::FP16) || forked()) return nullptr;
   const Policy p = policy();
   if (p == Policy::Off || (p == Policy::Auto && !cpu_native(store))) return nullptr;
   const Lib& l = lib();

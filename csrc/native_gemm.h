@@ -26,7 +26,8 @@ using HalfGemmFn = void (*)(bool ta, bool tb, int64_t M, int64_t N, int64_t K, f
 // fp16, F32 (none) for fp32 and tf32.
 DType half_storage(DType in_dtype);
 
-// The native GEMM for 16-bit storage `store` (BF16 or FP16) under the policy, or nullptr. Single-threaded per
+// The native GEMM for 16-bit storage `store` (BF16 or FP16) under the policy, or nullptr (always in a process
+// forked from one that loaded this module: MKL's OpenMP hangs there). Single-threaded per
 // call: the library's thread count is set to 1 for the call in the calling thread (MKL_Set_Num_Threads_Local,
 // restored after), so its OpenMP team never spins beside our pool, and the caller's own MKL setting is kept;
 // callers split large GEMMs over the pool themselves.
@@ -36,7 +37,7 @@ HalfGemmFn native_gemm(DType store);
 using SgemmFn = void (*)(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
                          const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
-// MKL's sgemm under the NEMU_SGEMM policy, or nullptr (TensorE then uses OpenBLAS).
+// MKL's sgemm under the NEMU_SGEMM policy, or nullptr (TensorE then uses OpenBLAS; always in a forked process).
 SgemmFn native_sgemm();
 
 // For reports and benchmarks: policy, library found, and which dtypes run natively.

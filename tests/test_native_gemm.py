@@ -212,3 +212,35 @@ def test_bad_policy_is_named():
     env = dict(os.environ, NEMU_SGEMM="fast", PYTHONPATH=ROOT)
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "NEMU_SGEMM must be auto, mkl or openblas, got 'fast'" in r.stderr
+
+
+_FORK_CHILD = """
+import os, sys, numpy as np, torch
+sys.path.insert(0, %r)
+from neuron_emu import _C
+from neuron_emu.kernels.tensor_engine import matmul
+torch.set_num_threads(2)
+a, b = torch.randn(256, 512), torch.randn(512, 256)
+torch.mm(a, b)                      # the parent's OpenMP team exists
+ref, _ = matmul(a, b, dtype="bf16")  # MKL's bf16 GEMM in the parent
+ref32, _ = matmul(a, b, dtype="fp32")
+pid = os.fork()
+if pid == 0:
+    out, _ = matmul(a, b, dtype="bf16")      # the portable GEMMs: the same values
+    out32, _ = matmul(a, b, dtype="fp32")
+    # compared in numpy: torch's own parallel kernels hang in such a child too
+    same = all(np.allclose(x.numpy(), y.numpy(), rtol=1e-5, atol=1e-4) for x, y in ((out, ref), (out32, ref32)))
+    os._exit(0 if same else 3)
+_, st = os.waitpid(pid, 0)
+print("child", os.waitstatus_to_exitcode(st))
+"""
+
+
+@pytest.mark.skipif(not torch.backends.mkl.is_available(), reason="torch built without MKL: no native GEMM to force")
+def test_forked_child_does_not_hang():
+    """A process forked after the parent ran MKL's GEMMs (a DataLoader worker, a multiprocessing pool) must not
+    enter MKL's OpenMP, which hangs in a forked child; it runs the portable GEMMs instead (fuzzer case found on
+    an AVX512-BF16 machine)."""
+    env = dict(os.environ, NEMU_NATIVE_GEMM="on", NEMU_SGEMM="mkl", PYTHONPATH=ROOT)
+    r = subprocess.run([sys.executable, "-c", _FORK_CHILD % ROOT], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip().endswith("child 0"), (r.stdout, r.stderr[-2000:])
