@@ -8,6 +8,10 @@ Targets (cores issue): small MLP at batch 1 (kernels too small to fill two CPUs)
 BERT-base s128 b1 (GEMMs already use both CPUs) >= 1.0x. Each model's line ends with its target and whether the
 ratio meets it, next to the machine ceiling of this run.
 
+Calls run under torch.inference_mode(), as an inference server calls a model: the native forward kernel
+(csrc/forward_op.h) then runs them without the GIL. With grad mode on, a model with floating-point inputs takes
+the Python kernel instead (the stable ABI cannot tell whether an input requires grad).
+
 Also printed per model: the host time of one call outside the native Program.run (single thread; the GIL is held
 for most of it), which bounds two-thread scaling on a loaded or small machine more reliably than the ratio."""
 import argparse
@@ -91,11 +95,12 @@ def outside_native_us(copy, inputs, calls):
     core = last_call_core(copy, inputs)
     now = time.perf_counter_ns
     d = []
-    for _ in range(calls):
-        h = core._host_ns
-        t = now()
-        copy(*inputs)
-        d.append(now() - t - (core._host_ns - h))
+    with torch.inference_mode():
+        for _ in range(calls):
+            h = core.counters().host_s
+            t = now()
+            copy(*inputs)
+            d.append(now() - t - (core.counters().host_s - h) * 1e9)
     d.sort()
     return d[len(d) // 10] / 1e3, d[len(d) // 2] / 1e3
 
@@ -104,7 +109,7 @@ def dispatch_cpu_us(rounds):
     """Single thread: CPU time of the calling thread per call of a tiny traced model (MLP 16-16-8, batch 1) vs per
     bare Program.run of its program. The difference is the path around the native run (nn.Module call,
     TorchScript, dispatcher, the Python op kernel, checks, output allocation, stats), GIL-held except the
-    interpreter's own steps; thread CPU time does not count preemption, so it holds on a loaded machine.
+    interpreter's own steps (none at all on the native kernel); thread CPU time does not count preemption, so it holds on a loaded machine.
     Returns (whole call, bare run) in us."""
     model, inputs = zoo.mlp(in_features=16, hidden=(16,), out=8, batch=1)
     copy = two_copies(model, inputs)[0]
@@ -122,7 +127,8 @@ def dispatch_cpu_us(rounds):
             r.append((time.thread_time_ns() - t) / n / 1e3)
         return statistics.median(r)
 
-    return per_call(lambda: copy(*inputs)), per_call(lambda: lm.program.run(ins, outs))
+    with torch.inference_mode():
+        return per_call(lambda: copy(*inputs)), per_call(lambda: lm.program.run(ins, outs))
 
 
 def last_call_core(copy, inputs):
@@ -132,9 +138,10 @@ def last_call_core(copy, inputs):
 
 def serial(copies, inputs, calls):
     t = time.perf_counter()
-    for _ in range(calls):
-        for c in copies:
-            c(*inputs)
+    with torch.inference_mode():
+        for _ in range(calls):
+            for c in copies:
+                c(*inputs)
     return time.perf_counter() - t
 
 
@@ -143,8 +150,9 @@ def parallel(copies, inputs, calls):
 
     def loop(c):
         start.wait()
-        for _ in range(calls):
-            c(*inputs)
+        with torch.inference_mode():   # per thread
+            for _ in range(calls):
+                c(*inputs)
 
     threads = [threading.Thread(target=loop, args=(c,)) for c in copies]
     for th in threads:
@@ -169,7 +177,8 @@ def bench(name, calls, rounds):
     for _ in range(rounds):  # interleaved so that load changes hit both
         ts.append(serial(copies, inputs, calls))
         tp.append(parallel(copies, inputs, calls))
-    outs = [c(*inputs) for c in copies]
+    with torch.no_grad():
+        outs = [c(*inputs) for c in copies]
     same = all(torch.equal(a, b) for a, b in zip(torch.utils._pytree.tree_leaves(ref),
                                                   torch.utils._pytree.tree_leaves(outs)))
     s, p = statistics.median(ts), statistics.median(tp)

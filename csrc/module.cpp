@@ -10,6 +10,8 @@
 #include "cpu_features.h"
 #include "native_gemm.h"
 #include "dtype_convert.h"
+#include "forward_op.h"
+#include "loaded_program.h"
 #include "program.h"
 #include "runtime_ops.h"
 #include "simd.h"
@@ -53,22 +55,10 @@ py::dict counters_dict(const Counters& c) {
   return d;
 }
 
-// One call's stats, allocation-light: [latency_ns, then per engine busy_ns, busy_cycles, instructions,
-// bytes, flops] (Program.STATS_FIELDS; counts are exact in float64 below 2^53).
-py::array_t<double> stats_array(const RunStats& st) {
-  constexpr int kFields = 5;
-  py::array_t<double> a(1 + kNumEngines * kFields);
-  double* d = a.mutable_data();
-  d[0] = st.latency_ns;
-  const Counters& c = st.counters;
-  for (int e = 0; e < kNumEngines; ++e) {
-    double* f = d + 1 + e * kFields;
-    f[0] = c.busy_ns[e];
-    f[1] = c.busy_cycles[e];
-    f[2] = static_cast<double>(c.instructions[e]);
-    f[3] = static_cast<double>(c.bytes[e]);
-    f[4] = static_cast<double>(c.flops[e]);
-  }
+// One call's stats as a float64 vector (stats_to's layout).
+py::array_t<double> stats_array(const double* stats) {
+  py::array_t<double> a(kStatsLen);
+  std::copy(stats, stats + kStatsLen, a.mutable_data());
   return a;
 }
 
@@ -144,9 +134,19 @@ py::dict run_instr(py::array_t<int64_t, py::array::c_style> row, py::list operan
 }
 
 struct PyProgram {
-  std::unique_ptr<Program> prog;
-  py::list keep_alive;  // constant arrays (zero-copy views into the artifact)
+  std::shared_ptr<LoadedProgram> lp;  // shared with the native forward op's placements (forward_op.h)
+  Program* prog() const { return lp->prog.get(); }
 };
+
+// A Python object owned from C++: its last owner may be a thread without the GIL (a native forward call still
+// running when Python released the model), so the reference is dropped under the GIL.
+std::shared_ptr<void> gil_owned(py::object o) {
+  return std::shared_ptr<void>(new py::object(std::move(o)), [](void* p) {
+    if (!Py_IsInitialized()) return;  // the interpreter is gone: nothing left to release
+    py::gil_scoped_acquire gil;
+    delete static_cast<py::object*>(p);
+  });
+}
 
 PyProgram make_program(const CoreSpec& spec, py::array_t<int64_t, py::array::c_style> instrs,
                        py::array_t<int64_t, py::array::c_style> deps, py::array_t<int64_t, py::array::c_style> buf_numel,
@@ -163,6 +163,8 @@ PyProgram make_program(const CoreSpec& spec, py::array_t<int64_t, py::array::c_s
     bufs[b].arena_offset = buf_arena_offset.data()[b];
   }
   PyProgram p;
+  p.lp = std::make_shared<LoadedProgram>();
+  py::list keep_alive;  // constant arrays (zero-copy views into the artifact)
   for (auto item : consts) {
     auto pair = item.cast<py::tuple>();
     const int64_t b = pair[0].cast<int64_t>();
@@ -175,14 +177,35 @@ PyProgram make_program(const CoreSpec& spec, py::array_t<int64_t, py::array::c_s
     const int64_t size = py::reinterpret_borrow<py::array>(pair[1]).size();
     if (size != bufs[b].numel) fail(who + ": " + std::to_string(size) + " elements, table says " + std::to_string(bufs[b].numel));
     bufs[b].const_data = data;
-    p.keep_alive.append(pair[1]);
+    keep_alive.append(pair[1]);
   }
   std::vector<IoSpec> ins, outs;
   for (const auto& io : inputs) ins.push_back(IoSpec{io.first, io.second});
   for (const auto& io : outputs) outs.push_back(IoSpec{io.first, io.second});
-  p.prog = std::make_unique<Program>(spec, instrs.data(), instrs.shape(0), deps.data(), deps.size(), std::move(bufs),
+  p.lp->keep_alive = gil_owned(std::move(keep_alive));
+  p.lp->touch();
+  p.lp->prog = std::make_unique<Program>(spec, instrs.data(), instrs.shape(0), deps.data(), deps.size(), std::move(bufs),
                                      arena_floats, std::move(ins), std::move(outs), check_deps);
   return p;
+}
+
+py::tuple counters_snapshot(const CoreCounters& c) {
+  const CoreCounters::Snapshot s = c.snapshot();
+  return py::make_tuple(stats_array(s.acc.data()), s.executions, s.last_latency_ns, s.host_ns, s.recent);
+}
+
+using IoTuple = std::tuple<std::string, std::vector<int64_t>, int64_t>;  // (dtype, sizes, itemsize)
+
+void place_forward(uintptr_t data, int64_t numel, const py::bytes& uid, const std::vector<PyProgram*>& programs,
+                   const std::vector<int>& cores, const std::vector<IoTuple>& inputs, const std::vector<IoTuple>& outputs,
+                   int64_t dynamic_batch, int64_t n_user) {
+  if (programs.size() != cores.size()) fail("forward_op_place: one core per program");
+  std::vector<ForwardCopy> copies;
+  for (size_t i = 0; i < programs.size(); ++i) copies.push_back(ForwardCopy{programs[i]->lp, cores[i]});
+  std::vector<ForwardIo> ins, outs;
+  for (const auto& io : inputs) ins.push_back(ForwardIo{std::get<0>(io), std::get<1>(io), std::get<2>(io)});
+  for (const auto& io : outputs) outs.push_back(ForwardIo{std::get<0>(io), std::get<1>(io), std::get<2>(io)});
+  forward_op_place(data, numel, uid, std::move(copies), ins, outs, dynamic_batch, n_user);
 }
 
 }  // namespace
@@ -320,6 +343,27 @@ PYBIND11_MODULE(_C, m) {
     return out;
   }, py::arg("x"), py::arg("dtype"), "Bit patterns of the values rounded to an emulated dtype.");
 
+  py::class_<CoreCounters, std::shared_ptr<CoreCounters>>(m, "CoreCounters")
+      .def(py::init<>())
+      .def("snapshot", &counters_snapshot,
+           "(summed stats vector, executions, last latency ns, host ns, recent latencies ns oldest first)")
+      .def("reset", &CoreCounters::reset);
+  m.def("last_run", []() -> py::object {
+    const LastRun& r = last_run();
+    if (!r.token) return py::none();
+    return py::make_tuple(r.token, stats_array(r.stats));
+  }, "The calling thread's last execution of an attached Program: (token, stats vector), or None.");
+  m.def("forward_op_install", &forward_op_install, py::arg("op"), py::arg("fallback"), py::arg("torch_version"),
+        "Register the native kernel of neuron::<op> (forward_op.h); False where torch lacks the stable C ABI.");
+  m.def("forward_op_place", &place_forward, py::arg("artifact_data"), py::arg("artifact_numel"), py::arg("uid"),
+        py::arg("programs"), py::arg("cores"), py::arg("inputs"), py::arg("outputs"), py::arg("dynamic_batch"),
+        py::arg("n_user"),
+        "Let the native kernel run this artifact on these programs (round robin); inputs/outputs: (dtype, sizes, "
+        "itemsize); dynamic_batch > 0: dynamic batching of the first n_user inputs for that compiled batch.");
+  m.def("forward_op_remove", &forward_op_remove, py::arg("artifact_data"));
+  m.def("forward_op_pin", &forward_op_pin, py::arg("core"));
+  m.def("forward_op_native_calls", &forward_op_native_calls);
+
   py::class_<PyProgram>(m, "Program")
       .def(py::init(&make_program), py::arg("spec"), py::arg("instrs"), py::arg("deps"), py::arg("buf_numel"),
            py::arg("buf_kind"), py::arg("buf_arena_offset"), py::arg("consts"), py::arg("arena_floats"),
@@ -327,7 +371,7 @@ PYBIND11_MODULE(_C, m) {
            "Validate and load a program. inputs/outputs: per model input/output, (numel, IoDType code) as the "
            "artifact's header declares it (the host tensors' size); every IoIn/IoOut must match it exactly.")
       .def("run", [](PyProgram& p, const std::vector<uintptr_t>& ins, const std::vector<uintptr_t>& outs) {
-        Program& prog = *p.prog;
+        Program& prog = *p.prog();
         if (static_cast<int>(ins.size()) != prog.n_inputs()) fail("expected " + std::to_string(prog.n_inputs()) + " input pointers");
         if (static_cast<int>(outs.size()) != prog.n_outputs()) fail("expected " + std::to_string(prog.n_outputs()) + " output pointers");
         void* in_p[64];
@@ -339,26 +383,26 @@ PYBIND11_MODULE(_C, m) {
         if (outs.size() > 64) { out_v.resize(outs.size()); op = out_v.data(); }
         for (size_t i = 0; i < ins.size(); ++i) ip[i] = reinterpret_cast<void*>(ins[i]);
         for (size_t i = 0; i < outs.size(); ++i) op[i] = reinterpret_cast<void*>(outs[i]);
-        RunStats st;
+        double st[kStatsLen];
         {
           py::gil_scoped_release nogil;
-          st = prog.run(ip, op);
+          p.lp->execute(ip, op, st);
         }
         return stats_array(st);
       }, py::arg("inputs"), py::arg("outputs"),
       "Run once (host pointers come from tensors the caller validated); returns this call's stats as a float64 "
       "vector: latency_ns, then per engine (TensorE, VectorE, ScalarE, GpSimdE, DMA) the STATS_FIELDS.")
       .def("last_stats", [](PyProgram& p) {
-        std::lock_guard<std::mutex> lk(p.prog->mutex());
+        std::lock_guard<std::mutex> lk(p.prog()->mutex());
         py::dict d;
-        d["latency_ns"] = p.prog->last().latency_ns;
-        d["runs"] = p.prog->runs();
-        d["engines"] = counters_dict(p.prog->last().counters);
+        d["latency_ns"] = p.prog()->last().latency_ns;
+        d["runs"] = p.prog()->runs();
+        d["engines"] = counters_dict(p.prog()->last().counters);
         return d;
       }, "Stats of the last run on this Program by any thread (prefer run()'s return value).")
       .def("timeline", [](PyProgram& p) {
-        std::lock_guard<std::mutex> lk(p.prog->mutex());
-        const Program& prog = *p.prog;
+        std::lock_guard<std::mutex> lk(p.prog()->mutex());
+        const Program& prog = *p.prog();
         const size_t n = prog.instrs().size();
         py::array_t<double> start(n), end(n), cyc(n), host(n);
         py::array_t<int32_t> op(n), src(n);
@@ -400,6 +444,14 @@ PYBIND11_MODULE(_C, m) {
         return d;
       }, "Per-instruction modelled start/end ns and cycles (a property of the program: the same for every call), "
          "op code, source op, and host_ns: emulator wall time of the last call on this Program.")
-      .def_property_readonly("n_instructions", [](PyProgram& p) { return p.prog->instrs().size(); })
+      .def_property_readonly("n_instructions", [](PyProgram& p) { return p.prog()->instrs().size(); })
+      .def("attach", [](PyProgram& p, std::shared_ptr<CoreCounters> counters, int64_t token) {
+        p.lp->counters = std::move(counters);
+        p.lp->token = token;
+      }, py::arg("counters"), py::arg("token"),
+      "Place on a core: every later run is counted on `counters` and reported by last_run() with `token`.")
+      .def("touch", [](PyProgram& p) { p.lp->touch(); }, "Mark used now (the core's least-recently-used order).")
+      .def_property_readonly("last_used", [](PyProgram& p) { return p.lp->last_used.load(); },
+                             "Use tick of the last run or touch (larger = more recent).")
       .attr("STATS_FIELDS") = py::make_tuple("busy_ns", "busy_cycles", "instructions", "bytes", "flops");
 }

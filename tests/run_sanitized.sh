@@ -21,7 +21,7 @@ START=$(date +%s)
 
 KERNEL_TESTS=(test_tensor_engine.py test_vector_engine.py test_scalar_engine.py
               test_gpsimd_engine.py test_dma.py test_dtype_convert.py test_artifact.py test_untrusted.py
-              test_fuzz.py)
+              test_fuzz.py test_native_forward.py)
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/nemu-sanitize.XXXXXX")"
 cleanup() {

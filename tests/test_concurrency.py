@@ -59,14 +59,17 @@ def _rss_mb() -> float:
 
 
 @pytest.mark.slow
-def test_ten_thousand_calls_do_not_grow_rss(mlp):
+@pytest.mark.parametrize("grad", [True, False], ids=["python-kernel", "native-kernel"])
+def test_ten_thousand_calls_do_not_grow_rss(mlp, grad):
     """A leak of 200 bytes per call would show as 2 MB over 10,000 calls; the first 500 calls let allocator pools
-    and caches settle. (benchmarks/bench_soak.py prints the figures, DataParallel included.)"""
+    and caches settle. (benchmarks/bench_soak.py prints the figures, DataParallel included.) With grad mode on the
+    float-input MLP takes the Python kernel, under no_grad the native one (csrc/forward_op.h)."""
     _, inputs, traced = mlp
     t = _copy(traced)
-    for _ in range(500):
-        t(*inputs)
-    before = _rss_mb()
-    for _ in range(10_000):
-        t(*inputs)
+    with torch.set_grad_enabled(grad):
+        for _ in range(500):
+            t(*inputs)
+        before = _rss_mb()
+        for _ in range(10_000):
+            t(*inputs)
     assert _rss_mb() - before < 2.0

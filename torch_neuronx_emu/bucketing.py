@@ -86,7 +86,9 @@ class NeuronBucket(torch.nn.Module):
 
     def forward(self, inputs: List[torch.Tensor], shared: List[torch.Tensor]) -> List[torch.Tensor]:
         feed = inputs + (shared if len(shared) > 0 else self.states)
-        result = torch.ops.neuron.forward_v2(feed, self.neff)
+        # a copy of the list: the native kernel's boxing (torch's stable ABI) moves a Tensor[] argument's
+        # tensors out of the list it is given, and the aliases below index `feed` after the call
+        result = torch.ops.neuron.forward_v2(list(feed), self.neff)
         for pair in self.aliases:
             feed[pair[0]].copy_(result[pair[1]])
         return result

@@ -120,8 +120,10 @@ class DataParallel(torch.nn.Module):
             self._compiled = self._compiled_size()
         return self._compiled > 0 and split % self._compiled == 0
 
-    def _run_group(self, core: int, chunks: List[tuple], kwargs: dict) -> list:
-        with rt_placement.pinned(core):
+    def _run_group(self, core: int, chunks: List[tuple], kwargs: dict, grad: bool,
+                   inference: bool) -> list:
+        # the caller's autograd modes, which are per thread: a worker would otherwise run with grad enabled
+        with rt_placement.pinned(core), torch.inference_mode(inference), torch.set_grad_enabled(grad):
             return [self.module(*c, **kwargs) for c in chunks]
 
     def forward(self, *inputs, **kwargs):
@@ -160,11 +162,13 @@ class DataParallel(torch.nn.Module):
             # hand-off costs ~50 us), the first core's on the calling thread
             groups = [list(range(j, len(chunks), k)) for j in range(min(k, len(chunks)))]
         pool = self._executor() if len(groups) > 1 else None
-        futures = [pool.submit(self._run_group, self.device_ids[j], [chunks[i] for i in g], kwargs)
+        modes = (torch.is_grad_enabled(), torch.is_inference_mode_enabled())
+        futures = [pool.submit(self._run_group, self.device_ids[j], [chunks[i] for i in g], kwargs, *modes)
                    for j, g in enumerate(groups) if j > 0]
         results: List[Any] = [None] * len(chunks)
         try:
-            for i, r in zip(groups[0], self._run_group(self.device_ids[0], [chunks[i] for i in groups[0]], kwargs)):
+            first = self._run_group(self.device_ids[0], [chunks[i] for i in groups[0]], kwargs, *modes)
+            for i, r in zip(groups[0], first):
                 results[i] = r
         finally:   # every chunk has finished (or failed) before this call returns
             done = [f.result() if f.exception() is None else f.exception() for f in futures]

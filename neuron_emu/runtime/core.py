@@ -7,7 +7,6 @@ mutex, as the real runtime serialises them per core."""
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Dict, List, Tuple
 
@@ -74,12 +73,9 @@ class NeuronCore:
         self.max_models = max_models
         # RLock: an artifact's release (weakref.finalize) may run from a garbage collection inside a locked section
         self._lock = threading.RLock()
-        self._models: "OrderedDict[int, LoadedModel]" = OrderedDict()   # artifact key -> model, least recent first
-        self._acc = np.zeros(STATS_LEN)
-        self._executions = 0
-        self._last_latency_ns = 0.0
-        self._host_ns = 0
-        self.recent_latency_ns: deque = deque(maxlen=1024)  # modelled latency of recent executions (monitoring)
+        self._models: Dict[int, "LoadedModel"] = {}   # artifact key -> model
+        # accumulated natively: the native forward op counts its executions there without the GIL
+        self.native_counters = _C.CoreCounters()
         # held while a NeuronCore-Pipeline stage executes here: a core runs one stage at a time, so concurrent calls
         # of a pipeline model flow through its cores as a pipeline (torch_neuron_emu/pipeline.py)
         self.stage_lock = threading.Lock()
@@ -97,49 +93,37 @@ class NeuronCore:
             return list(self._models.values())
 
     def counters(self) -> CoreCounters:
-        with self._lock:
-            acc, n, last, host = self._acc.copy(), self._executions, self._last_latency_ns, self._host_ns
+        acc, n, last, host, _ = self.native_counters.snapshot()
         total = acc[0] * 1e-9
         return CoreCounters(self.index, n, total, last * 1e-9, host * 1e-9, engine_summaries(acc, total))
 
+    @property
+    def recent_latency_ns(self) -> List[float]:
+        """Modelled latency of the most recent executions (up to 1024), oldest first (monitoring)."""
+        return self.native_counters.snapshot()[4]
+
     def reset_counters(self) -> None:
-        with self._lock:
-            self._acc[:] = 0
-            self._executions = 0
-            self._last_latency_ns = 0.0
-            self._host_ns = 0
+        self.native_counters.reset()
 
     # -- used by the runtime --------------------------------------------------------------------------------
-
-    def record(self, key: int, st: np.ndarray, host_ns: int) -> None:
-        """One execution finished: add its stats, mark its model most recently used."""
-        lat = st[0]   # a numpy float64, which is a float
-        with self._lock:
-            self._executions += 1
-            self._acc += st
-            self._last_latency_ns = lat
-            self._host_ns += host_ns
-            self.recent_latency_ns.append(lat)
-            try:
-                self._models.move_to_end(key)
-            except KeyError:   # evicted or released meanwhile
-                pass
 
     def cached(self, key: int):
         with self._lock:
             m = self._models.get(key)
             if m is not None:
-                self._models.move_to_end(key)
+                m.program.touch()
             return m
 
     def add(self, key: int, model: "LoadedModel") -> List[Tuple[int, "LoadedModel"]]:
-        """Cache a model; returns the least recently used entries evicted to stay within max_models."""
+        """Cache a model; returns the least recently used entries (by their programs' last run or load)
+        evicted to stay within max_models."""
         with self._lock:
             self._models[key] = model
-            self._models.move_to_end(key)
+            model.program.touch()
             evicted = []
             while len(self._models) > self.max_models:
-                evicted.append(self._models.popitem(last=False))
+                k = min(self._models, key=lambda k: self._models[k].program.last_used)
+                evicted.append((k, self._models.pop(k)))
             return evicted
 
     def remove(self, key: int) -> None:

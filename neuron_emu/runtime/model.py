@@ -1,9 +1,8 @@
 """A compiled artifact loaded onto an emulated NeuronCore: one native call per execution."""
 from __future__ import annotations
 
+import itertools
 import os
-import threading
-import time
 import weakref
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
@@ -42,16 +41,20 @@ class CallSummary:
         return self.model.timeline()
 
 
-_tls = threading.local()
-_now = time.perf_counter_ns
 _empty_like = torch.empty_like
 _contiguous = torch.contiguous_format
+# token -> model, for last_call(): each execution (through this class or the native forward op) leaves its
+# program's token and stats in a native thread-local record
+_tokens = itertools.count(1)
+_by_token: "weakref.WeakValueDictionary[int, LoadedModel]" = weakref.WeakValueDictionary()
 
 
 def last_call() -> Optional[CallSummary]:
-    """Summary of the calling thread's most recent execution of a compiled model (None before any)."""
-    rec = getattr(_tls, "last", None)
-    return None if rec is None else rec[0].summary(rec[1])
+    """Summary of the calling thread's most recent execution of a compiled model (None before any, or when that
+    model has been released)."""
+    rec = _C.last_run()
+    m = None if rec is None else _by_token.get(rec[0])
+    return None if m is None else m.summary(rec[1])
 
 
 class LoadedModel:
@@ -120,6 +123,9 @@ class LoadedModel:
         except ValueError as e:
             raise artifact.ArtifactError(f"{origin}: invalid program: {e}") from None
         self._artifact: Optional[weakref.ref] = None  # the artifact tensor this was placed for (runtime)
+        self.token = next(_tokens)
+        _by_token[self.token] = self
+        self.program.attach(core.native_counters, self.token)
 
     def __repr__(self) -> str:
         return f"LoadedModel({len(self.inputs)} input(s) -> {len(self.outputs)} output(s) on NeuronCore {self.core.index})"
@@ -172,16 +178,24 @@ class LoadedModel:
                 keep = [x] if keep is None else keep + [x]
             ptrs.append(x.data_ptr())
         outs = [_empty_like(o, memory_format=_contiguous) for o in self._out_likes]
-        if self._stage_lock is None:
-            t0 = _now()
-            st = self.program.run(ptrs, [o.data_ptr() for o in outs])
+        if self._stage_lock is None:   # (counted on the core and recorded for last_call natively)
+            self.program.run(ptrs, [o.data_ptr() for o in outs])
         else:  # a pipeline stage: one at a time on its core, the next call's earlier stage runs meanwhile
             with self._stage_lock:
-                t0 = _now()
-                st = self.program.run(ptrs, [o.data_ptr() for o in outs])
-        self.core.record(self.key, st, _now() - t0)
-        _tls.last = (self, st)
+                self.program.run(ptrs, [o.data_ptr() for o in outs])
         return outs
+
+    @property
+    def native_ok(self) -> bool:
+        """Whether the native forward op may run this model itself (forward_op.h): not a pipeline stage (its
+        stage lock) and no fp32-as-fp16 inputs (converted here)."""
+        return self._stage_lock is None and not self._fp32_as_fp16
+
+    def io_specs(self):
+        """(dtype name, sizes) of each input and output, as the native forward op checks and allocates them."""
+        def spec(shape, dtype):
+            return str(dtype).replace("torch.", ""), list(shape), dtype.itemsize
+        return [spec(*x) for x in self._in_specs], [spec(*x) for x in self._out_specs]
 
     def summary(self, st: np.ndarray) -> CallSummary:
         """The CallSummary of one execution's stats vector (as Program.run returns it)."""

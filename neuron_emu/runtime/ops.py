@@ -4,22 +4,31 @@ under torch-neuron's (Inf1) name, `neuron::forward_1`, which Inf1 traces call.
 Registered with torch.library on import, so `torch.jit.load` of a traced model works only after
 `import torch_neuronx_emu` (or neuron_emu.runtime), like the real SDK's `Unknown builtin op` rule.
 
-Hot path: every call reaches the Autograd dispatch key first, so the kernel registered there runs a placed
-model directly (one crossing into Python, no redispatch). torch.library.register_autograd would cost a
-second Python kernel (its autograd wrapper, then the CPU kernel): about half of a small model's GIL-held time,
-which is what limits two emulated cores called from two threads."""
+Hot path: where torch has its stable C ABI (2.10+), the Autograd and CPU kernels are native
+(csrc/forward_op.h): a call of a placed model from TorchScript runs Program::run without ever taking the GIL,
+so two emulated cores called from two threads run in parallel. What the native kernel does not run itself it
+hands, unchanged, to `neuron::_forward_v2_python` / `neuron::_forward_1_python`, which hold the Python kernels
+below (they are the whole implementation where the native one is absent, or with NEMU_NATIVE_FORWARD=0).
+
+The Python Autograd kernel runs a placed model directly (one crossing into Python, no redispatch);
+torch.library.register_autograd would cost a second Python kernel (its autograd wrapper, then the CPU kernel)."""
 from __future__ import annotations
 
+import os
 from typing import List
 
 import torch
 
+from neuron_emu import _C
+from neuron_emu.runtime import native_placement
 from neuron_emu.runtime.placement import _placed, model_for
 
 _lib = torch.library.Library("neuron", "DEF")
 OP_NAMES = ("forward_v2", "forward_1")   # torch_neuronx's, torch_neuron's
+SCHEMA = "(Tensor[] inputs, Tensor model) -> Tensor[]"
 for _name in OP_NAMES:
-    _lib.define(f"{_name}(Tensor[] inputs, Tensor model) -> Tensor[]")
+    _lib.define(_name + SCHEMA)
+    _lib.define(f"_{_name}_python" + SCHEMA)
 
 _grad_enabled = torch.is_grad_enabled
 _any_requires_grad = torch._C._any_requires_grad
@@ -69,7 +78,30 @@ def _autograd_kernel(op):
     return forward
 
 
+def _torch_version() -> int:
+    """torch's version as the stable ABI encodes it: major << 56 | minor << 48 | patch << 40."""
+    nums = [int("".join(c for c in p if c.isdigit()) or 0) for p in torch.__version__.split("+")[0].split(".")[:3]]
+    major, minor, patch = (nums + [0, 0, 0])[:3]
+    return major << 56 | minor << 48 | patch << 40
+
+
+def _install_native() -> bool:
+    if os.environ.get("NEMU_NATIVE_FORWARD", "1") == "0":
+        return False
+    return all([_C.forward_op_install(name, f"_{name}_python", _torch_version()) for name in OP_NAMES])
+
+
+def _register_python(name: str) -> None:
+    _lib.impl(name, _forward_v2, "CPU")
+    _lib.impl(name, _forward_v2_meta, "Meta")
+    _lib.impl(name, _autograd_kernel(getattr(torch.ops.neuron, name).default), "Autograd")
+
+
+NATIVE = _install_native()
+native_placement.enabled = NATIVE
 for _name in OP_NAMES:
-    _lib.impl(_name, _forward_v2, "CPU")
-    _lib.impl(_name, _forward_v2_meta, "Meta")
-    _lib.impl(_name, _autograd_kernel(getattr(torch.ops.neuron, _name).default), "Autograd")
+    if NATIVE:   # forward_v2's Autograd and CPU kernels are native; its Python implementation is the fallback op
+        _register_python(f"_{_name}_python")
+        _lib.impl(_name, _forward_v2_meta, "Meta")
+    else:
+        _register_python(_name)

@@ -28,6 +28,7 @@ from neuron_emu.hardware import INSTANCES, Instance
 from neuron_emu.runtime import groups
 from neuron_emu.runtime.core import NeuronCore
 from neuron_emu.runtime.model import LoadedModel
+from neuron_emu.runtime import native_placement as native
 from neuron_emu.runtime import origins
 
 DEFAULT_INSTANCE_TYPE = "inf2.xlarge"
@@ -136,8 +137,10 @@ class Runtime:
             m._artifact = weakref.ref(blob)
             _watch(blob)
             for k, old in c.add(key, m):
-                if _placed.get(k) is old:
+                now = _placed.get(k)
+                if now is old or (isinstance(now, Deployment) and old in now.models):
                     _placed.pop(k, None)
+                    native.forget(k)
             return m
 
     def release(self, key: int) -> None:
@@ -215,6 +218,7 @@ def model_for(blob: torch.Tensor) -> LoadedModel:
             grouped = groups.core_for(rt, _model_key(blob), stage or 0) if rt.generation == 1 else None  # Inf1 only
             m = rt.load(blob, grouped if grouped is not None else stage)
             _placed[id(blob)] = m
+            native.place(blob, [m])
     return m
 
 
@@ -229,6 +233,7 @@ def _release(key: int) -> None:
     """The artifact tensor is being freed: drop its models from every core and from placement."""
     _watched.pop(key, None)
     _placed.pop(key, None)
+    native.forget(key)
     for rt in list(_all_runtimes):
         rt.release(key)
 
@@ -244,10 +249,12 @@ def pinned(core: int) -> Iterator[None]:
     DataParallel sends each chunk to its core)."""
     prev = getattr(_pin, "core", None)
     _pin.core = core
+    native.pin(core)
     try:
         yield
     finally:
         _pin.core = prev
+        native.pin(prev)
 
 
 class Deployment:
@@ -307,4 +314,5 @@ def place(blob: torch.Tensor, cores: Optional[Sequence[int]] = None, dynamic: Op
             dynamic = isinstance(now, Deployment) and now.dynamic
         d = Deployment(blob, rt, [rt.load(blob, core=c) for c in cores], dynamic)
         _placed[id(blob)] = d
+        native.place(blob, d.models, dynamic)
         return d

@@ -1,0 +1,369 @@
+#include "forward_op.h"
+
+#include <Python.h>
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <cstring>
+#include <mutex>
+#include <shared_mutex>
+#include <stdexcept>
+#include <unordered_map>
+
+namespace nemu {
+
+namespace {
+
+// --- torch's stable C ABI, resolved at run time (the declarations mirror torch/csrc/stable/c/shim.h and
+// torch/csrc/inductor/aoti_torch/c/shim.h: plain C types, stable across torch releases by design) ---
+using Err = int32_t;   // AOTITorchError: 0 = success
+using Tensor = void*;  // AtenTensorHandle: an owning handle to an at::Tensor
+using List = void*;    // StableListHandle
+using SIV = uint64_t;  // StableIValue: a handle's pointer bits, or a scalar
+using BoxedFn = void (*)(SIV*, uint64_t, uint64_t);
+
+struct Shim {
+  Err (*library_init_impl)(const char*, const char*, const char*, uint32_t, void**);
+  Err (*library_impl)(void*, const char*, BoxedFn, uint64_t);
+  Err (*call_dispatcher)(const char*, const char*, SIV*, uint64_t);
+  const char* (*exception_what)();
+  Err (*list_size)(List, size_t*);
+  Err (*list_get)(List, size_t, SIV*);
+  Err (*list_new)(size_t, List*);
+  Err (*list_push)(List, SIV);
+  Err (*list_delete)(List);
+  Err (*tensor_delete)(Tensor);
+  Err (*data_ptr)(Tensor, void**);
+  Err (*dim)(Tensor, int64_t*);
+  Err (*sizes)(Tensor, int64_t**);
+  Err (*dtype)(Tensor, int32_t*);
+  Err (*device_type)(Tensor, int32_t*);
+  Err (*numel)(Tensor, int64_t*);
+  Err (*is_contiguous)(Tensor, bool*);
+  Err (*empty_strided)(int64_t, const int64_t*, const int64_t*, int32_t, int32_t, int32_t, Tensor*);
+  bool (*grad_enabled)();
+  int32_t cpu = 0;
+  void* lib = nullptr;
+  bool ok = false;
+};
+
+template <class F>
+bool resolve(void* lib, const char* name, F& fn) {
+  fn = reinterpret_cast<F>(dlsym(lib, name));
+  return fn != nullptr;
+}
+
+const Shim& shim() {
+  static const Shim s = [] {
+    Shim r{};
+    void* h = dlopen("libtorch_cpu.so", RTLD_LAZY | RTLD_NOLOAD);  // only a libtorch torch already loaded
+    if (!h) return r;
+    int32_t (*cpu)() = nullptr;
+    r.lib = h;
+    r.ok = resolve(h, "aoti_torch_library_init_impl", r.library_init_impl) &&
+           resolve(h, "torch_library_impl", r.library_impl) && resolve(h, "torch_call_dispatcher", r.call_dispatcher) &&
+           resolve(h, "torch_exception_get_what_without_backtrace", r.exception_what) &&
+           resolve(h, "torch_list_size", r.list_size) && resolve(h, "torch_list_get_item", r.list_get) &&
+           resolve(h, "torch_new_list_reserve_size", r.list_new) && resolve(h, "torch_list_push_back", r.list_push) &&
+           resolve(h, "torch_delete_list", r.list_delete) && resolve(h, "aoti_torch_delete_tensor_object", r.tensor_delete) &&
+           resolve(h, "aoti_torch_get_data_ptr", r.data_ptr) && resolve(h, "aoti_torch_get_dim", r.dim) &&
+           resolve(h, "aoti_torch_get_sizes", r.sizes) && resolve(h, "aoti_torch_get_dtype", r.dtype) &&
+           resolve(h, "aoti_torch_get_device_type", r.device_type) && resolve(h, "aoti_torch_get_numel", r.numel) &&
+           resolve(h, "aoti_torch_is_contiguous", r.is_contiguous) &&
+           resolve(h, "aoti_torch_empty_strided", r.empty_strided) &&
+           resolve(h, "aoti_torch_grad_mode_is_enabled", r.grad_enabled) && resolve(h, "aoti_torch_device_type_cpu", cpu);
+    if (r.ok) r.cpu = cpu();
+    return r;
+  }();
+  return s;
+}
+
+int32_t dtype_code(const std::string& name) {
+  int32_t (*fn)() = nullptr;
+  if (!resolve(shim().lib, ("aoti_torch_dtype_" + name).c_str(), fn))
+    throw std::invalid_argument("forward op: torch's stable ABI has no dtype '" + name + "'");
+  return fn();
+}
+
+bool is_floating(const std::string& dtype) {
+  return dtype.rfind("float", 0) == 0 || dtype == "bfloat16" || dtype.rfind("complex", 0) == 0;
+}
+
+struct Io {
+  int32_t dtype;
+  std::vector<int64_t> sizes, strides;  // strides: contiguous
+  int64_t row_bytes;                     // bytes of one index of dimension 0 (batched I/O)
+  int64_t total_bytes;                   // bytes of the compiled size
+  bool batched;                          // dynamic batching: dimension 0 is the batch (the compiled one)
+};
+
+struct Placement {
+  unsigned char uid[16];
+  int64_t numel;
+  std::vector<ForwardCopy> copies;
+  std::vector<Io> ins, outs;
+  bool grad_free;  // no floating-point input: none can require grad
+  int64_t batch;   // > 0: dynamic batching for this compiled batch
+  mutable std::atomic<uint64_t> next{0};
+};
+
+constexpr int64_t kUidOffset = 16;  // artifact prefix: magic[8], two uint32, uid[16] (compiler/artifact.py)
+
+std::shared_mutex g_mu;
+std::unordered_map<uintptr_t, std::shared_ptr<const Placement>> g_placed;
+std::atomic<int64_t> g_native_calls{0};
+thread_local int t_pin = -1;
+thread_local std::vector<Tensor> in_handles;  // the call's input handles (borrowed until consumed)
+
+std::shared_ptr<const Placement> find(Tensor model) {
+  const Shim& s = shim();
+  void* data = nullptr;
+  int32_t dev = -1;
+  int64_t numel = 0;
+  if (s.data_ptr(model, &data) || s.device_type(model, &dev) || dev != s.cpu || s.numel(model, &numel)) return nullptr;
+  std::shared_ptr<const Placement> p;
+  {
+    std::shared_lock<std::shared_mutex> lk(g_mu);
+    auto it = g_placed.find(reinterpret_cast<uintptr_t>(data));
+    if (it == g_placed.end()) return nullptr;
+    p = it->second;
+  }
+  // the same bytes as when placed (a freed artifact's address may hold another one now)
+  if (numel != p->numel || std::memcmp(static_cast<const char*>(data) + kUidOffset, p->uid, 16) != 0) return nullptr;
+  return p;
+}
+
+// The model's input pointers when every input is what it was compiled for, else -1. Returns the batch: the
+// compiled one, or with dynamic batching the common size of the batched inputs' dimension 0 (>= 1).
+int64_t gather_inputs(const Placement& p, List list, std::vector<Tensor>& handles, std::vector<void*>& ptrs) {
+  handles.clear();
+  const Shim& s = shim();
+  size_t n = 0;
+  if (s.list_size(list, &n) || n != p.ins.size()) return -1;
+  ptrs.resize(n);
+  int64_t rows = -1;
+  for (size_t i = 0; i < n; ++i) {
+    SIV v = 0;
+    if (s.list_get(list, i, &v)) return -1;
+    Tensor t = reinterpret_cast<Tensor>(static_cast<uintptr_t>(v));
+    const Io& want = p.ins[i];
+    int32_t dt = -1, dev = -1;
+    int64_t dim = -1, *sizes = nullptr;
+    bool contiguous = false;
+    if (s.dtype(t, &dt) || dt != want.dtype || s.device_type(t, &dev) || dev != s.cpu || s.dim(t, &dim) ||
+        dim != static_cast<int64_t>(want.sizes.size()) || s.sizes(t, &sizes) || s.is_contiguous(t, &contiguous) ||
+        !contiguous || s.data_ptr(t, &ptrs[i]))
+      return -1;
+    const bool batched = p.batch > 0 && want.batched;
+    if (!std::equal(want.sizes.begin() + (batched ? 1 : 0), want.sizes.end(), sizes + (batched ? 1 : 0))) return -1;
+    if (batched) {
+      if (sizes[0] < 1 || (rows >= 0 && sizes[0] != rows)) return -1;
+      rows = sizes[0];
+    }
+    handles.push_back(t);
+  }
+  return rows < 0 ? (p.batch > 0 ? p.batch : 1) : rows;
+}
+
+// Runs `rows` batch rows as ceil(rows / batch) compiled-batch chunks on one program (runtime/batching.py):
+// chunk inputs are row ranges of the inputs (the last one copied into zero padding), batched outputs are
+// written in place (the last chunk through scratch), other outputs come from the first chunk.
+void run_chunks(const Placement& p, LoadedProgram& prog, int64_t rows, const std::vector<void*>& ins,
+                const std::vector<void*>& outs, double* stats) {
+  thread_local std::vector<void*> in_c, out_c;
+  thread_local std::vector<unsigned char> pad;
+  const int64_t B = p.batch;
+  if (rows != B) {  // scratch: a padded chunk of each batched input and output, a discarded copy of the others
+    size_t need = 0;
+    for (const Io& io : p.ins) need += io.batched ? B * io.row_bytes : 0;
+    for (const Io& io : p.outs) need += io.batched ? B * io.row_bytes : io.total_bytes;
+    if (pad.size() < need) pad.resize(need);
+  }
+  in_c.resize(ins.size());
+  out_c.resize(outs.size());
+  for (int64_t start = 0; start < rows; start += B) {
+    const int64_t r = std::min(B, rows - start);
+    unsigned char* scratch = pad.data();
+    for (size_t i = 0; i < ins.size(); ++i) {
+      const Io& io = p.ins[i];
+      unsigned char* x = static_cast<unsigned char*>(ins[i]);
+      if (!io.batched) {
+        in_c[i] = x;
+      } else if (r == B) {
+        in_c[i] = x + start * io.row_bytes;
+      } else {
+        std::memcpy(scratch, x + start * io.row_bytes, r * io.row_bytes);
+        std::memset(scratch + r * io.row_bytes, 0, (B - r) * io.row_bytes);
+        in_c[i] = scratch;
+        scratch += B * io.row_bytes;
+      }
+    }
+    for (size_t j = 0; j < outs.size(); ++j) {
+      const Io& io = p.outs[j];
+      unsigned char* y = static_cast<unsigned char*>(outs[j]);
+      if (io.batched ? r == B : start == 0) {
+        out_c[j] = io.batched ? y + start * io.row_bytes : y;
+      } else {
+        out_c[j] = scratch;
+        scratch += io.batched ? B * io.row_bytes : io.total_bytes;
+      }
+    }
+    prog.execute(in_c.data(), out_c.data(), stats);
+    for (size_t j = 0; j < outs.size(); ++j)
+      if (p.outs[j].batched && r < B)
+        std::memcpy(static_cast<unsigned char*>(outs[j]) + start * p.outs[j].row_bytes, out_c[j], r * p.outs[j].row_bytes);
+  }
+}
+
+// Owns freshly allocated output handles until they are handed to torch.
+struct Outputs {
+  std::vector<Tensor> t;
+  ~Outputs() {
+    for (Tensor x : t) shim().tensor_delete(x);
+  }
+};
+
+bool run_native(SIV* stack, bool autograd_key) {
+  const Shim& s = shim();
+  List list = reinterpret_cast<List>(static_cast<uintptr_t>(stack[0]));
+  Tensor model = reinterpret_cast<Tensor>(static_cast<uintptr_t>(stack[1]));
+  std::shared_ptr<const Placement> p = find(model);
+  if (!p || (autograd_key && !p->grad_free && s.grad_enabled())) return false;
+  thread_local std::vector<void*> in_ptrs, out_ptrs;
+  const int64_t rows = gather_inputs(*p, list, in_handles, in_ptrs);
+  if (rows < 0) return false;
+  const bool chunked = p->batch > 0 && rows != p->batch;
+  const ForwardCopy* copy = nullptr;
+  if (t_pin >= 0) {
+    for (const ForwardCopy& c : p->copies)
+      if (c.core == t_pin) copy = &c;
+    if (!copy) return false;  // pinned to a core without a copy: the runtime loads one there
+  } else if (chunked && p->copies.size() > 1) {
+    return false;  // chunks spread over the copies run on Python threads (runtime/batching.py)
+  } else {
+    copy = &p->copies[p->next.fetch_add(1, std::memory_order_relaxed) % p->copies.size()];
+  }
+  Outputs outs;
+  out_ptrs.resize(p->outs.size());
+  thread_local std::vector<int64_t> sizes;
+  for (size_t i = 0; i < p->outs.size(); ++i) {
+    const Io& o = p->outs[i];
+    sizes = o.sizes;
+    if (chunked && o.batched) sizes[0] = rows;
+    Tensor t = nullptr;
+    if (s.empty_strided(static_cast<int64_t>(sizes.size()), sizes.data(), o.strides.data(), o.dtype, s.cpu, 0, &t))
+      return false;
+    outs.t.push_back(t);
+    if (s.data_ptr(t, &out_ptrs[i])) return false;
+  }
+  // from here on the call is ours: the arguments (input handles, their list, the model) are consumed
+  struct Consume {
+    List list;
+    Tensor model;
+    ~Consume() {
+      const Shim& s = shim();
+      for (Tensor t : in_handles) s.tensor_delete(t);
+      s.list_delete(list);
+      s.tensor_delete(model);
+    }
+  } consume{list, model};
+  double stats[kStatsLen];
+  {
+    // called from Python directly (torch.ops.neuron.forward_v2) the GIL is held; from TorchScript it is not
+    PyThreadState* saved = Py_IsInitialized() && PyGILState_Check() ? PyEval_SaveThread() : nullptr;
+    try {
+      if (chunked) run_chunks(*p, *copy->program, rows, in_ptrs, out_ptrs, stats);
+      else copy->program->execute(in_ptrs.data(), out_ptrs.data(), stats);
+    } catch (...) {
+      if (saved) PyEval_RestoreThread(saved);
+      throw;
+    }
+    if (saved) PyEval_RestoreThread(saved);
+  }
+  List result = nullptr;
+  if (s.list_new(outs.t.size(), &result)) throw std::runtime_error("neuron forward op: cannot allocate the output list");
+  for (Tensor t : outs.t) s.list_push(result, static_cast<SIV>(reinterpret_cast<uintptr_t>(t)));
+  outs.t.clear();
+  stack[0] = static_cast<SIV>(reinterpret_cast<uintptr_t>(result));
+  g_native_calls.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+struct Names {
+  std::string fallback;
+  uint64_t version = 0;
+};
+Names g_names[2];  // forward_v2, forward_1
+
+template <int Which, bool AutogradKey>
+void kernel(SIV* stack, uint64_t /*num_args*/, uint64_t /*num_returns*/) {
+  if (run_native(stack, AutogradKey)) return;
+  const Shim& s = shim();
+  const Names& n = g_names[Which];
+  if (s.call_dispatcher(n.fallback.c_str(), "", stack, n.version)) throw std::runtime_error(s.exception_what());
+}
+
+}  // namespace
+
+bool forward_op_install(const std::string& op, const std::string& fallback, uint64_t torch_version) {
+  const Shim& s = shim();
+  if (!s.ok) return false;
+  const int which = op == "forward_v2" ? 0 : op == "forward_1" ? 1 : -1;
+  if (which < 0) throw std::invalid_argument("forward op: unknown op " + op);
+  g_names[which] = Names{"neuron::" + fallback, torch_version};
+  const BoxedFn fns[2][2] = {{&kernel<0, true>, &kernel<0, false>}, {&kernel<1, true>, &kernel<1, false>}};
+  const char* keys[2] = {"Autograd", "CPU"};
+  for (int k = 0; k < 2; ++k) {
+    void* lib = nullptr;  // kept for the process's life: deleting it would unregister the kernel
+    if (s.library_init_impl("neuron", keys[k], __FILE__, __LINE__, &lib) ||
+        s.library_impl(lib, op.c_str(), fns[which][k], torch_version))
+      throw std::runtime_error(std::string("forward op: registering neuron::") + op + " for " + keys[k] + ": " +
+                               s.exception_what());
+  }
+  return true;
+}
+
+void forward_op_place(uintptr_t artifact_data, int64_t artifact_numel, const std::string& uid,
+                      std::vector<ForwardCopy> copies, const std::vector<ForwardIo>& inputs,
+                      const std::vector<ForwardIo>& outputs, int64_t dynamic_batch, int64_t n_user) {
+  if (uid.size() != 16) throw std::invalid_argument("forward op: an artifact uid has 16 bytes");
+  if (copies.empty()) throw std::invalid_argument("forward op: a placement needs a copy");
+  auto p = std::make_shared<Placement>();
+  std::memcpy(p->uid, uid.data(), 16);
+  p->numel = artifact_numel;
+  p->copies = std::move(copies);
+  p->grad_free = true;
+  p->batch = dynamic_batch;
+  auto io = [&](const ForwardIo& f, bool batched) {
+    Io o{dtype_code(f.dtype), f.sizes, std::vector<int64_t>(f.sizes.size(), 1), 0, f.itemsize, false};
+    for (int64_t d = static_cast<int64_t>(o.sizes.size()) - 2; d >= 0; --d)
+      o.strides[d] = o.strides[d + 1] * std::max<int64_t>(o.sizes[d + 1], 1);
+    for (int64_t n : f.sizes) o.total_bytes *= n;
+    o.batched = batched && dynamic_batch > 0 && !f.sizes.empty() && f.sizes[0] == dynamic_batch;
+    o.row_bytes = o.batched ? o.total_bytes / dynamic_batch : 0;
+    return o;
+  };
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    p->ins.push_back(io(inputs[i], static_cast<int64_t>(i) < n_user));
+    p->grad_free = p->grad_free && !is_floating(inputs[i].dtype);
+  }
+  for (const ForwardIo& f : outputs) p->outs.push_back(io(f, true));
+  std::unique_lock<std::shared_mutex> lk(g_mu);
+  g_placed[artifact_data] = std::move(p);
+}
+
+void forward_op_remove(uintptr_t artifact_data) {
+  std::shared_ptr<const Placement> gone;  // released outside the lock (may drop the last program reference)
+  std::unique_lock<std::shared_mutex> lk(g_mu);
+  auto it = g_placed.find(artifact_data);
+  if (it == g_placed.end()) return;
+  gone = std::move(it->second);
+  g_placed.erase(it);
+  lk.unlock();
+}
+
+void forward_op_pin(int core) { t_pin = core; }
+
+int64_t forward_op_native_calls() { return g_native_calls.load(); }
+
+}  // namespace nemu

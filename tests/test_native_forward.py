@@ -1,0 +1,226 @@
+"""The native kernel of neuron::forward_v2 (csrc/forward_op.h): which calls it runs itself (counted by
+_C.forward_op_native_calls), that its results equal eager and the Python path's, and that everything else is
+handed on to the Python kernels unchanged (same results, same errors)."""
+import gc
+import io
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+import torch
+
+import torch_neuronx_emu
+from neuron_emu import _C
+from neuron_emu.runtime import native_placement, ops, placement
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+pytestmark = pytest.mark.skipif(not ops.NATIVE, reason="this torch lacks the stable C ABI: Python kernels only")
+
+
+def _mlp(batch=1, seed=0):
+    torch.manual_seed(seed)
+    m = torch.nn.Sequential(torch.nn.Linear(32, 48), torch.nn.ReLU(), torch.nn.Linear(48, 16)).eval()
+    return m, torch_neuronx_emu.trace(m, torch.randn(batch, 32))
+
+
+def _native(fn):
+    """(result, how many calls the native kernel ran) of fn()."""
+    n = _C.forward_op_native_calls()
+    r = fn()
+    return r, _C.forward_op_native_calls() - n
+
+
+def test_placed_float_model_runs_natively_without_grad():
+    m, t = _mlp()
+    x = torch.randn(1, 32)
+    _, n = _native(lambda: t(x))
+    assert n == 0   # the first call places the model (Python)
+    with torch.no_grad():
+        y, n = _native(lambda: t(x))
+    assert n == 1
+    torch.testing.assert_close(y, m(x), rtol=1e-5, atol=1e-5)
+    with torch.inference_mode():   # autograd keys skipped: the CPU kernel, native too
+        y2, n = _native(lambda: t(x))
+    assert n == 1 and torch.equal(y, y2)
+    s = torch_neuronx_emu.last_call()
+    assert s is not None and s.latency_s > 0 and s.engines["TensorE"].instructions > 0
+
+
+def test_grad_mode_with_float_inputs_takes_the_python_path():
+    """The stable ABI cannot read requires_grad: with grad mode on, a float input goes to Python, which keeps the
+    inference-only error for inputs that do require grad."""
+    m, t = _mlp()
+    x = torch.randn(1, 32)
+    t(x)
+    y, n = _native(lambda: t(x))
+    assert n == 0 and not y.requires_grad
+    out = t(x.clone().requires_grad_())
+    assert out.requires_grad
+    with pytest.raises(RuntimeError, match="inference-only"):
+        out.sum().backward()
+
+
+def test_integer_inputs_run_natively_with_grad_mode_on():
+    emb = torch.nn.Sequential(torch.nn.Embedding(100, 16), torch.nn.Linear(16, 8)).eval()
+    ids = torch.randint(0, 100, (2, 5))
+    t = torch_neuronx_emu.trace(emb, ids)
+    t(ids)
+    y, n = _native(lambda: t(ids))
+    assert n == 1
+    torch.testing.assert_close(y, emb(ids), rtol=1e-5, atol=1e-5)
+
+
+def test_refused_inputs_get_the_runtime_errors():
+    m, t = _mlp()
+    x = torch.randn(1, 32)
+    t(x)
+    with torch.no_grad():
+        with pytest.raises(RuntimeError, match=r"Input tensor 0 has shape \[2, 32\] and dtype torch.float32, but the "
+                                               r"model was compiled for shape \[1, 32\]"):
+            t(torch.randn(2, 32))
+        with pytest.raises(RuntimeError, match="dtype torch.float64"):
+            t(x.double())
+        with pytest.raises(RuntimeError, match="The model expects 1 input"):
+            torch.ops.neuron.forward_v2([x, x], t.neff)
+        # not contiguous: the Python path copies it (same values)
+        xt = torch.randn(1, 64)[:, ::2]
+        y, n = _native(lambda: t(xt))
+        assert n == 0
+        torch.testing.assert_close(y, m(xt), rtol=1e-5, atol=1e-5)
+
+
+def test_direct_op_call_from_python():
+    m, t = _mlp()
+    x = torch.randn(1, 32)
+    t(x)
+    with torch.no_grad():
+        (y,), n = _native(lambda: torch.ops.neuron.forward_v2([x], t.neff))
+    assert n == 1
+    torch.testing.assert_close(y, m(x), rtol=1e-5, atol=1e-5)
+
+
+def test_saved_and_loaded_copies_alternate_and_count_per_core():
+    m, t = _mlp()
+    buf = io.BytesIO()
+    torch.jit.save(t, buf)
+    buf.seek(0)
+    loaded = torch.jit.load(buf)
+    torch_neuronx_emu.experimental.set_neuron_cores(loaded, 0, 2)   # a copy on cores 0 and 1, round robin
+    rt = placement.runtime()
+    x = torch.randn(1, 32)
+    loaded(x)
+    for c in rt.cores:
+        c.reset_counters()
+    with torch.no_grad():
+        outs, n = _native(lambda: [loaded(x) for _ in range(6)])
+    assert n == 6
+    assert [c.counters().executions for c in rt.cores[:2]] == [3, 3]
+    assert all(torch.equal(o, outs[0]) for o in outs)
+    torch.testing.assert_close(outs[0], m(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("batch", [1, 3, 4, 7])
+def test_dynamic_batching_runs_chunks_natively(batch):
+    """Compiled for batch 3: inputs of 1, 3, 4, 7 rows run as 3-row chunks (the last zero-padded) on one copy."""
+    m, t = _mlp(batch=3)
+    d = torch_neuronx_emu.dynamic_batch(t)
+    d(torch.randn(3, 32))
+    x = torch.randn(batch, 32)
+    with torch.no_grad():
+        y, n = _native(lambda: d(x))
+    assert n == 1 and y.shape == (batch, 16)
+    torch.testing.assert_close(y, m(x), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="Dynamic batching only changes dimension 0"):
+        d(torch.randn(batch, 31))
+
+
+def test_dynamic_batching_keeps_unbatched_outputs_from_the_first_chunk():
+    class TwoOut(torch.nn.Module):
+        def forward(self, x):
+            return x * 2, torch.ones(5)   # the second output has no batch dimension
+    t = torch_neuronx_emu.dynamic_batch(torch_neuronx_emu.trace(TwoOut().eval(), torch.randn(2, 4)))
+    x = torch.randn(5, 4)
+    t(torch.randn(2, 4))
+    with torch.no_grad():
+        (a, b), n = _native(lambda: t(x))
+    assert n == 1
+    assert torch.equal(a, x * 2) and torch.equal(b, torch.ones(5))
+
+
+def test_data_parallel_chunks_run_natively_on_both_cores():
+    m, t = _mlp()
+    dp = torch_neuronx_emu.DataParallel(t)
+    x = torch.randn(8, 32)
+    with torch.no_grad():
+        dp(x)
+        y, n = _native(lambda: dp(x))
+    assert n == 2   # one call per core, each running its 4 rows as 4 executions
+    torch.testing.assert_close(y, m(x), rtol=1e-5, atol=1e-5)
+
+
+def test_two_threads_on_two_cores_equal_serial():
+    m, t = _mlp()
+    buf = io.BytesIO()
+    torch.jit.save(t, buf)
+    copies = []
+    for _ in range(2):
+        buf.seek(0)
+        copies.append(torch.jit.load(buf))
+    xs = [torch.randn(1, 32) for _ in range(50)]
+    with torch.no_grad():
+        serial = [[c(x) for x in xs] for c in copies]
+    got = [None, None]
+    cores = [set(), set()]
+
+    def run(k):
+        with torch.no_grad():
+            got[k] = []
+            for x in xs:
+                got[k].append(copies[k](x))
+                cores[k].add(torch_neuronx_emu.last_call().core_index)
+
+    ths = [threading.Thread(target=run, args=(k,)) for k in range(2)]
+    for th in ths:
+        th.start()
+    for th in ths:
+        th.join()
+    assert all(torch.equal(a, b) for k in range(2) for a, b in zip(got[k], serial[k]))
+    assert len(cores[0]) == 1 and len(cores[1]) == 1 and cores[0] != cores[1]   # each thread saw its own calls
+
+
+def test_released_artifact_leaves_the_native_registry():
+    _, t = _mlp()
+    x = torch.randn(1, 32)
+    t(x)
+    key = id(t.neff)
+    assert key in native_placement._registered
+    del t
+    gc.collect()
+    assert key not in native_placement._registered
+    m2, t2 = _mlp(seed=1)
+    t2(x)
+    with torch.no_grad():
+        y, n = _native(lambda: t2(x))
+    assert n == 1
+    torch.testing.assert_close(y, m2(x), rtol=1e-5, atol=1e-5)
+
+
+def test_python_kernels_alone_give_the_same_results():
+    """NEMU_NATIVE_FORWARD=0: no native kernel, the Python kernels run every call, with the same values."""
+    code = ("import sys, torch; sys.path.insert(0, %r); import torch_neuronx_emu; from neuron_emu import _C\n"
+            "from neuron_emu.runtime import ops; torch.manual_seed(0)\n"
+            "m = torch.nn.Sequential(torch.nn.Linear(32, 48), torch.nn.ReLU(), torch.nn.Linear(48, 16)).eval()\n"
+            "x = torch.randn(1, 32); t = torch_neuronx_emu.trace(m, x); t(x)\n"
+            "with torch.no_grad(): y = t(x)\n"
+            "print(ops.NATIVE, _C.forward_op_native_calls(), y.flatten().tolist())") % ROOT
+    outs = {}
+    for flag in ("0", "1"):
+        r = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, NEMU_NATIVE_FORWARD=flag),
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr[-2000:]
+        outs[flag] = r.stdout.strip().splitlines()[-1].split(" ", 2)
+    assert outs["0"][:2] == ["False", "0"] and outs["1"][:2] == ["True", "1"]
+    assert outs["0"][2] == outs["1"][2]
