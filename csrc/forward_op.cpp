@@ -10,6 +10,8 @@
 #include <stdexcept>
 #include <unordered_map>
 
+#include "core_workers.h"
+
 namespace nemu {
 
 namespace {
@@ -165,11 +167,12 @@ int64_t gather_inputs(const Placement& p, List list, std::vector<Tensor>& handle
   return rows < 0 ? (p.batch > 0 ? p.batch : 1) : rows;
 }
 
-// Runs `rows` batch rows as ceil(rows / batch) compiled-batch chunks on one program (runtime/batching.py):
-// chunk inputs are row ranges of the inputs (the last one copied into zero padding), batched outputs are
-// written in place (the last chunk through scratch), other outputs come from the first chunk.
-void run_chunks(const Placement& p, LoadedProgram& prog, int64_t rows, const std::vector<void*>& ins,
-                const std::vector<void*>& outs, double* stats) {
+// Runs batch rows [begin, end) of `rows` (begin a multiple of the compiled batch) as compiled-batch chunks on one
+// program (runtime/batching.py): chunk inputs are row ranges of the inputs (the last one copied into zero
+// padding), batched outputs are written in place (the last chunk through scratch), other outputs come from the
+// chunk of row 0.
+void run_chunks(const Placement& p, LoadedProgram& prog, int64_t rows, int64_t begin, int64_t end,
+                const std::vector<void*>& ins, const std::vector<void*>& outs, double* stats) {
   thread_local std::vector<void*> in_c, out_c;
   thread_local std::vector<unsigned char> pad;
   const int64_t B = p.batch;
@@ -181,7 +184,7 @@ void run_chunks(const Placement& p, LoadedProgram& prog, int64_t rows, const std
   }
   in_c.resize(ins.size());
   out_c.resize(outs.size());
-  for (int64_t start = 0; start < rows; start += B) {
+  for (int64_t start = begin; start < end; start += B) {
     const int64_t r = std::min(B, rows - start);
     unsigned char* scratch = pad.data();
     for (size_t i = 0; i < ins.size(); ++i) {
@@ -215,6 +218,22 @@ void run_chunks(const Placement& p, LoadedProgram& prog, int64_t rows, const std
   }
 }
 
+// The chunks of `rows` spread over the placement's copies as consecutive spans, copy j's on the worker of its
+// core (the first on the calling thread): DataParallel's and replicated dynamic batching's split, with no Python
+// thread. `stats`: the calling thread's last execution.
+void spread_chunks(const Placement& p, int64_t rows, const std::vector<void*>& ins, const std::vector<void*>& outs,
+                   double* stats) {
+  const int64_t B = p.batch, chunks = (rows + B - 1) / B;
+  const int64_t k = std::min<int64_t>(static_cast<int64_t>(p.copies.size()), chunks), per = (chunks + k - 1) / k;
+  std::vector<int> cores;
+  for (int64_t j = 0; j < k && j * per < chunks; ++j) cores.push_back(p.copies[j].core);
+  std::vector<double> other(kStatsLen * cores.size());
+  run_on_cores(cores, [&](size_t j) {
+    const int64_t begin = static_cast<int64_t>(j) * per * B, end = std::min(rows, (static_cast<int64_t>(j) + 1) * per * B);
+    run_chunks(p, *p.copies[j].program, rows, begin, end, ins, outs, j == 0 ? stats : other.data() + j * kStatsLen);
+  });
+}
+
 // Owns freshly allocated output handles until they are handed to torch.
 struct Outputs {
   std::vector<Tensor> t;
@@ -239,7 +258,7 @@ bool run_native(SIV* stack, bool autograd_key) {
       if (c.core == t_pin) copy = &c;
     if (!copy) return false;  // pinned to a core without a copy: the runtime loads one there
   } else if (chunked && p->copies.size() > 1) {
-    return false;  // chunks spread over the copies run on Python threads (runtime/batching.py)
+    copy = nullptr;  // the chunks are spread over the copies (spread_chunks)
   } else {
     copy = &p->copies[p->next.fetch_add(1, std::memory_order_relaxed) % p->copies.size()];
   }
@@ -272,7 +291,8 @@ bool run_native(SIV* stack, bool autograd_key) {
     // called from Python directly (torch.ops.neuron.forward_v2) the GIL is held; from TorchScript it is not
     PyThreadState* saved = Py_IsInitialized() && PyGILState_Check() ? PyEval_SaveThread() : nullptr;
     try {
-      if (chunked) run_chunks(*p, *copy->program, rows, in_ptrs, out_ptrs, stats);
+      if (!copy) spread_chunks(*p, rows, in_ptrs, out_ptrs, stats);
+      else if (chunked) run_chunks(*p, *copy->program, rows, 0, rows, in_ptrs, out_ptrs, stats);
       else copy->program->execute(in_ptrs.data(), out_ptrs.data(), stats);
     } catch (...) {
       if (saved) PyEval_RestoreThread(saved);

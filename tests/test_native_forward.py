@@ -150,14 +150,39 @@ def test_dynamic_batching_keeps_unbatched_outputs_from_the_first_chunk():
     assert torch.equal(a, x * 2) and torch.equal(b, torch.ones(5))
 
 
-def test_data_parallel_chunks_run_natively_on_both_cores():
+@pytest.mark.parametrize("rows", [8, 6])
+def test_data_parallel_spreads_chunks_natively_over_both_cores(rows):
+    """One native call: the first half of the rows on core 0 (the calling thread), the rest on core 1's worker, as
+    DataParallel's own split places them; pinned calls (grad mode on) give the same values through Python
+    threads."""
     m, t = _mlp()
     dp = torch_neuronx_emu.DataParallel(t)
-    x = torch.randn(8, 32)
+    x = torch.randn(rows, 32)
+    ref = dp(x).detach()   # grad mode on, float input: DataParallel's Python threads
+    cores = placement.runtime().cores
     with torch.no_grad():
         dp(x)
+        for c in cores:
+            c.reset_counters()
         y, n = _native(lambda: dp(x))
-    assert n == 2   # one call per core, each running its 4 rows as 4 executions
+    assert n == 1
+    assert [c.counters().executions for c in cores[:2]] == [rows // 2, rows // 2]
+    assert torch.equal(y, ref)
+    torch.testing.assert_close(y, m(x), rtol=1e-5, atol=1e-5)
+
+
+def test_replicated_dynamic_model_spreads_an_unpinned_batch():
+    m, t = _mlp(batch=2)
+    torch_neuronx_emu.experimental.set_neuron_cores(t, 0, 2)
+    torch_neuronx_emu.dynamic_batch(t)
+    x = torch.randn(9, 32)   # chunks of 2: 3 on core 0, 2 on core 1 (the last padded)
+    t(torch.randn(2, 32))
+    cores = placement.runtime().cores
+    with torch.no_grad():
+        for c in cores:
+            c.reset_counters()
+        y, n = _native(lambda: t(x))
+    assert n == 1 and [c.counters().executions for c in cores[:2]] == [3, 2]
     torch.testing.assert_close(y, m(x), rtol=1e-5, atol=1e-5)
 
 

@@ -19,6 +19,7 @@ from typing import Any, List, Optional, Sequence
 import torch
 from torch.utils import _pytree as pytree
 
+from neuron_emu.runtime import native_placement
 from neuron_emu.runtime import placement as rt_placement
 from neuron_emu.runtime.batching import compiled_batch
 from torch_neuronx_emu.batching import dynamic_batch
@@ -120,6 +121,17 @@ class DataParallel(torch.nn.Module):
             self._compiled = self._compiled_size()
         return self._compiled > 0 and split % self._compiled == 0
 
+    def _native_spreads(self, spans: List[tuple], size: int, tensors: List[torch.Tensor]) -> bool:
+        """Whether one unpinned call gives exactly these per-core spans through the native kernel: it spreads
+        the compiled-batch chunks over the copies (on device_ids, in order) as ceil(chunks / cores) per core, and
+        runs only where no input could require grad."""
+        if not native_placement.enabled or (torch.is_grad_enabled() and any(x.is_floating_point() for x in tensors)):
+            return False
+        b, k = self._compiled, len(self.device_ids)
+        chunks = -(-size // b)
+        per = -(-chunks // min(k, chunks)) * b
+        return spans == [(a, min(size, a + per)) for a in range(0, size, per)]
+
     def _run_group(self, core: int, chunks: List[tuple], kwargs: dict, grad: bool,
                    inference: bool) -> list:
         # the caller's autograd modes, which are per thread: a worker would otherwise run with grad enabled
@@ -152,6 +164,10 @@ class DataParallel(torch.nn.Module):
             # with one TorchScript call per core instead of one per chunk
             per = -(-len(starts) // k)
             spans = [(starts[g], min(size, starts[g] + per * split)) for g in range(0, len(starts), per)]
+            if self._native_spreads(spans, size, tensors):
+                # one call: the native forward kernel runs the same spans on the cores' own workers, with no
+                # Python thread hand-off (csrc/forward_op.h)
+                return self.module(*inputs, **kwargs)
             chunks = [tuple(x.narrow(dim, a, b - a) if isinstance(x, torch.Tensor) else x for x in inputs)
                       for a, b in spans]
             groups = [[g] for g in range(len(chunks))]

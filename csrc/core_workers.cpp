@@ -1,0 +1,113 @@
+#include "core_workers.h"
+
+#include <pthread.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <map>
+#include <mutex>
+#include <thread>
+
+namespace nemu {
+
+namespace {
+
+struct Task {
+  const std::function<void(size_t)>* fn;
+  size_t index;
+  std::exception_ptr error;
+  std::atomic<bool> done{false};
+  std::mutex mu;  // with cv: the caller parks on it after a short spin
+  std::condition_variable cv;
+};
+
+class Worker {
+ public:
+  Worker() { std::thread([this] { loop(); }).detach(); }
+
+  void post(Task* t) {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      queue_.push_back(t);
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  void loop() {
+    for (;;) {
+      Task* t;
+      {
+        std::unique_lock<std::mutex> lk(mu_);
+        cv_.wait(lk, [&] { return !queue_.empty(); });
+        t = queue_.front();
+        queue_.pop_front();
+      }
+      try {
+        (*t->fn)(t->index);
+      } catch (...) {
+        t->error = std::current_exception();
+      }
+      // notified under the task's lock, the last touch of the task: the caller takes that lock before it
+      // returns (and frees the task), so it cannot free it while the worker still uses it
+      std::lock_guard<std::mutex> lk(t->mu);
+      t->done.store(true, std::memory_order_release);
+      t->cv.notify_one();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Task*> queue_;
+};
+
+std::mutex g_mu;
+std::map<int, Worker*>* g_workers = new std::map<int, Worker*>();  // never freed: workers outlive static destructors
+
+// A forked child has none of the parent's threads: it starts its own workers (the parent's are leaked).
+const bool g_fork_hook = [] {
+  return pthread_atfork(nullptr, nullptr, [] { g_workers = new std::map<int, Worker*>(); }) == 0;
+}();
+
+Worker& worker(int core) {
+  std::lock_guard<std::mutex> lk(g_mu);
+  Worker*& w = (*g_workers)[core];
+  if (!w) w = new Worker();
+  return *w;
+}
+
+void wait(Task& t) {
+  // spin briefly before parking: a futex wake-up costs tens of microseconds here, as much as a small chunk
+  const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(100);
+  while (!t.done.load(std::memory_order_acquire) && std::chrono::steady_clock::now() < until) {
+  }
+  std::unique_lock<std::mutex> lk(t.mu);  // always taken, even after the spin saw `done` (see Worker::loop)
+  t.cv.wait(lk, [&] { return t.done.load(std::memory_order_acquire); });
+}
+
+}  // namespace
+
+void run_on_cores(const std::vector<int>& cores, const std::function<void(size_t)>& fn) {
+  std::vector<Task> tasks(cores.size() > 1 ? cores.size() - 1 : 0);
+  for (size_t i = 1; i < cores.size(); ++i) {
+    tasks[i - 1].fn = &fn;
+    tasks[i - 1].index = i;
+    worker(cores[i]).post(&tasks[i - 1]);
+  }
+  std::exception_ptr first;
+  try {
+    fn(0);
+  } catch (...) {
+    first = std::current_exception();
+  }
+  for (Task& t : tasks) {
+    wait(t);
+    if (!first && t.error) first = t.error;
+  }
+  if (first) std::rethrow_exception(first);
+}
+
+}  // namespace nemu
