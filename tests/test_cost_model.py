@@ -88,6 +88,7 @@ def test_working_set_beyond_sbuf_spills_a_proportional_share():
     assert len(spill["start_ns"]) == 1 and spill["instr"][0] == 1
     assert tl["end_ns"][1] == pytest.approx(max(tl["start_ns"][1] + compute, spill["end_ns"][0]))
     assert spill["end_ns"][0] - spill["start_ns"][0] == pytest.approx(dma_ns(int(f * op_bytes)) + FIXED)
+    assert spill["busy_end_ns"][0] == pytest.approx(spill["end_ns"][0] - FIXED)   # the DMA bandwidth's share
     # tensors larger than SBUF stay in device memory: IoIn moves nothing into SBUF
     assert tl["end_ns"][0] == pytest.approx(FIXED)
 
