@@ -425,15 +425,16 @@ PYBIND11_MODULE(_C, m) {
         }
         d["engine"] = eng; d["main_end_ns"] = mend; d["aux_engine"] = aeng; d["aux_start_ns"] = astart; d["aux_end_ns"] = aend;
         const auto& sp = prog.spills();
-        py::array_t<double> ss(sp.size()), se(sp.size());
+        py::array_t<double> ss(sp.size()), se(sp.size()), sbe(sp.size());
         py::array_t<int64_t> sb(sp.size()), si(sp.size());
         py::array_t<int32_t> sk(sp.size());
         for (size_t k = 0; k < sp.size(); ++k) {
           ss.mutable_data()[k] = sp[k].start_ns; se.mutable_data()[k] = sp[k].end_ns; sb.mutable_data()[k] = sp[k].bytes;
+          sbe.mutable_data()[k] = sp[k].busy_end_ns;
           si.mutable_data()[k] = sp[k].instr; sk.mutable_data()[k] = sp[k].kind;
         }
         py::dict spills;
-        spills["start_ns"] = ss; spills["end_ns"] = se; spills["bytes"] = sb; spills["instr"] = si; spills["kind"] = sk;
+        spills["start_ns"] = ss; spills["end_ns"] = se; spills["busy_end_ns"] = sbe; spills["bytes"] = sb; spills["instr"] = si; spills["kind"] = sk;
         d["spills"] = spills;
         const MemoryStats& m = prog.memory();
         py::dict mem;

@@ -43,10 +43,12 @@ namespace nemu {
 
 // Out[b] (M x N) = alpha * opA(A[b]) @ opB(B[b]) (+ beta * bias[N]) (+ Out if accumulate); ldc = N.
 // stationary_side: 0 = A rows are the stationary operand, 1 = B columns.
+// pe_transpose: bit 0 / bit 1 = A / B holds K on the SBUF free axis (a row-wise op produced it), so TensorE first
+// transposes it through PSUM (cost only: the values are the same).
 #define NEMU_FIELDS_MatMul(INT, REAL)                                                                       \
   INT(batch) INT(M) INT(K) INT(N) INT(a_off) INT(a_bstride) INT(transA) INT(lda) INT(b_off) INT(b_bstride) INT(transB) INT(ldb) \
   INT(out_off) INT(out_bstride) INT(in_dtype) INT(a_prerounded) INT(b_prerounded) INT(has_bias) INT(bias_off)         \
-  INT(out_dtype) INT(accumulate) INT(stationary_side) REAL(alpha) REAL(beta)
+  INT(out_dtype) INT(accumulate) INT(stationary_side) INT(pe_transpose) REAL(alpha) REAL(beta)
 // X [N,C,H,W], W [O,C/groups,kh,kw], bias [O], Out [N,O,OH,OW], all contiguous.
 #define NEMU_FIELDS_Conv2d(INT, REAL)                                                                    \
   INT(N) INT(C) INT(H) INT(W) INT(O) INT(kh) INT(kw) INT(sh) INT(sw) INT(ph) INT(pw) INT(dh) INT(dw) INT(groups) INT(in_dtype) \

@@ -300,6 +300,7 @@ void Program::simulate(const std::vector<Cost>& costs) {
       SpillEvent ev;
       ev.start_ns = std::max(engine_free[dma], start);
       engine_free[dma] = ev.start_ns + busy;
+      ev.busy_end_ns = engine_free[dma];
       ev.end_ns = engine_free[dma] + spec_.dma_fixed_ns;
       ev.bytes = nbytes;
       ev.instr = ii;

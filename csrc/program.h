@@ -36,6 +36,7 @@ struct IoSpec {
 // A transfer the program model adds between SBUF and HBM when the working set exceeds SBUF.
 struct SpillEvent {
   double start_ns = 0, end_ns = 0;
+  double busy_end_ns = 0;  // end of its share of the DMA bandwidth; end_ns adds the completion latency
   int64_t bytes = 0;
   int64_t instr = 0;   // the instruction whose operands it moves
   int32_t buffer = -1;

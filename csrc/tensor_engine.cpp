@@ -112,6 +112,18 @@ double evac_cycles(int64_t stationary, int64_t moving, const CoreSpec& sp, int64
   return per_s * static_cast<double>(s_tiles);
 }
 
+// NKI-ISA nc_transpose on TensorE: max(P, min(64, F)) cycles for one [P, F<=128] tile; F beyond 128 (the output's
+// partition count) is issued as ceil(F/128) tiles, each an identity matmul (LS + MM: two instructions).
+double transpose_cycles(int64_t P, int64_t F, const CoreSpec& sp, int64_t& tiles) {
+  tiles = 0;
+  if (P <= 0 || F <= 0) return 0;
+  const int64_t tf = std::max<int32_t>(sp.partitions, 1), L = sp.mm_init_latency;
+  const int64_t full = F / tf, rem = F % tf;
+  tiles = full + (rem ? 1 : 0);
+  return static_cast<double>(full) * static_cast<double>(std::max(P, std::min(L, tf))) +
+         (rem ? static_cast<double>(std::max(P, std::min(L, rem))) : 0.0);
+}
+
 void add_evacuation(Cost& c, int64_t stationary, int64_t moving, int64_t times, bool acc, const CoreSpec& sp) {
   int64_t n = 0;
   const double cyc = evac_cycles(stationary, moving, sp, n);
@@ -225,7 +237,7 @@ struct MM {
   int64_t batch, M, K, N, a_off, a_bs, ta, lda, b_off, b_bs, tb, ldb, o_off, o_bs;
   DType in_dt, out_dt;
   bool a_pre, b_pre, has_bias, acc;
-  int64_t bias_off, stationary;
+  int64_t bias_off, stationary, pe_transpose;
   int64_t a_rows() const { return ta ? K : M; }
   int64_t a_cols() const { return ta ? M : K; }
   int64_t b_rows() const { return tb ? N : K; }
@@ -245,7 +257,7 @@ MM mm_params(const Instr& in) {
   p.o_off = in.ip[MF::out_off]; p.o_bs = in.ip[MF::out_bstride];
   p.in_dt = static_cast<DType>(in.ip[MF::in_dtype]); p.a_pre = in.ip[MF::a_prerounded]; p.b_pre = in.ip[MF::b_prerounded];
   p.has_bias = in.ip[MF::has_bias]; p.bias_off = in.ip[MF::bias_off]; p.out_dt = static_cast<DType>(in.ip[MF::out_dtype]);
-  p.acc = in.ip[MF::accumulate]; p.stationary = in.ip[MF::stationary_side];
+  p.acc = in.ip[MF::accumulate]; p.stationary = in.ip[MF::stationary_side]; p.pe_transpose = in.ip[MF::pe_transpose];
   return p;
 }
 
@@ -265,6 +277,7 @@ void matmul_check(const Instr& in, const int64_t* numel, const CoreSpec& spec) {
   check_flag(in, MF::has_bias, op, "has_bias");
   check_flag(in, MF::accumulate, op, "accumulate");
   check_flag(in, MF::stationary_side, op, "stationary_side");
+  check_range(in.ip[MF::pe_transpose], 0, 3, op, "pe_transpose");
   dtype_param(in, MF::in_dtype, op, "in_dtype");
   dtype_param(in, MF::out_dtype, op, "out_dtype");
   check_fp32_supported(op, in.ip[MF::in_dtype], spec);
@@ -328,6 +341,29 @@ int64_t matmul_scratch(const Instr& in) {
   return std::max(fp32, half);
 }
 
+// An operand a row-wise op produced holds K on the SBUF free axis, but TensorE contracts over the partition axis
+// (NKI-ISA nc_matmul): it is first transposed on TensorE, [<=128 rows of it, K] -> [K, rows] per tile, and each
+// result copied from PSUM to SBUF on ScalarE (as the NKI fused-attention tutorial does with its softmax output).
+void add_operand_transposes(Cost& c, const MM& p, const CoreSpec& sp) {
+  const int64_t pc = std::max<int32_t>(sp.partitions, 1);
+  for (int j = 0; j < 2; ++j) {
+    if (!(p.pe_transpose & (int64_t{1} << j))) continue;
+    const int64_t rows = j == 0 ? p.M : p.N, mats = j == 0 ? p.a_mats() : p.b_mats();
+    const int64_t slabs[2] = {rows / pc, rows % pc ? 1 : 0}, sizes[2] = {pc, rows % pc};
+    for (int k = 0; k < 2; ++k) {
+      if (slabs[k] == 0) continue;
+      int64_t tiles = 0, evac = 0;
+      const double te = transpose_cycles(sizes[k], p.K, sp, tiles);
+      const double ev = evac_cycles(p.K, sizes[k], sp, evac);  // [K, rows] in PSUM: K on partitions
+      const double n = static_cast<double>(slabs[k] * mats);
+      c.cycles += te * n;
+      c.instructions += 2 * tiles * slabs[k] * mats;
+      c.aux_cycles += ev * n;
+      c.aux_instructions += evac * slabs[k] * mats;
+    }
+  }
+}
+
 Cost matmul_cost(const Instr& in, const CoreSpec& sp) {
   const MM p = mm_params(in);
   Cost c;
@@ -342,6 +378,7 @@ Cost matmul_cost(const Instr& in, const CoreSpec& sp) {
   const int64_t ie = dtype_bytes(p.in_dt), oe = dtype_bytes(p.out_dt);
   c.bytes = p.batch * ((p.M * p.K + p.K * p.N) * ie + p.M * p.N * oe * (p.acc ? 2 : 1) + (p.has_bias ? p.N * 4 : 0));
   if (p.K > 0) add_evacuation(c, st, mv, p.batch, p.acc, sp);
+  add_operand_transposes(c, p, sp);
   return c;
 }
 
@@ -758,20 +795,14 @@ void transpose_check(const Instr& in, const int64_t* numel, const CoreSpec& spec
   if (n > 0 && in.operand[0] == in.operand[1]) fail(std::string(op) + ": In and Out share buffer " + s(in.operand[0]));
 }
 
-// Cost: NKI-ISA nc_transpose on TensorE, max(P, min(64, F)) cycles for one [P, F<=128] tile; F beyond 128
-// (the output's partition count) is issued as ceil(F/128) tiles. Each tile is an identity matmul (LS + MM).
-// flops = 0: the identity product does no useful arithmetic.
+// Cost: transpose_cycles (NKI-ISA nc_transpose on TensorE). flops = 0: the identity product does no useful arithmetic.
 Cost transpose_cost(const Instr& in, const CoreSpec& spec) {
   const int64_t P = in.ip[TF::P], F = in.ip[TF::F];
   Cost c;
   c.engine = Engine::Tensor;
-  const int64_t tf = std::max<int32_t>(spec.partitions, 1), L = spec.mm_init_latency;
-  if (P > 0 && F > 0) {
-    const int64_t full = F / tf, rem = F % tf;
-    c.cycles = static_cast<double>(full) * static_cast<double>(std::max(P, std::min(L, tf))) +
-               (rem ? static_cast<double>(std::max(P, std::min(L, rem))) : 0.0);
-    c.instructions = 2 * (full + (rem ? 1 : 0));
-  }
+  int64_t tiles = 0;
+  c.cycles = transpose_cycles(P, F, spec, tiles);
+  c.instructions = 2 * tiles;
   c.bytes = 2 * P * F * dtype_bytes(static_cast<DType>(in.ip[TF::in_dtype]));
   add_evacuation(c, F, P, 1, false, spec);  // the [F, P] result lands in PSUM: F on partitions, P free
   return c;

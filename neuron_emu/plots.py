@@ -30,7 +30,8 @@ def utilization_series(report, bins: int = 200):
         spans = [(int(tl["engine"][i]), tl["start_ns"][i], tl["main_end_ns"][i]) for i in range(len(tl["op"]))]
         spans += [(int(tl["aux_engine"][i]), tl["aux_start_ns"][i], tl["aux_end_ns"][i])
                   for i in range(len(tl["op"])) if tl["aux_engine"][i] >= 0]
-        spans += [(ENGINE_NAMES.index("DMA"), s, e) for s, e in zip(tl["spills"]["start_ns"], tl["spills"]["end_ns"])]
+        spans += [(ENGINE_NAMES.index("DMA"), s, e)   # a spill's bandwidth share, not its overlapped latency
+                  for s, e in zip(tl["spills"]["start_ns"], tl["spills"]["busy_end_ns"])]
         for e, s, t in spans:
             s, t = s + offset, t + offset
             overlap = np.clip(np.minimum(edges[1:], t) - np.maximum(edges[:-1], s), 0.0, None)

@@ -88,6 +88,7 @@ def test_working_set_beyond_sbuf_spills_a_proportional_share():
     assert len(spill["start_ns"]) == 1 and spill["instr"][0] == 1
     assert tl["end_ns"][1] == pytest.approx(max(tl["start_ns"][1] + compute, spill["end_ns"][0]))
     assert spill["end_ns"][0] - spill["start_ns"][0] == pytest.approx(dma_ns(int(f * op_bytes)) + FIXED)
+    assert spill["busy_end_ns"][0] == pytest.approx(spill["end_ns"][0] - FIXED)   # the DMA bandwidth's share
     # tensors larger than SBUF stay in device memory: IoIn moves nothing into SBUF
     assert tl["end_ns"][0] == pytest.approx(FIXED)
 
@@ -118,3 +119,81 @@ def test_big_bf16_matmul_within_10_percent_of_ideal():
     ideal = 2 * 4096 * 8192 * 8192 / (128 * 128 * 2 * 2.8e9) * 1e3
     assert ideal == pytest.approx(5.99, abs=0.005)
     assert abs(device_ms / ideal - 1) < 0.10, device_ms
+
+
+def _mm_cost(pe_transpose, batch=4, M=256, K=256, N=64):
+    """Cost of one bf16 MatMul [batch, M, K] @ [batch, K, N] with the given operand-transpose bits."""
+    ins = instr(Op.MatMul, [0, 1, 2], batch=batch, M=M, K=K, N=N, a_bstride=M * K, lda=K, b_bstride=K * N, ldb=N,
+                out_bstride=M * N, in_dtype=DType.BF16, out_dtype=DType.F32, pe_transpose=pe_transpose,
+                alpha=1.0, beta=0.0)
+    arrays = [np.zeros(batch * M * K, np.float32), np.zeros(batch * K * N, np.float32),
+              np.zeros(batch * M * N, np.float32)]
+    return _C.run_instr(ins.encode(), arrays, spec())
+
+
+def test_matmul_charges_pe_transposes_of_free_axis_operands():
+    """An operand with K on the SBUF free axis goes through TensorE transposes first (NKI-ISA nc_transpose:
+    max(P, min(64, F)) cycles per [P, F<=128] tile) and each [F, P] result is copied PSUM -> SBUF on ScalarE
+    (max(MIN_II, P) per 128-partition tile); the values do not change."""
+    plain, a_t, b_t = _mm_cost(0), _mm_cost(1), _mm_cost(2)
+    # A [256, 256] per matrix: 2 slabs of 128 rows, each 2 tiles of 128 K-columns at max(128, 64) cycles
+    assert a_t["cycles"] - plain["cycles"] == 4 * 2 * 2 * 128
+    # each slab's [256, 128] result: 2 partition tiles of max(64, 128) ScalarE cycles
+    assert a_t["aux_cycles"] - plain["aux_cycles"] == 4 * 2 * 2 * 128
+    # B [N=64 rows, K=256]: one slab of 64 rows, 2 tiles at max(64, min(64, 128)); evacuation max(64, 64) x 2
+    assert b_t["cycles"] - plain["cycles"] == 4 * 2 * 64
+    assert b_t["aux_cycles"] - plain["aux_cycles"] == 4 * 2 * 64
+    assert _mm_cost(3)["cycles"] - plain["cycles"] == 4 * 2 * 2 * 128 + 4 * 2 * 64
+    with pytest.raises(ValueError, match="pe_transpose"):
+        _mm_cost(4)
+
+
+def _matmul_cycles(model, *inputs):
+    """TensorE and ScalarE-aux cycles of each MatMul of the compiled model (--auto-cast matmult), in order."""
+    from neuron_emu.compiler import compile_graph
+    from neuron_emu.compiler.capture import capture
+    from neuron_emu.compiler.options import parse_compiler_args
+    from neuron_emu.runtime.model import LoadedModel
+    graph = capture(model.eval(), inputs)[0]
+    tl = LoadedModel(compile_graph(graph, parse_compiler_args(["--auto-cast", "matmult"]), generation=2).blob
+                     ).program.timeline()
+    mm = [i for i in range(len(tl["op"])) if int(tl["op"][i]) == int(Op.MatMul)]
+    return [(float(tl["cycles"][i]), tl["aux_end_ns"][i] - tl["aux_start_ns"][i]) for i in mm]
+
+
+def test_softmax_output_is_transposed_before_the_value_matmul():
+    """softmax(S) @ V contracts over S's last dim, which the softmax left on the free axis (as the NKI fused
+    attention tutorial's `nc_transpose(softmax_res)`); exp(S) @ V, elementwise on an input, needs no transpose."""
+    class Attn(torch.nn.Module):
+        def __init__(self, act):
+            super().__init__()
+            self.act = act
+
+        def forward(self, s, v):
+            return self.act(s) @ v
+    s, v = torch.randn(4, 256, 256), torch.randn(4, 256, 64)
+    (soft, soft_aux), = _matmul_cycles(Attn(lambda x: torch.softmax(x, -1)), s, v)
+    (plain, plain_aux), = _matmul_cycles(Attn(torch.exp), s, v)
+    assert soft - plain == 4 * 2 * 2 * 128                          # as test_matmul_charges_pe_transposes_...
+    assert soft_aux - plain_aux == pytest.approx(4 * 2 * 2 * 128 / 1.4)
+
+
+def test_layer_norm_output_is_transposed_once_for_its_matmuls():
+    """Two Linear layers read one LayerNorm output (as Q, K and V projections do): one transposed copy serves both."""
+    class Proj(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln, self.q, self.k = torch.nn.LayerNorm(256), torch.nn.Linear(256, 256), torch.nn.Linear(256, 256)
+
+        def forward(self, x):
+            h = self.ln(x)
+            return self.q(h), self.k(h)
+
+    class NoNorm(Proj):
+        def forward(self, x):
+            h = x * 2.0
+            return self.q(h), self.k(h)
+    x = torch.randn(256, 256)
+    (q, _), (k, _) = _matmul_cycles(Proj(), x)
+    (q0, _), (k0, _) = _matmul_cycles(NoNorm(), x)
+    assert q - q0 == 2 * 2 * 128 and k == k0                      # [256 tokens, 256]: 2 slabs x 2 tiles

@@ -121,7 +121,7 @@ def test_utilization_series_matches_busy(inf2_report):
     from neuron_emu.plots import utilization_series
     t, util = utilization_series(inf2_report, bins=50)
     width = inf2_report.device_ms / 50
-    for name in ("TensorE", "VectorE"):
+    for name in ("TensorE", "VectorE", "ScalarE", "DMA"):
         assert float(util[name].sum() * width) == pytest.approx(inf2_report.engines[name].busy_ms, rel=1e-6)
 
 

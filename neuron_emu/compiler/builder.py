@@ -13,10 +13,12 @@ import numpy as np
 import torch
 
 from neuron_emu.dtypes import TORCH_TO_EMU
-from neuron_emu.isa import DType, Instr, contiguous_strides
+from neuron_emu.isa import DType, Instr, Op, contiguous_strides
+
+ROW_WISE_OPS = {Op.Softmax, Op.LayerNorm}     # reduce along the innermost dim (the SBUF free axis)
+ELEMENTWISE_OPS = {Op.TensorTensor, Op.TensorScalar, Op.Activation, Op.TensorCopy, Op.VecSelect, Op.Select}
 
 INTERMEDIATE, CONSTANT = 0, 1
-
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,11 @@ class ProgramBuilder:
         self.src_names: List[str] = []
         self.src_where: List[str] = []
         self.current_src = -1
+        # Buffers a row-wise op (softmax, layer norm) wrote: the reduced innermost dim sits on the SBUF free axis
+        # (engines reduce along it), so a matmul contracting over it transposes them first (lowering/matmul.py);
+        # the ones already transposed once, whose transposed copy later matmuls reuse.
+        self.free_axis_rows: set = set()
+        self.pe_transposed: set = set()
 
     # ---- buffers ----
     def alloc(self, shape, dtype: torch.dtype, emu: DType = DType.F32) -> TV:
@@ -123,6 +130,9 @@ class ProgramBuilder:
     # ---- instructions ----
     def emit(self, instr: Instr, reads: Sequence[TV], writes: Sequence[TV]) -> int:
         instr.src = self.current_src
+        if (instr.op in ROW_WISE_OPS and instr.fields.get("inner", 1) == 1) or \
+                (instr.op in ELEMENTWISE_OPS and any(r.buf in self.free_axis_rows for r in reads)):
+            self.free_axis_rows.update(w.buf for w in writes)   # elementwise ops keep their input's layout
         self.instrs.append(instr)
         self.reads.append([r.buf for r in reads])
         self.writes.append([w.buf for w in writes])

@@ -103,7 +103,8 @@ def matmul(a: torch.Tensor, b: torch.Tensor, *, dtype="fp32", bias: Optional[tor
              transA=int(transpose_a), lda=max(a_cols, 1), b_off=0, b_bstride=b_rows * b_cols if bb > 1 else 0,
              transB=int(transpose_b), ldb=max(b_cols, 1), out_off=0, out_bstride=M * N, in_dtype=in_dt,
              a_prerounded=0, b_prerounded=0, has_bias=int(bias is not None), bias_off=0, out_dtype=out_dt,
-             accumulate=int(accumulate), stationary_side=0 if stationary == "a" else 1, alpha=alpha, beta=beta)
+             accumulate=int(accumulate), stationary_side=0 if stationary == "a" else 1, pe_transpose=0,
+             alpha=alpha, beta=beta)
     tensors = [("a", a), ("b", b)] + ([("bias", bias)] if bias is not None else []) + [("out", out)]
     cost = run(Instr(Op.MatMul, [], f), tensors, generation)
     return out, cost

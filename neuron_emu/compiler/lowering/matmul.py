@@ -27,6 +27,16 @@ def _operand(b, x: TV, rows: int, cols: int):
     return x, 0, max(cols, 1)
 
 
+def _needs_transpose(b, x: TV, k_contiguous: bool) -> int:
+    """1 when TensorE must transpose this operand first: a row-wise op (softmax, layer norm; builder.free_axis_rows)
+    left its innermost dim on the SBUF free axis and the matmul contracts over that dim, which TensorE needs on the
+    partition axis (NKI-ISA nc_matmul). Charged once per buffer: later matmuls reuse the transposed copy."""
+    if not k_contiguous or x.buf not in b.free_axis_rows or x.buf in b.pe_transposed:
+        return 0
+    b.pe_transposed.add(x.buf)
+    return 1
+
+
 def _prepare(b, x: TV, dtype: DType) -> TV:
     if b.is_const(x) and dtype != DType.F32:
         return b.rounded_const(x, dtype)
@@ -49,11 +59,14 @@ def emit_matmul(b, node, a: TV, w: TV, out: TV, bias: TV = None, alpha=1.0, beta
     w = _prepare(b, w, dtype)
     a, ta, lda = _operand(b, a, M, K)
     w, tb, ldb = _operand(b, w, K, N)
+    # K contiguous in A ([M, K], ta 0) or in B ([N, K], tb 1) of a row-wise op's output: K is on the free axis
+    pe_transpose = _needs_transpose(b, a, ta == 0) | (_needs_transpose(b, w, tb == 1) << 1)
     f = dict(batch=B, M=M, K=K, N=N, a_off=a.offset, a_bstride=a.strides[0] if batched and a.shape[0] != 1 else 0,
              transA=ta, lda=lda, b_off=w.offset, b_bstride=w.strides[0] if batched and w.shape[0] != 1 else 0,
              transB=tb, ldb=ldb, out_off=out.offset, out_bstride=M * N if batched else 0, in_dtype=dtype,
              a_prerounded=int(a.emu == dtype), b_prerounded=int(w.emu == dtype), has_bias=0, bias_off=0,
-             out_dtype=out.emu, accumulate=0, stationary_side=0 if M >= N else 1, alpha=alpha, beta=beta)
+             out_dtype=out.emu, accumulate=0, stationary_side=0 if M >= N else 1, pe_transpose=pe_transpose,
+             alpha=alpha, beta=beta)
     operands, reads = [a.buf, w.buf], [a, w]
     if bias is not None:
         f.update(has_bias=1, bias_off=bias.offset)
