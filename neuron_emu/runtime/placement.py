@@ -137,8 +137,7 @@ class Runtime:
             m._artifact = weakref.ref(blob)
             _watch(blob)
             for k, old in c.add(key, m):
-                now = _placed.get(k)
-                if now is old or (isinstance(now, Deployment) and old in now.models):
+                if _placed.get(k) is old:   # (a Deployment keeps its copies, evicted or not)
                     _placed.pop(k, None)
                     native.forget(k)
             return m
