@@ -38,7 +38,7 @@ def device_type() -> str:
     elif name != _NAME:
         raise RuntimeError(f"The PrivateUse1 backend is already named {name!r} in this process; the emulated XLA "
                            f"device needs it named {_NAME!r}")
-    from neuron_emu.lazy.tensor import copy_from, empty_data  # (cycle: tensor imports device_type)
+    from neuron_emu.lazy.tensor import LazyTensor, copy_from, empty_data  # (cycle: tensor imports device_type)
     lib = torch.library.Library("aten", "IMPL")
     lib.impl("empty.memory_format", lambda size, dtype=None, layout=None, device=None, pin_memory=None,
              memory_format=None: empty_data(size, dtype), "PrivateUse1")
@@ -47,6 +47,11 @@ def device_type() -> str:
     # torch.tensor(data, device=...) copies with the Python key excluded, so its copy arrives here
     lib.impl("_copy_from", lambda self, dst, non_blocking=False: copy_from(self, dst), "PrivateUse1")
     _lib = lib
+    # optimizers take their multi-tensor (foreach) path for device tensors, as for any tensor of a device torch
+    # lists as foreach-capable (PrivateUse1 is): torch only checks the Python type, which ours is a subclass of
+    from torch.optim import optimizer
+    if LazyTensor not in optimizer._foreach_supported_types:
+        optimizer._foreach_supported_types.append(LazyTensor)
     return _NAME
 
 

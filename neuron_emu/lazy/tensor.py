@@ -20,8 +20,8 @@ import torch
 from torch._decomp import decomposition_table
 
 from neuron_emu.compiler.lowering import lookup
-from neuron_emu.lazy import bf16, metrics
-from neuron_emu.lazy.decompositions import TABLE as preferred
+from neuron_emu.lazy import bf16, foreach, metrics
+from neuron_emu.lazy.decompositions import TABLE as preferred, VALUE_TABLE as value_decomposition
 from neuron_emu.lazy.device import device_type
 from neuron_emu.lazy.record import DeviceData, LNode, MetaError, Ref, _infer, _meta_cache, add_to_trace, record, \
     user_frame, user_site
@@ -446,6 +446,15 @@ def _fast(func, args):
     """The common case of `_functional`, in one pass: a lowered op whose arguments are device tensors and plain
     scalars (no kwargs, lists, CPU tensors). Returns None to let the general path take it. Per op this is the
     signature (a tuple looked up in the shape-inference cache), one node, one trace extension and the outputs."""
+    r = _fast_record(func, args)
+    if r is None:
+        return None
+    return [_wrap(x) for x in r] if type(r) is list else _wrap(r)
+
+
+def _fast_record(func, args):
+    """`_fast` without the output tensors: the Ref (or list of Refs) recorded, or None. Arguments may also be
+    values (Ref, DeviceData): the value-level decompositions (decompositions.VALUE_TABLE) chain ops this way."""
     sig = [id(func)]
     vals = []
     vargs = list(args)
@@ -453,8 +462,8 @@ def _fast(func, args):
     f64 = False
     for i, a in enumerate(args):
         t = type(a)
-        if t is LazyTensor:
-            v = a._st.value if not a._view else value_of(a)
+        if t is LazyTensor or t is Ref or t is DeviceData:
+            v = a if t is not LazyTensor else a._st.value if not a._view else value_of(a)
             vals.append(v)
             vargs[i] = v
             dt = v.dtype
@@ -469,22 +478,22 @@ def _fast(func, args):
         elif t is float:
             if a in _SPECIAL_FLOATS or i not in _slots(func)[0]:
                 sig.append(("f", a))
-            elif floats is None:
-                floats = [i]
-            else:
-                floats.append(i)
+            else:   # a Python float in a Tensor slot: 0-dim device data (see _scalar_data), made below
+                if floats is None:
+                    floats = []
+                floats.append((i, len(sig), len(vals)))
+                sig.append(None)
+                vals.append(None)
         else:
             return None
-    if not vals:
-        return None
-    if floats is not None:   # Python floats in Tensor slots: 0-dim device data (see _scalar_data)
-        for i in floats:
-            vargs[i] = _scalar_data(args[i], f64)
-        try:
-            r = record(func, tuple(vargs), _NOKW)
-        except MetaError:
+    if floats is not None:
+        if len(floats) == len(vals):
             return None
-        return [_wrap(x) for x in r] if isinstance(r, list) else _wrap(r)
+        for i, si, vi in floats:
+            d = vargs[i] = vals[vi] = _scalar_data(args[i], f64)
+            sig[si] = ((), d.dtype)
+    elif not vals:
+        return None
     key = tuple(sig)
     hit = _meta_cache.get(key)
     if hit is None:
@@ -494,16 +503,21 @@ def _fast(func, args):
             return None
     metas, multi, s = hit
     site = getattr(_site, "v", None)
-    code, line = site if site is not None else user_site(2)
+    code, line = site if site is not None else user_site(3)
     node = LNode(func, tuple(vargs), _NOKW, vals, metas, s, code, line)
     add_to_trace(node, s, vals)
     if multi:
-        return [_wrap(Ref(node, i, sh, dt)) for i, (sh, dt) in enumerate(metas)]
+        return [Ref(node, i, sh, dt) for i, (sh, dt) in enumerate(metas)]
     sh, dt = metas[0]
-    return _wrap(Ref(node, 0, sh, dt))
+    return Ref(node, 0, sh, dt)
 
 
 def _functional(func, args, kwargs):
+    vd = value_decomposition.get(func)
+    if vd is not None and not _EAGER:
+        r = vd(_fast_record, *args, **kwargs)
+        if r is not None:
+            return _wrap(r)
     lowered = _lowering(func)
     if lowered == 2 and _needs_grad(args):
         lowered = 0
@@ -552,7 +566,8 @@ _mut_cache: Dict[Any, tuple] = {}
 
 
 def _mutation(func):
-    """(functional variant or None, mutated argument names in order) for a mutating op."""
+    """(functional variant or None, mutated argument names in order, is an out= op, writes only its first
+    argument and has a functional variant) for a mutating op."""
     m = _mut_cache.get(id(func))   # (ids: OpOverload hashes in Python)
     if m is not None:
         return m
@@ -575,7 +590,8 @@ def _mutation(func):
             cand = getattr(packet, overload)
             if not cand._schema.is_mutable:
                 functional = cand
-    m = _mut_cache[id(func)] = (functional, written, bool(out_names))
+    writes_self = functional is not None and not out_names and written == [schema.arguments[0].name]
+    m = _mut_cache[id(func)] = (functional, written, bool(out_names), writes_self)
     return m
 
 
@@ -593,7 +609,19 @@ def _arg(func, args, kwargs, name):
 
 
 def _mutating(func, args, kwargs):
-    functional, written, is_out = _mutation(func)
+    functional, written, is_out, writes_self = _mutation(func)
+    if writes_self and not _EAGER:
+        t = args[0]   # the common in-place op (`p.mul_(b)`): a lowered op writing its first argument, no view
+        if type(t) is LazyTensor and not t._view:
+            vd = value_decomposition.get(functional)
+            r = vd(_fast_record, *args, **kwargs) if vd is not None else \
+                _fast_record(functional, args) if not kwargs and _fast_eligible(functional) else None
+            if type(r) is Ref and r.dtype is t.dtype and r.shape == t._st.value.shape:
+                _set_value(t._st, r)
+                return t
+            if r is not None:   # (a broadcast or a cast to write back: the general path's write-back below)
+                assign(t, _coerce(t, r, func._schema.name))
+                return t
     targets = [_arg(func, args, kwargs, n) for n in written]
     flat_targets = [x for t in targets for x in (t if isinstance(t, (list, tuple)) else [t])]
     if functional is None or not all(isinstance(t, LazyTensor) for t in flat_targets):
@@ -803,10 +831,30 @@ for _op in _META_INPLACE:
     _SPECIAL[_op] = _metadata_inplace
 
 
+def _foreach(func, args, kwargs):
+    r = foreach.run(func, args, kwargs, dispatch)
+    return fallback(func, args, kwargs) if r is NotImplemented else r
+
+
+def _fast_eligible(func) -> bool:
+    """Whether `func` is recorded through `_fast` when its arguments allow (routed once, as dispatch does)."""
+    ok = _fast_ok.get(id(func))
+    if ok is None:
+        _route_of(func)
+        ok = _fast_ok[id(func)]
+    return ok
+
+
+def _route_of(func):
+    h = _route[id(func)] = _SPECIAL.get(func) or (
+        _foreach if func._schema.name.startswith("aten::_foreach_") else
+        _mutating if func._schema.is_mutable else _view if func.is_view else _functional)
+    _fast_ok[id(func)] = h is _functional and _lowering(func) == 1
+    return h
+
+
 def dispatch(func, args, kwargs):
     h = _route.get(id(func))   # (OpOverload hashes in Python: ids are cheaper, and ops live forever)
     if h is None:
-        h = _route[id(func)] = _SPECIAL.get(func) or (
-            _mutating if func._schema.is_mutable else _view if func.is_view else _functional)
-        _fast_ok[id(func)] = h is _functional and _lowering(func) == 1
+        h = _route_of(func)
     return h(func, args, kwargs)
