@@ -246,15 +246,21 @@ def _view(func, args, kwargs):
         return _functional(func, args, kwargs)
     if func in _SHARE:  # same storage and chain
         return LazyTensor(x._st, x._view, x.shape, x.dtype)
-    try:
-        r = record(func, (value_of(x),) + tuple(args[1:]), kwargs)
-    except MetaError:
-        return fallback(func, args, kwargs)
+    base = x._st.value
+    vargs = (value_of(x),) + tuple(args[1:])
+    r = _fast_record(func, vargs) if not kwargs else None
+    if r is None:
+        try:
+            r = record(func, vargs, kwargs)
+        except MetaError:
+            return fallback(func, args, kwargs)
     multi = isinstance(r, list)
     outs = []
     for i, ref in enumerate(r if multi else [r]):
         step = _view_step(func, args, kwargs, i, multi)
-        outs.append(LazyTensor(x._st, x._view + (step,), ref.shape, ref.dtype))
+        t = LazyTensor(x._st, x._view + (step,), ref.shape, ref.dtype)
+        t._vc = (base, ref)   # the chain's value over the storage's current value: recorded once, here
+        outs.append(t)
     return outs if multi else outs[0]
 
 
