@@ -20,7 +20,7 @@ import torch
 from torch._decomp import decomposition_table
 
 from neuron_emu.compiler.lowering import lookup
-from neuron_emu.lazy import bf16, foreach, metrics
+from neuron_emu.lazy import bf16, foreach, metrics, replay
 from neuron_emu.lazy.decompositions import TABLE as preferred, VALUE_TABLE as value_decomposition
 from neuron_emu.lazy.device import device_type
 from neuron_emu.lazy.record import DeviceData, LNode, MetaError, Ref, _infer, _meta_cache, add_to_trace, record, \
@@ -199,6 +199,7 @@ def to_cpu(t: LazyTensor, cut: str = ".cpu()") -> torch.Tensor:
     """The tensor's data on CPU (a view of the device buffer: callers must not write to it). Runs the pending
     graph of this tensor's storage only, as torch_xla does for a print or `.item()`."""
     st = t._st
+    replay.impure_events[0] += 1
     if isinstance(st.value, Ref):
         from neuron_emu.lazy.executor import sync
         sync([st], cut, user_frame())
@@ -539,21 +540,28 @@ def _functional(func, args, kwargs):
             sync([t._st for t in (out if isinstance(out, list) else [out])], "eager debug mode", user_frame())
         return out
     if _seeded not in func.tags and func not in _decomposing and _has_lazy(args, kwargs):
-        for table in (preferred, decomposition_table):
-            decomp = table.get(func)
-            if decomp is None:
-                continue
-            _decomposing.add(func)
-            try:
-                out = decomp(*args, **kwargs)
-            except ViewWriteError:  # the decomposition writes through aliases the device cannot invert
-                out = NotImplemented
-                break
-            finally:
-                _decomposing.discard(func)
-            if out is not NotImplemented:
-                return _to_lazy(out)
+        out = _decompose(func, args, kwargs) if _EAGER else replay.run(func, args, kwargs, _decompose)
+        if out is not NotImplemented:
+            return out
     return fallback(func, args, kwargs)
+
+
+def _decompose(func, args, kwargs):
+    """Our decomposition of the op, else PyTorch's; NotImplemented when neither applies."""
+    for table in (preferred, decomposition_table):
+        decomp = table.get(func)
+        if decomp is None:
+            continue
+        _decomposing.add(func)
+        try:
+            out = decomp(*args, **kwargs)
+        except ViewWriteError:  # the decomposition writes through aliases the device cannot invert
+            return NotImplemented
+        finally:
+            _decomposing.discard(func)
+        if out is not NotImplemented:
+            return _to_lazy(out)
+    return NotImplemented
 
 
 def _to_lazy(out):
@@ -662,6 +670,7 @@ _CONSTANT_FACTORIES = {"aten::arange", "aten::full", "aten::zeros", "aten::ones"
 def fallback(func, args, kwargs):
     """Run the op on CPU: its device inputs are materialised (a graph cut), mutated ones written back, the
     results become device data. Counted as `aten::<op>` (torch_xla's counter for ops without a lowering)."""
+    replay.impure_events[0] += 1
     if func._schema.name not in _CONSTANT_FACTORIES:
         metrics.counter_add(func._schema.name)
     written = set(a.name for a in func._schema.arguments if a.alias_info is not None and a.alias_info.is_write)
