@@ -5,7 +5,8 @@ foreach-capable type): a step is a dozen foreach calls instead of a dozen ops pe
 `__torch_dispatch__` once per call and the per-element work stays in this module's loop.
 
 The element op is found once per overload from the schemas: `_foreach_X[_].OV` runs `aten.X[_]`'s overload whose
-arguments take the list elements (Tensor[] -> Tensor, Scalar[] -> Scalar) and the shared arguments. A Python
+arguments take the list elements (Tensor[] -> Tensor, Scalar[] -> Scalar) and the shared arguments (an in-place
+op without an in-place element op, `_foreach_maximum_`, runs the functional one and copies the result back). A Python
 number goes into a Tensor slot where the element op has one (`mul_.Tensor` rather than `mul_.Scalar`): it then
 becomes 0-dim device data, as in the single-tensor path, so Adam's per-step bias corrections and a scheduled
 learning rate do not change the graph. Ops with no matching element op run on CPU (`aten::` counter)."""
@@ -34,10 +35,11 @@ def _fits(have: str, want: str) -> int:
 class Plan:
     """How one foreach overload calls its element op: per foreach argument, whether it is a list (indexed per
     element) and where it goes in the element call (a position, or a keyword name)."""
-    __slots__ = ("op", "lists", "slots", "scalar_tensor")
+    __slots__ = ("op", "lists", "slots", "scalar_tensor", "writeback")
 
     def __init__(self, op, lists: List[bool], slots: List[Any], scalar_tensor: List[bool]):
         self.op, self.lists, self.slots, self.scalar_tensor = op, lists, slots, scalar_tensor
+        self.writeback = False   # an in-place foreach op run as its functional element op, copied into self
 
 
 def _match(func, cand) -> Optional[Tuple[int, Plan]]:
@@ -89,18 +91,25 @@ def plan(func) -> Optional[Plan]:
     if p is not None or id(func) in _plans:
         return p
     name = func._schema.name.split("::")[1][len("_foreach_"):]
-    packet = getattr(aten, name, None)
-    best = None
-    if packet is not None and func._schema.returns is not None:
-        for ov in packet.overloads():
-            cand = getattr(packet, ov)
-            if cand._schema.is_mutable != func._schema.is_mutable or any(a.is_out for a in cand._schema.arguments):
-                continue
-            m = _match(func, cand)
-            if m is not None and (best is None or m[0] > best[0]):
-                best = m
+    best = _best(func, getattr(aten, name, None), func._schema.is_mutable)
+    if best is None and name.endswith("_"):   # no in-place element op (maximum_): the functional one, written back
+        best = _best(func, getattr(aten, name[:-1], None), False)
+        if best is not None:
+            best[1].writeback = True
     p = _plans[id(func)] = best[1] if best is not None else None
     return p
+
+
+def _best(func, packet, mutable: bool) -> Optional[Tuple[int, Plan]]:
+    best = None
+    for ov in (packet.overloads() if packet is not None else []):
+        cand = getattr(packet, ov)
+        if cand._schema.is_mutable != mutable or any(a.is_out for a in cand._schema.arguments):
+            continue
+        m = _match(func, cand)
+        if m is not None and (best is None or m[0] > best[0]):
+            best = m
+    return best
 
 
 def run(func, args, kwargs, dispatch) -> Any:
@@ -127,5 +136,8 @@ def run(func, args, kwargs, dispatch) -> Any:
                 eargs[slot] = e
             elif e is not None:
                 ekw[slot] = e
-        out.append(dispatch(op, tuple(eargs), ekw))
+        r = dispatch(op, tuple(eargs), ekw)
+        if p.writeback:
+            dispatch(aten.copy_.default, (given[0][i], r), {})
+        out.append(r)
     return None if func._schema.is_mutable else out
