@@ -41,15 +41,27 @@ class _Const:
         self.c, self.t = c, t
 
 
+class _Result:
+    """One output tensor of the decomposition: its storage (a new one, `sid`-th of the outputs', holding `base`;
+    or input tensor `arg`'s) and its view chain over it with the chain's value (view ops such as `to.dtype`
+    return views, whose value is the chain's)."""
+    __slots__ = ("sid", "base", "arg", "view", "chain", "shape", "dtype")
+
+    def __init__(self, sid, base, arg, view, chain, shape, dtype):
+        self.sid, self.base, self.arg, self.view, self.chain, self.shape, self.dtype = \
+            sid, base, arg, view, chain, shape, dtype
+
+
 class _Impure(Exception):
     """The capture read something that is not a function of the decomposition's arguments."""
 
 
 class Template:
-    __slots__ = ("nodes", "out", "n_consts")
+    __slots__ = ("nodes", "out", "n_consts", "n_storages")
 
-    def __init__(self, nodes, out, n_consts):
-        self.nodes, self.out, self.n_consts = nodes, out, n_consts   # nodes: (func, args, kwargs, metas, sig)
+    def __init__(self, nodes, out, n_consts, n_storages):
+        self.nodes, self.out, self.n_consts, self.n_storages = nodes, out, n_consts, n_storages
+        # nodes: (func, args, kwargs, metas, sig); out: the result with _Result leaves
 
 
 _templates: Dict[tuple, Optional[Template]] = {}   # None: not replayable (the decomposition runs every time)
@@ -72,14 +84,6 @@ def _leaf_key(a, seen: Dict[int, int], LazyTensor, value_of):
     return a
 
 
-def _inputs(a, out: List, LazyTensor, value_of) -> None:
-    if type(a) is LazyTensor:
-        out.append(value_of(a))
-    elif isinstance(a, (list, tuple)):
-        for x in a:
-            _inputs(x, out, LazyTensor, value_of)
-
-
 def run(func, args, kwargs, decompose):
     """`decompose(func, args, kwargs)` (its result or NotImplemented), from the template when one was captured."""
     from neuron_emu.lazy import tensor as T
@@ -89,19 +93,18 @@ def run(func, args, kwargs, decompose):
                _leaf_key(tuple(kwargs.items()), seen, T.LazyTensor, T.value_of))
     except TypeError:
         return decompose(func, args, kwargs)
-    inputs: List[Any] = []
-    _inputs(args, inputs, T.LazyTensor, T.value_of)
-    _inputs(tuple(kwargs.values()), inputs, T.LazyTensor, T.value_of)
+    tensors = _flat(args, T.LazyTensor) + _flat(list(kwargs.values()), T.LazyTensor)
+    inputs = [T.value_of(t) for t in tensors]
     tpl = _templates.get(key, False)
     if tpl is None:
         return decompose(func, args, kwargs)
     if tpl is not False:
-        return _replay(tpl, inputs, T._wrap)
-    return _capture(key, func, args, kwargs, inputs, decompose, T)
+        return _replay(tpl, tensors, inputs, T)
+    return _capture(key, func, args, kwargs, tensors, inputs, decompose, T)
 
 
-def _capture(key, func, args, kwargs, inputs, decompose, T):
-    stores = [(a, a._st, a._st.value) for a in _flat(args, T.LazyTensor) + _flat(list(kwargs.values()), T.LazyTensor)]
+def _capture(key, func, args, kwargs, tensors, inputs, decompose, T):
+    stores = [(a, a._st, a._st.value) for a in tensors]
     events = impure_events[0]
     rng = torch.random.default_generator.get_state()
     nodes: List[LNode] = []
@@ -118,7 +121,7 @@ def _capture(key, func, args, kwargs, inputs, decompose, T):
             all(a._st is st and st.value is v for a, st, v in stores) and \
             torch.equal(rng, torch.random.default_generator.get_state()):
         try:
-            tpl = _template(nodes, inputs, out, T)
+            tpl = _template(nodes, tensors, inputs, out, T)
         except _Impure:
             tpl = None
     if len(_templates) >= _MAX_TEMPLATES:
@@ -135,7 +138,7 @@ def _flat(a, LazyTensor) -> List:
     return []
 
 
-def _template(nodes: List[LNode], inputs: List, out, T) -> Template:
+def _template(nodes: List[LNode], tensors: List, inputs: List, out, T) -> Template:
     index = {id(n): j for j, n in enumerate(nodes)}
     inmap: Dict[int, int] = {}
     for k, v in enumerate(inputs):
@@ -166,58 +169,92 @@ def _template(nodes: List[LNode], inputs: List, out, T) -> Template:
 
     tnodes = [(n.func, mark(n.args), mark(n.kwargs), n.metas, n.sig) for n in nodes]
 
+    arg_of = {}
+    for k, t in enumerate(tensors):
+        arg_of.setdefault(id(t._st), k)
+    sids: Dict[int, int] = {}
+
     def mark_out(o):
         if type(o) is T.LazyTensor:
-            return mark(T.value_of(o))
+            st = o._st
+            chain = o._vc[1] if o._view and o._vc is not None and o._vc[0] is st.value else None
+            if o._view and chain is None:
+                raise _Impure()   # (its value would be recorded now, outside the capture)
+            arg = arg_of.get(id(st))
+            sid = sids.setdefault(id(st), len(sids)) if arg is None else None
+            return _Result(sid, mark(st.value) if arg is None else None, arg, o._view,
+                           mark(chain) if chain is not None else None, tuple(o.shape), o.dtype)
         if isinstance(o, torch.Tensor):
             raise _Impure()
         if isinstance(o, (list, tuple)):
             return type(o)(mark_out(x) for x in o)
         return o
-    return Template(tnodes, mark_out(out), len(consts))
+    result = mark_out(out)
+    return Template(tnodes, result, len(consts), len(sids))
 
 
-def _replay(tpl: Template, inputs: List, wrap):
-    made: List[LNode] = []
-    consts: List[Optional[DeviceData]] = [None] * tpl.n_consts   # one fresh DeviceData per constant
+class _Env:
+    """One replay's values: the arguments', the nodes recorded so far, the constants' and the outputs' storages.
+    (Module-level functions walk the templates: a recursive closure would be a reference cycle holding the
+    outputs' storages until a garbage collection, and a storage alive at mark_step is an output of the step.)"""
+    __slots__ = ("inputs", "made", "consts", "storages")
+
+    def __init__(self, tpl: Template, inputs: List):
+        self.inputs = inputs
+        self.made: List[LNode] = []
+        self.consts: List[Optional[DeviceData]] = [None] * tpl.n_consts   # one fresh DeviceData per constant
+        self.storages: List[Any] = [None] * tpl.n_storages
+
+
+def _subst(a, env: _Env, vals: List):
+    t = type(a)
+    if t is _In:
+        v = env.inputs[a.k]
+    elif t is _Out:
+        n = env.made[a.j]
+        sh, dt = n.metas[a.idx]
+        v = Ref(n, a.idx, sh, dt)
+    elif t is _Const:
+        v = env.consts[a.c]
+        if v is None:
+            v = env.consts[a.c] = DeviceData(a.t)
+    elif t is tuple or t is list:
+        return t([_subst(x, env, vals) for x in a])
+    else:
+        return a
+    vals.append(v)
+    return v
+
+
+def _build(o, env: _Env, tensors: List, T):
+    t = type(o)
+    if t is _Result:
+        if o.arg is not None:
+            st = tensors[o.arg]._st
+        else:
+            st = env.storages[o.sid]
+            if st is None:
+                st = env.storages[o.sid] = T._storage(_subst(o.base, env, []))
+        r = T.LazyTensor(st, o.view, o.shape, o.dtype)
+        if o.view:
+            r._vc = (st.value, _subst(o.chain, env, []))
+        return r
+    if t is tuple or t is list:
+        return t([_build(x, env, tensors, T) for x in o])
+    return o
+
+
+def _replay(tpl: Template, tensors: List, inputs: List, T):
+    env = _Env(tpl, inputs)
     site = getattr(rec.dispatch_site, "v", None)
     code, line = site if site is not None else (None, 0)
     add = rec.add_to_trace
-
-    def subst(a, vals):
-        t = type(a)
-        if t is _In:
-            v = inputs[a.k]
-            vals.append(v)
-            return v
-        if t is _Out:
-            n = made[a.j]
-            sh, dt = n.metas[a.idx]
-            v = Ref(n, a.idx, sh, dt)
-            vals.append(v)
-            return v
-        if t is _Const:
-            v = consts[a.c]
-            if v is None:
-                v = consts[a.c] = DeviceData(a.t)
-            vals.append(v)
-            return v
-        if t is tuple or t is list:
-            return t(subst(x, vals) for x in a)
-        return a
+    made = env.made
     for func, args, kwargs, metas, sig in tpl.nodes:
         vals: List = []
-        a = subst(args, vals)
-        kw = {k: subst(v, vals) for k, v in kwargs.items()} if kwargs else kwargs
+        a = _subst(args, env, vals)
+        kw = {k: _subst(v, env, vals) for k, v in kwargs.items()} if kwargs else kwargs
         node = LNode(func, a, kw, vals, metas, sig, code, line)
         add(node, sig, vals)
         made.append(node)
-
-    def build(o):
-        t = type(o)
-        if t is _In or t is _Out or t is _Const:
-            return wrap(subst(o, []))
-        if t is tuple or t is list:
-            return t(build(x) for x in o)
-        return o
-    return build(tpl.out)
+    return _build(tpl.out, env, tensors, T)
