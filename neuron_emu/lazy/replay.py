@@ -73,7 +73,7 @@ def _leaf_key(a, seen: Dict[int, int], LazyTensor, value_of):
     if type(a) is LazyTensor:
         v = value_of(a)
         first = seen.setdefault(id(v), len(seen))
-        return (tuple(a.shape), a.dtype, a.requires_grad, first)
+        return (tuple(a.shape), a.dtype, a.requires_grad, first, a._st.dev)
     if isinstance(a, torch.Tensor):
         raise TypeError("a CPU tensor argument")   # its values would be baked into the template
     if isinstance(a, (list, tuple)):
@@ -197,10 +197,11 @@ class _Env:
     """One replay's values: the arguments', the nodes recorded so far, the constants' and the outputs' storages.
     (Module-level functions walk the templates: a recursive closure would be a reference cycle holding the
     outputs' storages until a garbage collection, and a storage alive at mark_step is an output of the step.)"""
-    __slots__ = ("inputs", "made", "consts", "storages")
+    __slots__ = ("inputs", "made", "consts", "storages", "dev")
 
-    def __init__(self, tpl: Template, inputs: List):
+    def __init__(self, tpl: Template, inputs: List, dev: int):
         self.inputs = inputs
+        self.dev = dev   # the device of the arguments (the key has it): the outputs' new storages are on it
         self.made: List[LNode] = []
         self.consts: List[Optional[DeviceData]] = [None] * tpl.n_consts   # one fresh DeviceData per constant
         self.storages: List[Any] = [None] * tpl.n_storages
@@ -234,7 +235,7 @@ def _build(o, env: _Env, tensors: List, T):
         else:
             st = env.storages[o.sid]
             if st is None:
-                st = env.storages[o.sid] = T._storage(_subst(o.base, env, []))
+                st = env.storages[o.sid] = T._storage(_subst(o.base, env, []), dev=env.dev)
         r = T.LazyTensor(st, o.view, o.shape, o.dtype)
         if o.view:
             r._vc = (st.value, _subst(o.chain, env, []))
@@ -245,7 +246,7 @@ def _build(o, env: _Env, tensors: List, T):
 
 
 def _replay(tpl: Template, tensors: List, inputs: List, T):
-    env = _Env(tpl, inputs)
+    env = _Env(tpl, inputs, tensors[0]._st.dev if tensors else 0)
     site = getattr(rec.dispatch_site, "v", None)
     code, line = site if site is not None else (None, 0)
     add = rec.add_to_trace

@@ -31,8 +31,9 @@ aten = torch.ops.aten
 
 
 class Storage:
-    """One device allocation; `seq` orders a step's outputs deterministically (graph hashing)."""
-    __slots__ = ("value", "seq", "__weakref__")
+    """One device allocation on device `dev` (an index among the visible NeuronCores); `seq` orders a step's
+    outputs deterministically (graph hashing)."""
+    __slots__ = ("value", "seq", "dev", "__weakref__")
 
 
 # Storages that may hold a pending value (a Ref), by seq: what mark_step materialises. Only storages given a Ref
@@ -50,10 +51,11 @@ def _register(s: Storage) -> None:
         prune_pending()
 
 
-def _storage(value, live: bool = True) -> Storage:
+def _storage(value, live: bool = True, dev: int = 0) -> Storage:
     s = Storage()
     s.value = value
     s.seq = next(_seq)
+    s.dev = dev
     if live and type(value) is Ref:
         _register(s)
     return s
@@ -102,7 +104,7 @@ class LazyTensor(torch.Tensor):
 
     @staticmethod
     def __new__(cls, st: Storage, view: tuple, shape, dtype):
-        r = torch.Tensor._make_wrapper_subclass(cls, shape, dtype=dtype, device=_DEVICE[0])
+        r = torch.Tensor._make_wrapper_subclass(cls, shape, dtype=dtype, device=_device(st.dev))
         r._st = st
         if view:
             r._view = view
@@ -140,19 +142,63 @@ class LazyTensor(torch.Tensor):
         return repr(self).__format__(spec)
 
 
-_DEVICE: List[Any] = [None]
+_DEVICES: List[torch.device] = []   # torch.device of each device index
 _make = torch.Tensor._make_wrapper_subclass
 
 
-def _wrap(value, live: bool = True) -> LazyTensor:
-    if _DEVICE[0] is None:
-        _DEVICE[0] = torch.device(device_type(), 0)
+def _device(dev: int) -> torch.device:
+    try:
+        return _DEVICES[dev]
+    except IndexError:
+        while len(_DEVICES) <= dev:
+            _DEVICES.append(torch.device(device_type(), len(_DEVICES)))
+        return _DEVICES[dev]
+
+
+def device_index(d) -> int:
+    """The device index of a `device=` argument naming this device (None: index 0)."""
+    return (torch.device(d).index or 0) if d is not None else 0
+
+
+class MixedDevices(RuntimeError):
+    pass
+
+
+def mixed_devices(a: int, b: int) -> RuntimeError:
+    """torch's error for an op whose tensors are on two devices."""
+    return MixedDevices(f"Expected all tensors to be on the same device, but found at least two devices, "
+                        f"{_device(a)} and {_device(b)}!")
+
+
+def _device_of(args, kwargs) -> int:
+    """The device of an op's device tensors (raising torch's error if they are on two), else of its `device=`."""
+    dev = None
+    for a in itertools.chain(args, kwargs.values()):
+        if type(a) is LazyTensor:
+            d = a._st.dev
+        elif isinstance(a, (list, tuple)) and a and any(type(x) is LazyTensor for x in a):
+            d = _device_of(a, _NOKW)
+        else:
+            continue
+        if dev is None:
+            dev = d
+        elif d != dev:
+            raise mixed_devices(dev, d)
+    if dev is None:
+        d = kwargs.get("device")
+        return device_index(d) if d is not None and torch.device(d).type == device_type() else 0
+    return dev
+
+
+def _wrap(value, live: bool = True, dev: int = 0) -> LazyTensor:
     st = Storage()
     st.value = value
     st.seq = next(_seq)
+    st.dev = dev
     if live and type(value) is Ref:
         _register(st)
-    r = _make(LazyTensor, value.shape, dtype=value.dtype, device=_DEVICE[0])
+    r = _make(LazyTensor, value.shape, dtype=value.dtype, device=_DEVICES[dev] if dev < len(_DEVICES) else
+              _device(dev))
     r._st = st
     return r
 
@@ -160,21 +206,21 @@ def _wrap(value, live: bool = True) -> LazyTensor:
 _RESIZABLE = 1 << 40   # bytes a 0-element allocation claims (no memory behind a wrapper: only a bound)
 
 
-def empty_data(size, dtype=None) -> LazyTensor:
+def empty_data(size, dtype=None, dev: int = 0) -> LazyTensor:
     """The allocation factories (torch.empty / empty_strided on the device): fresh device data. A 0-element one
     (ATen's placeholder for an out= result, e.g. in combinations) claims a large storage so that the op can
     resize it (_resize_out)."""
-    t = _wrap(DeviceData(torch.empty(tuple(size), dtype=dtype or torch.get_default_dtype())))
+    t = _wrap(DeviceData(torch.empty(tuple(size), dtype=dtype or torch.get_default_dtype())), dev=dev)
     if t.numel() == 0:
-        r = _make(LazyTensor, t.shape, dtype=t.dtype, device=_DEVICE[0], storage_size=_RESIZABLE)
+        r = _make(LazyTensor, t.shape, dtype=t.dtype, device=_device(dev), storage_size=_RESIZABLE)
         r._st = t._st
         return r
     return t
 
 
-def from_cpu(t: torch.Tensor) -> LazyTensor:
+def from_cpu(t: torch.Tensor, dev: int = 0) -> LazyTensor:
     with metrics.timed("TransferToDeviceTime"):
-        return _wrap(DeviceData(bf16.round_transfer(t.detach().clone())))
+        return _wrap(DeviceData(bf16.round_transfer(t.detach().clone())), dev=dev)
 
 
 # -- values of tensors, view chains -------------------------------------------------------------------------
@@ -299,8 +345,8 @@ class ViewWriteError(RuntimeError):
     """A write through a view whose inverse the device does not know (diagonal, as_strided, real/imag, ...)."""
 
 
-def _tmp(value) -> LazyTensor:
-    return _wrap(value, live=False)
+def _tmp(value, dev: int) -> LazyTensor:
+    return _wrap(value, live=False, dev=dev)
 
 
 def assign(t: LazyTensor, value) -> None:
@@ -312,9 +358,10 @@ def assign(t: LazyTensor, value) -> None:
     for func, args, kwargs, idx in t._view[:-1]:
         r = record(func, (vals[-1],) + args, kwargs)
         vals.append(r[idx] if idx is not None else r)
-    new = _tmp(value)
+    dev = t._st.dev
+    new = _tmp(value, dev)
     for step, b in zip(reversed(t._view), reversed(vals)):
-        new = _scatter(step, _tmp(b), new)
+        new = _scatter(step, _tmp(b, dev), new)
     _set_value(t._st, value_of(new))
 
 
@@ -456,7 +503,12 @@ def _fast(func, args):
     r = _fast_record(func, args)
     if r is None:
         return None
-    return [_wrap(x) for x in r] if type(r) is list else _wrap(r)
+    dev = 0
+    for a in args:
+        if type(a) is LazyTensor:
+            dev = a._st.dev
+            break
+    return [_wrap(x, True, dev) for x in r] if type(r) is list else _wrap(r, True, dev)
 
 
 def _fast_record(func, args):
@@ -467,9 +519,16 @@ def _fast_record(func, args):
     vargs = list(args)
     floats = None
     f64 = False
+    dev = None
     for i, a in enumerate(args):
         t = type(a)
         if t is LazyTensor or t is Ref or t is DeviceData:
+            if t is LazyTensor:
+                d = a._st.dev
+                if dev is None:
+                    dev = d
+                elif d != dev:
+                    raise mixed_devices(dev, d)
             v = a if t is not LazyTensor else a._st.value if not a._view else value_of(a)
             vals.append(v)
             vargs[i] = v
@@ -520,11 +579,12 @@ def _fast_record(func, args):
 
 
 def _functional(func, args, kwargs):
+    dev = _device_of(args, kwargs)
     vd = value_decomposition.get(func)
     if vd is not None and not _EAGER:
         r = vd(_fast_record, *args, **kwargs)
         if r is not None:
-            return _wrap(r)
+            return _wrap(r, True, dev)
     lowered = _lowering(func)
     if lowered == 2 and _needs_grad(args):
         lowered = 0
@@ -534,7 +594,7 @@ def _functional(func, args, kwargs):
             r = record(func, vargs, vkw)
         except MetaError:
             return fallback(func, args, kwargs)
-        out = [_wrap(x) for x in r] if isinstance(r, list) else _wrap(r)
+        out = [_wrap(x, True, dev) for x in r] if isinstance(r, list) else _wrap(r, True, dev)
         if _EAGER:
             from neuron_emu.lazy.executor import sync
             sync([t._st for t in (out if isinstance(out, list) else [out])], "eager debug mode", user_frame())
@@ -560,19 +620,19 @@ def _decompose(func, args, kwargs):
         finally:
             _decomposing.discard(func)
         if out is not NotImplemented:
-            return _to_lazy(out)
+            return _to_lazy(out, _device_of(args, kwargs))
     return NotImplemented
 
 
-def _to_lazy(out):
+def _to_lazy(out, dev: int):
     if isinstance(out, LazyTensor):
         return out
     if isinstance(out, torch.Tensor):
-        return from_cpu(out)
+        return from_cpu(out, dev)
     if isinstance(out, list):
-        return [_to_lazy(o) for o in out]
+        return [_to_lazy(o, dev) for o in out]
     if isinstance(out, tuple):
-        return tuple(_to_lazy(o) for o in out)   # (a torch.return_types namedtuple becomes a plain tuple)
+        return tuple(_to_lazy(o, dev) for o in out)   # (a torch.return_types namedtuple becomes a plain tuple)
     return out
 
 
@@ -647,7 +707,7 @@ def _mutating(func, args, kwargs):
     flat_res = list(res) if isinstance(res, (list, tuple)) else [res]
     for t, r in zip(flat_targets, flat_res):
         if not isinstance(r, LazyTensor):
-            r = from_cpu(r)
+            r = from_cpu(r, t._st.dev)
         if is_out and tuple(r.shape) != tuple(t.shape) and not t._view:
             _resize_out(t, value_of(r), func)
             continue
@@ -671,6 +731,7 @@ def fallback(func, args, kwargs):
     """Run the op on CPU: its device inputs are materialised (a graph cut), mutated ones written back, the
     results become device data. Counted as `aten::<op>` (torch_xla's counter for ops without a lowering)."""
     replay.impure_events[0] += 1
+    dev = _device_of(args, kwargs)
     if func._schema.name not in _CONSTANT_FACTORIES:
         metrics.counter_add(func._schema.name)
     written = set(a.name for a in func._schema.arguments if a.alias_info is not None and a.alias_info.is_write)
@@ -707,7 +768,8 @@ def fallback(func, args, kwargs):
     def wrap(o):
         if isinstance(o, torch.Tensor):
             lazy = back.get(id(o))
-            return lazy if lazy is not None else _wrap(DeviceData(o if o.is_contiguous() else o.contiguous()))
+            return lazy if lazy is not None else \
+                _wrap(DeviceData(o if o.is_contiguous() else o.contiguous()), dev=dev)
         if isinstance(o, (list, tuple)):
             return type(o)(wrap(x) for x in o)
         return o
@@ -723,10 +785,19 @@ def _to_copy(func, args, kwargs):
         cpu = to_cpu(x)
         dtype = kwargs.get("dtype") or cpu.dtype
         return cpu.to(dtype=dtype, copy=True)
+    if dev is not None and device_index(dev) != x._st.dev:   # to another device: through the host, as torch_xla
+        x = _transfer(x, device_index(dev))
     kw = {"dtype": kwargs["dtype"]} if kwargs.get("dtype") not in (None, x.dtype) else {}
     if not kw:
         return dispatch(aten.clone.default, (x,), {})
     return _functional(func, (x,), kw)
+
+
+def _transfer(x: LazyTensor, dev: int) -> LazyTensor:
+    """`x`'s value on device `dev`: materialised on its own device (a graph cut there) and copied over."""
+    data = to_cpu(x, f"transfer to {_device(dev)}")
+    with metrics.timed("TransferToDeviceTime"):
+        return _wrap(DeviceData(data.clone()), dev=dev)
 
 
 def _copy_(func, args, kwargs):
@@ -734,6 +805,8 @@ def _copy_(func, args, kwargs):
     if not isinstance(dst, LazyTensor):  # device -> CPU tensor
         dst.copy_(to_cpu(src))
         return dst
+    if isinstance(src, LazyTensor) and src._st.dev != dst._st.dev:
+        src = _transfer(src, dst._st.dev)
     if isinstance(src, LazyTensor):
         v = value_of(src)
     else:
@@ -753,11 +826,14 @@ def _item(func, args, kwargs):
 
 def _empty_like(func, args, kwargs):
     x = args[0]
-    return empty_data(x.shape, kwargs.get("dtype") or x.dtype)
+    d = kwargs.get("device")
+    return empty_data(x.shape, kwargs.get("dtype") or x.dtype, x._st.dev if d is None else device_index(d))
 
 
 def _new_empty(func, args, kwargs):
-    return empty_data(args[1], kwargs.get("dtype") or args[0].dtype)
+    d = kwargs.get("device")
+    return empty_data(args[1], kwargs.get("dtype") or args[0].dtype, args[0]._st.dev if d is None else
+                      device_index(d))
 
 
 def _conj(func, args, kwargs):
@@ -826,7 +902,7 @@ def _resize_out(t: LazyTensor, value, func) -> None:
         raise RuntimeError(f"{func._schema.name}: the out= tensor of shape {list(t.shape)} would be resized to "
                            f"{list(value.shape)}; the lazy device resizes only empty out= tensors (pass "
                            f"torch.empty(0) or use the out-of-place op)") from None
-    t._st = _storage(value)
+    t._st = _storage(value, dev=t._st.dev)
     t._vc = None
 
 
