@@ -83,6 +83,7 @@ def _match(func, cand) -> Optional[Tuple[int, Plan]]:
 
 
 _plans: Dict[int, Optional[Plan]] = {}
+_ABSENT = object()
 
 
 def plan(func) -> Optional[Plan]:
@@ -119,8 +120,8 @@ def run(func, args, kwargs, dispatch) -> Any:
     if p is None:
         return NotImplemented
     fargs = func._schema.arguments
-    given = list(args) + [kwargs.get(a.name, a.default_value) if a.has_default_value() else kwargs.get(a.name)
-                          for a in fargs[len(args):]]
+    given = list(args) + [kwargs.get(a.name, _ABSENT if a.kwarg_only else a.default_value if a.has_default_value()
+                                     else None) for a in fargs[len(args):]]
     n = next(len(v) for v, is_list in zip(given, p.lists) if is_list)
     op = p.op
     npos = sum(1 for s in p.slots if type(s) is int)
@@ -134,7 +135,7 @@ def run(func, args, kwargs, dispatch) -> Any:
                 e = e[i].item() if e.dim() else e.item()
             if type(slot) is int:
                 eargs[slot] = e
-            elif e is not None:
+            elif e is not None and e is not _ABSENT:   # (a keyword left out: the element op's default)
                 ekw[slot] = e
         r = dispatch(op, tuple(eargs), ekw)
         if p.writeback:
