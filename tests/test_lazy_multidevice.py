@@ -3,6 +3,9 @@ compile per device and run on that core (the per-core counters show it), mark_st
 work, `.to(other device)` copies through the host and an op mixing devices raises torch's error. The default
 instance (inf2.xlarge) has two cores."""
 import copy
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -14,6 +17,8 @@ from neuron_emu.lazy.record import Ref
 from neuron_emu.runtime.placement import runtime_for
 
 from lazy_helpers import dev  # noqa: F401
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _executions():
@@ -101,7 +106,8 @@ def test_factories_and_training_on_device_one(devs):
     assert torch.zeros(2, 3, device=d1).device == d1
     assert torch.rand(5, device=d1).device == d1
     torch.manual_seed(0)
-    cpu_model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+    cpu_model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.LayerNorm(16), torch.nn.ReLU(),
+                                    torch.nn.Linear(16, 2))   # (layer norm: decompositions replayed on device 1)
     model = copy.deepcopy(cpu_model).to(d1)
     assert all(p.device == d1 for p in model.parameters())
     opt_cpu = torch.optim.SGD(cpu_model.parameters(), lr=0.1, momentum=0.9)
@@ -120,3 +126,30 @@ def test_factories_and_training_on_device_one(devs):
     for p, q in zip(model.parameters(), cpu_model.parameters()):
         assert p.grad.device == d1
         torch.testing.assert_close(p.cpu(), q.detach(), rtol=1e-5, atol=1e-6)
+    assert "device='neuron:1'" in repr(model[0].bias)
+
+
+_VISIBLE_SCRIPT = """
+import torch
+import torch_neuronx_emu.xla_model as xm
+from neuron_emu.runtime.placement import runtime_for
+print(xm.get_xla_supported_devices())
+d = xm.xla_device(2)
+y = (torch.arange(6.0).to(d) * 2).sum()
+xm.mark_step(wait=True)
+print(y.device, float(y.cpu()))
+print([(c.index, c.physical_index, c.counters().executions) for c in runtime_for(2).cores])
+"""
+
+
+def test_devices_are_the_cores_neuron_rt_visible_cores_names(tmp_path):
+    env = dict(os.environ, NEURON_EMU_INSTANCE_TYPE="inf2.24xlarge", NEURON_RT_VISIBLE_CORES="2-4",
+               NEURON_COMPILE_CACHE_URL=str(tmp_path / "cache"),
+               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", _VISIBLE_SCRIPT], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "['neuron:0', 'neuron:1', 'neuron:2']"
+    assert lines[1] == "neuron:2 30.0"
+    assert lines[2] == "[(0, 2, 0), (1, 3, 0), (2, 4, 1)]"   # device 2 is instance core 4
