@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import torch_neuronx_emu.xla_model as xm
-from neuron_emu.lazy import executor, replay, tensor
+from neuron_emu.lazy import executor, replay
 
 from lazy_helpers import dev  # noqa: F401
 
