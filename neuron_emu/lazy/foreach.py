@@ -35,10 +35,11 @@ def _fits(have: str, want: str) -> int:
 class Plan:
     """How one foreach overload calls its element op: per foreach argument, whether it is a list (indexed per
     element) and where it goes in the element call (a position, or a keyword name)."""
-    __slots__ = ("op", "lists", "slots", "scalar_tensor", "writeback")
+    __slots__ = ("op", "lists", "slots", "scalar_tensor", "shared", "writeback")
 
-    def __init__(self, op, lists: List[bool], slots: List[Any], scalar_tensor: List[bool]):
+    def __init__(self, op, lists: List[bool], slots: List[Any], scalar_tensor: List[bool], shared: List[bool]):
         self.op, self.lists, self.slots, self.scalar_tensor = op, lists, slots, scalar_tensor
+        self.shared = shared     # a number shared by all elements, going into a Tensor slot: one device datum
         self.writeback = False   # an in-place foreach op run as its functional element op, copied into self
 
 
@@ -48,7 +49,7 @@ def _match(func, cand) -> Optional[Tuple[int, Plan]]:
     cargs = cand._schema.arguments
     cpos = [a for a in cargs if not a.kwarg_only]
     ckw = {a.name: a for a in cargs if a.kwarg_only}
-    lists, slots, scalar_tensor, score = [], [], [], 0
+    lists, slots, scalar_tensor, shared, score = [], [], [], [], 0
     used_pos = 0
     for a in fargs:
         t = str(a.type)
@@ -61,6 +62,7 @@ def _match(func, cand) -> Optional[Tuple[int, Plan]]:
                 return None
             slots.append(a.name)
             scalar_tensor.append(False)
+            shared.append(False)
             continue
         if used_pos < len(cpos):
             c = cpos[used_pos]
@@ -77,9 +79,10 @@ def _match(func, cand) -> Optional[Tuple[int, Plan]]:
         score += f
         slots.append(slot)
         scalar_tensor.append(have == "Tensor" and str(c.type) == "number")
+        shared.append(f == 2 and elem is None)
     if any(not a.kwarg_only and not a.has_default_value() for a in cpos[used_pos:]):
         return None
-    return score, Plan(cand, lists, slots, scalar_tensor)
+    return score, Plan(cand, lists, slots, scalar_tensor, shared)
 
 
 _plans: Dict[int, Optional[Plan]] = {}
@@ -113,9 +116,10 @@ def _best(func, packet, mutable: bool) -> Optional[Tuple[int, Plan]]:
     return best
 
 
-def run(func, args, kwargs, dispatch) -> Any:
+def run(func, args, kwargs, dispatch, scalar_tensor) -> Any:
     """Run a foreach op element by element through `dispatch` (tensor.dispatch). Returns None for an in-place
-    op, else the list of results; NotImplemented when no element op fits."""
+    op, else the list of results; NotImplemented when no element op fits. `scalar_tensor(x, like)` makes the
+    device datum of a shared number for elements like tensor `like` (its float width and device)."""
     p = plan(func)
     if p is None:
         return NotImplemented
@@ -126,12 +130,22 @@ def run(func, args, kwargs, dispatch) -> Any:
     op = p.op
     npos = sum(1 for s in p.slots if type(s) is int)
     out = []
+    first = next(j for j, is_list in enumerate(p.lists) if is_list)
+    datum: Dict[tuple, Any] = {}   # (float width, device) -> the shared number's device datum
     for i in range(n):
         eargs: List[Any] = [None] * npos
         ekw: Dict[str, Any] = {}
-        for v, is_list, slot, st in zip(given, p.lists, p.slots, p.scalar_tensor):
+        for v, is_list, slot, st, sh in zip(given, p.lists, p.slots, p.scalar_tensor, p.shared):
             e = v[i] if is_list else v
-            if st:
+            if sh and type(e) is float and e not in (0.0, 1.0, -1.0):
+                like = given[first][i]
+                k = (like.dtype is torch.float64, like.device)
+                d = datum.get(k)
+                if d is None:
+                    d = datum[k] = scalar_tensor(e, like)
+                if d is not None:   # (None: `like` is no device tensor; the number stays a number)
+                    e = d
+            elif st:
                 e = e[i].item() if e.dim() else e.item()
             if type(slot) is int:
                 eargs[slot] = e

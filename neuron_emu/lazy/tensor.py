@@ -579,6 +579,10 @@ def _fast_record(func, args):
 
 
 def _functional(func, args, kwargs):
+    if not kwargs and not _EAGER and _fast_ok.get(id(func)):   # (ops dispatched from our code: foreach, scatters)
+        r = _fast(func, args)
+        if r is not None:
+            return r
     dev = _device_of(args, kwargs)
     vd = value_decomposition.get(func)
     if vd is not None and not _EAGER:
@@ -922,8 +926,16 @@ for _op in _META_INPLACE:
     _SPECIAL[_op] = _metadata_inplace
 
 
+def _shared_scalar(x: float, like) -> LazyTensor:
+    """A number a foreach op passes to every element, as one 0-dim device datum (see _scalar_data); None when
+    the elements are not device tensors."""
+    if type(like) is not LazyTensor:
+        return None
+    return _wrap(_scalar_data(x, like.dtype is torch.float64), live=False, dev=like._st.dev)
+
+
 def _foreach(func, args, kwargs):
-    r = foreach.run(func, args, kwargs, dispatch)
+    r = foreach.run(func, args, kwargs, dispatch, _shared_scalar)
     return fallback(func, args, kwargs) if r is NotImplemented else r
 
 
