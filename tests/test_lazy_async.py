@@ -25,10 +25,10 @@ def test_cached_step_returns_before_it_runs(dev, monkeypatch):
     real = executor._execute
     started, go, log = threading.Event(), threading.Event(), []
 
-    def slow(entry, inputs):
+    def slow(entry, inputs, dev):
         started.set()
         log.append(go.wait(20))      # True only if the main thread got here while the step was still running
-        return real(entry, inputs)
+        return real(entry, inputs, dev)
     monkeypatch.setattr(executor, "_execute", slow)
     y = (y @ w).tanh() + y
     xm.mark_step()                  # wait=False
@@ -55,7 +55,7 @@ def test_async_failure_is_raised_at_the_next_wait(dev, monkeypatch):
     w = torch.randn(4, 4).to(dev)
     y = _cached_step(dev, w)
 
-    def broken(entry, inputs):
+    def broken(entry, inputs, dev):
         raise ValueError("device fault")
     monkeypatch.setattr(executor, "_execute", broken)
     y = (y @ w).tanh() + y

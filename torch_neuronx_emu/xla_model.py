@@ -17,13 +17,17 @@ def _visible_cores() -> int:
 
 
 def xla_device(n: Optional[int] = None, devkind: Optional[str] = None) -> torch.device:
-    """The device of this process (`n`: an index among the visible NeuronCores)."""
+    """Device `n` (default 0) of this process: visible NeuronCore `n` (NEURON_RT_VISIBLE_CORES). Its tensors'
+    graphs compile and run on that core; ops cannot mix devices; `.to(other)` copies through the host."""
     if n is not None and not 0 <= n < _visible_cores():
         raise RuntimeError(f"Invalid device index {n}: {_visible_cores()} NeuronCore(s) are visible "
                            f"(NEURON_RT_VISIBLE_CORES)")
     from neuron_emu.lazy import bf16
+    from neuron_emu.lazy.device import single_threaded_autograd
     bf16.enabled()  # the deprecation warning of XLA_USE_BF16 / XLA_DOWNCAST_BF16, once
-    return lazy.device(n or 0)
+    dev = lazy.device(n or 0)
+    single_threaded_autograd()   # (this thread's backward on any device index: see device.py)
+    return dev
 
 
 def get_xla_supported_devices(devkind: Optional[str] = None, max_devices: Optional[int] = None) -> List[str]:

@@ -1,6 +1,10 @@
 """Decompositions the lazy device prefers to PyTorch's: each is written with ops the compiler lowers, so a training
 step stays one graph instead of being cut by a CPU fallback (torch's versions use prims.var, scatter, index_put).
-Each returns NotImplemented to defer to PyTorch's decomposition for a case it does not cover."""
+Each returns NotImplemented to defer to PyTorch's decomposition for a case it does not cover.
+
+`VALUE_TABLE` holds the hot ones (an optimizer's per-parameter update) once more at the value level: they chain
+`rec(op, args)` (tensor._fast_record: no tensor wrappers, no dispatcher round trip per op) and return the Ref, or
+None when an argument needs the general path (then the torch-level version runs)."""
 from __future__ import annotations
 
 from typing import Callable, Dict
@@ -9,6 +13,7 @@ import torch
 
 aten = torch.ops.aten
 TABLE: Dict[object, Callable] = {}
+VALUE_TABLE: Dict[object, Callable] = {}
 
 
 def _register(op):
@@ -41,6 +46,18 @@ def addcdiv(self, tensor1, tensor2, *, value=1):
 @_register(aten.addcmul.default)
 def addcmul(self, tensor1, tensor2, *, value=1):
     return self + torch.mul(tensor1, value) * tensor2
+
+
+def _addc_values(op):
+    def decomp(rec, self, tensor1, tensor2, *, value=1):   # as addcdiv/addcmul above, op for op
+        scaled = rec(aten.mul.Tensor, (tensor1, value))
+        q = rec(op, (scaled, tensor2)) if scaled is not None else None
+        return rec(aten.add.Tensor, (self, q)) if q is not None else None
+    return decomp
+
+
+VALUE_TABLE[aten.addcdiv.default] = _addc_values(aten.div.Tensor)
+VALUE_TABLE[aten.addcmul.default] = _addc_values(aten.mul.Tensor)
 
 
 @_register(aten.nll_loss_backward.default)

@@ -20,10 +20,24 @@ def _backend_module() -> types.ModuleType:
     m.is_available = lambda: True
     m.is_initialized = lambda: True
     m.current_device = lambda: 0
-    m.device_count = lambda: 1
+    m.device_count = device_count
     m._is_in_bad_fork = lambda: False
     m.manual_seed_all = lambda seed: None   # device random ops draw from the CPU generator torch.manual_seed sets
     return m
+
+
+def device_count() -> int:
+    """The visible NeuronCores: one device each (autograd starts a thread per device index)."""
+    from neuron_emu.runtime.placement import runtime_for
+    return len(runtime_for(2).cores)
+
+
+def single_threaded_autograd() -> None:
+    """Run backward on the calling thread. Autograd's engine runs a device's backward on a thread per device
+    index, but a Python device guard reports one device (torch/csrc/acc/Module.cpp: deviceCount() is 1), so a
+    backward on `neuron:1` would fail an internal assert; with multithreading off (thread-local: set for the thread
+    that registers the device and each thread asking xla_device for one) every device's backward runs here."""
+    torch._C._set_multithreading_enabled(False)
 
 
 def device_type() -> str:
@@ -38,15 +52,22 @@ def device_type() -> str:
     elif name != _NAME:
         raise RuntimeError(f"The PrivateUse1 backend is already named {name!r} in this process; the emulated XLA "
                            f"device needs it named {_NAME!r}")
-    from neuron_emu.lazy.tensor import copy_from, empty_data  # (cycle: tensor imports device_type)
+    from neuron_emu.lazy.tensor import LazyTensor, copy_from, device_index, empty_data  # (cycle: tensor imports
+    # device_type)
     lib = torch.library.Library("aten", "IMPL")
     lib.impl("empty.memory_format", lambda size, dtype=None, layout=None, device=None, pin_memory=None,
-             memory_format=None: empty_data(size, dtype), "PrivateUse1")
+             memory_format=None: empty_data(size, dtype, device_index(device)), "PrivateUse1")
     lib.impl("empty_strided", lambda size, stride, dtype=None, layout=None, device=None, pin_memory=None:
-             empty_data(size, dtype), "PrivateUse1")
+             empty_data(size, dtype, device_index(device)), "PrivateUse1")
     # torch.tensor(data, device=...) copies with the Python key excluded, so its copy arrives here
     lib.impl("_copy_from", lambda self, dst, non_blocking=False: copy_from(self, dst), "PrivateUse1")
     _lib = lib
+    # optimizers take their multi-tensor (foreach) path for device tensors, as for any tensor of a device torch
+    # lists as foreach-capable (PrivateUse1 is): torch only checks the Python type, which ours is a subclass of
+    single_threaded_autograd()
+    from torch.optim import optimizer
+    if LazyTensor not in optimizer._foreach_supported_types:
+        optimizer._foreach_supported_types.append(LazyTensor)
     return _NAME
 
 

@@ -23,10 +23,11 @@ logger = logging.getLogger("Neuron")
 
 
 class Entry:
-    __slots__ = ("name", "blob", "model", "cpu_nodes")
+    """A compiled graph: its artifact and the model loaded from it on each device's NeuronCore that ran it."""
+    __slots__ = ("name", "blob", "models", "cpu_nodes")
 
     def __init__(self, name, blob, cpu_nodes=False):
-        self.name, self.blob, self.model, self.cpu_nodes = name, blob, None, cpu_nodes
+        self.name, self.blob, self.models, self.cpu_nodes = name, blob, {}, cpu_nodes
 
 
 class Binding:
@@ -72,20 +73,22 @@ def _compile(walk: Walk, s: cache.Settings, cut: str) -> Entry:
     return Entry(name, compiled.blob)
 
 
-def _run(entry: Entry, walk: Walk) -> List[torch.Tensor]:
+def _run(entry: Entry, walk: Walk, dev: int) -> List[torch.Tensor]:
     inputs = [d.t for d in walk.inputs]
     if entry.cpu_nodes:
         with metrics.timed("ExecuteTime"):
             return _interpret(walk, inputs)
-    return _execute(entry, inputs)
+    return _execute(entry, inputs, dev)
 
 
-def _execute(entry: Entry, inputs: List[torch.Tensor]) -> List[torch.Tensor]:
+def _execute(entry: Entry, inputs: List[torch.Tensor], dev: int) -> List[torch.Tensor]:
+    """Run the graph on device `dev`'s NeuronCore (visible core `dev`)."""
     with metrics.timed("ExecuteTime"):
-        if entry.model is None or entry.model._artifact() is not entry.blob:
+        model = entry.models.get(dev)
+        if model is None or model._artifact() is not entry.blob:
             from neuron_emu.runtime.placement import runtime_for
-            entry.model = runtime_for(2).load(entry.blob, core=0, origin=entry.name)
-        return entry.model(inputs)
+            model = entry.models[dev] = runtime_for(2).load(entry.blob, core=dev, origin=entry.name)
+        return model(inputs)
 
 
 def _interpret(walk: Walk, inputs: List[torch.Tensor]) -> List[torch.Tensor]:
@@ -105,7 +108,7 @@ def _interpret(walk: Walk, inputs: List[torch.Tensor]) -> List[torch.Tensor]:
     return [env[id(o.node)][o.idx].contiguous() for o in walk.outputs]
 
 
-def _trace_key(tr: trace.Trace, pending, s: cache.Settings) -> Optional[tuple]:
+def _trace_key(tr: trace.Trace, pending, s: cache.Settings, dev: int) -> Optional[tuple]:
     """The step's running key with its outputs, or None when the trace was abandoned or an output predates it."""
     parts = tr.parts
     if parts is None:
@@ -118,7 +121,7 @@ def _trace_key(tr: trace.Trace, pending, s: cache.Settings) -> Optional[tuple]:
         if d < 0:
             return None
         outs.append(d << 32 | r.idx)
-    return tuple(parts), tuple(outs), s.flags_hash
+    return tuple(parts), tuple(outs), s.flags_hash, dev
 
 
 def _write_back(pending, results: List[torch.Tensor]) -> None:
@@ -131,7 +134,7 @@ def _write_back(pending, results: List[torch.Tensor]) -> None:
         st.value = DeviceData(results[i])
 
 
-def _submit(entry: Entry, pending, inputs: List[DeviceData]) -> None:
+def _submit(entry: Entry, pending, inputs: List[DeviceData], dev: int) -> None:
     """Run a loaded program on the device's worker thread: the storages get buffers it fills."""
     outs: List[DeviceData] = []
     pos: dict = {}
@@ -144,7 +147,7 @@ def _submit(entry: Entry, pending, inputs: List[DeviceData]) -> None:
         st.value = outs[i]
 
     def job():
-        results = _execute(entry, [d.t for d in inputs])
+        results = _execute(entry, [d.t for d in inputs], dev)
         for d, t in zip(outs, results):
             d.t = t
     device_queue.submit(job)
@@ -159,9 +162,17 @@ def sync_step(cut_where: str, wait: bool = True) -> int:
         if wait:
             device_queue.wait()   # (the steps submitted before)
         return 0
+    dev = pending[0].dev
+    if any(st.dev != dev for st in pending):   # several devices: a graph each, found by walking
+        n = 0
+        for d in sorted({st.dev for st in pending}):
+            n += sync([st for st in pending if st.dev == d], "mark_step", cut_where)
+        tensor.forget_pending()
+        trace.reset()
+        return n
     tr = trace.current
     s = cache.settings()
-    key = _trace_key(tr, pending, s)
+    key = _trace_key(tr, pending, s, dev)
     b = _bindings.get(key) if key is not None else None
     if b is not None and not b.entry.cpu_nodes:   # (no LRU reordering: it would hash the long key again)
         metrics.counter_add("CachedCompile")
@@ -169,9 +180,9 @@ def sync_step(cut_where: str, wait: bool = True) -> int:
         inputs = tr.inputs
         if wait:
             device_queue.wait()
-            _write_back(pending, _execute(b.entry, [inputs[i].t for i in b.inputs]))
+            _write_back(pending, _execute(b.entry, [inputs[i].t for i in b.inputs], dev))
         else:
-            _submit(b.entry, pending, [inputs[i] for i in b.inputs])
+            _submit(b.entry, pending, [inputs[i] for i in b.inputs], dev)
         n = b.n_nodes
     else:
         n = sync(pending, "mark_step", cut_where, key)
@@ -187,6 +198,7 @@ def sync(storages, cut_kind: str, cut_where: str, trace_key: Optional[tuple] = N
     pending = sorted((s for s in storages if type(s.value) is Ref), key=lambda s: s.seq)
     if not pending:
         return 0
+    dev = pending[0].dev   # (the storages of one sync are on one device: an op cannot mix devices)
     device_queue.wait()   # this sync runs on the main thread: the asynchronous steps before it finish first
     outs: List[Ref] = []
     pos = {}
@@ -216,7 +228,7 @@ def sync(storages, cut_kind: str, cut_where: str, trace_key: Optional[tuple] = N
         if len(_bindings) > _MAX_BINDINGS:
             _bindings.popitem(last=False)
     metrics.metric_add("TensorsGraphSize", float(len(walk.nodes)))
-    results = _run(entry, walk)
+    results = _run(entry, walk, dev)
     for st in pending:
         st.value = DeviceData(results[pos[id(st.value)]])
     if cut_kind != "mark_step" and not tensor.prune_pending():

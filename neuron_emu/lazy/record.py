@@ -166,8 +166,13 @@ def _infer(func, args, kwargs, key) -> Tuple[List[Tuple[tuple, torch.dtype]], bo
     return r
 
 
+capture = None   # Optional[List[LNode]]: the nodes recorded while replay.py captures a decomposition
+
+
 def add_to_trace(node: LNode, s: str, vals) -> None:
     """Give the node its position and extend the running key of the step (trace.py) by it."""
+    if capture is not None:   # a decomposition being captured for replay (replay.py)
+        capture.append(node)
     tr = trace.current
     node.pos = next(trace.positions)
     parts = tr.parts

@@ -20,8 +20,8 @@ import torch
 from torch._decomp import decomposition_table
 
 from neuron_emu.compiler.lowering import lookup
-from neuron_emu.lazy import bf16, metrics
-from neuron_emu.lazy.decompositions import TABLE as preferred
+from neuron_emu.lazy import bf16, foreach, metrics, replay
+from neuron_emu.lazy.decompositions import TABLE as preferred, VALUE_TABLE as value_decomposition
 from neuron_emu.lazy.device import device_type
 from neuron_emu.lazy.record import DeviceData, LNode, MetaError, Ref, _infer, _meta_cache, add_to_trace, record, \
     user_frame, user_site
@@ -31,8 +31,9 @@ aten = torch.ops.aten
 
 
 class Storage:
-    """One device allocation; `seq` orders a step's outputs deterministically (graph hashing)."""
-    __slots__ = ("value", "seq", "__weakref__")
+    """One device allocation on device `dev` (an index among the visible NeuronCores); `seq` orders a step's
+    outputs deterministically (graph hashing)."""
+    __slots__ = ("value", "seq", "dev", "__weakref__")
 
 
 # Storages that may hold a pending value (a Ref), by seq: what mark_step materialises. Only storages given a Ref
@@ -50,10 +51,11 @@ def _register(s: Storage) -> None:
         prune_pending()
 
 
-def _storage(value, live: bool = True) -> Storage:
+def _storage(value, live: bool = True, dev: int = 0) -> Storage:
     s = Storage()
     s.value = value
     s.seq = next(_seq)
+    s.dev = dev
     if live and type(value) is Ref:
         _register(s)
     return s
@@ -102,7 +104,7 @@ class LazyTensor(torch.Tensor):
 
     @staticmethod
     def __new__(cls, st: Storage, view: tuple, shape, dtype):
-        r = torch.Tensor._make_wrapper_subclass(cls, shape, dtype=dtype, device=_DEVICE[0])
+        r = torch.Tensor._make_wrapper_subclass(cls, shape, dtype=dtype, device=_device(st.dev))
         r._st = st
         if view:
             r._view = view
@@ -140,19 +142,63 @@ class LazyTensor(torch.Tensor):
         return repr(self).__format__(spec)
 
 
-_DEVICE: List[Any] = [None]
+_DEVICES: List[torch.device] = []   # torch.device of each device index
 _make = torch.Tensor._make_wrapper_subclass
 
 
-def _wrap(value, live: bool = True) -> LazyTensor:
-    if _DEVICE[0] is None:
-        _DEVICE[0] = torch.device(device_type(), 0)
+def _device(dev: int) -> torch.device:
+    try:
+        return _DEVICES[dev]
+    except IndexError:
+        while len(_DEVICES) <= dev:
+            _DEVICES.append(torch.device(device_type(), len(_DEVICES)))
+        return _DEVICES[dev]
+
+
+def device_index(d) -> int:
+    """The device index of a `device=` argument naming this device (None: index 0)."""
+    return (torch.device(d).index or 0) if d is not None else 0
+
+
+class MixedDevices(RuntimeError):
+    pass
+
+
+def mixed_devices(a: int, b: int) -> RuntimeError:
+    """torch's error for an op whose tensors are on two devices."""
+    return MixedDevices(f"Expected all tensors to be on the same device, but found at least two devices, "
+                        f"{_device(a)} and {_device(b)}!")
+
+
+def _device_of(args, kwargs) -> int:
+    """The device of an op's device tensors (raising torch's error if they are on two), else of its `device=`."""
+    dev = None
+    for a in itertools.chain(args, kwargs.values()):
+        if type(a) is LazyTensor:
+            d = a._st.dev
+        elif isinstance(a, (list, tuple)) and a and any(type(x) is LazyTensor for x in a):
+            d = _device_of(a, _NOKW)
+        else:
+            continue
+        if dev is None:
+            dev = d
+        elif d != dev:
+            raise mixed_devices(dev, d)
+    if dev is None:
+        d = kwargs.get("device")
+        return device_index(d) if d is not None and torch.device(d).type == device_type() else 0
+    return dev
+
+
+def _wrap(value, live: bool = True, dev: int = 0) -> LazyTensor:
     st = Storage()
     st.value = value
     st.seq = next(_seq)
+    st.dev = dev
     if live and type(value) is Ref:
         _register(st)
-    r = _make(LazyTensor, value.shape, dtype=value.dtype, device=_DEVICE[0])
+    r = _make(LazyTensor, value.shape, dtype=value.dtype, device=_DEVICES[dev] if dev < len(_DEVICES) else
+              _device(dev))
     r._st = st
     return r
 
@@ -160,21 +206,21 @@ def _wrap(value, live: bool = True) -> LazyTensor:
 _RESIZABLE = 1 << 40   # bytes a 0-element allocation claims (no memory behind a wrapper: only a bound)
 
 
-def empty_data(size, dtype=None) -> LazyTensor:
+def empty_data(size, dtype=None, dev: int = 0) -> LazyTensor:
     """The allocation factories (torch.empty / empty_strided on the device): fresh device data. A 0-element one
     (ATen's placeholder for an out= result, e.g. in combinations) claims a large storage so that the op can
     resize it (_resize_out)."""
-    t = _wrap(DeviceData(torch.empty(tuple(size), dtype=dtype or torch.get_default_dtype())))
+    t = _wrap(DeviceData(torch.empty(tuple(size), dtype=dtype or torch.get_default_dtype())), dev=dev)
     if t.numel() == 0:
-        r = _make(LazyTensor, t.shape, dtype=t.dtype, device=_DEVICE[0], storage_size=_RESIZABLE)
+        r = _make(LazyTensor, t.shape, dtype=t.dtype, device=_device(dev), storage_size=_RESIZABLE)
         r._st = t._st
         return r
     return t
 
 
-def from_cpu(t: torch.Tensor) -> LazyTensor:
+def from_cpu(t: torch.Tensor, dev: int = 0) -> LazyTensor:
     with metrics.timed("TransferToDeviceTime"):
-        return _wrap(DeviceData(bf16.round_transfer(t.detach().clone())))
+        return _wrap(DeviceData(bf16.round_transfer(t.detach().clone())), dev=dev)
 
 
 # -- values of tensors, view chains -------------------------------------------------------------------------
@@ -199,6 +245,7 @@ def to_cpu(t: LazyTensor, cut: str = ".cpu()") -> torch.Tensor:
     """The tensor's data on CPU (a view of the device buffer: callers must not write to it). Runs the pending
     graph of this tensor's storage only, as torch_xla does for a print or `.item()`."""
     st = t._st
+    replay.impure_events[0] += 1
     if isinstance(st.value, Ref):
         from neuron_emu.lazy.executor import sync
         sync([st], cut, user_frame())
@@ -246,15 +293,21 @@ def _view(func, args, kwargs):
         return _functional(func, args, kwargs)
     if func in _SHARE:  # same storage and chain
         return LazyTensor(x._st, x._view, x.shape, x.dtype)
-    try:
-        r = record(func, (value_of(x),) + tuple(args[1:]), kwargs)
-    except MetaError:
-        return fallback(func, args, kwargs)
+    base = x._st.value
+    vargs = (value_of(x),) + tuple(args[1:])
+    r = _fast_record(func, vargs) if not kwargs else None
+    if r is None:
+        try:
+            r = record(func, vargs, kwargs)
+        except MetaError:
+            return fallback(func, args, kwargs)
     multi = isinstance(r, list)
     outs = []
     for i, ref in enumerate(r if multi else [r]):
         step = _view_step(func, args, kwargs, i, multi)
-        outs.append(LazyTensor(x._st, x._view + (step,), ref.shape, ref.dtype))
+        t = LazyTensor(x._st, x._view + (step,), ref.shape, ref.dtype)
+        t._vc = (base, ref)   # the chain's value over the storage's current value: recorded once, here
+        outs.append(t)
     return outs if multi else outs[0]
 
 
@@ -292,8 +345,8 @@ class ViewWriteError(RuntimeError):
     """A write through a view whose inverse the device does not know (diagonal, as_strided, real/imag, ...)."""
 
 
-def _tmp(value) -> LazyTensor:
-    return _wrap(value, live=False)
+def _tmp(value, dev: int) -> LazyTensor:
+    return _wrap(value, live=False, dev=dev)
 
 
 def assign(t: LazyTensor, value) -> None:
@@ -305,9 +358,10 @@ def assign(t: LazyTensor, value) -> None:
     for func, args, kwargs, idx in t._view[:-1]:
         r = record(func, (vals[-1],) + args, kwargs)
         vals.append(r[idx] if idx is not None else r)
-    new = _tmp(value)
+    dev = t._st.dev
+    new = _tmp(value, dev)
     for step, b in zip(reversed(t._view), reversed(vals)):
-        new = _scatter(step, _tmp(b), new)
+        new = _scatter(step, _tmp(b, dev), new)
     _set_value(t._st, value_of(new))
 
 
@@ -446,15 +500,36 @@ def _fast(func, args):
     """The common case of `_functional`, in one pass: a lowered op whose arguments are device tensors and plain
     scalars (no kwargs, lists, CPU tensors). Returns None to let the general path take it. Per op this is the
     signature (a tuple looked up in the shape-inference cache), one node, one trace extension and the outputs."""
+    r = _fast_record(func, args)
+    if r is None:
+        return None
+    dev = 0
+    for a in args:
+        if type(a) is LazyTensor:
+            dev = a._st.dev
+            break
+    return [_wrap(x, True, dev) for x in r] if type(r) is list else _wrap(r, True, dev)
+
+
+def _fast_record(func, args):
+    """`_fast` without the output tensors: the Ref (or list of Refs) recorded, or None. Arguments may also be
+    values (Ref, DeviceData): the value-level decompositions (decompositions.VALUE_TABLE) chain ops this way."""
     sig = [id(func)]
     vals = []
     vargs = list(args)
     floats = None
     f64 = False
+    dev = None
     for i, a in enumerate(args):
         t = type(a)
-        if t is LazyTensor:
-            v = a._st.value if not a._view else value_of(a)
+        if t is LazyTensor or t is Ref or t is DeviceData:
+            if t is LazyTensor:
+                d = a._st.dev
+                if dev is None:
+                    dev = d
+                elif d != dev:
+                    raise mixed_devices(dev, d)
+            v = a if t is not LazyTensor else a._st.value if not a._view else value_of(a)
             vals.append(v)
             vargs[i] = v
             dt = v.dtype
@@ -469,22 +544,22 @@ def _fast(func, args):
         elif t is float:
             if a in _SPECIAL_FLOATS or i not in _slots(func)[0]:
                 sig.append(("f", a))
-            elif floats is None:
-                floats = [i]
-            else:
-                floats.append(i)
+            else:   # a Python float in a Tensor slot: 0-dim device data (see _scalar_data), made below
+                if floats is None:
+                    floats = []
+                floats.append((i, len(sig), len(vals)))
+                sig.append(None)
+                vals.append(None)
         else:
             return None
-    if not vals:
-        return None
-    if floats is not None:   # Python floats in Tensor slots: 0-dim device data (see _scalar_data)
-        for i in floats:
-            vargs[i] = _scalar_data(args[i], f64)
-        try:
-            r = record(func, tuple(vargs), _NOKW)
-        except MetaError:
+    if floats is not None:
+        if len(floats) == len(vals):
             return None
-        return [_wrap(x) for x in r] if isinstance(r, list) else _wrap(r)
+        for i, si, vi in floats:
+            d = vargs[i] = vals[vi] = _scalar_data(args[i], f64)
+            sig[si] = ((), d.dtype)
+    elif not vals:
+        return None
     key = tuple(sig)
     hit = _meta_cache.get(key)
     if hit is None:
@@ -494,16 +569,26 @@ def _fast(func, args):
             return None
     metas, multi, s = hit
     site = getattr(_site, "v", None)
-    code, line = site if site is not None else user_site(2)
+    code, line = site if site is not None else user_site(3)
     node = LNode(func, tuple(vargs), _NOKW, vals, metas, s, code, line)
     add_to_trace(node, s, vals)
     if multi:
-        return [_wrap(Ref(node, i, sh, dt)) for i, (sh, dt) in enumerate(metas)]
+        return [Ref(node, i, sh, dt) for i, (sh, dt) in enumerate(metas)]
     sh, dt = metas[0]
-    return _wrap(Ref(node, 0, sh, dt))
+    return Ref(node, 0, sh, dt)
 
 
 def _functional(func, args, kwargs):
+    if not kwargs and not _EAGER and _fast_ok.get(id(func)):   # (ops dispatched from our code: foreach, scatters)
+        r = _fast(func, args)
+        if r is not None:
+            return r
+    dev = _device_of(args, kwargs)
+    vd = value_decomposition.get(func)
+    if vd is not None and not _EAGER:
+        r = vd(_fast_record, *args, **kwargs)
+        if r is not None:
+            return _wrap(r, True, dev)
     lowered = _lowering(func)
     if lowered == 2 and _needs_grad(args):
         lowered = 0
@@ -513,38 +598,45 @@ def _functional(func, args, kwargs):
             r = record(func, vargs, vkw)
         except MetaError:
             return fallback(func, args, kwargs)
-        out = [_wrap(x) for x in r] if isinstance(r, list) else _wrap(r)
+        out = [_wrap(x, True, dev) for x in r] if isinstance(r, list) else _wrap(r, True, dev)
         if _EAGER:
             from neuron_emu.lazy.executor import sync
             sync([t._st for t in (out if isinstance(out, list) else [out])], "eager debug mode", user_frame())
         return out
     if _seeded not in func.tags and func not in _decomposing and _has_lazy(args, kwargs):
-        for table in (preferred, decomposition_table):
-            decomp = table.get(func)
-            if decomp is None:
-                continue
-            _decomposing.add(func)
-            try:
-                out = decomp(*args, **kwargs)
-            except ViewWriteError:  # the decomposition writes through aliases the device cannot invert
-                out = NotImplemented
-                break
-            finally:
-                _decomposing.discard(func)
-            if out is not NotImplemented:
-                return _to_lazy(out)
+        out = _decompose(func, args, kwargs) if _EAGER else replay.run(func, args, kwargs, _decompose)
+        if out is not NotImplemented:
+            return out
     return fallback(func, args, kwargs)
 
 
-def _to_lazy(out):
+def _decompose(func, args, kwargs):
+    """Our decomposition of the op, else PyTorch's; NotImplemented when neither applies."""
+    for table in (preferred, decomposition_table):
+        decomp = table.get(func)
+        if decomp is None:
+            continue
+        _decomposing.add(func)
+        try:
+            out = decomp(*args, **kwargs)
+        except ViewWriteError:  # the decomposition writes through aliases the device cannot invert
+            return NotImplemented
+        finally:
+            _decomposing.discard(func)
+        if out is not NotImplemented:
+            return _to_lazy(out, _device_of(args, kwargs))
+    return NotImplemented
+
+
+def _to_lazy(out, dev: int):
     if isinstance(out, LazyTensor):
         return out
     if isinstance(out, torch.Tensor):
-        return from_cpu(out)
+        return from_cpu(out, dev)
     if isinstance(out, list):
-        return [_to_lazy(o) for o in out]
+        return [_to_lazy(o, dev) for o in out]
     if isinstance(out, tuple):
-        return tuple(_to_lazy(o) for o in out)   # (a torch.return_types namedtuple becomes a plain tuple)
+        return tuple(_to_lazy(o, dev) for o in out)   # (a torch.return_types namedtuple becomes a plain tuple)
     return out
 
 
@@ -552,7 +644,8 @@ _mut_cache: Dict[Any, tuple] = {}
 
 
 def _mutation(func):
-    """(functional variant or None, mutated argument names in order) for a mutating op."""
+    """(functional variant or None, mutated argument names in order, is an out= op, writes only its first
+    argument and has a functional variant) for a mutating op."""
     m = _mut_cache.get(id(func))   # (ids: OpOverload hashes in Python)
     if m is not None:
         return m
@@ -575,7 +668,8 @@ def _mutation(func):
             cand = getattr(packet, overload)
             if not cand._schema.is_mutable:
                 functional = cand
-    m = _mut_cache[id(func)] = (functional, written, bool(out_names))
+    writes_self = functional is not None and not out_names and written == [schema.arguments[0].name]
+    m = _mut_cache[id(func)] = (functional, written, bool(out_names), writes_self)
     return m
 
 
@@ -593,7 +687,19 @@ def _arg(func, args, kwargs, name):
 
 
 def _mutating(func, args, kwargs):
-    functional, written, is_out = _mutation(func)
+    functional, written, is_out, writes_self = _mutation(func)
+    if writes_self and not _EAGER:
+        t = args[0]   # the common in-place op (`p.mul_(b)`): a lowered op writing its first argument, no view
+        if type(t) is LazyTensor and not t._view:
+            vd = value_decomposition.get(functional)
+            r = vd(_fast_record, *args, **kwargs) if vd is not None else \
+                _fast_record(functional, args) if not kwargs and _fast_eligible(functional) else None
+            if type(r) is Ref and r.dtype is t.dtype and r.shape == t._st.value.shape:
+                _set_value(t._st, r)
+                return t
+            if r is not None:   # (a broadcast or a cast to write back: the general path's write-back below)
+                assign(t, _coerce(t, r, func._schema.name))
+                return t
     targets = [_arg(func, args, kwargs, n) for n in written]
     flat_targets = [x for t in targets for x in (t if isinstance(t, (list, tuple)) else [t])]
     if functional is None or not all(isinstance(t, LazyTensor) for t in flat_targets):
@@ -605,7 +711,7 @@ def _mutating(func, args, kwargs):
     flat_res = list(res) if isinstance(res, (list, tuple)) else [res]
     for t, r in zip(flat_targets, flat_res):
         if not isinstance(r, LazyTensor):
-            r = from_cpu(r)
+            r = from_cpu(r, t._st.dev)
         if is_out and tuple(r.shape) != tuple(t.shape) and not t._view:
             _resize_out(t, value_of(r), func)
             continue
@@ -628,6 +734,8 @@ _CONSTANT_FACTORIES = {"aten::arange", "aten::full", "aten::zeros", "aten::ones"
 def fallback(func, args, kwargs):
     """Run the op on CPU: its device inputs are materialised (a graph cut), mutated ones written back, the
     results become device data. Counted as `aten::<op>` (torch_xla's counter for ops without a lowering)."""
+    replay.impure_events[0] += 1
+    dev = _device_of(args, kwargs)
     if func._schema.name not in _CONSTANT_FACTORIES:
         metrics.counter_add(func._schema.name)
     written = set(a.name for a in func._schema.arguments if a.alias_info is not None and a.alias_info.is_write)
@@ -664,7 +772,8 @@ def fallback(func, args, kwargs):
     def wrap(o):
         if isinstance(o, torch.Tensor):
             lazy = back.get(id(o))
-            return lazy if lazy is not None else _wrap(DeviceData(o if o.is_contiguous() else o.contiguous()))
+            return lazy if lazy is not None else \
+                _wrap(DeviceData(o if o.is_contiguous() else o.contiguous()), dev=dev)
         if isinstance(o, (list, tuple)):
             return type(o)(wrap(x) for x in o)
         return o
@@ -680,10 +789,19 @@ def _to_copy(func, args, kwargs):
         cpu = to_cpu(x)
         dtype = kwargs.get("dtype") or cpu.dtype
         return cpu.to(dtype=dtype, copy=True)
+    if dev is not None and device_index(dev) != x._st.dev:   # to another device: through the host, as torch_xla
+        x = _transfer(x, device_index(dev))
     kw = {"dtype": kwargs["dtype"]} if kwargs.get("dtype") not in (None, x.dtype) else {}
     if not kw:
         return dispatch(aten.clone.default, (x,), {})
     return _functional(func, (x,), kw)
+
+
+def _transfer(x: LazyTensor, dev: int) -> LazyTensor:
+    """`x`'s value on device `dev`: materialised on its own device (a graph cut there) and copied over."""
+    data = to_cpu(x, f"transfer to {_device(dev)}")
+    with metrics.timed("TransferToDeviceTime"):
+        return _wrap(DeviceData(data.clone()), dev=dev)
 
 
 def _copy_(func, args, kwargs):
@@ -691,6 +809,8 @@ def _copy_(func, args, kwargs):
     if not isinstance(dst, LazyTensor):  # device -> CPU tensor
         dst.copy_(to_cpu(src))
         return dst
+    if isinstance(src, LazyTensor) and src._st.dev != dst._st.dev:
+        src = _transfer(src, dst._st.dev)
     if isinstance(src, LazyTensor):
         v = value_of(src)
     else:
@@ -710,11 +830,14 @@ def _item(func, args, kwargs):
 
 def _empty_like(func, args, kwargs):
     x = args[0]
-    return empty_data(x.shape, kwargs.get("dtype") or x.dtype)
+    d = kwargs.get("device")
+    return empty_data(x.shape, kwargs.get("dtype") or x.dtype, x._st.dev if d is None else device_index(d))
 
 
 def _new_empty(func, args, kwargs):
-    return empty_data(args[1], kwargs.get("dtype") or args[0].dtype)
+    d = kwargs.get("device")
+    return empty_data(args[1], kwargs.get("dtype") or args[0].dtype, args[0]._st.dev if d is None else
+                      device_index(d))
 
 
 def _conj(func, args, kwargs):
@@ -783,7 +906,7 @@ def _resize_out(t: LazyTensor, value, func) -> None:
         raise RuntimeError(f"{func._schema.name}: the out= tensor of shape {list(t.shape)} would be resized to "
                            f"{list(value.shape)}; the lazy device resizes only empty out= tensors (pass "
                            f"torch.empty(0) or use the out-of-place op)") from None
-    t._st = _storage(value)
+    t._st = _storage(value, dev=t._st.dev)
     t._vc = None
 
 
@@ -803,10 +926,38 @@ for _op in _META_INPLACE:
     _SPECIAL[_op] = _metadata_inplace
 
 
+def _shared_scalar(x: float, like) -> LazyTensor:
+    """A number a foreach op passes to every element, as one 0-dim device datum (see _scalar_data); None when
+    the elements are not device tensors."""
+    if type(like) is not LazyTensor:
+        return None
+    return _wrap(_scalar_data(x, like.dtype is torch.float64), live=False, dev=like._st.dev)
+
+
+def _foreach(func, args, kwargs):
+    r = foreach.run(func, args, kwargs, dispatch, _shared_scalar)
+    return fallback(func, args, kwargs) if r is NotImplemented else r
+
+
+def _fast_eligible(func) -> bool:
+    """Whether `func` is recorded through `_fast` when its arguments allow (routed once, as dispatch does)."""
+    ok = _fast_ok.get(id(func))
+    if ok is None:
+        _route_of(func)
+        ok = _fast_ok[id(func)]
+    return ok
+
+
+def _route_of(func):
+    h = _route[id(func)] = _SPECIAL.get(func) or (
+        _foreach if func._schema.name.startswith("aten::_foreach_") else
+        _mutating if func._schema.is_mutable else _view if func.is_view else _functional)
+    _fast_ok[id(func)] = h is _functional and _lowering(func) == 1
+    return h
+
+
 def dispatch(func, args, kwargs):
     h = _route.get(id(func))   # (OpOverload hashes in Python: ids are cheaper, and ops live forever)
     if h is None:
-        h = _route[id(func)] = _SPECIAL.get(func) or (
-            _mutating if func._schema.is_mutable else _view if func.is_view else _functional)
-        _fast_ok[id(func)] = h is _functional and _lowering(func) == 1
+        h = _route_of(func)
     return h(func, args, kwargs)
