@@ -169,6 +169,11 @@ def test_data_parallel_spreads_chunks_natively_over_both_cores(rows):
     assert [c.counters().executions for c in cores[:2]] == [rows // 2, rows // 2]
     assert torch.equal(y, ref)
     torch.testing.assert_close(y, m(x), rtol=1e-5, atol=1e-5)
+    # a repeated call goes straight to the script method, unless the module has Python hooks to run
+    seen = []
+    dp.module.register_forward_pre_hook(lambda mod, args: seen.append(args[0].shape))
+    with torch.no_grad():
+        assert torch.equal(dp(x), ref) and seen == [x.shape]
 
 
 def test_replicated_dynamic_model_spreads_an_unpinned_batch():
