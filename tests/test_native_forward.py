@@ -344,3 +344,22 @@ def test_data_parallel_runs_in_a_forked_child():
     Python path its own threads (a ThreadPoolExecutor's threads do not survive fork)."""
     r = subprocess.run([sys.executable, "-c", FORK_CHILD % ROOT], capture_output=True, text=True, timeout=240)
     assert r.returncode == 0 and r.stdout.strip().endswith("child 0"), (r.stdout[-500:], r.stderr[-2000:])
+
+
+@pytest.mark.parametrize("rows, per_call", [(1, 1), (12, 3)])
+def test_replicated_dynamic_calls_take_turns_on_the_copies(rows, per_call):
+    """A replicated dynamic-batch model (compiled for 4) called with fewer chunks than copies, or a number that
+    does not divide among them: successive calls start on the next copy, as the Python kernels' run_dynamic does,
+    so no core always gets the call (batch 1) or the extra chunk."""
+    m, t = _mlp(batch=4)
+    torch_neuronx_emu.experimental.set_neuron_cores(t, 0, 2)
+    torch_neuronx_emu.dynamic_batch(t)
+    cores = placement.runtime().cores
+    x = torch.randn(rows, 32)
+    with torch.no_grad():
+        for c in cores:
+            c.reset_counters()
+        ys, n = _native(lambda: [t(x) for _ in range(4)])
+    assert n == 4 and [c.counters().executions for c in cores[:2]] == [2 * per_call, 2 * per_call]
+    for y in ys:
+        torch.testing.assert_close(y, m(x), rtol=1e-5, atol=1e-5)

@@ -127,8 +127,9 @@ class DataParallel(torch.nn.Module):
 
     def _native_spreads(self, spans: List[tuple], size: int, tensors: List[torch.Tensor]) -> bool:
         """Whether one unpinned call gives exactly these per-core spans through the native kernel: it spreads
-        the compiled-batch chunks over the copies (on device_ids, in order) as ceil(chunks / cores) per core, and
-        runs only where no input could require grad. The artifact must still be placed on device_ids (another
+        the compiled-batch chunks over the copies as ceil(chunks / cores) per core, and runs only where no input
+        could require grad. It starts at the next copy in turn, so only one span per core, all of one size, puts
+        the same work on each of device_ids as the pinned threads would. The artifact must still be placed on device_ids (another
         DataParallel of the same module may have placed it elsewhere since), and every output with a dimension
         must be batched (the native kernel takes an unbatched one from the first chunk; _gather concatenates
         each core's)."""
@@ -142,7 +143,8 @@ class DataParallel(torch.nn.Module):
         b, k = self._compiled, len(self.device_ids)
         chunks = -(-size // b)
         per = -(-chunks // min(k, chunks)) * b
-        return spans == [(a, min(size, a + per)) for a in range(0, size, per)]
+        return (len(spans) == k and len({b - a for a, b in spans}) == 1
+                and spans == [(a, min(size, a + per)) for a in range(0, size, per)])
 
     def _run_group(self, core: int, chunks: List[tuple], kwargs: dict, grad: bool,
                    inference: bool) -> list:
