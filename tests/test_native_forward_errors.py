@@ -1,9 +1,6 @@
 """An execution that fails inside Program::run (a run-time registered op whose exec reports an error) under the
 native forward kernel: the error reaches the caller as the Python kernels raise it, the call's tensors and the
 GIL are released (later calls run, natively), on the calling thread and on a core's worker thread alike."""
-import shutil
-import subprocess
-
 import numpy as np
 import pytest
 import torch
@@ -12,8 +9,8 @@ import torch_neuronx_emu  # noqa: F401  (registers neuron::forward_v2)
 from neuron_emu import _C
 from neuron_emu.compiler import artifact
 from neuron_emu.isa import Instr, IoDType, Op, encode_program
-from neuron_emu.ops import ABI_HEADER, register_library_op
 from neuron_emu.runtime import ops, placement
+from op_library import build_library_op
 
 pytestmark = pytest.mark.skipif(not ops.NATIVE, reason="this torch lacks the stable C ABI: Python kernels only")
 
@@ -42,15 +39,7 @@ int Picky_exec(const nemu_instr* in, float* const* op, const int64_t* numel, cha
 
 @pytest.fixture(scope="module")
 def picky_blob(tmp_path_factory):
-    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if cc is None:
-        pytest.skip("no C compiler")
-    d = tmp_path_factory.mktemp("picky")
-    (d / "picky.c").write_text(PICKY_C)
-    lib = d / "libpicky.so"
-    subprocess.run([cc, "-shared", "-fPIC", "-O2", f"-I{ABI_HEADER.rsplit('/', 1)[0]}", str(d / "picky.c"), "-o",
-                    str(lib)], check=True)
-    register_library_op(str(lib), "Picky", operands=["In", "Out"], ints=["n"], reals=[])
+    build_library_op(tmp_path_factory.mktemp("picky"), "Picky", PICKY_C, operands=["In", "Out"], ints=["n"], reals=[])
     n = 16
     instrs = [Instr(Op.IoIn, [0], dict(io_index=0, io_dtype=IoDType.F32, numel=n)),
               Instr("Picky", [0, 1], dict(n=n), deps=[0]),
