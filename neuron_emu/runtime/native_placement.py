@@ -5,6 +5,7 @@ What the native kernel cannot run (pipeline stages, fp32-as-fp16 inputs) is not 
 not run of what is placed (see csrc/forward_op.h) goes on to the Python kernels (`neuron_emu/runtime/ops.py`)."""
 from __future__ import annotations
 
+import threading
 from typing import Dict, Optional, Sequence, Tuple, TYPE_CHECKING
 
 import torch
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
 # placement of that pointer (_owner) and, when that tensor is released, another live alias's.
 _registered: Dict[int, Tuple[int, tuple]] = {}
 _owner: Dict[int, int] = {}        # data pointer -> id of the tensor whose placement the native registry holds
+# RLock: a release (weakref.finalize) may run from a garbage collection inside place() on the same thread
+_lock = threading.RLock()
 enabled = False                    # set by runtime/ops.py when the native kernel is installed
 
 
@@ -34,24 +37,26 @@ def place(blob: torch.Tensor, models: Sequence["LoadedModel"], dynamic: bool = F
     data = blob.data_ptr()
     args = (blob.numel(), bytes(blob[16:32].numpy()), [m.program for m in models], [m.core.index for m in models],
             ins, outs, max(batch, 0), models[0].n_user)
-    _C.forward_op_place(data, *args)
-    _registered[id(blob)] = (data, args)
-    _owner[data] = id(blob)
+    with _lock:
+        _C.forward_op_place(data, *args)
+        _registered[id(blob)] = (data, args)
+        _owner[data] = id(blob)
 
 
 def forget(key: int) -> None:
     """The artifact (by id of its tensor) is released, evicted or placed anew."""
-    entry = _registered.pop(key, None)
-    if entry is None or _owner.get(entry[0]) != key:
-        return
-    data = entry[0]
-    other = next((k for k, e in list(_registered.items()) if e[0] == data), None)
-    if other is None:
-        del _owner[data]
-        _C.forward_op_remove(data)
-    else:   # an alias of the same storage is still placed: the native kernel runs its placement now
-        _owner[data] = other
-        _C.forward_op_place(data, *_registered[other][1])
+    with _lock:
+        entry = _registered.pop(key, None)
+        if entry is None or _owner.get(entry[0]) != key:
+            return
+        data = entry[0]
+        other = next((k for k, e in list(_registered.items()) if e[0] == data), None)
+        if other is None:
+            _owner.pop(data, None)
+            _C.forward_op_remove(data)
+        else:   # an alias of the same storage is still placed: the native kernel runs its placement now
+            _owner[data] = other
+            _C.forward_op_place(data, *_registered[other][1])
 
 
 def pin(core: Optional[int]) -> None:
