@@ -218,19 +218,23 @@ void run_chunks(const Placement& p, LoadedProgram& prog, int64_t rows, int64_t b
   }
 }
 
-// The chunks of `rows` spread over the placement's copies as consecutive spans, copy j's on the worker of its
-// core (the first on the calling thread): DataParallel's and replicated dynamic batching's split, with no Python
-// thread. `stats`: the calling thread's last execution.
-void spread_chunks(const Placement& p, int64_t rows, const std::vector<void*>& ins, const std::vector<void*>& outs,
-                   double* stats) {
+// The chunks of `rows` spread over the placement's copies as consecutive spans, span j on copy first + j (mod
+// copies; `first` advances per call, as runtime/batching.py's run_dynamic rotates, so a call of fewer chunks than
+// copies does not always land on the first) on the worker of its core (span 0 on the calling thread):
+// DataParallel's and replicated dynamic batching's split, with no Python thread. `stats`: the calling thread's
+// last execution.
+void spread_chunks(const Placement& p, int64_t rows, size_t first, const std::vector<void*>& ins,
+                   const std::vector<void*>& outs, double* stats) {
   const int64_t B = p.batch, chunks = (rows + B - 1) / B;
-  const int64_t k = std::min<int64_t>(static_cast<int64_t>(p.copies.size()), chunks), per = (chunks + k - 1) / k;
+  const size_t n = p.copies.size();
+  const int64_t k = std::min<int64_t>(static_cast<int64_t>(n), chunks), per = (chunks + k - 1) / k;
   std::vector<int> cores;
-  for (int64_t j = 0; j < k && j * per < chunks; ++j) cores.push_back(p.copies[j].core);
+  for (int64_t j = 0; j < k && j * per < chunks; ++j) cores.push_back(p.copies[(first + j) % n].core);
   std::vector<double> other(kStatsLen * cores.size());
   run_on_cores(cores, [&](size_t j) {
     const int64_t begin = static_cast<int64_t>(j) * per * B, end = std::min(rows, (static_cast<int64_t>(j) + 1) * per * B);
-    run_chunks(p, *p.copies[j].program, rows, begin, end, ins, outs, j == 0 ? stats : other.data() + j * kStatsLen);
+    run_chunks(p, *p.copies[(first + j) % n].program, rows, begin, end, ins, outs,
+               j == 0 ? stats : other.data() + j * kStatsLen);
   });
 }
 
@@ -253,12 +257,14 @@ bool run_native(SIV* stack, bool autograd_key) {
   if (rows < 0) return false;
   const bool chunked = p->batch > 0 && rows != p->batch;
   const ForwardCopy* copy = nullptr;
+  size_t first = 0;  // spread_chunks' first copy
   if (t_pin >= 0) {
     for (const ForwardCopy& c : p->copies)
       if (c.core == t_pin) copy = &c;
     if (!copy) return false;  // pinned to a core without a copy: the runtime loads one there
   } else if (chunked && p->copies.size() > 1) {
     copy = nullptr;  // the chunks are spread over the copies (spread_chunks)
+    first = p->next.fetch_add(1, std::memory_order_relaxed) % p->copies.size();
   } else {
     copy = &p->copies[p->next.fetch_add(1, std::memory_order_relaxed) % p->copies.size()];
   }
@@ -291,7 +297,7 @@ bool run_native(SIV* stack, bool autograd_key) {
     // called from Python directly (torch.ops.neuron.forward_v2) the GIL is held; from TorchScript it is not
     PyThreadState* saved = Py_IsInitialized() && PyGILState_Check() ? PyEval_SaveThread() : nullptr;
     try {
-      if (!copy) spread_chunks(*p, rows, in_ptrs, out_ptrs, stats);
+      if (!copy) spread_chunks(*p, rows, first, in_ptrs, out_ptrs, stats);
       else if (chunked) run_chunks(*p, *copy->program, rows, 0, rows, in_ptrs, out_ptrs, stats);
       else copy->program->execute(in_ptrs.data(), out_ptrs.data(), stats);
     } catch (...) {
@@ -368,8 +374,10 @@ void forward_op_place(uintptr_t artifact_data, int64_t artifact_numel, const std
     p->grad_free = p->grad_free && !is_floating(inputs[i].dtype);
   }
   for (const ForwardIo& f : outputs) p->outs.push_back(io(f, true));
+  std::shared_ptr<const Placement> gone = std::move(p);  // swapped with the old one, released outside the lock
   std::unique_lock<std::shared_mutex> lk(g_mu);
-  g_placed[artifact_data] = std::move(p);
+  std::swap(g_placed[artifact_data], gone);
+  lk.unlock();
 }
 
 void forward_op_remove(uintptr_t artifact_data) {

@@ -254,3 +254,117 @@ def test_python_kernels_alone_give_the_same_results():
         outs[flag] = r.stdout.strip().splitlines()[-1].split(" ", 2)
     assert outs["0"][:2] == ["False", "0"] and outs["1"][:2] == ["True", "1"]
     assert outs["0"][2] == outs["1"][2]
+
+
+# --- review (issues 6 and 8): behaviours compared with the Python kernels alone ---
+
+def _two_out(batch=2):
+    class TwoOut(torch.nn.Module):
+        def forward(self, x):
+            return x * 2, torch.ones(5)   # the second output has no batch dimension
+    return torch_neuronx_emu.trace(TwoOut().eval(), torch.randn(batch, 4))
+
+
+def test_data_parallel_gathers_unbatched_outputs_as_the_python_path_does():
+    """DataParallel concatenates each core's outputs (_gather); one native call would give the first chunk's
+    unbatched output instead, so the result's shape would depend on grad mode."""
+    dp = torch_neuronx_emu.DataParallel(_two_out())
+    x = torch.randn(8, 4)
+    a_grad, b_grad = dp(x)   # float input, grad mode on: Python threads
+    with torch.no_grad():
+        a, b = dp(x)
+    assert torch.equal(a, a_grad) and torch.equal(a, x * 2)
+    assert b.shape == b_grad.shape == (10,)
+
+
+def test_data_parallel_runs_on_its_own_device_ids_after_another_placed_the_model():
+    """Two DataParallel objects over one traced model on different cores: each call runs on its own device_ids
+    (as its pinned Python threads do), not on the cores the other DataParallel placed the model on last."""
+    m, t = _mlp(batch=2)
+    dp0 = torch_neuronx_emu.DataParallel(t, device_ids=[0])
+    dp1 = torch_neuronx_emu.DataParallel(t, device_ids=[1])
+    x = torch.randn(4, 32)
+    cores = placement.runtime().cores
+    with torch.no_grad():
+        for dp, want in ((dp0, [2, 0]), (dp1, [0, 2]), (dp0, [2, 0])):
+            for c in cores:
+                c.reset_counters()
+            y = dp(x)
+            assert [c.counters().executions for c in cores[:2]] == want
+            torch.testing.assert_close(y, m(x), rtol=1e-5, atol=1e-5)
+
+
+def test_a_released_alias_of_the_artifact_keeps_its_native_placement():
+    """An alias of the artifact's storage (same data pointer, the native registry's key) called once places
+    itself; releasing it must not leave the artifact itself to the Python kernels for good."""
+    m, t = _mlp()
+    x = torch.randn(1, 32)
+    t(x)
+    alias = t.neff.detach()
+    torch.ops.neuron.forward_v2([x], alias)   # grad mode on, float input: the Python kernels place the alias
+    del alias
+    gc.collect()
+    with torch.no_grad():
+        y, n = _native(lambda: t(x))
+    assert n == 1
+    torch.testing.assert_close(y, m(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.xfail(strict=True, reason="the Python kernels' exception reaches the native kernel through torch's "
+                   "stable ABI (torch_call_dispatcher), which keeps only its text: a direct call gets RuntimeError "
+                   "'ValueError: ...' where the Python kernels alone raise ValueError (TorchScript calls are "
+                   "RuntimeError either way)")
+def test_direct_call_keeps_the_python_kernels_exception_type():
+    d = torch_neuronx_emu.dynamic_batch(_mlp(batch=2)[1])
+    d(torch.randn(2, 32))
+    with torch.no_grad(), pytest.raises(ValueError, match="batch size 0"):
+        torch.ops.neuron.forward_v2([torch.randn(0, 32)], d.neff)
+
+
+FORK_CHILD = """
+import os, sys, faulthandler, torch
+sys.path.insert(0, %r)
+import torch_neuronx_emu
+torch.manual_seed(0)
+m = torch.nn.Sequential(torch.nn.Linear(32, 48), torch.nn.ReLU(), torch.nn.Linear(48, 16)).eval()
+dp = torch_neuronx_emu.DataParallel(torch_neuronx_emu.trace(m, torch.randn(2, 32)))
+x = torch.randn(8, 32)
+with torch.no_grad():
+    ref = m(x)
+    dp(x)
+dp(x)   # grad mode on: DataParallel's Python threads start in the parent
+pid = os.fork()
+if pid == 0:   # (eager torch is not called in the child: its OpenMP pool does not survive fork)
+    faulthandler.dump_traceback_later(60, exit=True)
+    ok = torch.allclose(dp(x).detach(), ref, atol=1e-5)
+    with torch.no_grad():
+        ok = ok and torch.allclose(dp(x), ref, atol=1e-5)
+    os._exit(0 if ok else 3)
+print("child", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"""
+
+
+def test_data_parallel_runs_in_a_forked_child():
+    """Both kernels in a child forked after DataParallel ran: the native kernel starts its own core workers, the
+    Python path its own threads (a ThreadPoolExecutor's threads do not survive fork)."""
+    r = subprocess.run([sys.executable, "-c", FORK_CHILD % ROOT], capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0 and r.stdout.strip().endswith("child 0"), (r.stdout[-500:], r.stderr[-2000:])
+
+
+@pytest.mark.parametrize("rows, per_call", [(1, 1), (12, 3)])
+def test_replicated_dynamic_calls_take_turns_on_the_copies(rows, per_call):
+    """A replicated dynamic-batch model (compiled for 4) called with fewer chunks than copies, or a number that
+    does not divide among them: successive calls start on the next copy, as the Python kernels' run_dynamic does,
+    so no core always gets the call (batch 1) or the extra chunk."""
+    m, t = _mlp(batch=4)
+    torch_neuronx_emu.experimental.set_neuron_cores(t, 0, 2)
+    torch_neuronx_emu.dynamic_batch(t)
+    cores = placement.runtime().cores
+    x = torch.randn(rows, 32)
+    with torch.no_grad():
+        for c in cores:
+            c.reset_counters()
+        ys, n = _native(lambda: [t(x) for _ in range(4)])
+    assert n == 4 and [c.counters().executions for c in cores[:2]] == [2 * per_call, 2 * per_call]
+    for y in ys:
+        torch.testing.assert_close(y, m(x), rtol=1e-5, atol=1e-5)

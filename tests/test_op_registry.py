@@ -1,8 +1,5 @@
 """The open op registry: the schema is the one definition, and ops can be registered at run time from a
 separately built library, run through the kernel API and inside programs, and be named by artifacts."""
-import shutil
-import subprocess
-
 import numpy as np
 import pytest
 import torch
@@ -11,8 +8,9 @@ from neuron_emu import _C
 from neuron_emu.compiler import artifact
 from neuron_emu.hardware import core_spec
 from neuron_emu.isa import Instr, IoDType, Op, encode_program, schema
-from neuron_emu.ops import ABI_HEADER, register_library_op
+from neuron_emu.ops import register_library_op
 from neuron_emu.runtime.model import LoadedModel
+from op_library import build_library_op
 
 # out = in * scale + shift over `n` elements; errors when n exceeds a buffer; cost n/lanes cycles.
 SCALE_SHIFT_C = r"""
@@ -43,16 +41,8 @@ int ScaleShift_exec(const nemu_instr* in, float* const* op, const int64_t* numel
 
 @pytest.fixture(scope="module")
 def scale_shift(tmp_path_factory):
-    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if cc is None:
-        pytest.skip("no C compiler")
-    d = tmp_path_factory.mktemp("op")
-    (d / "scale_shift.c").write_text(SCALE_SHIFT_C)
-    lib = d / "libscale_shift.so"
-    subprocess.run([cc, "-shared", "-fPIC", "-O2", f"-I{ABI_HEADER.rsplit('/', 1)[0]}", str(d / "scale_shift.c"),
-                    "-o", str(lib)], check=True)
-    code = register_library_op(str(lib), "ScaleShift", operands=["In", "Out"], ints=["n"], reals=["scale", "shift"])
-    return code, str(lib)
+    return build_library_op(tmp_path_factory.mktemp("op"), "ScaleShift", SCALE_SHIFT_C, operands=["In", "Out"],
+                            ints=["n"], reals=["scale", "shift"])
 
 
 def test_builtin_schema_is_the_encoding():

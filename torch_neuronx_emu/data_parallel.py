@@ -10,6 +10,7 @@ input.shape[dim] / len(device_ids) must equal the compiled size. device_ids are 
 relative to the process's visible NeuronCores (NEURON_RT_VISIBLE_CORES)."""
 from __future__ import annotations
 
+import os
 import re
 import threading
 import warnings
@@ -67,6 +68,7 @@ class DataParallel(torch.nn.Module):
         self._compiled: Optional[int] = None   # the artifact's compiled batch (looked up at the first call)
         self._pool: Optional[ThreadPoolExecutor] = None
         self._pool_workers = 0
+        self._pool_pid = 0
         self._pool_lock = threading.Lock()
         # calls already seen to take the native kernel's spread (_native_spreads), by _call_key: they go straight
         # to the script method, skipping this forward's split and the module's Python call layers (~30 us)
@@ -99,12 +101,14 @@ class DataParallel(torch.nn.Module):
 
     def _executor(self) -> ThreadPoolExecutor:
         with self._pool_lock:
-            if self._pool is None or self._pool_workers != self.num_workers:
-                if self._pool is not None:
+            # a forked child has none of the parent's threads: its pool would wait on them forever
+            if self._pool is None or self._pool_workers != self.num_workers or self._pool_pid != os.getpid():
+                if self._pool is not None and self._pool_pid == os.getpid():
                     self._pool.shutdown(wait=False)
                 self._pool = ThreadPoolExecutor(max_workers=max(1, int(self.num_workers)),
                                                 thread_name_prefix="neuron-dp")
                 self._pool_workers = self.num_workers
+                self._pool_pid = os.getpid()
             return self._pool
 
     def _compiled_size(self) -> int:
@@ -128,14 +132,24 @@ class DataParallel(torch.nn.Module):
 
     def _native_spreads(self, spans: List[tuple], size: int, tensors: List[torch.Tensor]) -> bool:
         """Whether one unpinned call gives exactly these per-core spans through the native kernel: it spreads
-        the compiled-batch chunks over the copies (on device_ids, in order) as ceil(chunks / cores) per core, and
-        runs only where no input could require grad."""
+        the compiled-batch chunks over the copies as ceil(chunks / cores) per core, and runs only where no input
+        could require grad. It starts at the next copy in turn, so only one span per core, all of one size, puts
+        the same work on each of device_ids as the pinned threads would. The artifact must still be placed on device_ids (another
+        DataParallel of the same module may have placed it elsewhere since), and every output with a dimension
+        must be batched (the native kernel takes an unbatched one from the first chunk; _gather concatenates
+        each core's)."""
         if not native_placement.enabled or (torch.is_grad_enabled() and any(x.is_floating_point() for x in tensors)):
+            return False
+        d = rt_placement.current(self._blobs[0])
+        if not isinstance(d, rt_placement.Deployment) or d.cores != self.device_ids:
+            return False
+        if any(len(s) and s[0] != self._compiled for s, _ in d.models[0]._out_specs):
             return False
         b, k = self._compiled, len(self.device_ids)
         chunks = -(-size // b)
         per = -(-chunks // min(k, chunks)) * b
-        return spans == [(a, min(size, a + per)) for a in range(0, size, per)]
+        return (len(spans) == k and len({b - a for a, b in spans}) == 1
+                and spans == [(a, min(size, a + per)) for a in range(0, size, per)])
 
     def _run_group(self, core: int, chunks: List[tuple], kwargs: dict, grad: bool,
                    inference: bool) -> list:

@@ -13,6 +13,7 @@ neuron_cores_context / multicore_context the context places the model instead.""
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Dict, Iterator, List, Optional
@@ -78,6 +79,17 @@ def placement_pending() -> Iterator[None]:
         yield
     finally:
         _state.placing = prev
+
+
+def _forget_loader_in_child() -> None:
+    """A forked child has none of the parent's threads: the loader would wait on them forever, and loads under
+    way in the parent never finish here (the child's first call loads the model itself)."""
+    global _loader, _loader_lock
+    _loader, _loader_lock = None, threading.Lock()
+    _pending.clear()
+
+
+os.register_at_fork(after_in_child=_forget_loader_in_child)
 
 
 def _background() -> ThreadPoolExecutor:

@@ -7,6 +7,7 @@ ValueError. Outputs whose compiled dimension 0 is B are batched (concatenated); 
 the first chunk (ASSUMPTION: the SDK documents only batched outputs)."""
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import List, Optional, Sequence
@@ -107,6 +108,15 @@ def run_dynamic(models: Sequence[LoadedModel], inputs: List[torch.Tensor], first
 
 _pool: Optional[ThreadPoolExecutor] = None
 _pool_lock = threading.Lock()
+
+
+def _forget_pool_in_child() -> None:
+    """A forked child has none of the parent's threads: the pool would wait on them forever."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool_in_child)
 
 
 def _executor() -> ThreadPoolExecutor:
