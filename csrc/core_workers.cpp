@@ -85,16 +85,21 @@ class Worker {
   bool parked_ = false;              // guarded by mu_: waiting on cv_, needs a notify
 };
 
-std::mutex g_mu;
-std::map<int, Worker*>* g_workers = new std::map<int, Worker*>();  // never freed: workers outlive static destructors
+// never freed: workers outlive static destructors
+std::mutex* g_mu = new std::mutex();
+std::map<int, Worker*>* g_workers = new std::map<int, Worker*>();
 
-// A forked child has none of the parent's threads: it starts its own workers (the parent's are leaked).
+// A forked child has none of the parent's threads: it starts its own workers, under a fresh lock (another
+// thread may have held the parent's at the fork); the parent's are leaked.
 const bool g_fork_hook = [] {
-  return pthread_atfork(nullptr, nullptr, [] { g_workers = new std::map<int, Worker*>(); }) == 0;
+  return pthread_atfork(nullptr, nullptr, [] {
+    g_mu = new std::mutex();
+    g_workers = new std::map<int, Worker*>();
+  }) == 0;
 }();
 
 Worker& worker(int core) {
-  std::lock_guard<std::mutex> lk(g_mu);
+  std::lock_guard<std::mutex> lk(*g_mu);
   Worker*& w = (*g_workers)[core];
   if (!w) w = new Worker();
   return *w;

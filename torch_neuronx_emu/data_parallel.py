@@ -75,6 +75,7 @@ class DataParallel(torch.nn.Module):
         self._script_forward = (module._c._get_method("forward")
                                 if isinstance(module, torch.jit.RecursiveScriptModule) else None)
         self._spread_keys: set = set()
+        self._spread_placement = None   # the placement (runtime Deployment) those keys were seen with
         contiguous = ids == list(range(ids[0], ids[0] + len(ids)))
         if contiguous:   # as torch_neuronx does it
             set_neuron_cores(module, ids[0], len(ids))
@@ -167,7 +168,8 @@ class DataParallel(torch.nn.Module):
                 self.dim, tuple(self.device_ids), tuple((x.shape, x.dtype, x.device) for x in inputs))
 
     def forward(self, *inputs, **kwargs):
-        if self._script_forward is not None and not kwargs and self._spread_keys:
+        if (self._script_forward is not None and not kwargs and self._spread_keys
+                and rt_placement.current(self._blobs[0]) is self._spread_placement):
             key = self._call_key(inputs)
             if key is not None and key in self._spread_keys:
                 return self._script_forward(*inputs)
@@ -202,8 +204,12 @@ class DataParallel(torch.nn.Module):
                 out = self.module(*inputs, **kwargs)
                 key = None if kwargs or self._script_forward is None else self._call_key(inputs)
                 if key is not None:
-                    if len(self._spread_keys) >= 64:   # many shapes: start over rather than grow
+                    placed = rt_placement.current(self._blobs[0])
+                    # keys hold for one placement (another DataParallel of the module may replace it), and
+                    # many shapes start over rather than grow
+                    if placed is not self._spread_placement or len(self._spread_keys) >= 64:
                         self._spread_keys.clear()
+                        self._spread_placement = placed
                     self._spread_keys.add(key)
                 return out
             chunks = [tuple(x.narrow(dim, a, b - a) if isinstance(x, torch.Tensor) else x for x in inputs)
