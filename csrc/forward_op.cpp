@@ -10,7 +10,7 @@
 #include <stdexcept>
 #include <unordered_map>
 
-#include "core_workers.h"
+#include "spread_workers.h"
 
 namespace nemu {
 
@@ -220,18 +220,18 @@ void run_chunks(const Placement& p, LoadedProgram& prog, int64_t rows, int64_t b
 
 // The chunks of `rows` spread over the placement's copies as consecutive spans, span j on copy first + j (mod
 // copies; `first` advances per call, as runtime/batching.py's run_dynamic rotates, so a call of fewer chunks than
-// copies does not always land on the first) on the worker of its core (span 0 on the calling thread):
-// DataParallel's and replicated dynamic batching's split, with no Python thread. `stats`: the calling thread's
+// copies does not always land on the first), span 0 on the calling thread and span j on spread helper j
+// (spread_workers.h): DataParallel's and replicated dynamic batching's split, with no Python thread. `stats`: the calling thread's
 // last execution.
 void spread_chunks(const Placement& p, int64_t rows, size_t first, const std::vector<void*>& ins,
                    const std::vector<void*>& outs, double* stats) {
   const int64_t B = p.batch, chunks = (rows + B - 1) / B;
   const size_t n = p.copies.size();
   const int64_t k = std::min<int64_t>(static_cast<int64_t>(n), chunks), per = (chunks + k - 1) / k;
-  std::vector<int> cores;
-  for (int64_t j = 0; j < k && j * per < chunks; ++j) cores.push_back(p.copies[(first + j) % n].core);
-  std::vector<double> other(kStatsLen * cores.size());
-  run_on_cores(cores, [&](size_t j) {
+  size_t shares = 0;
+  while (static_cast<int64_t>(shares) < k && static_cast<int64_t>(shares) * per < chunks) ++shares;
+  std::vector<double> other(kStatsLen * shares);
+  run_spread(shares, [&](size_t j) {
     const int64_t begin = static_cast<int64_t>(j) * per * B, end = std::min(rows, (static_cast<int64_t>(j) + 1) * per * B);
     run_chunks(p, *p.copies[(first + j) % n].program, rows, begin, end, ins, outs,
                j == 0 ? stats : other.data() + j * kStatsLen);

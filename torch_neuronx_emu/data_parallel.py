@@ -199,7 +199,7 @@ class DataParallel(torch.nn.Module):
             per = -(-len(starts) // k)
             spans = [(starts[g], min(size, starts[g] + per * split)) for g in range(0, len(starts), per)]
             if self._native_spreads(spans, size, tensors):
-                # one call: the native forward kernel runs the same spans on the cores' own workers, with no
+                # one call: the native forward kernel runs the same spans on its own helper threads, with no
                 # Python thread hand-off (csrc/forward_op.h)
                 out = self.module(*inputs, **kwargs)
                 key = None if kwargs or self._script_forward is None else self._call_key(inputs)

@@ -1,4 +1,4 @@
-#include "core_workers.h"
+#include "spread_workers.h"
 
 #include <pthread.h>
 
@@ -87,20 +87,20 @@ class Worker {
 
 // never freed: workers outlive static destructors
 std::mutex* g_mu = new std::mutex();
-std::map<int, Worker*>* g_workers = new std::map<int, Worker*>();
+std::map<size_t, Worker*>* g_workers = new std::map<size_t, Worker*>();
 
 // A forked child has none of the parent's threads: it starts its own workers, under a fresh lock (another
 // thread may have held the parent's at the fork); the parent's are leaked.
 const bool g_fork_hook = [] {
   return pthread_atfork(nullptr, nullptr, [] {
     g_mu = new std::mutex();
-    g_workers = new std::map<int, Worker*>();
+    g_workers = new std::map<size_t, Worker*>();
   }) == 0;
 }();
 
-Worker& worker(int core) {
+Worker& worker(size_t index) {
   std::lock_guard<std::mutex> lk(*g_mu);
-  Worker*& w = (*g_workers)[core];
+  Worker*& w = (*g_workers)[index];
   if (!w) w = new Worker();
   return *w;
 }
@@ -116,12 +116,12 @@ void wait(Task& t) {
 
 }  // namespace
 
-void run_on_cores(const std::vector<int>& cores, const std::function<void(size_t)>& fn) {
-  std::vector<Task> tasks(cores.size() > 1 ? cores.size() - 1 : 0);
-  for (size_t i = 1; i < cores.size(); ++i) {
+void run_spread(size_t n, const std::function<void(size_t)>& fn) {
+  std::vector<Task> tasks(n > 1 ? n - 1 : 0);
+  for (size_t i = 1; i < n; ++i) {
     tasks[i - 1].fn = &fn;
     tasks[i - 1].index = i;
-    worker(cores[i]).post(&tasks[i - 1]);
+    worker(i).post(&tasks[i - 1]);
   }
   std::exception_ptr first;
   try {
