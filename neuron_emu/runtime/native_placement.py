@@ -26,8 +26,8 @@ enabled = False                    # set by runtime/ops.py when the native kerne
 
 
 def place(blob: torch.Tensor, models: Sequence["LoadedModel"], dynamic: bool = False) -> None:
-    """The artifact now runs on `models` (round robin; with dynamic batching, chunks of one call on one copy);
-    [] or a model the native kernel cannot run: Python only."""
+    """The artifact now runs on `models` (round robin; with dynamic batching, a call's chunks on the pinned copy or
+    spread over the copies); [] or a model the native kernel cannot run: Python only."""
     forget(id(blob))
     if not enabled or not models or not all(m.native_ok for m in models):
         return
