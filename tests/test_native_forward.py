@@ -26,6 +26,13 @@ def _mlp(batch=1, seed=0):
     return m, torch_neuronx_emu.trace(m, torch.randn(batch, 32))
 
 
+def _saved_and_loaded(traced):
+    buf = io.BytesIO()
+    torch.jit.save(traced, buf)
+    buf.seek(0)
+    return torch.jit.load(buf)
+
+
 def _native(fn):
     """(result, how many calls the native kernel ran) of fn()."""
     n = _C.forward_op_native_calls()
@@ -104,10 +111,7 @@ def test_direct_op_call_from_python():
 
 def test_saved_and_loaded_copies_alternate_and_count_per_core():
     m, t = _mlp()
-    buf = io.BytesIO()
-    torch.jit.save(t, buf)
-    buf.seek(0)
-    loaded = torch.jit.load(buf)
+    loaded = _saved_and_loaded(t)
     torch_neuronx_emu.experimental.set_neuron_cores(loaded, 0, 2)   # a copy on cores 0 and 1, round robin
     rt = placement.runtime()
     x = torch.randn(1, 32)
@@ -193,12 +197,7 @@ def test_replicated_dynamic_model_spreads_an_unpinned_batch():
 
 def test_two_threads_on_two_cores_equal_serial():
     m, t = _mlp()
-    buf = io.BytesIO()
-    torch.jit.save(t, buf)
-    copies = []
-    for _ in range(2):
-        buf.seek(0)
-        copies.append(torch.jit.load(buf))
+    copies = [_saved_and_loaded(t) for _ in range(2)]   # the runtime places them on cores 0 and 1
     xs = [torch.randn(1, 32) for _ in range(50)]
     with torch.no_grad():
         serial = [[c(x) for x in xs] for c in copies]
