@@ -8,9 +8,8 @@ Targets (cores issue): small MLP at batch 1 (kernels too small to fill two CPUs)
 BERT-base s128 b1 (GEMMs already use both CPUs) >= 1.0x. Each model's line ends with its target and whether the
 ratio meets it, next to the machine ceiling of this run.
 
-Calls run under torch.inference_mode(), as an inference server calls a model: the native forward kernel
-(csrc/forward_op.h) then runs them without the GIL. With grad mode on, a model with floating-point inputs takes
-the Python kernel instead (the stable ABI cannot tell whether an input requires grad).
+Calls run under torch.inference_mode(), as an inference server calls a model; the native forward kernel
+(csrc/forward_op.h) runs them without the GIL (with grad mode on too, unless an input requires grad).
 
 Also printed per model: the host time of one call outside the native Program.run (single thread; the GIL is held
 for most of it), which bounds two-thread scaling on a loaded or small machine more reliably than the ratio."""

@@ -35,6 +35,7 @@ struct Shim {
   Err (*list_push)(List, SIV);
   Err (*list_delete)(List);
   Err (*tensor_delete)(Tensor);
+  Err (*new_handle)(Tensor, Tensor*);
   Err (*data_ptr)(Tensor, void**);
   Err (*dim)(Tensor, int64_t*);
   Err (*sizes)(Tensor, int64_t**);
@@ -68,6 +69,7 @@ const Shim& shim() {
            resolve(h, "torch_list_size", r.list_size) && resolve(h, "torch_list_get_item", r.list_get) &&
            resolve(h, "torch_new_list_reserve_size", r.list_new) && resolve(h, "torch_list_push_back", r.list_push) &&
            resolve(h, "torch_delete_list", r.list_delete) && resolve(h, "aoti_torch_delete_tensor_object", r.tensor_delete) &&
+           resolve(h, "aoti_torch_new_tensor_handle", r.new_handle) &&
            resolve(h, "aoti_torch_get_data_ptr", r.data_ptr) && resolve(h, "aoti_torch_get_dim", r.dim) &&
            resolve(h, "aoti_torch_get_sizes", r.sizes) && resolve(h, "aoti_torch_get_dtype", r.dtype) &&
            resolve(h, "aoti_torch_get_device_type", r.device_type) && resolve(h, "aoti_torch_get_numel", r.numel) &&
@@ -97,6 +99,7 @@ struct Io {
   int64_t row_bytes;                     // bytes of one index of dimension 0 (batched I/O)
   int64_t total_bytes;                   // bytes of the compiled size
   bool batched;                          // dynamic batching: dimension 0 is the batch (the compiled one)
+  bool floating;                         // floating-point dtype: may require grad
 };
 
 struct Placement {
@@ -114,6 +117,7 @@ constexpr int64_t kUidOffset = 16;  // artifact prefix: magic[8], two uint32, ui
 std::shared_mutex g_mu;
 std::unordered_map<uintptr_t, std::shared_ptr<const Placement>> g_placed;
 std::atomic<int64_t> g_native_calls{0};
+uint64_t g_torch_version = 0;  // the extension_build_version passed to torch's stable ABI (install)
 thread_local int t_pin = -1;
 thread_local std::vector<Tensor> in_handles;  // the call's input handles (borrowed until consumed)
 
@@ -238,6 +242,23 @@ void spread_chunks(const Placement& p, int64_t rows, size_t first, const std::ve
   });
 }
 
+// Whether a tensor requires grad, which the stable ABI has no getter for. Under grad mode an alias of it is a view
+// with a grad_fn (not a leaf) exactly when it requires grad: aten::alias then aten::is_leaf, both through the
+// dispatcher (inside a jit.trace the tracer records neither: it runs this op with tracing off). Any failure
+// answers true, which sends the call to the Python kernel.
+bool requires_grad(Tensor t) {
+  const Shim& s = shim();
+  Tensor h = nullptr;
+  if (s.new_handle(t, &h)) return true;
+  SIV st[1] = {static_cast<SIV>(reinterpret_cast<uintptr_t>(h))};
+  // each call takes ownership of the handle on the stack and leaves its result there
+  if (s.call_dispatcher("aten::alias", "", st, g_torch_version)) return true;
+  if (s.call_dispatcher("aten::is_leaf", "", st, g_torch_version)) return true;
+  bool leaf = false;
+  std::memcpy(&leaf, &st[0], sizeof(bool));  // a bool StableIValue: its first byte (stableivalue_conversions.h)
+  return !leaf;
+}
+
 // Owns freshly allocated output handles until they are handed to torch.
 struct Outputs {
   std::vector<Tensor> t;
@@ -251,10 +272,13 @@ bool run_native(SIV* stack, bool autograd_key) {
   List list = reinterpret_cast<List>(static_cast<uintptr_t>(stack[0]));
   Tensor model = reinterpret_cast<Tensor>(static_cast<uintptr_t>(stack[1]));
   std::shared_ptr<const Placement> p = find(model);
-  if (!p || (autograd_key && !p->grad_free && s.grad_enabled())) return false;
+  if (!p) return false;
   thread_local std::vector<void*> in_ptrs, out_ptrs;
   const int64_t rows = gather_inputs(*p, list, in_handles, in_ptrs);
   if (rows < 0) return false;
+  if (autograd_key && !p->grad_free && s.grad_enabled())
+    for (size_t i = 0; i < in_handles.size(); ++i)
+      if (p->ins[i].floating && requires_grad(in_handles[i])) return false;  // autograd: the Python kernel
   const bool chunked = p->batch > 0 && rows != p->batch;
   const ForwardCopy* copy = nullptr;
   size_t first = 0;  // spread_chunks' first copy
@@ -337,6 +361,7 @@ bool forward_op_install(const std::string& op, const std::string& fallback, uint
   const int which = op == "forward_v2" ? 0 : op == "forward_1" ? 1 : -1;
   if (which < 0) throw std::invalid_argument("forward op: unknown op " + op);
   g_names[which] = Names{"neuron::" + fallback, torch_version};
+  g_torch_version = torch_version;
   const BoxedFn fns[2][2] = {{&kernel<0, true>, &kernel<0, false>}, {&kernel<1, true>, &kernel<1, false>}};
   const char* keys[2] = {"Autograd", "CPU"};
   for (int k = 0; k < 2; ++k) {
@@ -361,7 +386,8 @@ void forward_op_place(uintptr_t artifact_data, int64_t artifact_numel, const std
   p->grad_free = true;
   p->batch = dynamic_batch;
   auto io = [&](const ForwardIo& f, bool batched) {
-    Io o{dtype_code(f.dtype), f.sizes, std::vector<int64_t>(f.sizes.size(), 1), 0, f.itemsize, false};
+    Io o{dtype_code(f.dtype), f.sizes, std::vector<int64_t>(f.sizes.size(), 1), 0, f.itemsize, false,
+         is_floating(f.dtype)};
     for (int64_t d = static_cast<int64_t>(o.sizes.size()) - 2; d >= 0; --d)
       o.strides[d] = o.strides[d + 1] * std::max<int64_t>(o.sizes[d + 1], 1);
     for (int64_t n : f.sizes) o.total_bytes *= n;

@@ -10,11 +10,11 @@
 // The native kernel runs only the common case: a model placed on one core or replicated round robin
 // (placements made by neuron_emu/runtime/placement.py), inputs of the compiled shapes and dtypes (or, with
 // dynamic batching, any common size of dimension 0, run as compiled-batch chunks on the thread's pinned core, or
-// spread over the copies: forward_op.cpp's spread_chunks), contiguous, on the CPU, and either grad mode off or no
-// floating-point input (which alone could require grad; the stable ABI cannot read requires_grad). Everything else (the first call,
-// which places the model, a thread pinned to a core without a copy, pipeline stages, fp32-as-fp16 inputs, any input
-// the runtime must refuse with its error text, autograd) is passed on unchanged to the Python implementation,
-// registered as `neuron::_<op>_python`.
+// spread over the copies: forward_op.cpp's spread_chunks), contiguous, on the CPU, none requiring grad (with grad
+// mode on, a floating-point input is asked through aten::alias + aten::is_leaf: the stable ABI has no
+// requires_grad getter). Everything else (the first call, which places the model, a thread pinned to a core
+// without a copy, pipeline stages, fp32-as-fp16 inputs, any input the runtime must refuse with its error text,
+// autograd) is passed on unchanged to the Python implementation, registered as `neuron::_<op>_python`.
 #pragma once
 #include <cstdint>
 #include <memory>

@@ -134,12 +134,12 @@ class DataParallel(torch.nn.Module):
     def _native_spreads(self, spans: List[tuple], size: int, tensors: List[torch.Tensor]) -> bool:
         """Whether one unpinned call gives exactly these per-core spans through the native kernel: it spreads
         the compiled-batch chunks over the copies as ceil(chunks / cores) per core, and runs only where no input
-        could require grad. It starts at the next copy in turn, so only one span per core, all of one size, puts
-        the same work on each of device_ids as the pinned threads would. The artifact must still be placed on device_ids (another
-        DataParallel of the same module may have placed it elsewhere since), and every output with a dimension
-        must be batched (the native kernel takes an unbatched one from the first chunk; _gather concatenates
-        each core's)."""
-        if not native_placement.enabled or (torch.is_grad_enabled() and any(x.is_floating_point() for x in tensors)):
+        requires grad. It starts at the next copy in turn, so only one span per core, all of one size, puts the
+        same work on each of device_ids as the pinned threads would. The artifact must still be placed on
+        device_ids (another DataParallel of the same module may have placed it elsewhere since), and every output
+        with a dimension must be batched (the native kernel takes an unbatched one from the first chunk; _gather
+        concatenates each core's)."""
+        if not native_placement.enabled or (torch.is_grad_enabled() and any(x.requires_grad for x in tensors)):
             return False
         d = rt_placement.current(self._blobs[0])
         if not isinstance(d, rt_placement.Deployment) or d.cores != self.device_ids:
@@ -165,7 +165,7 @@ class DataParallel(torch.nn.Module):
         if m._forward_hooks or m._forward_pre_hooks or not all(isinstance(x, torch.Tensor) for x in inputs):
             return None
         return (torch.is_grad_enabled(), torch.is_inference_mode_enabled(), self.split_size, self.dynamic_batching,
-                self.dim, tuple(self.device_ids), tuple((x.shape, x.dtype, x.device) for x in inputs))
+                self.dim, tuple(self.device_ids), tuple((x.shape, x.dtype, x.device, x.requires_grad) for x in inputs))
 
     def forward(self, *inputs, **kwargs):
         if (self._script_forward is not None and not kwargs and self._spread_keys
