@@ -1,7 +1,6 @@
 #include "forward_op.h"
 
 #include <Python.h>
-#include <dlfcn.h>
 
 #include <algorithm>
 #include <cstring>
@@ -11,83 +10,11 @@
 #include <unordered_map>
 
 #include "spread_workers.h"
+#include "torch_stable_abi.h"
 
 namespace nemu {
 
 namespace {
-
-// --- torch's stable C ABI, resolved at run time (the declarations mirror torch/csrc/stable/c/shim.h and
-// torch/csrc/inductor/aoti_torch/c/shim.h: plain C types, stable across torch releases by design) ---
-using Err = int32_t;   // AOTITorchError: 0 = success
-using Tensor = void*;  // AtenTensorHandle: an owning handle to an at::Tensor
-using List = void*;    // StableListHandle
-using SIV = uint64_t;  // StableIValue: a handle's pointer bits, or a scalar
-using BoxedFn = void (*)(SIV*, uint64_t, uint64_t);
-
-struct Shim {
-  Err (*library_init_impl)(const char*, const char*, const char*, uint32_t, void**);
-  Err (*library_impl)(void*, const char*, BoxedFn, uint64_t);
-  Err (*call_dispatcher)(const char*, const char*, SIV*, uint64_t);
-  const char* (*exception_what)();
-  Err (*list_size)(List, size_t*);
-  Err (*list_get)(List, size_t, SIV*);
-  Err (*list_new)(size_t, List*);
-  Err (*list_push)(List, SIV);
-  Err (*list_delete)(List);
-  Err (*tensor_delete)(Tensor);
-  Err (*new_handle)(Tensor, Tensor*);
-  Err (*data_ptr)(Tensor, void**);
-  Err (*dim)(Tensor, int64_t*);
-  Err (*sizes)(Tensor, int64_t**);
-  Err (*dtype)(Tensor, int32_t*);
-  Err (*device_type)(Tensor, int32_t*);
-  Err (*numel)(Tensor, int64_t*);
-  Err (*is_contiguous)(Tensor, bool*);
-  Err (*empty_strided)(int64_t, const int64_t*, const int64_t*, int32_t, int32_t, int32_t, Tensor*);
-  bool (*grad_enabled)();
-  int32_t cpu = 0;
-  void* lib = nullptr;
-  bool ok = false;
-};
-
-template <class F>
-bool resolve(void* lib, const char* name, F& fn) {
-  fn = reinterpret_cast<F>(dlsym(lib, name));
-  return fn != nullptr;
-}
-
-const Shim& shim() {
-  static const Shim s = [] {
-    Shim r{};
-    void* h = dlopen("libtorch_cpu.so", RTLD_LAZY | RTLD_NOLOAD);  // only a libtorch torch already loaded
-    if (!h) return r;
-    int32_t (*cpu)() = nullptr;
-    r.lib = h;
-    r.ok = resolve(h, "aoti_torch_library_init_impl", r.library_init_impl) &&
-           resolve(h, "torch_library_impl", r.library_impl) && resolve(h, "torch_call_dispatcher", r.call_dispatcher) &&
-           resolve(h, "torch_exception_get_what_without_backtrace", r.exception_what) &&
-           resolve(h, "torch_list_size", r.list_size) && resolve(h, "torch_list_get_item", r.list_get) &&
-           resolve(h, "torch_new_list_reserve_size", r.list_new) && resolve(h, "torch_list_push_back", r.list_push) &&
-           resolve(h, "torch_delete_list", r.list_delete) && resolve(h, "aoti_torch_delete_tensor_object", r.tensor_delete) &&
-           resolve(h, "aoti_torch_new_tensor_handle", r.new_handle) &&
-           resolve(h, "aoti_torch_get_data_ptr", r.data_ptr) && resolve(h, "aoti_torch_get_dim", r.dim) &&
-           resolve(h, "aoti_torch_get_sizes", r.sizes) && resolve(h, "aoti_torch_get_dtype", r.dtype) &&
-           resolve(h, "aoti_torch_get_device_type", r.device_type) && resolve(h, "aoti_torch_get_numel", r.numel) &&
-           resolve(h, "aoti_torch_is_contiguous", r.is_contiguous) &&
-           resolve(h, "aoti_torch_empty_strided", r.empty_strided) &&
-           resolve(h, "aoti_torch_grad_mode_is_enabled", r.grad_enabled) && resolve(h, "aoti_torch_device_type_cpu", cpu);
-    if (r.ok) r.cpu = cpu();
-    return r;
-  }();
-  return s;
-}
-
-int32_t dtype_code(const std::string& name) {
-  int32_t (*fn)() = nullptr;
-  if (!resolve(shim().lib, ("aoti_torch_dtype_" + name).c_str(), fn))
-    throw std::invalid_argument("forward op: torch's stable ABI has no dtype '" + name + "'");
-  return fn();
-}
 
 bool is_floating(const std::string& dtype) {
   return dtype.rfind("float", 0) == 0 || dtype == "bfloat16" || dtype.rfind("complex", 0) == 0;
@@ -119,10 +46,10 @@ std::unordered_map<uintptr_t, std::shared_ptr<const Placement>> g_placed;
 std::atomic<int64_t> g_native_calls{0};
 uint64_t g_torch_version = 0;  // the extension_build_version passed to torch's stable ABI (install)
 thread_local int t_pin = -1;
-thread_local std::vector<Tensor> in_handles;  // the call's input handles (borrowed until consumed)
+thread_local std::vector<TorchTensor> in_handles;  // the call's input handles (borrowed until consumed)
 
-std::shared_ptr<const Placement> find(Tensor model) {
-  const Shim& s = shim();
+std::shared_ptr<const Placement> find(TorchTensor model) {
+  const TorchAbi& s = torch_abi();
   void* data = nullptr;
   int32_t dev = -1;
   int64_t numel = 0;
@@ -141,17 +68,17 @@ std::shared_ptr<const Placement> find(Tensor model) {
 
 // The model's input pointers when every input is what it was compiled for, else -1. Returns the batch: the
 // compiled one, or with dynamic batching the common size of the batched inputs' dimension 0 (>= 1).
-int64_t gather_inputs(const Placement& p, List list, std::vector<Tensor>& handles, std::vector<void*>& ptrs) {
+int64_t gather_inputs(const Placement& p, TorchList list, std::vector<TorchTensor>& handles, std::vector<void*>& ptrs) {
   handles.clear();
-  const Shim& s = shim();
+  const TorchAbi& s = torch_abi();
   size_t n = 0;
   if (s.list_size(list, &n) || n != p.ins.size()) return -1;
   ptrs.resize(n);
   int64_t rows = -1;
   for (size_t i = 0; i < n; ++i) {
-    SIV v = 0;
+    StableIValue v = 0;
     if (s.list_get(list, i, &v)) return -1;
-    Tensor t = reinterpret_cast<Tensor>(static_cast<uintptr_t>(v));
+    TorchTensor t = reinterpret_cast<TorchTensor>(static_cast<uintptr_t>(v));
     const Io& want = p.ins[i];
     int32_t dt = -1, dev = -1;
     int64_t dim = -1, *sizes = nullptr;
@@ -242,35 +169,18 @@ void spread_chunks(const Placement& p, int64_t rows, size_t first, const std::ve
   });
 }
 
-// Whether a tensor requires grad, which the stable ABI has no getter for. Under grad mode an alias of it is a view
-// with a grad_fn (not a leaf) exactly when it requires grad: aten::alias then aten::is_leaf, both through the
-// dispatcher (inside a jit.trace the tracer records neither: it runs this op with tracing off). Any failure
-// answers true, which sends the call to the Python kernel.
-bool requires_grad(Tensor t) {
-  const Shim& s = shim();
-  Tensor h = nullptr;
-  if (s.new_handle(t, &h)) return true;
-  SIV st[1] = {static_cast<SIV>(reinterpret_cast<uintptr_t>(h))};
-  // each call takes ownership of the handle on the stack and leaves its result there
-  if (s.call_dispatcher("aten::alias", "", st, g_torch_version)) return true;
-  if (s.call_dispatcher("aten::is_leaf", "", st, g_torch_version)) return true;
-  bool leaf = false;
-  std::memcpy(&leaf, &st[0], sizeof(bool));  // a bool StableIValue: its first byte (stableivalue_conversions.h)
-  return !leaf;
-}
-
 // Owns freshly allocated output handles until they are handed to torch.
 struct Outputs {
-  std::vector<Tensor> t;
+  std::vector<TorchTensor> t;
   ~Outputs() {
-    for (Tensor x : t) shim().tensor_delete(x);
+    for (TorchTensor x : t) torch_abi().tensor_delete(x);
   }
 };
 
-bool run_native(SIV* stack, bool autograd_key) {
-  const Shim& s = shim();
-  List list = reinterpret_cast<List>(static_cast<uintptr_t>(stack[0]));
-  Tensor model = reinterpret_cast<Tensor>(static_cast<uintptr_t>(stack[1]));
+bool run_native(StableIValue* stack, bool autograd_key) {
+  const TorchAbi& s = torch_abi();
+  TorchList list = reinterpret_cast<TorchList>(static_cast<uintptr_t>(stack[0]));
+  TorchTensor model = reinterpret_cast<TorchTensor>(static_cast<uintptr_t>(stack[1]));
   std::shared_ptr<const Placement> p = find(model);
   if (!p) return false;
   thread_local std::vector<void*> in_ptrs, out_ptrs;
@@ -278,7 +188,7 @@ bool run_native(SIV* stack, bool autograd_key) {
   if (rows < 0) return false;
   if (autograd_key && !p->grad_free && s.grad_enabled())
     for (size_t i = 0; i < in_handles.size(); ++i)
-      if (p->ins[i].floating && requires_grad(in_handles[i])) return false;  // autograd: the Python kernel
+      if (p->ins[i].floating && tensor_requires_grad(in_handles[i], g_torch_version)) return false;  // autograd: the Python kernel
   const bool chunked = p->batch > 0 && rows != p->batch;
   const ForwardCopy* copy = nullptr;
   size_t first = 0;  // spread_chunks' first copy
@@ -299,7 +209,7 @@ bool run_native(SIV* stack, bool autograd_key) {
     const Io& o = p->outs[i];
     sizes = o.sizes;
     if (chunked && o.batched) sizes[0] = rows;
-    Tensor t = nullptr;
+    TorchTensor t = nullptr;
     if (s.empty_strided(static_cast<int64_t>(sizes.size()), sizes.data(), o.strides.data(), o.dtype, s.cpu, 0, &t))
       return false;
     outs.t.push_back(t);
@@ -307,11 +217,11 @@ bool run_native(SIV* stack, bool autograd_key) {
   }
   // from here on the call is ours: the arguments (input handles, their list, the model) are consumed
   struct Consume {
-    List list;
-    Tensor model;
+    TorchList list;
+    TorchTensor model;
     ~Consume() {
-      const Shim& s = shim();
-      for (Tensor t : in_handles) s.tensor_delete(t);
+      const TorchAbi& s = torch_abi();
+      for (TorchTensor t : in_handles) s.tensor_delete(t);
       s.list_delete(list);
       s.tensor_delete(model);
     }
@@ -330,11 +240,11 @@ bool run_native(SIV* stack, bool autograd_key) {
     }
     if (saved) PyEval_RestoreThread(saved);
   }
-  List result = nullptr;
+  TorchList result = nullptr;
   if (s.list_new(outs.t.size(), &result)) throw std::runtime_error("neuron forward op: cannot allocate the output list");
-  for (Tensor t : outs.t) s.list_push(result, static_cast<SIV>(reinterpret_cast<uintptr_t>(t)));
+  for (TorchTensor t : outs.t) s.list_push(result, static_cast<StableIValue>(reinterpret_cast<uintptr_t>(t)));
   outs.t.clear();
-  stack[0] = static_cast<SIV>(reinterpret_cast<uintptr_t>(result));
+  stack[0] = static_cast<StableIValue>(reinterpret_cast<uintptr_t>(result));
   g_native_calls.fetch_add(1, std::memory_order_relaxed);
   return true;
 }
@@ -346,9 +256,9 @@ struct Names {
 Names g_names[2];  // forward_v2, forward_1
 
 template <int Which, bool AutogradKey>
-void kernel(SIV* stack, uint64_t /*num_args*/, uint64_t /*num_returns*/) {
+void kernel(StableIValue* stack, uint64_t /*num_args*/, uint64_t /*num_returns*/) {
   if (run_native(stack, AutogradKey)) return;
-  const Shim& s = shim();
+  const TorchAbi& s = torch_abi();
   const Names& n = g_names[Which];
   if (s.call_dispatcher(n.fallback.c_str(), "", stack, n.version)) throw std::runtime_error(s.exception_what());
 }
@@ -356,13 +266,13 @@ void kernel(SIV* stack, uint64_t /*num_args*/, uint64_t /*num_returns*/) {
 }  // namespace
 
 bool forward_op_install(const std::string& op, const std::string& fallback, uint64_t torch_version) {
-  const Shim& s = shim();
+  const TorchAbi& s = torch_abi();
   if (!s.ok) return false;
   const int which = op == "forward_v2" ? 0 : op == "forward_1" ? 1 : -1;
   if (which < 0) throw std::invalid_argument("forward op: unknown op " + op);
   g_names[which] = Names{"neuron::" + fallback, torch_version};
   g_torch_version = torch_version;
-  const BoxedFn fns[2][2] = {{&kernel<0, true>, &kernel<0, false>}, {&kernel<1, true>, &kernel<1, false>}};
+  const TorchBoxedFn fns[2][2] = {{&kernel<0, true>, &kernel<0, false>}, {&kernel<1, true>, &kernel<1, false>}};
   const char* keys[2] = {"Autograd", "CPU"};
   for (int k = 0; k < 2; ++k) {
     void* lib = nullptr;  // kept for the process's life: deleting it would unregister the kernel
@@ -386,7 +296,7 @@ void forward_op_place(uintptr_t artifact_data, int64_t artifact_numel, const std
   p->grad_free = true;
   p->batch = dynamic_batch;
   auto io = [&](const ForwardIo& f, bool batched) {
-    Io o{dtype_code(f.dtype), f.sizes, std::vector<int64_t>(f.sizes.size(), 1), 0, f.itemsize, false,
+    Io o{torch_dtype_code(f.dtype), f.sizes, std::vector<int64_t>(f.sizes.size(), 1), 0, f.itemsize, false,
          is_floating(f.dtype)};
     for (int64_t d = static_cast<int64_t>(o.sizes.size()) - 2; d >= 0; --d)
       o.strides[d] = o.strides[d + 1] * std::max<int64_t>(o.sizes[d + 1], 1);

@@ -2,10 +2,8 @@
 // TorchScript interpreter straight into Program::run without taking the GIL (the Python kernel took it three
 // times per call, which kept two emulated cores called from two threads from running in parallel).
 //
-// Not built against libtorch: the kernel is registered and reads its tensors through torch's stable C ABI
-// (torch/csrc/stable/c/shim.h, aoti_torch/c/shim.h; torch >= 2.10), resolved at run time from the
-// libtorch_cpu.so torch already loaded (dlopen RTLD_NOLOAD + dlsym), as native_gemm.cpp resolves MKL. Without
-// those symbols install() returns false and the Python kernels stay in charge.
+// Not built against libtorch: the kernel is registered and reads its tensors through torch's stable C ABI, resolved
+// at run time (torch_stable_abi.h). Without it install() returns false and the Python kernels stay in charge.
 //
 // The native kernel runs only the common case: a model placed on one core or replicated round robin
 // (placements made by neuron_emu/runtime/placement.py), inputs of the compiled shapes and dtypes (or, with
