@@ -152,8 +152,8 @@ void run_chunks(const Placement& p, LoadedProgram& prog, int64_t rows, int64_t b
 // The chunks of `rows` spread over the placement's copies as consecutive spans, span j on copy first + j (mod
 // copies; `first` advances per call, as runtime/batching.py's run_dynamic rotates, so a call of fewer chunks than
 // copies does not always land on the first), span 0 on the calling thread and span j on spread helper j
-// (spread_workers.h): DataParallel's and replicated dynamic batching's split, with no Python thread. `stats`: the calling thread's
-// last execution.
+// (spread_workers.h): DataParallel's and replicated dynamic batching's split, with no Python thread. `stats`: the
+// calling thread's last execution.
 void spread_chunks(const Placement& p, int64_t rows, size_t first, const std::vector<void*>& ins,
                    const std::vector<void*>& outs, double* stats) {
   const int64_t B = p.batch, chunks = (rows + B - 1) / B;
@@ -161,19 +161,23 @@ void spread_chunks(const Placement& p, int64_t rows, size_t first, const std::ve
   const int64_t k = std::min<int64_t>(static_cast<int64_t>(n), chunks), per = (chunks + k - 1) / k;
   size_t shares = 0;
   while (static_cast<int64_t>(shares) < k && static_cast<int64_t>(shares) * per < chunks) ++shares;
-  std::vector<double> other(kStatsLen * shares);
+  thread_local std::vector<double> other;  // the helpers' stats (the caller keeps its own in `stats`)
+  other.resize(kStatsLen * shares);
+  double* const other_stats = other.data();  // by pointer: in a helper, `other` would name the helper's own
   run_spread(shares, [&](size_t j) {
     const int64_t begin = static_cast<int64_t>(j) * per * B, end = std::min(rows, (static_cast<int64_t>(j) + 1) * per * B);
     run_chunks(p, *p.copies[(first + j) % n].program, rows, begin, end, ins, outs,
-               j == 0 ? stats : other.data() + j * kStatsLen);
+               j == 0 ? stats : other_stats + j * kStatsLen);
   });
 }
 
-// Owns freshly allocated output handles until they are handed to torch.
-struct Outputs {
-  std::vector<TorchTensor> t;
-  ~Outputs() {
-    for (TorchTensor x : t) torch_abi().tensor_delete(x);
+// The call's freshly allocated output handles (kept per thread: no allocation per call); whatever is still here
+// when the call leaves was not handed to torch and is freed.
+thread_local std::vector<TorchTensor> out_handles;
+struct FreeUnhandedOutputs {
+  ~FreeUnhandedOutputs() {
+    for (TorchTensor x : out_handles) torch_abi().tensor_delete(x);
+    out_handles.clear();
   }
 };
 
@@ -186,9 +190,9 @@ bool run_native(StableIValue* stack, bool autograd_key) {
   thread_local std::vector<void*> in_ptrs, out_ptrs;
   const int64_t rows = gather_inputs(*p, list, in_handles, in_ptrs);
   if (rows < 0) return false;
-  if (autograd_key && !p->grad_free && s.grad_enabled())
+  if (autograd_key && !p->grad_free && s.grad_enabled())  // autograd is the Python kernel's
     for (size_t i = 0; i < in_handles.size(); ++i)
-      if (p->ins[i].floating && tensor_requires_grad(in_handles[i], g_torch_version)) return false;  // autograd: the Python kernel
+      if (p->ins[i].floating && tensor_requires_grad(in_handles[i], g_torch_version)) return false;
   const bool chunked = p->batch > 0 && rows != p->batch;
   const ForwardCopy* copy = nullptr;
   size_t first = 0;  // spread_chunks' first copy
@@ -196,13 +200,12 @@ bool run_native(StableIValue* stack, bool autograd_key) {
     for (const ForwardCopy& c : p->copies)
       if (c.core == t_pin) copy = &c;
     if (!copy) return false;  // pinned to a core without a copy: the runtime loads one there
-  } else if (chunked && p->copies.size() > 1) {
-    copy = nullptr;  // the chunks are spread over the copies (spread_chunks)
+  } else if (chunked && p->copies.size() > 1) {  // no one copy: the chunks are spread over them (spread_chunks)
     first = p->next.fetch_add(1, std::memory_order_relaxed) % p->copies.size();
   } else {
     copy = &p->copies[p->next.fetch_add(1, std::memory_order_relaxed) % p->copies.size()];
   }
-  Outputs outs;
+  FreeUnhandedOutputs free_outputs;
   out_ptrs.resize(p->outs.size());
   thread_local std::vector<int64_t> sizes;
   for (size_t i = 0; i < p->outs.size(); ++i) {
@@ -212,7 +215,7 @@ bool run_native(StableIValue* stack, bool autograd_key) {
     TorchTensor t = nullptr;
     if (s.empty_strided(static_cast<int64_t>(sizes.size()), sizes.data(), o.strides.data(), o.dtype, s.cpu, 0, &t))
       return false;
-    outs.t.push_back(t);
+    out_handles.push_back(t);
     if (s.data_ptr(t, &out_ptrs[i])) return false;
   }
   // from here on the call is ours: the arguments (input handles, their list, the model) are consumed
@@ -241,26 +244,23 @@ bool run_native(StableIValue* stack, bool autograd_key) {
     if (saved) PyEval_RestoreThread(saved);
   }
   TorchList result = nullptr;
-  if (s.list_new(outs.t.size(), &result)) throw std::runtime_error("neuron forward op: cannot allocate the output list");
-  for (TorchTensor t : outs.t) s.list_push(result, static_cast<StableIValue>(reinterpret_cast<uintptr_t>(t)));
-  outs.t.clear();
+  if (s.list_new(out_handles.size(), &result))
+    throw std::runtime_error("neuron forward op: cannot allocate the output list");
+  for (TorchTensor t : out_handles) s.list_push(result, static_cast<StableIValue>(reinterpret_cast<uintptr_t>(t)));
+  out_handles.clear();   // handed to torch
   stack[0] = static_cast<StableIValue>(reinterpret_cast<uintptr_t>(result));
   g_native_calls.fetch_add(1, std::memory_order_relaxed);
   return true;
 }
 
-struct Names {
-  std::string fallback;
-  uint64_t version = 0;
-};
-Names g_names[2];  // forward_v2, forward_1
+std::string g_fallback[2];  // the Python implementation's op name, of forward_v2 and of forward_1
 
 template <int Which, bool AutogradKey>
 void kernel(StableIValue* stack, uint64_t /*num_args*/, uint64_t /*num_returns*/) {
   if (run_native(stack, AutogradKey)) return;
   const TorchAbi& s = torch_abi();
-  const Names& n = g_names[Which];
-  if (s.call_dispatcher(n.fallback.c_str(), "", stack, n.version)) throw std::runtime_error(s.exception_what());
+  if (s.call_dispatcher(g_fallback[Which].c_str(), "", stack, g_torch_version))
+    throw std::runtime_error(s.exception_what());
 }
 
 }  // namespace
@@ -270,7 +270,7 @@ bool forward_op_install(const std::string& op, const std::string& fallback, uint
   if (!s.ok) return false;
   const int which = op == "forward_v2" ? 0 : op == "forward_1" ? 1 : -1;
   if (which < 0) throw std::invalid_argument("forward op: unknown op " + op);
-  g_names[which] = Names{"neuron::" + fallback, torch_version};
+  g_fallback[which] = "neuron::" + fallback;
   g_torch_version = torch_version;
   const TorchBoxedFn fns[2][2] = {{&kernel<0, true>, &kernel<0, false>}, {&kernel<1, true>, &kernel<1, false>}};
   const char* keys[2] = {"Autograd", "CPU"};

@@ -41,9 +41,15 @@ CoreCounters::Snapshot CoreCounters::snapshot() const {
   s.executions = executions_;
   s.last_latency_ns = last_latency_ns_;
   s.host_ns = host_ns_;
-  s.recent.reserve(recent_count_);
-  for (size_t i = 0; i < recent_count_; ++i) s.recent.push_back(recent_[(recent_next_ + kRecent - recent_count_ + i) % kRecent]);
   return s;
+}
+
+std::vector<double> CoreCounters::recent() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  std::vector<double> r;
+  r.reserve(recent_count_);
+  for (size_t i = 0; i < recent_count_; ++i) r.push_back(recent_[(recent_next_ + kRecent - recent_count_ + i) % kRecent]);
+  return r;
 }
 
 void CoreCounters::reset() {

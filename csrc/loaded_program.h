@@ -28,10 +28,10 @@ class CoreCounters {
     int64_t executions = 0;
     double last_latency_ns = 0;
     int64_t host_ns = 0;         // emulator wall time spent executing on the core
-    std::vector<double> recent;  // modelled latency of the most recent executions, oldest first
   };
   void record(const double* stats, int64_t host_ns);
   Snapshot snapshot() const;
+  std::vector<double> recent() const;  // modelled latency of the most recent executions, oldest first
   void reset();
 
  private:

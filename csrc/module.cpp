@@ -191,7 +191,7 @@ PyProgram make_program(const CoreSpec& spec, py::array_t<int64_t, py::array::c_s
 
 py::tuple counters_snapshot(const CoreCounters& c) {
   const CoreCounters::Snapshot s = c.snapshot();
-  return py::make_tuple(stats_array(s.acc.data()), s.executions, s.last_latency_ns, s.host_ns, s.recent);
+  return py::make_tuple(stats_array(s.acc.data()), s.executions, s.last_latency_ns, s.host_ns);
 }
 
 using IoTuple = std::tuple<std::string, std::vector<int64_t>, int64_t>;  // (dtype, sizes, itemsize)
@@ -345,8 +345,8 @@ PYBIND11_MODULE(_C, m) {
 
   py::class_<CoreCounters, std::shared_ptr<CoreCounters>>(m, "CoreCounters")
       .def(py::init<>())
-      .def("snapshot", &counters_snapshot,
-           "(summed stats vector, executions, last latency ns, host ns, recent latencies ns oldest first)")
+      .def("snapshot", &counters_snapshot, "(summed stats vector, executions, last latency ns, host ns)")
+      .def("recent", &CoreCounters::recent, "Modelled latencies (ns) of the most recent executions, oldest first.")
       .def("reset", &CoreCounters::reset);
   m.def("last_run", []() -> py::object {
     const LastRun& r = last_run();

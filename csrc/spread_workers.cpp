@@ -9,8 +9,10 @@
 #include <deque>
 #include <exception>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 namespace nemu {
 
@@ -117,11 +119,17 @@ void wait(Task& t) {
 }  // namespace
 
 void run_spread(size_t n, const std::function<void(size_t)>& fn) {
-  std::vector<Task> tasks(n > 1 ? n - 1 : 0);
+  // the calling thread's tasks, kept across calls (no allocation per call); a task is free again once wait()
+  // returned, which takes its lock after the helper's last touch
+  thread_local std::vector<std::unique_ptr<Task>> tasks;
+  while (tasks.size() + 1 < n) tasks.push_back(std::make_unique<Task>());
   for (size_t i = 1; i < n; ++i) {
-    tasks[i - 1].fn = &fn;
-    tasks[i - 1].index = i;
-    worker(i).post(&tasks[i - 1]);
+    Task& t = *tasks[i - 1];
+    t.fn = &fn;
+    t.index = i;
+    t.error = nullptr;
+    t.done.store(false, std::memory_order_relaxed);
+    worker(i).post(&t);
   }
   std::exception_ptr first;
   try {
@@ -129,7 +137,8 @@ void run_spread(size_t n, const std::function<void(size_t)>& fn) {
   } catch (...) {
     first = std::current_exception();
   }
-  for (Task& t : tasks) {
+  for (size_t i = 1; i < n; ++i) {
+    Task& t = *tasks[i - 1];
     wait(t);
     if (!first && t.error) first = t.error;
   }

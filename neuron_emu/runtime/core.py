@@ -93,14 +93,14 @@ class NeuronCore:
             return list(self._models.values())
 
     def counters(self) -> CoreCounters:
-        acc, n, last, host, _ = self.native_counters.snapshot()
+        acc, n, last, host = self.native_counters.snapshot()
         total = acc[0] * 1e-9
         return CoreCounters(self.index, n, total, last * 1e-9, host * 1e-9, engine_summaries(acc, total))
 
     @property
     def recent_latency_ns(self) -> List[float]:
         """Modelled latency of the most recent executions (up to 1024), oldest first (monitoring)."""
-        return self.native_counters.snapshot()[4]
+        return self.native_counters.recent()
 
     def reset_counters(self) -> None:
         self.native_counters.reset()
