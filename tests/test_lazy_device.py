@@ -204,3 +204,16 @@ def test_empty_out_tensors_are_resized(dev):
         assert torch.equal(torch.combinations(x.to(dev), **kw).cpu(), torch.combinations(x, **kw))
     with pytest.raises(RuntimeError, match=r"aten::add: the out= tensor of shape \[2\] would be resized to \[3\]"):
         torch.add(a.to(dev), b.to(dev), out=torch.zeros(2).to(dev))
+
+
+def test_to_aliases_only_when_nothing_changes(dev):
+    """aten::to returns `self` when dtype and device stay (as in eager); a real conversion is a new tensor, so
+    writing to it leaves the source alone."""
+    x = torch.arange(4.0).to(dev)
+    assert x.to(torch.float32) is x and x.to(dev) is x
+    y = x.to(torch.float64)
+    y.add_(1)
+    z = x.to(torch.float32, copy=True)
+    z.mul_(2)
+    assert x.cpu().tolist() == [0.0, 1.0, 2.0, 3.0]
+    assert y.cpu().tolist() == [1.0, 2.0, 3.0, 4.0] and z.cpu().tolist() == [0.0, 2.0, 4.0, 6.0]

@@ -75,3 +75,30 @@ def test_training_matches_eager_and_compiles_once(dev, case):
     assert met.counter_value("UncachedCompile") <= 2
     assert met.counter_value("CachedCompile") >= 18
     assert met.executed_fallback_ops() == []
+
+
+def test_gradient_accumulation_matches_eager(dev):
+    """Two backward passes per optimizer step (no zero_grad between them): the second accumulates into gradients
+    the first made, some of them outputs of a decomposition's `.to` (once an alias that could not be written)."""
+    torch.manual_seed(0)
+    cpu_model = TinyLM()
+    dev_model = copy.deepcopy(cpu_model).to(dev)
+    batches = [torch.randint(0, 50, (4, 8)) for _ in range(6)]
+
+    def train(model, on_dev):
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        losses = []
+        for first, second in zip(batches[::2], batches[1::2]):
+            opt.zero_grad()
+            for ids in (first, second):
+                ids = ids.to(dev) if on_dev else ids
+                loss = torch.nn.functional.cross_entropy(model(ids).flatten(0, 1), ids.flatten())
+                loss.backward()
+                losses.append(loss.detach())
+            opt.step()
+            if on_dev:
+                xm.mark_step()
+        return torch.stack([l.cpu() for l in losses])
+
+    torch.testing.assert_close(train(dev_model, True), train(cpu_model, False), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(dev_model.head.weight.grad.cpu(), cpu_model.head.weight.grad, rtol=1e-4, atol=1e-5)

@@ -16,8 +16,10 @@ def mark_step(where: str = None, wait: bool = True) -> int:
     """Compile (or reuse) and run the pending graph of every live device tensor; run the step closures.
     With `wait=False` a cached step runs on the device's worker thread (device_queue.py). Returns the number of
     ops run."""
+    from neuron_emu.lazy.backward_errors import raise_pending
     from neuron_emu.lazy.executor import sync_step
     from neuron_emu.lazy.record import user_frame
+    raise_pending()   # (a backward through torch.autograd.grad that deferred an error, with no device op since)
     metrics.counter_add("MarkStep")
     n = sync_step(where or user_frame(), wait)
     closures = list(_closures)

@@ -20,7 +20,7 @@ import torch
 from torch._decomp import decomposition_table
 
 from neuron_emu.compiler.lowering import lookup
-from neuron_emu.lazy import bf16, foreach, metrics, replay
+from neuron_emu.lazy import backward_errors, bf16, foreach, metrics, replay
 from neuron_emu.lazy.decompositions import TABLE as preferred, VALUE_TABLE as value_decomposition
 from neuron_emu.lazy.device import device_type
 from neuron_emu.lazy.record import DeviceData, LNode, MetaError, Ref, _infer, _meta_cache, add_to_trace, record, \
@@ -40,6 +40,7 @@ class Storage:
 # are entered (one dict store of a weak reference per recorded op); dead and materialised ones are dropped at
 # the sync, or when the registry outgrows its last live size (a loop without mark_step).
 _pending: Dict[int, "weakref.ref[Storage]"] = {}
+_backward_errors = backward_errors.pending   # (the list itself: one truthiness test per op)
 _prune_at = [4096]
 _seq = itertools.count()
 _ref = weakref.ref
@@ -112,17 +113,28 @@ class LazyTensor(torch.Tensor):
 
     @classmethod
     def __torch_dispatch__(cls, func, types, args=(), kwargs=None):
-        if not kwargs and not _EAGER and _fast_ok.get(id(func)):
-            r = _fast(func, args)
-            if r is not None:
-                return r
-        if getattr(_site, "v", None) is not None:   # nested in another op's dispatch: that op's line
-            return dispatch(func, args, kwargs or {})
-        _site.v = user_site(1)
+        if _backward_errors and not backward_errors.in_backward_node():
+            backward_errors.raise_pending()   # (after torch.autograd.grad / .backward, which have no hook of ours)
         try:
-            return dispatch(func, args, kwargs or {})
-        finally:
-            _site.v = None
+            if not kwargs and not _EAGER and _fast_ok.get(id(func)):
+                r = _fast(func, args)
+                if r is not None:
+                    return r
+            if getattr(_site, "v", None) is not None:   # nested in another op's dispatch: that op's line
+                return dispatch(func, args, kwargs or {})
+            _site.v = user_site(1)
+            try:
+                return dispatch(func, args, kwargs or {})
+            finally:
+                _site.v = None
+        except Exception as e:   # raised inside a C++ backward node, it would abort the process (backward_errors.py)
+            if getattr(_site, "v", None) is not None or not backward_errors.in_backward_node():
+                raise
+            return backward_errors.defer(e, func, args, kwargs or {}, empty_data)
+
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+        super().backward(gradient, retain_graph, create_graph, inputs)
+        backward_errors.raise_pending()
 
     def __repr__(self, *, tensor_contents=None):
         cpu = to_cpu(self, "print")
@@ -858,6 +870,13 @@ def _same_size(func, args, kwargs):
     return tuple(args[0].shape) == tuple(args[1].shape)
 
 
+def _to(func, args, kwargs):
+    # aten::to is composite: `self` itself when nothing changes (an alias, as in eager), else a _to_copy. Routed as
+    # the view its schema says it may be, a converted result would share the source's storage chain, and a later
+    # in-place write to it (autograd accumulating into a gradient a decomposition made with .to) would fail.
+    return func.decompose(*args, **kwargs)
+
+
 _SPECIAL = {
     aten._to_copy.default: _to_copy,
     aten.copy_.default: _copy_,
@@ -869,6 +888,7 @@ _SPECIAL = {
     aten._conj.default: _conj,
     aten._neg_view.default: lambda func, args, kwargs: dispatch(aten.neg.default, args, kwargs),
     aten.is_same_size.default: _same_size,
+    **{getattr(aten.to, o): _to for o in ("dtype", "device", "other", "dtype_layout")},
 }
 
 

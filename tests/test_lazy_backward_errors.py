@@ -1,0 +1,45 @@
+"""An error raised by a device op inside autograd's backward is raised to the user as in eager, never aborts.
+
+Raised inside a C++ backward node it used to abort the process (backward_errors.py says why), so each case runs in
+a child process: an abort there fails the test instead of killing the run."""
+import subprocess
+import sys
+
+_SCRIPT = r"""
+import torch
+import torch_neuronx_emu.xla_model as xm
+dev = xm.xla_device()
+
+# 1. AccumulateGrad writing into a gradient that is a diagonal view (eager accepts it; the lazy device cannot
+#    write through that view): raised when backward() returns
+w = torch.ones(3, 3, device=dev, requires_grad=True)
+w.grad = torch.zeros(3, 3, 3, device=dev).diagonal()
+try:
+    (w * 2).sum().backward()
+except RuntimeError as e:
+    assert "aten::diagonal" in str(e) and "AccumulateGrad" in "".join(getattr(e, "__notes__", [])), e
+    print("backward raised")
+
+# 2. torch.autograd.grad (no method of ours runs after it): raised at the next device op
+x = torch.ones(3, 3, device=dev, requires_grad=True)
+y = x * 3
+y.register_hook(lambda g: (g.diagonal().add_(1), g)[1])
+(g,) = torch.autograd.grad(y.sum(), x)
+try:
+    x + 1
+except RuntimeError as e:
+    print("next op raised")
+
+# 3. the device works on: a normal step afterwards gives eager's numbers
+v = torch.arange(4.0, device=dev, requires_grad=True)
+(v * v).sum().backward()
+xm.mark_step()
+assert v.grad.cpu().tolist() == [0.0, 2.0, 4.0, 6.0], v.grad
+print("ok")
+"""
+
+
+def test_backward_errors_are_raised_not_aborted():
+    r = subprocess.run([sys.executable, "-c", _SCRIPT], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.split() == ["backward", "raised", "next", "op", "raised", "ok"], r.stdout + r.stderr
