@@ -217,3 +217,21 @@ def test_to_aliases_only_when_nothing_changes(dev):
     z.mul_(2)
     assert x.cpu().tolist() == [0.0, 1.0, 2.0, 3.0]
     assert y.cpu().tolist() == [1.0, 2.0, 3.0, 4.0] and z.cpu().tolist() == [0.0, 2.0, 4.0, 6.0]
+
+
+def test_xla_device_strings_name_this_device(dev):
+    """torch_xla's tutorials write `device = 'xla'`: without torch_xla that is torch's built-in XLA type, which
+    has no device guard; here it names this device (index n: visible NeuronCore n)."""
+    a = torch.arange(6.0).reshape(2, 3)
+    x = a.to("xla")
+    y = torch.ones(2, 3, device="xla")
+    z = torch.tensor([1.0, 2.0, 3.0], device=torch.device("xla"))
+    assert x.device == y.device == z.device == dev
+    model = torch.nn.Linear(3, 2)
+    want = model(a)
+    got = model.to("xla")(x)
+    assert got.device == dev
+    torch.testing.assert_close(got.cpu(), want)
+    torch.testing.assert_close((x + y * z).cpu(), a + torch.tensor([1.0, 2.0, 3.0]))
+    if len(xm.get_xla_supported_devices()) > 1:
+        assert torch.zeros(2, device="xla:1").device == torch.device(dev.type, 1)

@@ -62,6 +62,7 @@ def device_type() -> str:
     # torch.tensor(data, device=...) copies with the Python key excluded, so its copy arrives here
     lib.impl("_copy_from", lambda self, dst, non_blocking=False: copy_from(self, dst), "PrivateUse1")
     _lib = lib
+    _alias_xla(lib, empty_data, device_index)
     # optimizers take their multi-tensor (foreach) path for device tensors, as for any tensor of a device torch
     # lists as foreach-capable (PrivateUse1 is): torch only checks the Python type, which ours is a subclass of
     single_threaded_autograd()
@@ -69,6 +70,40 @@ def device_type() -> str:
     if LazyTensor not in optimizer._foreach_supported_types:
         optimizer._foreach_supported_types.append(LazyTensor)
     return _NAME
+
+
+TYPES = [_NAME]   # device types naming this device: `neuron`, and `xla` once aliased
+
+
+def is_ours(d) -> bool:
+    """Whether a `device=` argument (torch.device or string; any other argument: no) names this device."""
+    if isinstance(d, str):
+        return d.partition(":")[0] in TYPES
+    return isinstance(d, torch.device) and d.type in TYPES
+
+
+def _alias_xla(lib, empty_data, device_index) -> None:
+    """Let `xla` name this device too, as torch_xla's tutorials write it (`device = 'xla'`, `model.to(device)`).
+    `torch.device('xla')` parses to the built-in XLA type, which without torch_xla has no device guard: `.to('xla')`
+    asks one for the current index. The XLA slot of c10's guard registry gets PrivateUse1's guard (whose current
+    device is `neuron:0`, so `.to('xla')` lands here) and the XLA key the allocation factories (`torch.zeros(...,
+    device='xla:1')` makes a tensor on `neuron:1`). Skipped if something registered an XLA guard (torch_xla)."""
+    import ctypes
+    import os
+    try:
+        c10 = ctypes.CDLL(os.path.join(os.path.dirname(torch.__file__), "lib", "libc10.so"))
+        registry = (ctypes.c_void_p * 32).in_dll(c10, "_ZN3c104impl26device_guard_impl_registryE")
+    except (OSError, ValueError):   # another build of torch: `xla` stays torch's own (an error without torch_xla)
+        return
+    xla, ours = int(torch._C._autograd.DeviceType.XLA), int(torch._C._autograd.DeviceType.PrivateUse1)
+    if registry[xla] or not registry[ours]:
+        return
+    registry[xla] = registry[ours]
+    lib.impl("empty.memory_format", lambda size, dtype=None, layout=None, device=None, pin_memory=None,
+             memory_format=None: empty_data(size, dtype, device_index(device)), "XLA")
+    lib.impl("empty_strided", lambda size, stride, dtype=None, layout=None, device=None, pin_memory=None:
+             empty_data(size, dtype, device_index(device)), "XLA")
+    TYPES.append("xla")
 
 
 def device(index: int = 0) -> torch.device:

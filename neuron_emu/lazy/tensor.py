@@ -22,7 +22,7 @@ from torch._decomp import decomposition_table
 from neuron_emu.compiler.lowering import lookup
 from neuron_emu.lazy import backward_errors, bf16, foreach, metrics, replay
 from neuron_emu.lazy.decompositions import TABLE as preferred, VALUE_TABLE as value_decomposition
-from neuron_emu.lazy.device import device_type
+from neuron_emu.lazy.device import device_type, is_ours
 from neuron_emu.lazy.record import DeviceData, LNode, MetaError, Ref, _infer, _meta_cache, add_to_trace, record, \
     user_frame, user_site
 from neuron_emu.lazy.record import dispatch_site as _site
@@ -198,7 +198,7 @@ def _device_of(args, kwargs) -> int:
             raise mixed_devices(dev, d)
     if dev is None:
         d = kwargs.get("device")
-        return device_index(d) if d is not None and torch.device(d).type == device_type() else 0
+        return device_index(d) if d is not None and is_ours(d) else 0
     return dev
 
 
@@ -465,7 +465,7 @@ def _has_lazy(args, kwargs) -> bool:
 
 def _on_device(kwargs) -> bool:
     d = kwargs.get("device")
-    return d is not None and torch.device(d).type == device_type()
+    return d is not None and is_ours(d)
 
 
 # -- routing --------------------------------------------------------------------------------------------------
@@ -763,10 +763,8 @@ def fallback(func, args, kwargs):
             return c
         if isinstance(a, (list, tuple)) and any(isinstance(x, LazyTensor) for x in a):
             return type(a)(cpu(x, mut) for x in a)
-        if isinstance(a, torch.device) and a.type == device_type():
+        if isinstance(a, (torch.device, str)) and is_ours(a):
             return torch.device("cpu")
-        if isinstance(a, str) and a.startswith(device_type()):
-            return "cpu"
         return a
 
     names = [a.name for a in func._schema.arguments]
