@@ -127,7 +127,7 @@ class LazyTensor(torch.Tensor):
                 return dispatch(func, args, kwargs or {})
             finally:
                 _site.v = None
-        except Exception as e:   # raised inside a C++ backward node, it would abort the process (backward_errors.py)
+        except BaseException as e:   # raised in a C++ backward node it would abort the process (backward_errors.py)
             if getattr(_site, "v", None) is not None or not backward_errors.in_backward_node():
                 raise
             return backward_errors.defer(e, func, args, kwargs or {}, empty_data)
