@@ -93,9 +93,9 @@ def _alias_xla(lib, empty_data, device_index) -> None:
     try:
         c10 = ctypes.CDLL(os.path.join(os.path.dirname(torch.__file__), "lib", "libc10.so"))
         registry = (ctypes.c_void_p * 32).in_dll(c10, "_ZN3c104impl26device_guard_impl_registryE")
-    except (OSError, ValueError):   # another build of torch: `xla` stays torch's own (an error without torch_xla)
+        xla, ours = int(torch._C._autograd.DeviceType.XLA), int(torch._C._autograd.DeviceType.PrivateUse1)
+    except (OSError, ValueError, AttributeError):   # another build of torch: `xla` stays torch's own
         return
-    xla, ours = int(torch._C._autograd.DeviceType.XLA), int(torch._C._autograd.DeviceType.PrivateUse1)
     if registry[xla] or not registry[ours]:
         return
     registry[xla] = registry[ours]
