@@ -86,8 +86,7 @@ def reduce_gradients(optimizer, groups=None, pin_layout: bool = True) -> None:
 
 def save(data, file_or_path, master_only: bool = True, global_master: bool = False) -> None:
     """torch.save with device tensors moved to CPU first (what torch_xla's xm.save does)."""
-    from torch.utils._pytree import tree_map
-    torch.save(tree_map(lambda t: t.cpu() if isinstance(t, torch.Tensor) else t, data), file_or_path)
+    torch.save(_maybe_convert_to_cpu(data), file_or_path)
 
 
 def set_rng_state(seed: int, device=None) -> None:
@@ -96,3 +95,71 @@ def set_rng_state(seed: int, device=None) -> None:
 
 def get_rng_state(device=None) -> int:
     return int(torch.initial_seed())
+
+
+# -- collectives and data movement for one process (world size 1): what libraries call on any torch_xla setup ------
+
+REDUCE_SUM, REDUCE_MUL, REDUCE_AND, REDUCE_OR, REDUCE_MIN, REDUCE_MAX = "sum", "mul", "and", "or", "min", "max"
+
+
+def rendezvous(tag: str, payload: bytes = b"", replicas: List[int] = []) -> List[bytes]:  # noqa: B006
+    """Every replica's payload once all reached `tag`: with one replica, this one's."""
+    return [payload]
+
+
+def mesh_reduce(tag: str, data, reduce_fn):
+    """`reduce_fn` over every replica's `data`: with one replica, over this one's."""
+    return reduce_fn([data])
+
+
+def all_reduce(reduce_type: str, inputs, scale: float = 1.0, groups=None, pin_layout: bool = True):
+    """The reduction over one replica is the input itself, times `scale` (in place for a list, as torch_xla)."""
+    if reduce_type not in (REDUCE_SUM, REDUCE_MUL, REDUCE_AND, REDUCE_OR, REDUCE_MIN, REDUCE_MAX):
+        raise ValueError(f"Invalid reduce type: {reduce_type!r}")
+    if isinstance(inputs, torch.Tensor):
+        return inputs * scale if scale != 1.0 else inputs.clone()
+    if scale != 1.0:
+        for t in inputs:
+            t.mul_(scale)
+    return inputs
+
+
+def send_cpu_data_to_device(datas, device, input_sharding=None, transfer_as_async: bool = False):
+    """`datas` (a nest of lists, tuples, dicts) with its CPU tensors copied to `device`."""
+    from torch.utils._pytree import tree_map
+    return tree_map(lambda t: t.to(device) if isinstance(t, torch.Tensor) and t.device.type == "cpu" else t, datas)
+
+
+def master_print(*args, fd=None, finalizer=None, **kwargs) -> None:
+    """print() on the master ordinal (this process)."""
+    import sys
+    print(*args, file=fd or sys.stdout, **kwargs)
+    if finalizer is not None:
+        finalizer()
+
+
+def all_gather(value: torch.Tensor, dim: int = 0, groups=None, output=None, pin_layout: bool = True):
+    """The concatenation over replicas along `dim`: with one replica, a copy of `value` (into `output` if given)."""
+    if output is not None:
+        output.copy_(value)
+        return output
+    return value.clone()
+
+
+def collective_broadcast(tensors: List[torch.Tensor], root_ordinal: int = 0, groups=None,
+                         pin_layout: bool = True) -> None:
+    """Every replica gets the root's tensors: with one replica they are already its."""
+
+
+def set_replication(device, devices) -> None:
+    """Declares the replicas taking part in collectives: one process, nothing to set."""
+
+
+def _fetch_gradients(optimizer) -> List[torch.Tensor]:
+    return [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+
+
+def _maybe_convert_to_cpu(data, convert: bool = True):
+    """`data` with its device tensors materialised and copied to CPU (what save() writes)."""
+    from torch.utils._pytree import tree_map
+    return tree_map(lambda t: t.cpu() if isinstance(t, torch.Tensor) and t.device.type != "cpu" else t, data)

@@ -5,25 +5,12 @@ guard; the two allocation factories get PrivateUse1 kernels because a factory ha
 `__torch_dispatch__` to catch."""
 from __future__ import annotations
 
-import types
-
 import torch
+
+from neuron_emu.lazy import backend_module
 
 _NAME = "neuron"
 _lib = None
-
-
-def _backend_module() -> types.ModuleType:
-    """`torch.neuron`: the runtime module torch consults for the device (seeding, availability). torch_neuron_emu
-    adds the Inf1 API to this same module (`torch.neuron.trace`), as one namespace serves both in this process."""
-    m = types.ModuleType("torch.neuron")
-    m.is_available = lambda: True
-    m.is_initialized = lambda: True
-    m.current_device = lambda: 0
-    m.device_count = device_count
-    m._is_in_bad_fork = lambda: False
-    m.manual_seed_all = lambda seed: None   # device random ops draw from the CPU generator torch.manual_seed sets
-    return m
 
 
 def device_count() -> int:
@@ -48,7 +35,7 @@ def device_type() -> str:
     name = torch._C._get_privateuse1_backend_name()
     if name == "privateuseone":
         from torch.utils.backend_registration import _setup_privateuseone_for_python_backend
-        _setup_privateuseone_for_python_backend(_NAME, backend_module=_backend_module())
+        _setup_privateuseone_for_python_backend(_NAME, backend_module=backend_module.module())
     elif name != _NAME:
         raise RuntimeError(f"The PrivateUse1 backend is already named {name!r} in this process; the emulated XLA "
                            f"device needs it named {_NAME!r}")
@@ -63,6 +50,11 @@ def device_type() -> str:
     lib.impl("_copy_from", lambda self, dst, non_blocking=False: copy_from(self, dst), "PrivateUse1")
     _lib = lib
     _alias_xla(lib, empty_data, device_index)
+    if torch.version.cuda is None and torch.version.hip is None:
+        # Pinning host memory means pinning it for this device, the accelerator torch now sees (a DataLoader with
+        # pin_memory=True asks for it), and a Python backend cannot give torch a pinned allocator: its host
+        # buffers are plain memory, so a pinned copy is a copy. (A CUDA build keeps its own kernel.)
+        lib.impl("_pin_memory", lambda self, device=None: self.clone(), "CPU")
     # optimizers take their multi-tensor (foreach) path for device tensors, as for any tensor of a device torch
     # lists as foreach-capable (PrivateUse1 is): torch only checks the Python type, which ours is a subclass of
     single_threaded_autograd()

@@ -20,7 +20,7 @@ import torch
 from torch._decomp import decomposition_table
 
 from neuron_emu.compiler.lowering import lookup
-from neuron_emu.lazy import backward_errors, bf16, foreach, metrics, replay
+from neuron_emu.lazy import backward_errors, bf16, foreach, fused_optim, metrics, replay
 from neuron_emu.lazy.decompositions import TABLE as preferred, VALUE_TABLE as value_decomposition
 from neuron_emu.lazy.device import device_type, is_ours
 from neuron_emu.lazy.record import DeviceData, LNode, MetaError, Ref, _infer, _meta_cache, add_to_trace, record, \
@@ -720,7 +720,8 @@ def _mutating(func, args, kwargs):
     res = _fast(functional, args) if not fkw and not _EAGER and _lowering(functional) == 1 else None
     if res is None:
         res = _functional(functional, args, fkw)
-    flat_res = list(res) if isinstance(res, (list, tuple)) else [res]
+    flat_res = [x for r in (res if isinstance(res, (list, tuple)) else [res])
+                for x in (r if isinstance(r, (list, tuple)) else [r])]   # (Tensor[] results: _fused_adam's lists)
     for t, r in zip(flat_targets, flat_res):
         if not isinstance(r, LazyTensor):
             r = from_cpu(r, t._st.dev)
@@ -732,6 +733,8 @@ def _mutating(func, args, kwargs):
             raise RuntimeError(f"{func._schema.name}: {what} on the lazy device (device tensors have fixed shapes, "
                                f"{list(t.shape)} here, {list(r.shape)} wanted); use the out-of-place op")
         assign(t, _coerce(t, value_of(r), func._schema.name))
+    if not func._schema.returns:   # (an op that only mutates its Tensor[] arguments: _fused_adam_)
+        return None
     if len(targets) == 1:
         return targets[0]
     return tuple(targets) if targets else None
@@ -756,11 +759,13 @@ def fallback(func, args, kwargs):
 
     def cpu(a, mut):
         if isinstance(a, LazyTensor):
+            # contiguous, as the device tensor reports itself (a view's CPU value may not be: CPU kernels that walk
+            # several tensors' memory in step, like _fused_adam's, would pair the wrong elements)
             c = to_cpu(a, where)
             if mut:
-                c = c.clone()
+                c = c.clone(memory_format=torch.contiguous_format)
                 mutated.append((a, c))
-            return c
+            return c.contiguous()
         if isinstance(a, (list, tuple)) and any(isinstance(x, LazyTensor) for x in a):
             return type(a)(cpu(x, mut) for x in a)
         if isinstance(a, (torch.device, str)) and is_ours(a):
@@ -952,9 +957,17 @@ def _shared_scalar(x: float, like) -> LazyTensor:
     return _wrap(_scalar_data(x, like.dtype is torch.float64), live=False, dev=like._st.dev)
 
 
+def _fused_optimizer(func, args, kwargs):
+    r = fused_optim.run(func, args, kwargs)
+    return fallback(func, args, kwargs) if r is NotImplemented else r
+
+
 def _foreach(func, args, kwargs):
     r = foreach.run(func, args, kwargs, dispatch, _shared_scalar)
     return fallback(func, args, kwargs) if r is NotImplemented else r
+
+
+_SPECIAL.update({op: _fused_optimizer for op in fused_optim.OPS})
 
 
 def _fast_eligible(func) -> bool:

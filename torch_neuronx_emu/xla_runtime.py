@@ -1,0 +1,46 @@
+"""Mirror of `torch_xla.runtime` (imported as `xr`) for the emulated lazy device: one process, world size 1, the
+visible NeuronCores as its devices. SPMD (sharding one program over devices) is not emulated."""
+from __future__ import annotations
+
+from torch_neuronx_emu import xla_model
+
+
+def device_type() -> str:
+    return "NEURON"
+
+
+def world_size() -> int:
+    return 1
+
+
+def global_ordinal() -> int:
+    return 0
+
+
+def local_ordinal() -> int:
+    return 0
+
+
+def process_index() -> int:
+    return 0
+
+
+def process_count() -> int:
+    return 1
+
+
+def global_runtime_device_count() -> int:
+    return len(xla_model.get_xla_supported_devices())
+
+
+def addressable_device_count() -> int:
+    return len(xla_model.get_xla_supported_devices())
+
+
+def is_spmd() -> bool:
+    return False
+
+
+def use_spmd(auto: bool = False) -> None:
+    raise NotImplementedError("SPMD (one program sharded over NeuronCores) is not emulated: neuron-emu runs one "
+                              "process whose tensors live on one device each (xm.xla_device(n))")
