@@ -65,12 +65,10 @@ def _mlp():
     return torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
 
 
-# SGD's learning rate is a Scalar argument (`add_(grad, alpha=-lr)`), a graph constant in both of torch's paths:
-# scheduled, it recompiles every step (as the single-tensor path does), so SGD runs at a fixed rate here
 @pytest.mark.parametrize("make_opt,scheduled", [
     (lambda p: torch.optim.AdamW(p, lr=1e-2, foreach=True), True),
     (lambda p: torch.optim.Adam(p, lr=1e-2, foreach=True, amsgrad=True), True),
-    (lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True, foreach=True), False),
+    (lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True, foreach=True), True),
 ], ids=["adamw", "adam-amsgrad", "sgd-nesterov"])
 def test_foreach_optimizer_matches_eager_and_compiles_at_most_twice(dev, make_opt, scheduled):
     torch.manual_seed(0)
