@@ -61,3 +61,70 @@ def test_add_with_a_float_alpha_matches_eager(dev):
     torch.testing.assert_close(x.cpu(), a.double().add(b.double(), alpha=0.7))
     h = a.bfloat16().to(dev)
     torch.testing.assert_close(h.add(b.bfloat16().to(dev), alpha=0.3).cpu(), a.bfloat16().add(b.bfloat16(), alpha=0.3))
+
+
+def test_batchnorm_training_compiles_and_updates_running_stats(dev, recwarn):
+    # torch's batch-norm decomposition calls `flatten` (a composite view): recorded as itself the step could not
+    # compile and ran op by op on CPU
+    torch.manual_seed(0)
+    cpu_model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.BatchNorm1d(32), torch.nn.Linear(32, 4))
+    dev_model = copy.deepcopy(cpu_model).to(dev)
+    batches = [torch.randn(8, 16) for _ in range(3)]
+    for x in batches:
+        cpu_model.zero_grad()
+        dev_model.zero_grad()
+        cpu_model(x).sum().backward()
+        dev_model(x.to(dev)).sum().backward()
+        xm.mark_step()
+    bn_cpu, bn_dev = cpu_model[1], dev_model[1]
+    torch.testing.assert_close(bn_dev.running_mean.cpu(), bn_cpu.running_mean)
+    torch.testing.assert_close(bn_dev.running_var.cpu(), bn_cpu.running_var)
+    assert bn_dev.num_batches_tracked.cpu().item() == 3
+    torch.testing.assert_close(dev_model[1].weight.grad.cpu(), cpu_model[1].weight.grad, rtol=1e-4, atol=1e-5)
+    assert met.executed_fallback_ops() == []
+    assert not [w for w in recwarn if "cannot compile" in str(w.message)]
+
+
+@pytest.mark.parametrize("dims,k,stride,pad,dil,groups", [
+    (2, 3, 1, 1, 1, 1), (2, 3, 2, 0, 1, 2), (2, 3, 1, 2, 2, 4), (1, 4, 3, 1, 1, 1), (2, (3, 2), (2, 1), (1, 0), 1, 1),
+    (3, 2, 1, 0, 1, 1)])
+def test_convolution_backward_runs_on_the_device(dev, dims, k, stride, pad, dil, groups):
+    torch.manual_seed(0)
+    conv = {1: torch.nn.Conv1d, 2: torch.nn.Conv2d, 3: torch.nn.Conv3d}[dims](4, 8, k, stride, pad, dil, groups)
+    x = torch.randn(2, 4, *([9] * dims) if dims < 3 else [5] * 3, requires_grad=True)
+    y = conv(x)
+    gy = torch.randn_like(y)
+    y.backward(gy)
+    conv_dev = copy.deepcopy(conv).to(dev)
+    conv_dev.zero_grad()
+    x_dev = x.detach().to(dev).requires_grad_()
+    conv_dev(x_dev).backward(gy.to(dev))
+    xm.mark_step()
+    torch.testing.assert_close(x_dev.grad.cpu(), x.grad, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(conv_dev.weight.grad.cpu(), conv.weight.grad, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(conv_dev.bias.grad.cpu(), conv.bias.grad, rtol=1e-4, atol=1e-4)
+    assert met.executed_fallback_ops() == []
+
+
+def test_composite_ops_from_decompositions_stay_on_the_device(dev):
+    # pad (max-pool's decomposition calls it) and log-sigmoid (BCE with logits) are composites of lowered ops
+    x = torch.randn(2, 3, 5, 5)
+    for mode in ("constant", "reflect", "replicate", "circular"):
+        got = torch.nn.functional.pad(x.to(dev), (1, 2, 1, 1), mode=mode)
+        torch.testing.assert_close(got.cpu(), torch.nn.functional.pad(x, (1, 2, 1, 1), mode=mode))
+    pool = torch.nn.MaxPool2d(2, padding=1)
+    xg = x.to(dev).requires_grad_()
+    pool(xg).sum().backward()
+    xc = x.clone().requires_grad_()
+    pool(xc).sum().backward()
+    torch.testing.assert_close(xg.grad.cpu(), xc.grad)
+    logits, target = torch.randn(8, 5), torch.rand(8, 5)
+    lg = logits.to(dev).requires_grad_()
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(lg, target.to(dev))
+    loss.backward()
+    lc = logits.clone().requires_grad_()
+    want = torch.nn.functional.binary_cross_entropy_with_logits(lc, target)
+    want.backward()
+    torch.testing.assert_close(loss.cpu(), want)
+    torch.testing.assert_close(lg.grad.cpu(), lc.grad)
+    assert met.executed_fallback_ops() == []

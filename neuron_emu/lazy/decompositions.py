@@ -117,3 +117,37 @@ def _and(a, b):
 @_register(aten.__or__.Tensor)
 def _or(a, b):
     return torch.bitwise_or(a, b)
+
+
+@_register(aten.convolution_backward.default)
+def convolution_backward(grad_output, input, weight, bias_sizes, stride, padding, dilation, transposed,
+                         output_padding, groups, output_mask):
+    """A (non-transposed) convolution's gradients as convolutions the compiler lowers: the input's is the
+    transposed convolution of the output gradient, the weight's a convolution of the input by the output gradient
+    with batch and channels swapped (stride and dilation trade places), cut to the kernel size."""
+    if transposed:
+        return NotImplemented
+    nsp = input.dim() - 2
+    stride, padding, dilation = (list(v) * (nsp // len(v)) for v in (stride, padding, dilation))
+    ksize, osize = list(weight.shape[2:]), list(grad_output.shape[2:])
+    grad_input = grad_weight = grad_bias = None
+    if output_mask[0]:
+        # the transposed convolution's output size falls short of the input's by rows the forward never read
+        extra = [input.shape[2 + i] - ((osize[i] - 1) * stride[i] - 2 * padding[i] + dilation[i] * (ksize[i] - 1) + 1)
+                 for i in range(nsp)]
+        grad_input = aten.convolution.default(grad_output, weight, None, stride, padding, dilation, True, extra,
+                                              groups)
+    if output_mask[1]:
+        n, cin, cout = input.shape[0], input.shape[1], grad_output.shape[1]
+        # x [N, g*ci, ...] -> [ci, g*N, ...]: the input's channels of a group are the batch, its samples the channels
+        x = input.reshape([n, groups, cin // groups] + list(input.shape[2:])).permute(
+            [2, 1, 0] + list(range(3, 3 + nsp))).reshape([cin // groups, groups * n] + list(input.shape[2:]))
+        # dy [N, g*co, ...] -> [g*co, N, ...]: one kernel per output channel, over the samples
+        g = grad_output.transpose(0, 1)
+        gw = aten.convolution.default(x, g, None, dilation, padding, stride, False, [0] * nsp, groups)
+        for i in range(nsp):
+            gw = gw.narrow(2 + i, 0, ksize[i])
+        grad_weight = gw.transpose(0, 1).contiguous()
+    if output_mask[2]:
+        grad_bias = grad_output.sum([0] + list(range(2, 2 + nsp)))
+    return grad_input, grad_weight, grad_bias

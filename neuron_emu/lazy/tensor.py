@@ -293,6 +293,9 @@ def _view(func, args, kwargs):
         return _functional(func, args, kwargs)
     if func in _SHARE:  # same storage and chain
         return LazyTensor(x._st, x._view, x.shape, x.dtype)
+    if _composite_view(func):
+        r = func.decompose(*args, **kwargs)
+        return LazyTensor(x._st, x._view, x.shape, x.dtype) if r is x else r
     base = x._st.value
     vargs = (value_of(x),) + tuple(args[1:])
     r = _fast_record(func, vargs) if not kwargs else None
@@ -312,6 +315,18 @@ def _view(func, args, kwargs):
 
 
 _SHARE = {aten.detach.default, aten.alias.default, aten.lift_fresh.default}
+_composite: Dict[int, bool] = {}
+
+
+def _composite_view(func) -> bool:
+    """A view op the compiler has no lowering for but PyTorch composes of others (`flatten`, `unflatten`, which
+    torch's decompositions call): run its composition, whose views are lowered. Recorded as itself, the whole graph
+    would fail to compile and run op by op on CPU."""
+    c = _composite.get(id(func))
+    if c is None:
+        c = _composite[id(func)] = lookup(func) is None and \
+            func.has_kernel_for_dispatch_key(torch._C.DispatchKey.CompositeImplicitAutograd)
+    return c
 
 
 def _scatter(step, base: LazyTensor, src: LazyTensor) -> LazyTensor:
@@ -611,9 +626,9 @@ def _functional(func, args, kwargs):
 
 
 def _decompose(func, args, kwargs):
-    """Our decomposition of the op, else PyTorch's; NotImplemented when neither applies."""
-    for table in (preferred, decomposition_table):
-        decomp = table.get(func)
+    """Our decomposition of the op, else PyTorch's, else its composite kernel (`pad`, which torch's max-pool
+    decomposition calls); NotImplemented when none applies."""
+    for decomp in (preferred.get(func), decomposition_table.get(func), func.decompose):
         if decomp is None:
             continue
         _decomposing.add(func)
