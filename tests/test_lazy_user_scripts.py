@@ -128,3 +128,50 @@ def test_composite_ops_from_decompositions_stay_on_the_device(dev):
     torch.testing.assert_close(loss.cpu(), want)
     torch.testing.assert_close(lg.grad.cpu(), lc.grad)
     assert met.executed_fallback_ops() == []
+
+
+def test_dropout_training_draws_a_new_mask_each_step_in_one_cached_graph(dev):
+    # the mask is drawn on CPU (eager's draw for a contiguous input) and sent as data: no graph cut at dropout, no
+    # mask baked into the graph as a constant
+    torch.manual_seed(0)
+    cpu_model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.Dropout(0.5), torch.nn.GELU(),
+                                    torch.nn.Linear(32, 4))
+    dev_model = copy.deepcopy(cpu_model).to(dev)
+    batches = [(torch.randn(8, 16), torch.randn(8, 4)) for _ in range(6)]
+
+    def run(model, d):
+        opt = torch.optim.SGD(model.parameters(), lr=0.05)
+        return _losses(model, opt, torch.optim.lr_scheduler.StepLR(opt, 100), batches, d)
+    torch.manual_seed(1)
+    want = run(cpu_model, None)
+    torch.manual_seed(1)
+    got = run(dev_model, dev)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    assert met.counter_value("UncachedCompile") <= 2
+    assert met.executed_fallback_ops() == []
+    x = torch.randn(64, 64).to(dev)
+    drop = torch.nn.Dropout(0.25)
+    torch.manual_seed(3)
+    a, b = drop(x).cpu(), drop(x).cpu()
+    torch.manual_seed(3)
+    assert torch.equal(drop(x).cpu(), a) and not torch.equal(a, b)
+    kept = a != 0
+    assert 0.6 < kept.float().mean() < 0.9
+    torch.testing.assert_close(a[kept], x.cpu()[kept] / 0.75)
+
+
+def test_random_factories_and_init_draw_like_eager_without_fallbacks(dev):
+    torch.manual_seed(0)
+    got = [torch.randn(3, 4, device=dev), torch.rand(5, device=dev), torch.randint(0, 9, (6,), device=dev),
+           torch.randperm(7, device=dev)]
+    w = torch.empty(8, 4, device=dev)
+    torch.nn.init.xavier_uniform_(w)
+    b = torch.zeros(8, device=dev).normal_(0, 0.02)
+    m = torch.full((4, 4), 0.5, device=dev).bernoulli_(0.3)
+    torch.manual_seed(0)
+    want = [torch.randn(3, 4), torch.rand(5), torch.randint(0, 9, (6,)), torch.randperm(7)]
+    want += [torch.nn.init.xavier_uniform_(torch.empty(8, 4)), torch.zeros(8).normal_(0, 0.02),
+             torch.full((4, 4), 0.5).bernoulli_(0.3)]
+    for g, e in zip(got + [w, b, m], want):
+        assert torch.equal(g.cpu(), e)
+    assert met.executed_fallback_ops() == []

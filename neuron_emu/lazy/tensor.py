@@ -20,7 +20,7 @@ import torch
 from torch._decomp import decomposition_table
 
 from neuron_emu.compiler.lowering import lookup
-from neuron_emu.lazy import bf16, foreach, metrics, replay
+from neuron_emu.lazy import bf16, draws, foreach, metrics, replay
 from neuron_emu.lazy.decompositions import TABLE as preferred, VALUE_TABLE as value_decomposition
 from neuron_emu.lazy.device import device_type
 from neuron_emu.lazy.record import DeviceData, LNode, MetaError, Ref, _infer, _meta_cache, add_to_trace, record, \
@@ -751,7 +751,7 @@ def fallback(func, args, kwargs):
     results become device data. Counted as `aten::<op>` (torch_xla's counter for ops without a lowering)."""
     replay.impure_events[0] += 1
     dev = _device_of(args, kwargs)
-    if func._schema.name not in _CONSTANT_FACTORIES:
+    if func._schema.name not in _CONSTANT_FACTORIES and func._schema.name not in draws.FACTORY_NAMES:
         metrics.counter_add(func._schema.name)
     written = set(a.name for a in func._schema.arguments if a.alias_info is not None and a.alias_info.is_write)
     mutated: List[tuple] = []
@@ -884,6 +884,7 @@ _SPECIAL = {
     aten._conj.default: _conj,
     aten._neg_view.default: lambda func, args, kwargs: dispatch(aten.neg.default, args, kwargs),
     aten.is_same_size.default: _same_size,
+    **draws.handlers(),
 }
 
 
