@@ -175,3 +175,28 @@ def test_random_factories_and_init_draw_like_eager_without_fallbacks(dev):
     for g, e in zip(got + [w, b, m], want):
         assert torch.equal(g.cpu(), e)
     assert met.executed_fallback_ops() == []
+
+
+@pytest.mark.parametrize("make", [
+    lambda: torch.nn.LSTM(6, 5, num_layers=2, bidirectional=True, batch_first=True),
+    lambda: torch.nn.GRU(6, 5, batch_first=True), lambda: torch.nn.GRU(6, 5, bias=False, batch_first=True),
+    lambda: torch.nn.LSTMCell(6, 5)], ids=["lstm-2-layers-bidirectional", "gru", "gru-no-bias", "lstm-cell"])
+def test_recurrent_layers_train_on_the_device(dev, make):
+    # on a PrivateUse1 device the RNN layers call the fused cells, which have CUDA kernels only
+    torch.manual_seed(0)
+    rnn = make()
+    rnn_dev = copy.deepcopy(rnn).to(dev)
+    x = torch.randn(3, 4, 6) if isinstance(rnn, torch.nn.RNNBase) else torch.randn(3, 6)
+
+    def loss(out):   # every output: the sequence (or h), and the final states (h_n, c_n)
+        flat = [t for o in (out if isinstance(out, tuple) else (out,)) for t in (o if isinstance(o, tuple) else (o,))]
+        return sum(t.sin().sum() * (i + 1) for i, t in enumerate(flat))
+    want = loss(rnn(x))
+    want.backward()
+    got = loss(rnn_dev(x.to(dev)))
+    got.backward()
+    xm.mark_step()
+    torch.testing.assert_close(got.cpu(), want, rtol=1e-4, atol=1e-5)
+    for (name, p), q in zip(rnn.named_parameters(), rnn_dev.parameters()):
+        torch.testing.assert_close(q.grad.cpu(), p.grad, rtol=1e-4, atol=1e-5, msg=lambda m: f"{name}: {m}")
+    assert met.executed_fallback_ops() == []
