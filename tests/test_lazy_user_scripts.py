@@ -200,3 +200,23 @@ def test_recurrent_layers_train_on_the_device(dev, make):
     for (name, p), q in zip(rnn.named_parameters(), rnn_dev.parameters()):
         torch.testing.assert_close(q.grad.cpu(), p.grad, rtol=1e-4, atol=1e-5, msg=lambda m: f"{name}: {m}")
     assert met.executed_fallback_ops() == []
+
+
+def test_tolist_numpy_and_torch_save_behave_as_for_an_xla_tensor(dev, tmp_path):
+    x = torch.randn(3, 4)
+    d = x.to(dev) * 2
+    assert d.tolist() == (x * 2).tolist()
+    # torch_xla's tensors are refused by numpy as any non-CPU tensor is (torch's TypeError and text)
+    with pytest.raises(TypeError, match=r"can't convert neuron:0 device type tensor to numpy. Use Tensor.cpu\(\)"):
+        d.numpy()
+    with pytest.raises(TypeError, match="can't convert neuron:0 device type tensor to numpy"):
+        __import__("numpy").asarray(d)
+    model = torch.nn.Linear(4, 2).to(dev)
+    torch.save({"t": d, "model": model.state_dict()}, tmp_path / "ck.pt")
+    on_cpu = torch.load(tmp_path / "ck.pt", map_location="cpu")   # (weights_only, torch's default)
+    assert on_cpu["t"].device.type == "cpu" and torch.equal(on_cpu["t"], x * 2)
+    back = torch.load(tmp_path / "ck.pt")
+    assert back["t"].device == dev and torch.equal(back["t"].cpu(), x * 2)
+    cpu_model = torch.nn.Linear(4, 2)
+    cpu_model.load_state_dict(on_cpu["model"])
+    torch.testing.assert_close(cpu_model(x), model(x.to(dev)).cpu())

@@ -142,6 +142,25 @@ class LazyTensor(torch.Tensor):
             return self.item().__format__(spec)
         return repr(self).__format__(spec)
 
+    # What torch does for a tensor of a storage-less device (XLA's): the subclass's own paths refuse
+    def tolist(self):
+        return to_cpu(self, ".tolist()").tolist()
+
+    def numpy(self, *, force: bool = False):
+        if force:
+            return to_cpu(self, ".numpy()").clone().numpy()
+        raise TypeError(f"can't convert {self.device} device type tensor to numpy. Use Tensor.cpu() to copy the "
+                        f"tensor to host memory first.")
+
+    def __array__(self, dtype=None, copy=None):
+        return self.numpy()
+
+    def __reduce_ex__(self, proto):
+        """Pickled (torch.save) as torch pickles an XLA tensor: a CPU copy rebuilt on the device at load, where
+        `map_location` applies; loadable with weights_only (the subclass itself would be refused)."""
+        return (torch._utils._rebuild_device_tensor_from_cpu_tensor,
+                (to_cpu(self, "torch.save").clone(), self.dtype, str(self.device), self.requires_grad))
+
 
 _DEVICES: List[torch.device] = []   # torch.device of each device index
 _make = torch.Tensor._make_wrapper_subclass
