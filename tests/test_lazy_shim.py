@@ -43,3 +43,28 @@ def test_step_closures_run_after_the_step(dev):
     assert out == []
     xm.mark_step()
     assert out == [[4.0, 4.0, 4.0]]
+
+
+def test_xla_device_name_as_the_neuron_training_guide_writes_it(dev):
+    # `device = 'xla'` then model.to(device) / tensor.to(device) / factories (torch parses 'xla' as its own device
+    # type, which fails without torch_xla's backend)
+    install_torch_xla_aliases()
+    torch.manual_seed(0)
+    cpu_model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    model.load_state_dict(cpu_model.state_dict())
+    model.to("xla")
+    assert all(p.device == dev for p in model.parameters())
+    x, y = torch.randn(4, 8), torch.randint(0, 3, (4,))
+    losses = []
+    for m, d in ((cpu_model, "cpu"), (model, "xla")):
+        opt = torch.optim.SGD(m.parameters(), lr=0.1)
+        loss = torch.nn.functional.cross_entropy(m(x.to(d)), y.to(device=d))
+        loss.backward()
+        opt.step()
+        losses.append(torch.nn.functional.cross_entropy(m(x.to(d)), y.to(d)).to("cpu"))
+    torch.testing.assert_close(losses[1], losses[0])
+    made = [torch.zeros(2, device="xla"), torch.arange(3, device="xla:0"), torch.randn(2, device=torch.device("xla")),
+            torch.ones(2).new_zeros(3, device="xla"), torch.ones(2).to(torch.device("xla"), torch.float64)]
+    assert all(t.device == dev for t in made) and made[-1].dtype == torch.float64
+    assert torch.ones(2).to("cpu").device.type == "cpu" and torch.ones(2).to(torch.float16).dtype == torch.float16

@@ -1,6 +1,6 @@
 """`import torch_xla...` for user scripts run by the launcher: installs sys.modules aliases of the torch_xla module
 names to the emulator's mirrors (torch_xla.core.xla_model, torch_xla.debug.metrics,
-torch_xla.distributed.parallel_loader, and torch_xla.device()/sync())."""
+torch_xla.distributed.parallel_loader, and torch_xla.device()/sync()) and the 'xla' device name (xla_names.py)."""
 from __future__ import annotations
 
 import sys
@@ -13,7 +13,9 @@ def install_torch_xla_aliases() -> None:
     if getattr(sys.modules.get("torch_xla"), "__neuron_emu__", False):
         return
     from neuron_emu import lazy
+    from neuron_emu.lazy import xla_names
     from torch_neuronx_emu import debug_metrics, parallel_loader, xla_model
+    xla_names.install()   # device='xla', .to('xla'), as the Neuron training guide writes them
 
     def pkg(name):
         m = types.ModuleType(name)
