@@ -1,6 +1,8 @@
 """torch_xla names for user scripts (installed by the launcher) and the MpDeviceLoader's step per batch."""
 import sys
 
+import pytest
+
 import torch
 
 import torch_neuronx_emu.debug_metrics as met
@@ -68,3 +70,30 @@ def test_xla_device_name_as_the_neuron_training_guide_writes_it(dev):
             torch.ones(2).new_zeros(3, device="xla"), torch.ones(2).to(torch.device("xla"), torch.float64)]
     assert all(t.device == dev for t in made) and made[-1].dtype == torch.float64
     assert torch.ones(2).to("cpu").device.type == "cpu" and torch.ones(2).to(torch.float16).dtype == torch.float16
+
+
+def test_torch_xla_example_helpers(dev, capsys):
+    # what torch_xla's MNIST/ResNet examples call around the step, for a world of one process
+    install_torch_xla_aliases()
+    import numpy as np
+    import torch_xla.core.xla_model as xm
+    import torch_xla.distributed.xla_multiprocessing as xmp
+    import torch_xla.utils.utils as xu
+    from torch_xla import runtime as xr
+    assert (xr.world_size(), xr.global_ordinal(), xr.using_pjrt()) == (1, 0, True)
+    assert xm.mesh_reduce("acc", 3.5, np.mean) == 3.5 and xm.rendezvous("init", b"x") == [b"x"]
+    assert list(xu.SampleGenerator(data=(1, 2), sample_count=3)) == [(1, 2)] * 3
+    assert xmp.spawn(lambda index, a: (index, a), args=("flags",), nprocs=None) == (0, "flags")
+    with pytest.raises(ValueError, match="nprocs"):
+        xmp.spawn(lambda index: None, nprocs=8)
+    xm.master_print("hello")
+    assert capsys.readouterr().out == "hello\n"
+    clock = iter([0.0, 2.0, 4.0, 6.0]).__next__
+    tracker = xm.RateTracker(smooth_factor=0.5)
+    tracker._clock = clock
+    tracker._start = tracker._last = clock()   # t=0
+    tracker.add(10)
+    assert tracker.rate() == 5.0               # t=2: 10 samples in 2 s
+    tracker.add(30)
+    assert tracker.rate() == 0.5 * 15 + 0.5 * 5   # t=4: 15/s smoothed with the previous rate
+    assert tracker.global_rate() == 40 / 6     # t=6

@@ -220,3 +220,61 @@ def test_tolist_numpy_and_torch_save_behave_as_for_an_xla_tensor(dev, tmp_path):
     cpu_model = torch.nn.Linear(4, 2)
     cpu_model.load_state_dict(on_cpu["model"])
     torch.testing.assert_close(cpu_model(x), model(x.to(dev)).cpu())
+
+
+@pytest.mark.parametrize("kernel,stride,pad,dil,ceil", [(2, 2, 0, 1, False), (3, 2, 1, 1, False), (3, 2, 0, 2, True),
+                                                        ((2, 3), (1, 2), (1, 1), 1, True)])
+def test_max_pool_backward_matches_eager_with_ties(dev, kernel, stride, pad, dil, ceil):
+    pool = torch.nn.MaxPool2d(kernel, stride, pad, dil, ceil_mode=ceil)
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 11, 10).round(decimals=1)   # ties: the gradient goes where the index says
+    g = torch.randn_like(pool(x))
+    xc = x.clone().requires_grad_()
+    pool(xc).backward(g)
+    xd = x.to(dev).requires_grad_()
+    pool(xd).backward(g.to(dev))
+    xm.mark_step()
+    torch.testing.assert_close(xd.grad.cpu(), xc.grad)
+    assert met.executed_fallback_ops() == []
+
+
+class _MNIST(torch.nn.Module):   # torch_xla's test_train_mp_mnist.py model
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.bn1 = torch.nn.Conv2d(1, 10, kernel_size=5), torch.nn.BatchNorm2d(10)
+        self.conv2, self.bn2 = torch.nn.Conv2d(10, 20, kernel_size=5), torch.nn.BatchNorm2d(20)
+        self.fc1, self.fc2 = torch.nn.Linear(320, 50), torch.nn.Linear(50, 10)
+
+    def forward(self, x):
+        F = torch.nn.functional
+        x = self.bn1(F.relu(F.max_pool2d(self.conv1(x), 2)))
+        x = self.bn2(F.relu(F.max_pool2d(self.conv2(x), 2)))
+        return F.log_softmax(self.fc2(F.relu(self.fc1(torch.flatten(x, 1)))), dim=1)
+
+
+def test_torch_xla_mnist_cnn_trains_in_one_compiled_step(dev, recwarn):
+    # conv backward, max-pool backward (whose torch decomposition's scatter_add could not compile at this size)
+    # and batch norm: the whole step used to run op by op on CPU
+    torch.manual_seed(1)
+    cpu_model = _MNIST()
+    dev_model = copy.deepcopy(cpu_model).to(dev)
+    batches = [(torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,))) for _ in range(4)]
+
+    def run(model, d):
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.5)
+        losses = []
+        for x, y in batches:
+            if d is not None:
+                x, y = x.to(d), y.to(d)
+            opt.zero_grad()
+            loss = torch.nn.functional.nll_loss(model(x), y)
+            loss.backward()
+            xm.optimizer_step(opt) if d is not None else opt.step()
+            if d is not None:
+                xm.mark_step()
+            losses.append(loss.detach())
+        return torch.stack([l.cpu() for l in losses])
+    torch.testing.assert_close(run(dev_model, dev), run(cpu_model, None), rtol=1e-4, atol=1e-5)
+    assert met.counter_value("UncachedCompile") <= 2
+    assert met.executed_fallback_ops() == []
+    assert not [w for w in recwarn if "cannot compile" in str(w.message)]

@@ -96,3 +96,58 @@ def set_rng_state(seed: int, device=None) -> None:
 
 def get_rng_state(device=None) -> int:
     return int(torch.initial_seed())
+
+
+# -- what the torch_xla examples (MNIST, ResNet) call around the step, for one process of world size 1 ----------
+
+def master_print(*args, fd=None, finish: bool = False, **kwargs) -> None:
+    """print() on the master ordinal (this process)."""
+    import sys
+    print(*args, file=fd or sys.stdout, **kwargs)
+
+
+def mesh_reduce(tag: str, data, reduce_fn):
+    """`reduce_fn` over every replica's `data`: this process's only (torch_xla passes a list)."""
+    return reduce_fn([data])
+
+
+def rendezvous(tag: str, payload: bytes = b"", replicas: List[int] = []) -> List[bytes]:  # noqa: B006
+    """The payloads of all replicas: this process's only."""
+    return [payload]
+
+
+def broadcast_master_param(model, **kwargs) -> None:
+    """The master's parameters to every replica: nothing to send with one."""
+
+
+class RateTracker:
+    """Samples per second, as the examples log it: `rate()` since the previous call (smoothed with the previous
+    rate by `smooth_factor`), `global_rate()` since creation."""
+
+    def __init__(self, smooth_factor: Optional[float] = None):
+        import time
+        self._clock = time.time
+        self._smooth_factor = 0.4 if smooth_factor is None else smooth_factor
+        self._start = self._last = self._clock()
+        self._counted = 0.0   # before the last rate()
+        self._count = 0.0     # since it
+        self._last_rate = None
+
+    def add(self, count) -> None:
+        self._count += count
+
+    def rate(self) -> float:
+        now = self._clock()
+        elapsed = now - self._last
+        if elapsed <= 0:
+            return 0.0
+        r = self._count / elapsed
+        if self._last_rate is not None:
+            r = (1 - self._smooth_factor) * r + self._smooth_factor * self._last_rate
+        self._counted += self._count
+        self._count, self._last, self._last_rate = 0.0, now, r
+        return r
+
+    def global_rate(self) -> float:
+        elapsed = self._clock() - self._start
+        return (self._counted + self._count) / elapsed if elapsed > 0 else 0.0

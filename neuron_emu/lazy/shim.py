@@ -1,6 +1,7 @@
 """`import torch_xla...` for user scripts run by the launcher: installs sys.modules aliases of the torch_xla module
 names to the emulator's mirrors (torch_xla.core.xla_model, torch_xla.debug.metrics,
-torch_xla.distributed.parallel_loader, and torch_xla.device()/sync()) and the 'xla' device name (xla_names.py)."""
+torch_xla.distributed.parallel_loader and .xla_multiprocessing, torch_xla.runtime, torch_xla.utils.utils, and
+torch_xla.device()/sync()) and the 'xla' device name (xla_names.py)."""
 from __future__ import annotations
 
 import sys
@@ -14,7 +15,7 @@ def install_torch_xla_aliases() -> None:
         return
     from neuron_emu import lazy
     from neuron_emu.lazy import xla_names
-    from torch_neuronx_emu import debug_metrics, parallel_loader, xla_model
+    from torch_neuronx_emu import debug_metrics, parallel_loader, xla_model, xla_multiprocessing, xla_runtime, xla_utils
     xla_names.install()   # device='xla', .to('xla'), as the Neuron training guide writes them
 
     def pkg(name):
@@ -34,3 +35,8 @@ def install_torch_xla_aliases() -> None:
     core.xla_model = sys.modules["torch_xla.core.xla_model"] = xla_model
     debug.metrics = sys.modules["torch_xla.debug.metrics"] = debug_metrics
     dist.parallel_loader = sys.modules["torch_xla.distributed.parallel_loader"] = parallel_loader
+    dist.xla_multiprocessing = sys.modules["torch_xla.distributed.xla_multiprocessing"] = xla_multiprocessing
+    root.runtime = sys.modules["torch_xla.runtime"] = xla_runtime
+    utils = pkg("torch_xla.utils")
+    root.utils = utils
+    utils.utils = sys.modules["torch_xla.utils.utils"] = xla_utils
