@@ -238,6 +238,24 @@ def test_max_pool_backward_matches_eager_with_ties(dev, kernel, stride, pad, dil
     assert met.executed_fallback_ops() == []
 
 
+@pytest.mark.parametrize("kernel,stride,pad,ceil,include_pad,divisor", [
+    (2, 2, 0, False, True, None), (3, 2, 1, False, False, None), (3, 2, 1, True, True, None),
+    ((2, 3), (1, 2), (1, 1), True, False, None), (3, 1, 1, False, True, 5)])
+def test_avg_pool_backward_matches_eager(dev, kernel, stride, pad, ceil, include_pad, divisor):
+    pool = torch.nn.AvgPool2d(kernel, stride, pad, ceil_mode=ceil, count_include_pad=include_pad,
+                               divisor_override=divisor)
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 9, 10)
+    g = torch.randn_like(pool(x))
+    xc = x.clone().requires_grad_()
+    pool(xc).backward(g)
+    xd = x.to(dev).requires_grad_()
+    pool(xd).backward(g.to(dev))
+    xm.mark_step()
+    torch.testing.assert_close(xd.grad.cpu(), xc.grad)
+    assert met.executed_fallback_ops() == []
+
+
 class _MNIST(torch.nn.Module):   # torch_xla's test_train_mp_mnist.py model
     def __init__(self):
         super().__init__()

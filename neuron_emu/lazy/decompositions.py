@@ -152,31 +152,3 @@ def convolution_backward(grad_output, input, weight, bias_sizes, stride, padding
         grad_bias = grad_output.sum([0] + list(range(2, 2 + nsp)))
     return grad_input, grad_weight, grad_bias
 
-
-@_register(aten.max_pool2d_with_indices_backward.default)
-def max_pool2d_with_indices_backward(grad_output, self, kernel_size, stride, padding, dilation, ceil_mode, indices):
-    """Each window's gradient to the input element its index names, without torch's scatter_add (whose lowering
-    needs a one-hot matrix of outputs x inputs: too large for a CNN's pooling). Per kernel offset, the outputs
-    whose index is the element at that offset put their gradient on the input grid at that offset (a strided
-    slice_scatter into a zero grid with the padding); overlapping windows add up."""
-    kh, kw = (list(kernel_size) * 2)[:2]
-    sh, sw = (list(stride) * 2)[:2] if stride else (kh, kw)
-    ph, pw = (list(padding) * 2)[:2]
-    dh, dw = (list(dilation) * 2)[:2]
-    H, W = self.shape[-2:]
-    OH, OW = grad_output.shape[-2:]
-    Hp, Wp = max(H + 2 * ph, (kh - 1) * dh + (OH - 1) * sh + 1), max(W + 2 * pw, (kw - 1) * dw + (OW - 1) * sw + 1)
-    oh, ow = torch.arange(OH).unsqueeze(1), torch.arange(OW).unsqueeze(0)
-    grad = None
-    for i in range(kh):
-        for j in range(kw):
-            row, col = oh * sh - ph + i * dh, ow * sw - pw + j * dw
-            # the flat index of the input element at this offset (CPU constant); -1 in the padding
-            at = torch.where((row >= 0) & (row < H) & (col >= 0) & (col < W), row * W + col, -1)
-            part = torch.where(indices == at, grad_output, 0.0)
-            placed = grad_output.new_zeros(list(grad_output.shape[:-2]) + [Hp, OW])
-            placed = aten.slice_scatter.default(placed, part, -2, i * dh, i * dh + (OH - 1) * sh + 1, sh)
-            wide = grad_output.new_zeros(list(grad_output.shape[:-2]) + [Hp, Wp])
-            wide = aten.slice_scatter.default(wide, placed, -1, j * dw, j * dw + (OW - 1) * sw + 1, sw)
-            grad = wide if grad is None else grad + wide
-    return grad[..., ph:ph + H, pw:pw + W].contiguous()
