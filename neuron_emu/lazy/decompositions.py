@@ -60,21 +60,22 @@ VALUE_TABLE[aten.addcdiv.default] = _addc_values(aten.div.Tensor)
 VALUE_TABLE[aten.addcmul.default] = _addc_values(aten.mul.Tensor)
 
 
-_WIDE_FLOATS = (torch.float32, torch.float64)
-
-
 def _alpha_values(op):
     """`add(self, other, alpha=lr)` as `self + other * alpha` with alpha in mul's Tensor slot: device data, as
     torch_xla makes non-special scalars. SGD's `p.add_(grad, alpha=-lr)` then keeps one graph while a scheduler
-    changes lr every step (alpha as a graph constant recompiled each step). fp32/fp64 only: for a narrower dtype
-    the product would be rounded once more than eager's `self + alpha * other`."""
+    changes lr every step (alpha as a graph constant recompiled each step). In bf16/fp16 the product is rounded
+    before the sum, as torch_xla computes it (eager CPU rounds once)."""
     def decomp(rec, self, other, *, alpha=1):
-        if type(alpha) is not float or alpha in (0.0, 1.0, -1.0) or getattr(self, "dtype", None) not in _WIDE_FLOATS \
-                or getattr(other, "dtype", None) not in _WIDE_FLOATS:
+        if type(alpha) is not float or alpha in (0.0, 1.0, -1.0) or not _floating(self) or not _floating(other):
             return None
         scaled = rec(aten.mul.Tensor, (other, alpha))
         return rec(op, (self, scaled)) if scaled is not None else None
     return decomp
+
+
+def _floating(x) -> bool:
+    dtype = getattr(x, "dtype", None)
+    return dtype is not None and dtype.is_floating_point
 
 
 VALUE_TABLE[aten.add.Tensor] = _alpha_values(aten.add.Tensor)
