@@ -70,6 +70,8 @@ def test_xla_device_name_as_the_neuron_training_guide_writes_it(dev):
             torch.ones(2).new_zeros(3, device="xla"), torch.ones(2).to(torch.device("xla"), torch.float64)]
     assert all(t.device == dev for t in made) and made[-1].dtype == torch.float64
     assert torch.ones(2).to("cpu").device.type == "cpu" and torch.ones(2).to(torch.float16).dtype == torch.float16
+    with torch.autocast("xla", dtype=torch.bfloat16):   # the guide's replacement for XLA_USE_BF16
+        assert model(x.to("xla")).dtype == torch.bfloat16
 
 
 def test_torch_xla_example_helpers(dev, capsys):

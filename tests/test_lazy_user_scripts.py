@@ -299,3 +299,29 @@ def test_torch_xla_mnist_cnn_trains_in_one_compiled_step(dev, recwarn):
     assert met.counter_value("UncachedCompile") <= 2
     assert met.executed_fallback_ops() == []
     assert not [w for w in recwarn if "cannot compile" in str(w.message)]
+
+
+def test_autocast_bf16_follows_torch_xla_policies_and_matches_cpu_autocast(dev):
+    # the Neuron guide's replacement for XLA_USE_BF16; ops used to fail under autocast (no AutocastPrivateUse1
+    # kernels, not even a fallthrough)
+    torch.manual_seed(0)
+    cpu_model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.GELU(), torch.nn.Linear(32, 4))
+    dev_model = copy.deepcopy(cpu_model).to(dev)
+    x, y = torch.randn(8, 16), torch.randint(0, 4, (8,))
+    losses = []
+    for model, d, device_type in ((cpu_model, None, "cpu"), (dev_model, dev, dev.type)):
+        xd, yd = (x.to(d), y.to(d)) if d is not None else (x, y)
+        with torch.autocast(device_type, dtype=torch.bfloat16):
+            out = model(xd)
+            loss = torch.nn.functional.cross_entropy(out, yd)
+            assert out.dtype == torch.bfloat16 and loss.dtype == torch.float32   # linear low, losses fp32
+            assert torch.cat([out, out.float()]).dtype == torch.float32          # widest
+        loss.backward()
+        losses.append(loss.detach().cpu())
+    torch.testing.assert_close(losses[1], losses[0])
+    for p_dev, p_cpu in zip(dev_model.parameters(), cpu_model.parameters()):
+        assert p_dev.grad.dtype == torch.float32
+        torch.testing.assert_close(p_dev.grad.cpu(), p_cpu.grad, rtol=1e-2, atol=1e-3)
+    with torch.autocast(dev.type):   # bf16 by default, as on Neuron
+        assert dev_model(x.to(dev)).dtype == torch.bfloat16
+    assert met.executed_fallback_ops() == []

@@ -23,6 +23,7 @@ def _backend_module() -> types.ModuleType:
     m.device_count = device_count
     m._is_in_bad_fork = lambda: False
     m.manual_seed_all = lambda seed: None   # device random ops draw from the CPU generator torch.manual_seed sets
+    m.get_amp_supported_dtype = lambda: [torch.bfloat16, torch.float16, torch.float32]   # (torch.autocast asks)
     return m
 
 
@@ -65,6 +66,8 @@ def device_type() -> str:
     # optimizers take their multi-tensor (foreach) path for device tensors, as for any tensor of a device torch
     # lists as foreach-capable (PrivateUse1 is): torch only checks the Python type, which ours is a subclass of
     single_threaded_autograd()
+    from neuron_emu.lazy import autocast
+    autocast.install(_NAME)
     from torch.optim import optimizer
     if LazyTensor not in optimizer._foreach_supported_types:
         optimizer._foreach_supported_types.append(LazyTensor)

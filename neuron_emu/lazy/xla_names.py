@@ -63,3 +63,13 @@ def install() -> None:
     for name in _METHODS:
         setattr(torch.Tensor, name, _device_kwarg(getattr(torch.Tensor, name)))
     torch.Tensor.to = _to(torch.Tensor.to)
+    init = torch.amp.autocast_mode.autocast.__init__
+
+    @functools.wraps(init)
+    def autocast_init(self, device_type, *args, **kwargs):   # torch.autocast("xla", dtype=torch.bfloat16)
+        return init(self, _device_type(device_type), *args, **kwargs)
+    torch.amp.autocast_mode.autocast.__init__ = autocast_init
+
+
+def _device_type(name: str) -> str:
+    return emulated(name).type if name == "xla" else name
