@@ -109,6 +109,61 @@ def test_convolution_backward_runs_on_the_device(dev, dims, k, stride, pad, dil,
     assert met.executed_fallback_ops() == []
 
 
+@pytest.mark.parametrize("dims,k,stride,pad,out_pad,dil,groups", [
+    (2, 3, 2, 1, 1, 1, 1), (2, 4, 2, 1, 0, 1, 2), (1, 3, 3, 0, 2, 1, 1), (2, 3, 2, 0, 1, 2, 1)])
+def test_transposed_convolution_backward_runs_on_the_device(dev, dims, k, stride, pad, out_pad, dil, groups):
+    torch.manual_seed(0)
+    conv = {1: torch.nn.ConvTranspose1d, 2: torch.nn.ConvTranspose2d}[dims](4, 6, k, stride, pad, out_pad, groups,
+                                                                            dilation=dil)
+    x = torch.randn(2, 4, *[5] * dims, requires_grad=True)
+    y = conv(x)
+    gy = torch.randn_like(y)
+    y.backward(gy)
+    conv_dev = copy.deepcopy(conv).to(dev)
+    conv_dev.zero_grad()
+    x_dev = x.detach().to(dev).requires_grad_()
+    conv_dev(x_dev).backward(gy.to(dev))
+    xm.mark_step()
+    torch.testing.assert_close(x_dev.grad.cpu(), x.grad, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(conv_dev.weight.grad.cpu(), conv.weight.grad, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(conv_dev.bias.grad.cpu(), conv.bias.grad, rtol=1e-4, atol=1e-4)
+    assert met.executed_fallback_ops() == []
+
+
+@pytest.mark.parametrize("shape,kwargs", [
+    ((2, 3, 5, 6), dict(scale_factor=2, mode="nearest")), ((2, 3, 5, 6), dict(size=(7, 11), mode="nearest")),
+    ((2, 3, 5, 6), dict(scale_factor=2, mode="bilinear")), ((2, 3, 5, 6), dict(size=(9, 4), mode="bilinear",
+                                                                               align_corners=True)),
+    ((2, 3, 5, 6), dict(scale_factor=(1.5, 2.5), mode="bilinear", recompute_scale_factor=False)),
+    ((2, 3, 5, 6), dict(scale_factor=1.7, mode="bicubic")), ((2, 3, 7), dict(scale_factor=3, mode="linear")),
+    ((2, 3, 7), dict(size=10, mode="nearest"))], ids=lambda v: str(v) if isinstance(v, tuple) else v["mode"])
+def test_upsampling_backward_matches_eager(dev, shape, kwargs):
+    torch.manual_seed(0)
+    x = torch.randn(*shape)
+    xc = x.clone().requires_grad_()
+    y = torch.nn.functional.interpolate(xc, **kwargs)
+    g = torch.randn_like(y)
+    y.backward(g)
+    xd = x.to(dev).requires_grad_()
+    torch.nn.functional.interpolate(xd, **kwargs).backward(g.to(dev))
+    xm.mark_step()
+    torch.testing.assert_close(xd.grad.cpu(), xc.grad, rtol=1e-5, atol=1e-5)
+    assert met.executed_fallback_ops() == []
+
+
+def test_global_adaptive_max_pool_backward_stays_on_the_device(dev):
+    pool = torch.nn.AdaptiveMaxPool2d(1)
+    x = torch.randn(2, 3, 5, 6).round(decimals=1)   # ties
+    xc = x.clone().requires_grad_()
+    g = torch.randn(2, 3, 1, 1)
+    pool(xc).backward(g)
+    xd = x.to(dev).requires_grad_()
+    pool(xd).backward(g.to(dev))
+    xm.mark_step()
+    torch.testing.assert_close(xd.grad.cpu(), xc.grad)
+    assert met.executed_fallback_ops() == []
+
+
 def test_composite_ops_from_decompositions_stay_on_the_device(dev):
     # pad (max-pool's decomposition calls it) and log-sigmoid (BCE with logits) are composites of lowered ops
     x = torch.randn(2, 3, 5, 5)

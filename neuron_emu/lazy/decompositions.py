@@ -123,12 +123,24 @@ def _or(a, b):
 @_register(aten.convolution_backward.default)
 def convolution_backward(grad_output, input, weight, bias_sizes, stride, padding, dilation, transposed,
                          output_padding, groups, output_mask):
-    """A (non-transposed) convolution's gradients as convolutions the compiler lowers: the input's is the
-    transposed convolution of the output gradient, the weight's a convolution of the input by the output gradient
-    with batch and channels swapped (stride and dilation trade places), cut to the kernel size."""
-    if transposed:
-        return NotImplemented
+    """A convolution's gradients as convolutions the compiler lowers: the input's is the transposed convolution of
+    the output gradient, the weight's a convolution of the input by the output gradient with batch and channels
+    swapped (stride and dilation trade places), cut to the kernel size. A transposed convolution is the adjoint:
+    its input's gradient is the plain convolution of the output gradient, its weight's that of a plain convolution
+    from the output gradient to the input."""
     nsp = input.dim() - 2
+    if transposed:
+        grad_input = grad_weight = None
+        if output_mask[0]:
+            grad_input = aten.convolution.default(grad_output, weight, None, stride, padding, dilation, False,
+                                                  [0] * nsp, groups)
+            for i in range(nsp):   # (an output padding >= stride adds rows the plain convolution reads past)
+                grad_input = grad_input.narrow(2 + i, 0, input.shape[2 + i])
+        if output_mask[1]:
+            grad_weight = convolution_backward(input, grad_output, weight, None, stride, padding, dilation, False,
+                                               [0] * nsp, groups, [False, True, False])[1]
+        grad_bias = grad_output.sum([0] + list(range(2, 2 + nsp))) if output_mask[2] else None
+        return grad_input, grad_weight, grad_bias
     stride, padding, dilation = (list(v) * (nsp // len(v)) for v in (stride, padding, dilation))
     ksize, osize = list(weight.shape[2:]), list(grad_output.shape[2:])
     grad_input = grad_weight = grad_bias = None

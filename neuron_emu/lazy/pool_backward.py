@@ -82,3 +82,17 @@ def avg_pool2d_backward(grad_output, self, kernel_size, stride, padding, ceil_mo
             placed = _place(g, grid, i, j, stride, [1, 1])
             grad = placed if grad is None else grad + placed
     return _crop(grad, H, W, padding)
+
+
+@_register(aten.adaptive_max_pool2d_backward.default)
+def adaptive_max_pool2d_backward(grad_output, self, indices):
+    """Windows of varying size: each output's gradient to the element its index names, through a one-hot
+    comparison with every input position (outputs x inputs per channel: kept small, else the CPU fallback)."""
+    H, W = self.shape[-2:]
+    outputs = grad_output.shape[-1] * grad_output.shape[-2]
+    if outputs * H * W > 1 << 16:
+        return NotImplemented
+    lead = list(grad_output.shape[:-2])
+    hit = indices.reshape(lead + [outputs, 1]) == torch.arange(H * W)
+    grad = torch.where(hit, grad_output.reshape(lead + [outputs, 1]), 0.0).sum(-2)
+    return grad.reshape(lead + [H, W])

@@ -22,7 +22,7 @@ from torch._decomp import decomposition_table
 from neuron_emu.compiler.lowering import lookup
 from neuron_emu.lazy import bf16, draws, foreach, metrics, replay
 from neuron_emu.lazy.decompositions import TABLE as preferred, VALUE_TABLE as value_decomposition
-from neuron_emu.lazy import pool_backward, rnn_cells  # noqa: F401,E402  (register decompositions in that table)
+from neuron_emu.lazy import pool_backward, rnn_cells, upsample_backward  # noqa: F401,E402  (register decompositions)
 from neuron_emu.lazy.device import device_type
 from neuron_emu.lazy.record import DeviceData, LNode, MetaError, Ref, _infer, _meta_cache, add_to_trace, record, \
     user_frame, user_site
