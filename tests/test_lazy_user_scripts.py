@@ -380,3 +380,14 @@ def test_autocast_bf16_follows_torch_xla_policies_and_matches_cpu_autocast(dev):
     with torch.autocast(dev.type):   # bf16 by default, as on Neuron
         assert dev_model(x.to(dev)).dtype == torch.bfloat16
     assert met.executed_fallback_ops() == []
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_data_loader_with_pin_memory_and_workers_feeds_the_device(dev, workers):
+    # pin_memory=True (copied from CUDA scripts) pinned for the current accelerator, this device, and raised
+    from torch.utils.data import DataLoader, TensorDataset
+    from torch_neuronx_emu.parallel_loader import MpDeviceLoader
+    data = TensorDataset(torch.arange(32.0).reshape(16, 2), torch.arange(16))
+    loader = DataLoader(data, batch_size=4, pin_memory=True, num_workers=workers)
+    got = [(x.device, y.device, (x.sum() + y.sum()).item()) for x, y in MpDeviceLoader(loader, dev)]
+    assert got == [(dev, dev, (x.sum() + y.sum()).item()) for x, y in DataLoader(data, batch_size=4)]

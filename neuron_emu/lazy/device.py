@@ -68,10 +68,26 @@ def device_type() -> str:
     single_threaded_autograd()
     from neuron_emu.lazy import autocast
     autocast.install(_NAME)
+    _no_pinning_for_this_device()
     from torch.optim import optimizer
     if LazyTensor not in optimizer._foreach_supported_types:
         optimizer._foreach_supported_types.append(LazyTensor)
     return _NAME
+
+
+def _no_pinning_for_this_device() -> None:
+    """DataLoader(pin_memory=True) pins for the current accelerator, this device, whose pinned-memory allocator a
+    Python backend cannot provide (torch raises). Its host memory is the device's: batches pass unpinned, as
+    torch_xla's do (XLA is no torch.accelerator: torch warns and skips pinning)."""
+    from torch.utils.data._utils import pin_memory as pm
+    pin = pm.pin_memory
+    if getattr(pin, "__neuron_emu__", False):
+        return
+
+    def pin_memory(data, device=None):
+        return data if device == _NAME else pin(data, device)
+    pin_memory.__neuron_emu__ = True
+    pm.pin_memory = pin_memory
 
 
 def device(index: int = 0) -> torch.device:
