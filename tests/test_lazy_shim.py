@@ -24,6 +24,11 @@ def test_torch_xla_aliases(dev):
     torch_xla.sync()
     assert xmet.counter_value("MarkStep") == 1
     assert pl.MpDeviceLoader is sys.modules["torch_neuronx_emu.parallel_loader"].MpDeviceLoader
+    # found as an installed package is (transformers' is_torch_xla_available raised ValueError: no __spec__)
+    import importlib.util
+    assert importlib.util.find_spec("torch_xla") is not None
+    assert importlib.util.find_spec("torch_xla.core.xla_model") is not None
+    assert torch_xla.__version__ == torch.__version__.split("+")[0]
 
 
 def test_mp_device_loader_marks_a_step_per_batch(dev):

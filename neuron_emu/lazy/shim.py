@@ -4,8 +4,11 @@ torch_xla.distributed.parallel_loader and .xla_multiprocessing, torch_xla.runtim
 torch_xla.device()/sync()) and the 'xla' device name (xla_names.py)."""
 from __future__ import annotations
 
+import importlib.machinery
 import sys
 import types
+
+import torch
 
 
 def install_torch_xla_aliases() -> None:
@@ -21,11 +24,15 @@ def install_torch_xla_aliases() -> None:
     def pkg(name):
         m = types.ModuleType(name)
         m.__path__ = []
+        # a spec, as an installed package has: importlib.util.find_spec (transformers' is_torch_xla_available)
+        # raises ValueError for a module in sys.modules without one
+        m.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=True)
         m.__neuron_emu__ = True
         sys.modules[name] = m
         return m
 
     root = pkg("torch_xla")
+    root.__version__ = torch.__version__.split("+")[0]   # (torch_xla releases track torch's version)
     root.device = lambda index=None: xla_model.xla_device(index)
     root.sync = lambda wait=False: xla_model.mark_step(wait)
     root.devices = lambda: [lazy.device(i) for i in range(len(xla_model.get_xla_supported_devices()))]
