@@ -391,3 +391,20 @@ def test_data_loader_with_pin_memory_and_workers_feeds_the_device(dev, workers):
     loader = DataLoader(data, batch_size=4, pin_memory=True, num_workers=workers)
     got = [(x.device, y.device, (x.sum() + y.sum()).item()) for x, y in MpDeviceLoader(loader, dev)]
     assert got == [(dev, dev, (x.sum() + y.sum()).item()) for x, y in DataLoader(data, batch_size=4)]
+
+
+def test_data_assignment_and_module_dtype_conversion_on_the_device(dev):
+    # `p.data = new` copied only the C++ metadata: the value stayed the old one. Module.to(dtype) of a device
+    # model assigns each converted parameter that way (the Neuron guide's model.to(torch.bfloat16))
+    p = torch.nn.Parameter(torch.ones(3).to(dev))
+    p.data = p.data * 3
+    assert torch.equal(p.cpu(), torch.full((3,), 3.0)) and torch.equal((p * 2).detach().cpu(), torch.full((3,), 6.0))
+    torch.manual_seed(0)
+    model, x = torch.nn.Linear(4, 3), torch.randn(2, 4)
+    dev_model = copy.deepcopy(model).to(dev).to(torch.bfloat16)
+    want = model.to(torch.bfloat16)(x.bfloat16())
+    got = dev_model(x.to(dev).bfloat16())
+    assert got.dtype == torch.bfloat16 and dev_model.weight.cpu().dtype == torch.bfloat16
+    torch.testing.assert_close(got.cpu(), want)
+    with pytest.raises(RuntimeError, match="incompatible tensor type"):
+        p.data = torch.ones(3)

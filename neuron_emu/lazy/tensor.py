@@ -142,6 +142,17 @@ class LazyTensor(torch.Tensor):
             return self.item().__format__(spec)
         return repr(self).__format__(spec)
 
+    # `p.data = new` (and Module.to(dtype) of a device model, which assigns each converted parameter that way)
+    # copies the C++ tensor's metadata only: the value, held in Python, must follow or it silently stays the old one
+    @property
+    def data(self):
+        return torch._C.TensorBase.data.__get__(self)
+
+    @data.setter
+    def data(self, new):
+        torch._C.TensorBase.data.__set__(self, new)   # (torch's checks: a CPU tensor is refused there)
+        self._st, self._view, self._vc = new._st, new._view, new._vc
+
     # What torch does for a tensor of a storage-less device (XLA's): the subclass's own paths refuse
     def tolist(self):
         return to_cpu(self, ".tolist()").tolist()
