@@ -369,6 +369,10 @@ def _scatter(step, base: LazyTensor, src: LazyTensor) -> LazyTensor:
         return dispatch(aten.slice_scatter.default, (base, src, dim, start, end, st), {})
     if func is aten.select.int:
         return dispatch(aten.select_scatter.default, (base, src) + tuple(args), {})
+    if func is aten.diagonal.default:
+        return dispatch(aten.diagonal_scatter.default, (base, src) + tuple(args), kwargs)
+    if func is aten.as_strided.default:   # (fill_diagonal_'s; strides over the contiguous value at this step)
+        return dispatch(aten.as_strided_scatter.default, (base, src) + tuple(args), kwargs)
     if func in (aten.view.default, aten._unsafe_view.default, aten._reshape_alias.default, aten.unsqueeze.default,
                 aten.reshape.default, aten.flatten.using_ints, aten.unflatten.int,
                 aten.squeeze.default, aten.squeeze.dim, aten.squeeze.dims, aten.view.dtype):
@@ -388,7 +392,7 @@ def _scatter(step, base: LazyTensor, src: LazyTensor) -> LazyTensor:
 
 
 class ViewWriteError(RuntimeError):
-    """A write through a view whose inverse the device does not know (diagonal, as_strided, real/imag, ...)."""
+    """A write through a view whose inverse the device does not know (unfold, real/imag, a dtype view, ...)."""
 
 
 def _tmp(value, dev: int) -> LazyTensor:
