@@ -7,9 +7,8 @@ import pytest
 import torch
 
 import torch_neuronx_emu.debug_metrics as met
-import torch_neuronx_emu.xla_model as xm
 
-from lazy_helpers import dev  # noqa: F401
+from lazy_helpers import dev, train_losses  # noqa: F401
 
 
 def _lists(seed=0):
@@ -82,19 +81,7 @@ def test_foreach_optimizer_matches_eager_and_compiles_at_most_twice(dev, make_op
             for g in opt.param_groups:
                 g["foreach"] = False
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0 / (1 + step) if scheduled else 1.0)
-        losses = []
-        for x, y in batches:
-            if on_dev:
-                x, y = x.to(dev), y.to(dev)
-            opt.zero_grad()
-            loss = torch.nn.functional.mse_loss(model(x), y)
-            loss.backward()
-            opt.step()
-            sched.step()
-            if on_dev:
-                xm.mark_step()
-            losses.append(loss)
-        return torch.stack([l.cpu() for l in losses])
+        return train_losses(model, opt, batches, torch.nn.functional.mse_loss, dev if on_dev else None, sched)
     want = train(cpu_model, False)
     got = train(dev_model, True)
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)

@@ -8,27 +8,11 @@ import torch
 import torch_neuronx_emu.debug_metrics as met
 import torch_neuronx_emu.xla_model as xm
 
-from lazy_helpers import dev  # noqa: F401
+from lazy_helpers import dev, train_losses  # noqa: F401
 
 
 def _mlp():
     return torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
-
-
-def _losses(model, opt, sched, batches, dev=None):
-    out = []
-    for x, y in batches:
-        if dev is not None:
-            x, y = x.to(dev), y.to(dev)
-        opt.zero_grad()
-        loss = torch.nn.functional.mse_loss(model(x), y)
-        loss.backward()
-        opt.step()
-        sched.step()
-        if dev is not None:
-            xm.mark_step()
-        out.append(loss.detach())
-    return torch.stack([l.cpu() for l in out])
 
 
 @pytest.mark.parametrize("foreach,dtype", [(True, torch.float32), (False, torch.float32), (True, torch.bfloat16)],
@@ -45,7 +29,8 @@ def test_sgd_with_a_scheduler_compiles_its_step_once(dev, foreach, dtype):
 
     def run(model, d):
         opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, foreach=foreach)
-        return _losses(model, opt, torch.optim.lr_scheduler.OneCycleLR(opt, 0.1, total_steps=8), batches, d)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, 0.1, total_steps=8)
+        return train_losses(model, opt, batches, torch.nn.functional.mse_loss, d, sched)
     want = run(cpu_model, None)
     got = run(dev_model, dev)
     torch.testing.assert_close(got, want, **tol)
@@ -88,82 +73,6 @@ def test_batchnorm_training_compiles_and_updates_running_stats(dev, recwarn):
     assert not [w for w in recwarn if "cannot compile" in str(w.message)]
 
 
-@pytest.mark.parametrize("dims,k,stride,pad,dil,groups", [
-    (2, 3, 1, 1, 1, 1), (2, 3, 2, 0, 1, 2), (2, 3, 1, 2, 2, 4), (1, 4, 3, 1, 1, 1), (2, (3, 2), (2, 1), (1, 0), 1, 1),
-    (3, 2, 1, 0, 1, 1)])
-def test_convolution_backward_runs_on_the_device(dev, dims, k, stride, pad, dil, groups):
-    torch.manual_seed(0)
-    conv = {1: torch.nn.Conv1d, 2: torch.nn.Conv2d, 3: torch.nn.Conv3d}[dims](4, 8, k, stride, pad, dil, groups)
-    x = torch.randn(2, 4, *([9] * dims) if dims < 3 else [5] * 3, requires_grad=True)
-    y = conv(x)
-    gy = torch.randn_like(y)
-    y.backward(gy)
-    conv_dev = copy.deepcopy(conv).to(dev)
-    conv_dev.zero_grad()
-    x_dev = x.detach().to(dev).requires_grad_()
-    conv_dev(x_dev).backward(gy.to(dev))
-    xm.mark_step()
-    torch.testing.assert_close(x_dev.grad.cpu(), x.grad, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(conv_dev.weight.grad.cpu(), conv.weight.grad, rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(conv_dev.bias.grad.cpu(), conv.bias.grad, rtol=1e-4, atol=1e-4)
-    assert met.executed_fallback_ops() == []
-
-
-@pytest.mark.parametrize("dims,k,stride,pad,out_pad,dil,groups", [
-    (2, 3, 2, 1, 1, 1, 1), (2, 4, 2, 1, 0, 1, 2), (1, 3, 3, 0, 2, 1, 1), (2, 3, 2, 0, 1, 2, 1)])
-def test_transposed_convolution_backward_runs_on_the_device(dev, dims, k, stride, pad, out_pad, dil, groups):
-    torch.manual_seed(0)
-    conv = {1: torch.nn.ConvTranspose1d, 2: torch.nn.ConvTranspose2d}[dims](4, 6, k, stride, pad, out_pad, groups,
-                                                                            dilation=dil)
-    x = torch.randn(2, 4, *[5] * dims, requires_grad=True)
-    y = conv(x)
-    gy = torch.randn_like(y)
-    y.backward(gy)
-    conv_dev = copy.deepcopy(conv).to(dev)
-    conv_dev.zero_grad()
-    x_dev = x.detach().to(dev).requires_grad_()
-    conv_dev(x_dev).backward(gy.to(dev))
-    xm.mark_step()
-    torch.testing.assert_close(x_dev.grad.cpu(), x.grad, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(conv_dev.weight.grad.cpu(), conv.weight.grad, rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(conv_dev.bias.grad.cpu(), conv.bias.grad, rtol=1e-4, atol=1e-4)
-    assert met.executed_fallback_ops() == []
-
-
-@pytest.mark.parametrize("shape,kwargs", [
-    ((2, 3, 5, 6), dict(scale_factor=2, mode="nearest")), ((2, 3, 5, 6), dict(size=(7, 11), mode="nearest")),
-    ((2, 3, 5, 6), dict(scale_factor=2, mode="bilinear")), ((2, 3, 5, 6), dict(size=(9, 4), mode="bilinear",
-                                                                               align_corners=True)),
-    ((2, 3, 5, 6), dict(scale_factor=(1.5, 2.5), mode="bilinear", recompute_scale_factor=False)),
-    ((2, 3, 5, 6), dict(scale_factor=1.7, mode="bicubic")), ((2, 3, 7), dict(scale_factor=3, mode="linear")),
-    ((2, 3, 7), dict(size=10, mode="nearest"))], ids=lambda v: str(v) if isinstance(v, tuple) else v["mode"])
-def test_upsampling_backward_matches_eager(dev, shape, kwargs):
-    torch.manual_seed(0)
-    x = torch.randn(*shape)
-    xc = x.clone().requires_grad_()
-    y = torch.nn.functional.interpolate(xc, **kwargs)
-    g = torch.randn_like(y)
-    y.backward(g)
-    xd = x.to(dev).requires_grad_()
-    torch.nn.functional.interpolate(xd, **kwargs).backward(g.to(dev))
-    xm.mark_step()
-    torch.testing.assert_close(xd.grad.cpu(), xc.grad, rtol=1e-5, atol=1e-5)
-    assert met.executed_fallback_ops() == []
-
-
-def test_global_adaptive_max_pool_backward_stays_on_the_device(dev):
-    pool = torch.nn.AdaptiveMaxPool2d(1)
-    x = torch.randn(2, 3, 5, 6).round(decimals=1)   # ties
-    xc = x.clone().requires_grad_()
-    g = torch.randn(2, 3, 1, 1)
-    pool(xc).backward(g)
-    xd = x.to(dev).requires_grad_()
-    pool(xd).backward(g.to(dev))
-    xm.mark_step()
-    torch.testing.assert_close(xd.grad.cpu(), xc.grad)
-    assert met.executed_fallback_ops() == []
-
-
 def test_composite_ops_from_decompositions_stay_on_the_device(dev):
     # pad (max-pool's decomposition calls it) and log-sigmoid (BCE with logits) are composites of lowered ops
     x = torch.randn(2, 3, 5, 5)
@@ -199,7 +108,7 @@ def test_dropout_training_draws_a_new_mask_each_step_in_one_cached_graph(dev):
 
     def run(model, d):
         opt = torch.optim.SGD(model.parameters(), lr=0.05)
-        return _losses(model, opt, torch.optim.lr_scheduler.StepLR(opt, 100), batches, d)
+        return train_losses(model, opt, batches, torch.nn.functional.mse_loss, d)
     torch.manual_seed(1)
     want = run(cpu_model, None)
     torch.manual_seed(1)
@@ -235,31 +144,6 @@ def test_random_factories_and_init_draw_like_eager_without_fallbacks(dev):
     assert met.executed_fallback_ops() == []
 
 
-@pytest.mark.parametrize("make", [
-    lambda: torch.nn.LSTM(6, 5, num_layers=2, bidirectional=True, batch_first=True),
-    lambda: torch.nn.GRU(6, 5, batch_first=True), lambda: torch.nn.GRU(6, 5, bias=False, batch_first=True),
-    lambda: torch.nn.LSTMCell(6, 5)], ids=["lstm-2-layers-bidirectional", "gru", "gru-no-bias", "lstm-cell"])
-def test_recurrent_layers_train_on_the_device(dev, make):
-    # on a PrivateUse1 device the RNN layers call the fused cells, which have CUDA kernels only
-    torch.manual_seed(0)
-    rnn = make()
-    rnn_dev = copy.deepcopy(rnn).to(dev)
-    x = torch.randn(3, 4, 6) if isinstance(rnn, torch.nn.RNNBase) else torch.randn(3, 6)
-
-    def loss(out):   # every output: the sequence (or h), and the final states (h_n, c_n)
-        flat = [t for o in (out if isinstance(out, tuple) else (out,)) for t in (o if isinstance(o, tuple) else (o,))]
-        return sum(t.sin().sum() * (i + 1) for i, t in enumerate(flat))
-    want = loss(rnn(x))
-    want.backward()
-    got = loss(rnn_dev(x.to(dev)))
-    got.backward()
-    xm.mark_step()
-    torch.testing.assert_close(got.cpu(), want, rtol=1e-4, atol=1e-5)
-    for (name, p), q in zip(rnn.named_parameters(), rnn_dev.parameters()):
-        torch.testing.assert_close(q.grad.cpu(), p.grad, rtol=1e-4, atol=1e-5, msg=lambda m: f"{name}: {m}")
-    assert met.executed_fallback_ops() == []
-
-
 def test_tolist_numpy_and_torch_save_behave_as_for_an_xla_tensor(dev, tmp_path):
     x = torch.randn(3, 4)
     d = x.to(dev) * 2
@@ -278,40 +162,6 @@ def test_tolist_numpy_and_torch_save_behave_as_for_an_xla_tensor(dev, tmp_path):
     cpu_model = torch.nn.Linear(4, 2)
     cpu_model.load_state_dict(on_cpu["model"])
     torch.testing.assert_close(cpu_model(x), model(x.to(dev)).cpu())
-
-
-@pytest.mark.parametrize("kernel,stride,pad,dil,ceil", [(2, 2, 0, 1, False), (3, 2, 1, 1, False), (3, 2, 0, 2, True),
-                                                        ((2, 3), (1, 2), (1, 1), 1, True)])
-def test_max_pool_backward_matches_eager_with_ties(dev, kernel, stride, pad, dil, ceil):
-    pool = torch.nn.MaxPool2d(kernel, stride, pad, dil, ceil_mode=ceil)
-    torch.manual_seed(0)
-    x = torch.randn(2, 3, 11, 10).round(decimals=1)   # ties: the gradient goes where the index says
-    g = torch.randn_like(pool(x))
-    xc = x.clone().requires_grad_()
-    pool(xc).backward(g)
-    xd = x.to(dev).requires_grad_()
-    pool(xd).backward(g.to(dev))
-    xm.mark_step()
-    torch.testing.assert_close(xd.grad.cpu(), xc.grad)
-    assert met.executed_fallback_ops() == []
-
-
-@pytest.mark.parametrize("kernel,stride,pad,ceil,include_pad,divisor", [
-    (2, 2, 0, False, True, None), (3, 2, 1, False, False, None), (3, 2, 1, True, True, None),
-    ((2, 3), (1, 2), (1, 1), True, False, None), (3, 1, 1, False, True, 5)])
-def test_avg_pool_backward_matches_eager(dev, kernel, stride, pad, ceil, include_pad, divisor):
-    pool = torch.nn.AvgPool2d(kernel, stride, pad, ceil_mode=ceil, count_include_pad=include_pad,
-                               divisor_override=divisor)
-    torch.manual_seed(0)
-    x = torch.randn(2, 3, 9, 10)
-    g = torch.randn_like(pool(x))
-    xc = x.clone().requires_grad_()
-    pool(xc).backward(g)
-    xd = x.to(dev).requires_grad_()
-    pool(xd).backward(g.to(dev))
-    xm.mark_step()
-    torch.testing.assert_close(xd.grad.cpu(), xc.grad)
-    assert met.executed_fallback_ops() == []
 
 
 class _MNIST(torch.nn.Module):   # torch_xla's test_train_mp_mnist.py model
@@ -338,18 +188,7 @@ def test_torch_xla_mnist_cnn_trains_in_one_compiled_step(dev, recwarn):
 
     def run(model, d):
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.5)
-        losses = []
-        for x, y in batches:
-            if d is not None:
-                x, y = x.to(d), y.to(d)
-            opt.zero_grad()
-            loss = torch.nn.functional.nll_loss(model(x), y)
-            loss.backward()
-            xm.optimizer_step(opt) if d is not None else opt.step()
-            if d is not None:
-                xm.mark_step()
-            losses.append(loss.detach())
-        return torch.stack([l.cpu() for l in losses])
+        return train_losses(model, opt, batches, torch.nn.functional.nll_loss, d)
     torch.testing.assert_close(run(dev_model, dev), run(cpu_model, None), rtol=1e-4, atol=1e-5)
     assert met.counter_value("UncachedCompile") <= 2
     assert met.executed_fallback_ops() == []
