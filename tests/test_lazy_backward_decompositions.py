@@ -113,3 +113,25 @@ def test_recurrent_layers(dev, make):
     for (name, p), q in zip(rnn.named_parameters(), rnn_dev.parameters()):
         torch.testing.assert_close(q.grad.cpu(), p.grad, rtol=1e-4, atol=1e-5, msg=lambda m: f"{name}: {m}")
     assert met.executed_fallback_ops() == []
+
+
+@pytest.mark.parametrize("dim", [0, 1])
+def test_weight_norm(dev, dim):
+    torch.manual_seed(1)
+    layer = torch.nn.utils.parametrizations.weight_norm(torch.nn.Linear(16, 8), dim=dim)
+    _assert_grads_match(dev, layer, torch.randn(4, 16))
+
+
+@torch.library.custom_op("lazytest::contiguous_probe", mutates_args=())
+def _contiguous_probe(x: torch.Tensor) -> torch.Tensor:
+    """A CPU kernel that, like ATen's internal kernels reading the raw buffer, is only right on a contiguous input
+    (NaN otherwise)."""
+    return x.clone() if x.is_contiguous() else torch.full_like(x, float("nan"))
+
+
+def test_cpu_fallback_gets_contiguous_inputs(dev):
+    # a device tensor reports itself contiguous (so `.contiguous()` is a no-op on it): its CPU copy for a fallback
+    # must be contiguous too, or a kernel reading the buffer sees a transposed view in the wrong order
+    x = torch.arange(12.0).reshape(3, 4)
+    got = _contiguous_probe(x.to(dev).t().contiguous())
+    torch.testing.assert_close(got.cpu(), x.t())

@@ -165,3 +165,13 @@ def convolution_backward(grad_output, input, weight, bias_sizes, stride, padding
         grad_bias = grad_output.sum([0] + list(range(2, 2 + nsp)))
     return grad_input, grad_weight, grad_bias
 
+
+
+@_register(aten._weight_norm_interface_backward.default)
+def weight_norm_interface_backward(grad_w, saved_v, saved_g, saved_norms, dim):
+    """w = v * g / |v| (norms over every dim but `dim`): eager's CPU kernel's formula with lowered ops."""
+    dims = [d for d in range(saved_v.dim()) if d != dim % saved_v.dim()]
+    dot = (grad_w * saved_v).sum(dims, keepdim=True)
+    grad_g = (dot / saved_norms).to(saved_g.dtype)
+    grad_v = (saved_g / saved_norms) * (grad_w - saved_v * (dot / (saved_norms * saved_norms)))
+    return grad_v.to(saved_v.dtype), grad_g

@@ -794,11 +794,14 @@ def fallback(func, args, kwargs):
 
     def cpu(a, mut):
         if isinstance(a, LazyTensor):
+            # contiguous, as the device tensor reports itself: a kernel may rely on it (autograd calls
+            # _weight_norm_interface_backward with grad.contiguous(), a no-op on the device, and the CPU kernel
+            # reads the raw buffer: a transposed view read in storage order gave silently wrong gradients)
             c = to_cpu(a, where)
             if mut:
-                c = c.clone()
+                c = c.clone(memory_format=torch.contiguous_format)
                 mutated.append((a, c))
-            return c
+            return c.contiguous()
         if isinstance(a, (list, tuple)) and any(isinstance(x, LazyTensor) for x in a):
             return type(a)(cpu(x, mut) for x in a)
         if isinstance(a, torch.device) and a.type == device_type():
