@@ -247,3 +247,22 @@ def test_data_assignment_and_module_dtype_conversion_on_the_device(dev):
     torch.testing.assert_close(got.cpu(), want)
     with pytest.raises(RuntimeError, match="incompatible tensor type"):
         p.data = torch.ones(3)
+
+
+def test_assignment_through_an_index_after_full_dims_compiles(dev, recwarn):
+    # x[:, idx] = v: the lowering takes index tensors on the leading dims only; the whole graph used to fail to
+    # compile and run op by op on CPU
+    x, i, j = torch.arange(24.0).view(2, 3, 4), torch.tensor([0, 2]), torch.tensor([1, 0])
+    writes = [lambda t, d: t.__setitem__((slice(None), i.to(d)), -1.0),
+              lambda t, d: t.__setitem__((slice(None), slice(None), i.to(d)), torch.ones(2, 3, 2).to(d)),
+              lambda t, d: t.__setitem__((slice(None), i.to(d), j.to(d)), t[:, i.to(d), j.to(d)] + 5),
+              lambda t, d: t.__setitem__((Ellipsis, torch.tensor([[1], [3]]).to(d)), 7.0),
+              lambda t, d: torch.ops.aten.index_put_(t, [None, torch.tensor([1, 1]).to(d)],
+                                                     torch.ones(2, 2, 4).to(d), True)]
+    for write in writes:
+        want, got = x.clone(), x.to(dev)
+        write(want, "cpu")
+        write(got, dev)
+        assert torch.equal(got.cpu(), want)
+    assert met.executed_fallback_ops() == []
+    assert not [w for w in recwarn if "cannot compile" in str(w.message)]

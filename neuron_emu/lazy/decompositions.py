@@ -175,3 +175,29 @@ def weight_norm_interface_backward(grad_w, saved_v, saved_g, saved_norms, dim):
     grad_g = (dot / saved_norms).to(saved_g.dtype)
     grad_v = (saved_g / saved_norms) * (grad_w - saved_v * (dot / (saved_norms * saved_norms)))
     return grad_v.to(saved_v.dtype), grad_g
+
+
+def _index_put_values(rec, self, indices, values, accumulate=False):
+    """`x[:, idx] = v`: index tensors after leading full dims, which the lowering does not take (it wants them on
+    the leading dims: the whole graph would fail to compile and run op by op on CPU). The indexed dims are moved to
+    the front, put there, and moved back. None when the pattern does not apply (the general path takes it)."""
+    indices = list(indices)
+    k = 0
+    while k < len(indices) and indices[k] is None:
+        k += 1
+    idx = indices[k:]
+    if k == 0 or not idx or any(i is None or i.dtype == torch.bool for i in idx) or \
+            type(self).__name__ != "LazyTensor":
+        return None
+    m = len(idx)
+    order = list(range(k, k + m)) + list(range(k)) + list(range(k + m, self.dim()))
+    bshape = list(torch.broadcast_shapes(*[tuple(i.shape) for i in idx]))
+    nb = len(bshape)
+    full = list(self.shape[:k]) + bshape + list(self.shape[k + m:])   # what x[:, idx] reads
+    v = values.expand(full).permute(list(range(k, k + nb)) + list(range(k)) + list(range(k + nb, len(full))))
+    out = aten.index_put.default(self.permute(order), idx, v, accumulate)
+    from neuron_emu.lazy.tensor import value_of
+    return value_of(out.permute([order.index(d) for d in range(self.dim())]))
+
+
+VALUE_TABLE[aten.index_put.default] = _index_put_values
