@@ -71,6 +71,12 @@ def test_avg_pool(dev, kernel, stride, pad, ceil, include_pad, divisor):
     _assert_grads_match(dev, pool, torch.randn(2, 3, 9, 10))
 
 
+@pytest.mark.parametrize("out,shape", [((3, 3), (2, 3, 7, 7)), ((2, 5), (2, 3, 7, 9)), ((4, 4), (1, 2, 3, 2))])
+def test_adaptive_avg_pool(dev, out, shape):
+    torch.manual_seed(1)
+    _assert_grads_match(dev, torch.nn.AdaptiveAvgPool2d(out), torch.randn(*shape))
+
+
 def test_global_adaptive_max_pool_with_ties(dev):
     torch.manual_seed(1)
     x = torch.randn(2, 3, 5, 6).round(decimals=1)

@@ -96,3 +96,18 @@ def adaptive_max_pool2d_backward(grad_output, self, indices):
     hit = indices.reshape(lead + [outputs, 1]) == torch.arange(H * W)
     grad = torch.where(hit, grad_output.reshape(lead + [outputs, 1]), 0.0).sum(-2)
     return grad.reshape(lead + [H, W])
+
+
+@_register(aten._adaptive_avg_pool2d_backward.default)
+def adaptive_avg_pool2d_backward(grad_output, self):
+    """Separable: output = A_h @ x @ A_w^T, each row of A averaging the window [floor(i*n/m), ceil((i+1)*n/m)) as
+    eager's kernel bounds it; the gradient is A_h^T @ g @ A_w (upsample_backward.separable_grad)."""
+    from neuron_emu.lazy.upsample_backward import separable_grad
+    mats = []
+    for n, m in zip(self.shape[-2:], grad_output.shape[-2:]):
+        a = torch.zeros(n, m)   # [input, output]: where each input element's share goes
+        for i in range(m):
+            start, end = (i * n) // m, -((-(i + 1) * n) // m)
+            a[start:end, i] = 1.0 / (end - start)
+        mats.append(a)
+    return separable_grad(grad_output, mats)

@@ -23,7 +23,7 @@ def _weights(forward, size_in: int, size_out: int, dim: int, nsp: int, extra):
     return r.reshape(size_in, size_out)
 
 
-def _apply(grad_output, mats):
+def separable_grad(grad_output, mats):
     """g contracted with each [in, out] matrix along its spatial dim (last dims first): the input's gradient."""
     g = grad_output
     for dim in reversed(range(len(mats))):
@@ -40,7 +40,7 @@ def _separable(forward, scales_of):
         nsp = len(output_size)
         mats = [_weights(forward, input_size[2 + d], output_size[d], d, nsp, lambda dim: scales_of(args, dim, nsp))
                 for d in range(nsp)]
-        return _apply(grad_output, mats)
+        return separable_grad(grad_output, mats)
     return backward
 
 
