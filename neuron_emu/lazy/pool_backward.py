@@ -2,7 +2,8 @@
 uses scatter_add, whose lowering needs a one-hot matrix of outputs x inputs (too large to compile for a CNN), and
 avg-pool's has neither a lowering nor a torch decomposition (a CPU fallback: a graph cut every step). Both are
 sums over kernel offsets: the outputs' gradients that reach the input element at offset (i, j) of their window,
-placed on the input grid with two strided slice_scatters into a zero grid that includes the padding."""
+placed on the input grid with two strided slice_scatters into a zero grid that includes the padding. Adaptive
+average pooling's (no lowering either) is separable, one averaging matrix per dim, as upsampling is."""
 from __future__ import annotations
 
 import torch
