@@ -182,8 +182,13 @@ def test_views_without_inverse_never_go_silently_wrong(dev):
     d = torch.randn(3, 3)
     dd = d.to(dev)
     assert torch.equal(dd.diagonal().cpu(), d.diagonal())      # reading such a view is fine
-    with pytest.raises(RuntimeError, match="in-place write through a view made by aten::diagonal is not supported"):
-        dd.diagonal().add_(1)
+    dd.diagonal(1).add_(1)                                      # writing one reaches the base (diagonal_scatter)
+    d.diagonal(1).add_(1)
+    dd.fill_diagonal_(7)                                        # (through an as_strided view: as_strided_scatter)
+    d.fill_diagonal_(7)
+    assert torch.equal(dd.cpu(), d)
+    with pytest.raises(RuntimeError, match="in-place write through a view made by aten::unfold is not supported"):
+        dd.unfold(1, 2, 1).add_(1)
     y = torch.randn(2, 3)
     yd = y.to(dev)
     yd.t_()                                                     # in-place shape change: a new view of the storage

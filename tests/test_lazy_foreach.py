@@ -7,9 +7,8 @@ import pytest
 import torch
 
 import torch_neuronx_emu.debug_metrics as met
-import torch_neuronx_emu.xla_model as xm
 
-from lazy_helpers import dev  # noqa: F401
+from lazy_helpers import dev, train_losses  # noqa: F401
 
 
 def _lists(seed=0):
@@ -65,12 +64,10 @@ def _mlp():
     return torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
 
 
-# SGD's learning rate is a Scalar argument (`add_(grad, alpha=-lr)`), a graph constant in both of torch's paths:
-# scheduled, it recompiles every step (as the single-tensor path does), so SGD runs at a fixed rate here
 @pytest.mark.parametrize("make_opt,scheduled", [
     (lambda p: torch.optim.AdamW(p, lr=1e-2, foreach=True), True),
     (lambda p: torch.optim.Adam(p, lr=1e-2, foreach=True, amsgrad=True), True),
-    (lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True, foreach=True), False),
+    (lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True, foreach=True), True),
 ], ids=["adamw", "adam-amsgrad", "sgd-nesterov"])
 def test_foreach_optimizer_matches_eager_and_compiles_at_most_twice(dev, make_opt, scheduled):
     torch.manual_seed(0)
@@ -84,19 +81,7 @@ def test_foreach_optimizer_matches_eager_and_compiles_at_most_twice(dev, make_op
             for g in opt.param_groups:
                 g["foreach"] = False
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0 / (1 + step) if scheduled else 1.0)
-        losses = []
-        for x, y in batches:
-            if on_dev:
-                x, y = x.to(dev), y.to(dev)
-            opt.zero_grad()
-            loss = torch.nn.functional.mse_loss(model(x), y)
-            loss.backward()
-            opt.step()
-            sched.step()
-            if on_dev:
-                xm.mark_step()
-            losses.append(loss)
-        return torch.stack([l.cpu() for l in losses])
+        return train_losses(model, opt, batches, torch.nn.functional.mse_loss, dev if on_dev else None, sched)
     want = train(cpu_model, False)
     got = train(dev_model, True)
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)

@@ -9,7 +9,7 @@ import torch
 import torch_neuronx_emu.debug_metrics as met
 import torch_neuronx_emu.xla_model as xm
 
-from lazy_helpers import dev  # noqa: F401
+from lazy_helpers import dev, train_losses  # noqa: F401
 
 
 class TinyLM(torch.nn.Module):
@@ -25,21 +25,6 @@ class TinyLM(torch.nn.Module):
 
 def _mlp():
     return torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
-
-
-def _train(model, opt, batches, loss_fn, dev=None):
-    losses = []
-    for x, y in batches:
-        if dev is not None:
-            x, y = x.to(dev), y.to(dev)
-        opt.zero_grad()
-        loss = loss_fn(model(x), y)
-        loss.backward()
-        xm.optimizer_step(opt) if dev is not None else opt.step()
-        if dev is not None:
-            xm.mark_step()
-        losses.append(loss)
-    return torch.stack([l.cpu() for l in losses])
 
 
 CASES = {
@@ -60,8 +45,8 @@ def test_training_matches_eager_and_compiles_once(dev, case):
     cpu_model = make()
     dev_model = copy.deepcopy(cpu_model).to(dev)
     batches = data()
-    want = _train(cpu_model, make_opt(cpu_model.parameters()), batches, loss_fn)
-    got = _train(dev_model, make_opt(dev_model.parameters()), batches, loss_fn, dev)
+    want = train_losses(cpu_model, make_opt(cpu_model.parameters()), batches, loss_fn)
+    got = train_losses(dev_model, make_opt(dev_model.parameters()), batches, loss_fn, dev)
     # Same fp32 ops in the same order except matmul/reduction summation order (compiled kernels vs MKL): per-step
     # differences of a few ulps, which 20 optimizer steps amplify little on these well-conditioned problems.
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)

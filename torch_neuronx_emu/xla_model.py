@@ -163,3 +163,40 @@ def _maybe_convert_to_cpu(data, convert: bool = True):
     """`data` with its device tensors materialised and copied to CPU (what save() writes)."""
     from torch.utils._pytree import tree_map
     return tree_map(lambda t: t.cpu() if isinstance(t, torch.Tensor) and t.device.type != "cpu" else t, data)
+
+
+def broadcast_master_param(model, **kwargs) -> None:
+    """The master's parameters to every replica: nothing to send with one."""
+
+
+class RateTracker:
+    """Samples per second, as the examples log it: `rate()` since the previous call (smoothed with the previous
+    rate by `smooth_factor`), `global_rate()` since creation."""
+
+    def __init__(self, smooth_factor: Optional[float] = None):
+        import time
+        self._clock = time.time
+        self._smooth_factor = 0.4 if smooth_factor is None else smooth_factor
+        self._start = self._last = self._clock()
+        self._counted = 0.0   # before the last rate()
+        self._count = 0.0     # since it
+        self._last_rate = None
+
+    def add(self, count) -> None:
+        self._count += count
+
+    def rate(self) -> float:
+        now = self._clock()
+        elapsed = now - self._last
+        if elapsed <= 0:
+            return 0.0
+        r = self._count / elapsed
+        if self._last_rate is not None:
+            r = (1 - self._smooth_factor) * r + self._smooth_factor * self._last_rate
+        self._counted += self._count
+        self._count, self._last, self._last_rate = 0.0, now, r
+        return r
+
+    def global_rate(self) -> float:
+        elapsed = self._clock() - self._start
+        return (self._counted + self._count) / elapsed if elapsed > 0 else 0.0

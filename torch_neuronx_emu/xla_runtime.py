@@ -1,5 +1,5 @@
-"""Mirror of `torch_xla.runtime` (imported as `xr`) for the emulated lazy device: one process, world size 1, the
-visible NeuronCores as its devices. SPMD (sharding one program over devices) is not emulated."""
+"""Mirror of `torch_xla.runtime` (imported as `xr`) for one process driving the visible NeuronCores through PJRT,
+as torch-neuronx does: a world of one process, ordinal 0. SPMD (one program sharded over devices) is not emulated."""
 from __future__ import annotations
 
 from torch_neuronx_emu import xla_model
@@ -7,6 +7,10 @@ from torch_neuronx_emu import xla_model
 
 def device_type() -> str:
     return "NEURON"
+
+
+def using_pjrt() -> bool:
+    return True
 
 
 def world_size() -> int:
@@ -29,12 +33,20 @@ def process_count() -> int:
     return 1
 
 
-def global_runtime_device_count() -> int:
-    return len(xla_model.get_xla_supported_devices())
+def local_process_count() -> int:
+    return 1
 
 
 def addressable_device_count() -> int:
     return len(xla_model.get_xla_supported_devices())
+
+
+def global_device_count() -> int:
+    return addressable_device_count()
+
+
+def global_runtime_device_count() -> int:
+    return addressable_device_count()
 
 
 def is_spmd() -> bool:

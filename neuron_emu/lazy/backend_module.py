@@ -51,6 +51,7 @@ def module() -> types.ModuleType:
     m.is_available = lambda: True
     m.is_initialized = lambda: True
     m.is_bf16_supported = lambda: True
+    m.get_amp_supported_dtype = lambda: [torch.bfloat16, torch.float16, torch.float32]   # (torch.autocast asks)
     m.device_count = _count
     m.current_device = lambda: _current[0]
     m.set_device = set_device

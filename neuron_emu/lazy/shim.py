@@ -1,6 +1,7 @@
 """`import torch_xla...` for user scripts run by the launcher: installs sys.modules aliases of the torch_xla module
 names to the emulator's mirrors (torch_xla.core.xla_model, torch_xla.debug.metrics, torch_xla.runtime,
-torch_xla.distributed.parallel_loader, .xla_multiprocessing and .spmd, and torch_xla.device()/sync())."""
+torch_xla.distributed.parallel_loader, .xla_multiprocessing and .spmd, torch_xla.utils.utils, and
+torch_xla.device()/sync())."""
 from __future__ import annotations
 
 import importlib.machinery
@@ -17,7 +18,7 @@ def install_torch_xla_aliases() -> None:
 
     from neuron_emu import lazy
     from torch_neuronx_emu import debug_metrics, parallel_loader, xla_model, xla_multiprocessing, xla_runtime, \
-        xla_spmd
+        xla_spmd, xla_utils
 
     def pkg(name):
         m = types.ModuleType(name)
@@ -43,3 +44,5 @@ def install_torch_xla_aliases() -> None:
     dist.spmd = sys.modules["torch_xla.distributed.spmd"] = xla_spmd
     dist.xla_multiprocessing = sys.modules["torch_xla.distributed.xla_multiprocessing"] = xla_multiprocessing
     root.runtime = sys.modules["torch_xla.runtime"] = xla_runtime
+    root.utils = pkg("torch_xla.utils")
+    root.utils.utils = sys.modules["torch_xla.utils.utils"] = xla_utils

@@ -20,8 +20,9 @@ import torch
 from torch._decomp import decomposition_table
 
 from neuron_emu.compiler.lowering import lookup
-from neuron_emu.lazy import backward_errors, bf16, foreach, fused_optim, metrics, replay
+from neuron_emu.lazy import backward_errors, bf16, draws, foreach, fused_optim, metrics, replay
 from neuron_emu.lazy.decompositions import TABLE as preferred, VALUE_TABLE as value_decomposition
+from neuron_emu.lazy import pool_backward, rnn_cells, upsample_backward  # noqa: F401,E402  (register decompositions)
 from neuron_emu.lazy.device import device_type, is_ours
 from neuron_emu.lazy.record import DeviceData, LNode, MetaError, Ref, _infer, _meta_cache, add_to_trace, record, \
     user_frame, user_site
@@ -152,6 +153,36 @@ class LazyTensor(torch.Tensor):
         if self.dim() == 0:
             return self.item().__format__(spec)
         return repr(self).__format__(spec)
+
+    # `p.data = new` (and Module.to(dtype) of a device model, which assigns each converted parameter that way)
+    # copies the C++ tensor's metadata only: the value, held in Python, must follow or it silently stays the old one
+    @property
+    def data(self):
+        return torch._C.TensorBase.data.__get__(self)
+
+    @data.setter
+    def data(self, new):
+        torch._C.TensorBase.data.__set__(self, new)   # (torch's checks: a CPU tensor is refused there)
+        self._st, self._view, self._vc = new._st, new._view, new._vc
+
+    # What torch does for a tensor of a storage-less device (XLA's): the subclass's own paths refuse
+    def tolist(self):
+        return to_cpu(self, ".tolist()").tolist()
+
+    def numpy(self, *, force: bool = False):
+        if force:
+            return to_cpu(self, ".numpy()").clone().numpy()
+        raise TypeError(f"can't convert {self.device} device type tensor to numpy. Use Tensor.cpu() to copy the "
+                        f"tensor to host memory first.")
+
+    def __array__(self, dtype=None, copy=None):
+        return self.numpy()
+
+    def __reduce_ex__(self, proto):
+        """Pickled (torch.save) as torch pickles an XLA tensor: a CPU copy rebuilt on the device at load, where
+        `map_location` applies; loadable with weights_only (the subclass itself would be refused)."""
+        return (torch._utils._rebuild_device_tensor_from_cpu_tensor,
+                (to_cpu(self, "torch.save").clone(), self.dtype, str(self.device), self.requires_grad))
 
 
 _DEVICES: List[torch.device] = []   # torch.device of each device index
@@ -305,6 +336,9 @@ def _view(func, args, kwargs):
         return _functional(func, args, kwargs)
     if func in _SHARE:  # same storage and chain
         return LazyTensor(x._st, x._view, x.shape, x.dtype)
+    if _composite_view(func):
+        r = func.decompose(*args, **kwargs)
+        return LazyTensor(x._st, x._view, x.shape, x.dtype) if r is x else r
     base = x._st.value
     vargs = (value_of(x),) + tuple(args[1:])
     r = _fast_record(func, vargs) if not kwargs else None
@@ -324,6 +358,18 @@ def _view(func, args, kwargs):
 
 
 _SHARE = {aten.detach.default, aten.alias.default, aten.lift_fresh.default}
+_composite: Dict[int, bool] = {}
+
+
+def _composite_view(func) -> bool:
+    """A view op the compiler has no lowering for but PyTorch composes of others (`flatten`, `unflatten`, which
+    torch's decompositions call): run its composition, whose views are lowered. Recorded as itself, the whole graph
+    would fail to compile and run op by op on CPU."""
+    c = _composite.get(id(func))
+    if c is None:
+        c = _composite[id(func)] = lookup(func) is None and \
+            func.has_kernel_for_dispatch_key(torch._C.DispatchKey.CompositeImplicitAutograd)
+    return c
 
 
 def _scatter(step, base: LazyTensor, src: LazyTensor) -> LazyTensor:
@@ -335,6 +381,10 @@ def _scatter(step, base: LazyTensor, src: LazyTensor) -> LazyTensor:
         return dispatch(aten.slice_scatter.default, (base, src, dim, start, end, st), {})
     if func is aten.select.int:
         return dispatch(aten.select_scatter.default, (base, src) + tuple(args), {})
+    if func is aten.diagonal.default:
+        return dispatch(aten.diagonal_scatter.default, (base, src) + tuple(args), kwargs)
+    if func is aten.as_strided.default:   # (fill_diagonal_'s; strides over the contiguous value at this step)
+        return dispatch(aten.as_strided_scatter.default, (base, src) + tuple(args), kwargs)
     if func in (aten.view.default, aten._unsafe_view.default, aten._reshape_alias.default, aten.unsqueeze.default,
                 aten.reshape.default, aten.flatten.using_ints, aten.unflatten.int,
                 aten.squeeze.default, aten.squeeze.dim, aten.squeeze.dims, aten.view.dtype):
@@ -354,7 +404,7 @@ def _scatter(step, base: LazyTensor, src: LazyTensor) -> LazyTensor:
 
 
 class ViewWriteError(RuntimeError):
-    """A write through a view whose inverse the device does not know (diagonal, as_strided, real/imag, ...)."""
+    """A write through a view whose inverse the device does not know (unfold, real/imag, a dtype view, ...)."""
 
 
 def _tmp(value, dev: int) -> LazyTensor:
@@ -623,9 +673,9 @@ def _functional(func, args, kwargs):
 
 
 def _decompose(func, args, kwargs):
-    """Our decomposition of the op, else PyTorch's; NotImplemented when neither applies."""
-    for table in (preferred, decomposition_table):
-        decomp = table.get(func)
+    """Our decomposition of the op, else PyTorch's, else its composite kernel (`pad`, which torch's max-pool
+    decomposition calls); NotImplemented when none applies."""
+    for decomp in (preferred.get(func), decomposition_table.get(func), func.decompose):
         if decomp is None:
             continue
         _decomposing.add(func)
@@ -751,7 +801,7 @@ def fallback(func, args, kwargs):
     results become device data. Counted as `aten::<op>` (torch_xla's counter for ops without a lowering)."""
     replay.impure_events[0] += 1
     dev = _device_of(args, kwargs)
-    if func._schema.name not in _CONSTANT_FACTORIES:
+    if func._schema.name not in _CONSTANT_FACTORIES and func._schema.name not in draws.FACTORY_NAMES:
         metrics.counter_add(func._schema.name)
     written = set(a.name for a in func._schema.arguments if a.alias_info is not None and a.alias_info.is_write)
     mutated: List[tuple] = []
@@ -759,8 +809,10 @@ def fallback(func, args, kwargs):
 
     def cpu(a, mut):
         if isinstance(a, LazyTensor):
-            # contiguous, as the device tensor reports itself (a view's CPU value may not be: CPU kernels that walk
-            # several tensors' memory in step, like _fused_adam's, would pair the wrong elements)
+            # contiguous, as the device tensor reports itself: a kernel may rely on it (the fused optimizers walk
+            # several tensors' memory in step; autograd calls _weight_norm_interface_backward with grad.contiguous(),
+            # a no-op on the device, and the CPU kernel reads the raw buffer: a transposed view read in storage order
+            # gave silently wrong results)
             c = to_cpu(a, where)
             if mut:
                 c = c.clone(memory_format=torch.contiguous_format)
@@ -892,6 +944,7 @@ _SPECIAL = {
     aten._neg_view.default: lambda func, args, kwargs: dispatch(aten.neg.default, args, kwargs),
     aten.is_same_size.default: _same_size,
     **{getattr(aten.to, o): _to for o in ("dtype", "device", "other", "dtype_layout")},
+    **draws.handlers(),
 }
 
 
