@@ -3,20 +3,23 @@
      any Python tensor subclass: a wrapper whose __torch_dispatch__ only makes its output);
   2. cached step: mark_step(wait=True) of an N-op graph already compiled, minus the program's own execution (the
      LoadedModel call), i.e. what the key lookup, binding the inputs and the write-back add;
-  3. a cached training step of a small transformer (AdamW) vs the same step in CPU eager.
+  3. a cached AdamW training step of a small transformer vs the same step in CPU eager, for three sizes: the tests'
+     TinyLM (d32, 4x8 tokens: a step of ~1.5 ms in eager, all framework overhead) and two small models whose step
+     has real work (d128 and d256, 2 layers). Both sides run the same number of threads (`--threads`).
 
-    python benchmarks/bench_lazy.py [--ops 1000] [--repeats 7] [--steps 10] [--breakdown]
+    python benchmarks/bench_lazy.py [--ops 1000] [--repeats 7] [--steps 10] [--threads 1] [--breakdown]
 
 Targets (lazy-device issue): capture <= 30 us per op; a cached 1000-op step adds <= 1 ms; the transformer step
 <= 2x CPU eager.
 
-Where the transformer step's time goes (`--breakdown`; loaded 2-vCPU machine, one torch thread, medians): CPU eager
-0.36 ms forward, 0.39 backward, 0.48 optimizer. Device: forward 2.2-2.5, backward 2.6-3.1 (recorded on the calling
-thread), optimizer 2.0-2.5, mark_step 0.25 (trace-key lookup and hand-off), the program's execution 0.7 (~750
-nodes), batch transfer 0.1. The step makes ~480 dispatches into `__torch_dispatch__` (87 forward, ~190 backward,
-~200 optimizer before foreach); any Python tensor subclass pays ~4 us per dispatch before its code runs (the
-`Floor` above), i.e. ~2 ms of the ~1.2-2 ms CPU eager step, so recording per op cannot reach 2x eager on a model
-this small; what is left to cut is dispatches (foreach, replayed decompositions) and our ~5 us per op."""
+Where the TinyLM step's time goes (`--breakdown`; idle 2-vCPU machine, one thread, medians): CPU eager 0.36 ms
+forward, 0.39 backward, 0.47 optimizer. Device: forward 2.1, backward 2.7, optimizer 2.0, mark_step 0.26 (trace-key
+lookup and hand-off), the program's execution 0.6, batch transfer 0.2. The step makes ~190 dispatches into
+`__torch_dispatch__` (68 forward, 112 backward, 8 foreach optimizer ops over 16 parameters); any Python tensor
+subclass pays ~4 us per dispatch before its code runs (the `Floor` above) and our recording ~4-10 us more, while
+eager's whole step is ~1.3 ms: recording op by op in Python cannot reach 2x eager on a model this small. On the
+d128/d256 models the recording is ~12 ms of a step whose kernels dominate, and the ratio is the compiled step's
+execution against eager's kernels (1.3-1.7x at one thread)."""
 import argparse
 import copy
 import gc
