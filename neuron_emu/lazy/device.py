@@ -58,8 +58,9 @@ def device_type() -> str:
     # optimizers take their multi-tensor (foreach) path for device tensors, as for any tensor of a device torch
     # lists as foreach-capable (PrivateUse1 is): torch only checks the Python type, which ours is a subclass of
     single_threaded_autograd()
-    from neuron_emu.lazy import autocast
+    from neuron_emu.lazy import autocast, backward_errors
     autocast.install(_NAME)
+    backward_errors.install()
     from torch.optim import optimizer
     if LazyTensor not in optimizer._foreach_supported_types:
         optimizer._foreach_supported_types.append(LazyTensor)

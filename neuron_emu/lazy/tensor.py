@@ -137,6 +137,12 @@ class LazyTensor(torch.Tensor):
         super().backward(gradient, retain_graph, create_graph, inputs)
         backward_errors.raise_pending()
 
+    def register_hook(self, hook):
+        return super().register_hook(backward_errors.deferring(hook))
+
+    def register_post_accumulate_grad_hook(self, hook):
+        return super().register_post_accumulate_grad_hook(backward_errors.deferring(hook))
+
     def __repr__(self, *, tensor_contents=None):
         cpu = to_cpu(self, "print")
         s = repr(cpu)
