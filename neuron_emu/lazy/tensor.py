@@ -938,8 +938,17 @@ def _to(func, args, kwargs):
     return func.decompose(*args, **kwargs)
 
 
+def _host_second_output(func, args, kwargs):
+    # _pack_padded_sequence's batch sizes and _pad_packed_sequence's lengths are CPU tensors on every device
+    # (PackedSequence refuses others; the RNN kernels read them on the host): the op's CPU result, kept there
+    data, sizes = fallback(func, args, kwargs)
+    return data, to_cpu(sizes, func._schema.name)
+
+
 _SPECIAL = {
     aten._to_copy.default: _to_copy,
+    aten._pack_padded_sequence.default: _host_second_output,
+    aten._pad_packed_sequence.default: _host_second_output,
     aten.copy_.default: _copy_,
     aten._local_scalar_dense.default: _item,
     aten.empty_like.default: _empty_like,
