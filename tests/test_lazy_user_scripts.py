@@ -164,6 +164,19 @@ def test_tolist_numpy_and_torch_save_behave_as_for_an_xla_tensor(dev, tmp_path):
     torch.testing.assert_close(cpu_model(x), model(x.to(dev)).cpu())
 
 
+def test_a_pickled_device_parameter_stays_a_parameter(dev, tmp_path):
+    # as torch pickles nn.Parameter: a whole model saved and loaded (weights_only=False) keeps its parameters
+    model = torch.nn.Linear(4, 2).to(dev)
+    torch.save(model, tmp_path / "model.pt")
+    back = torch.load(tmp_path / "model.pt", weights_only=False)
+    assert isinstance(back.weight, torch.nn.Parameter) and back.weight.requires_grad
+    assert back.weight.device == dev and torch.equal(back.weight.cpu(), model.weight.cpu())
+    p = torch.nn.Parameter(torch.ones(2).to(dev), requires_grad=False)
+    torch.save(p, tmp_path / "p.pt")
+    q = torch.load(tmp_path / "p.pt", map_location="cpu")   # (weights_only)
+    assert isinstance(q, torch.nn.Parameter) and not q.requires_grad and q.device.type == "cpu"
+
+
 class _MNIST(torch.nn.Module):   # torch_xla's test_train_mp_mnist.py model
     def __init__(self):
         super().__init__()

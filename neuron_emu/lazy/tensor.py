@@ -11,6 +11,7 @@ functional ops with a lowering are recorded; others use PyTorch's decomposition 
 with an `aten::<op>` counter (their device inputs are materialised first: a graph cut)."""
 from __future__ import annotations
 
+import collections
 import itertools
 import os
 import weakref
@@ -186,7 +187,10 @@ class LazyTensor(torch.Tensor):
 
     def __reduce_ex__(self, proto):
         """Pickled (torch.save) as torch pickles an XLA tensor: a CPU copy rebuilt on the device at load, where
-        `map_location` applies; loadable with weights_only (the subclass itself would be refused)."""
+        `map_location` applies; loadable with weights_only (the subclass itself would be refused). A parameter
+        (`nn.Parameter` of a device tensor is the tensor flagged `_is_param`) is rebuilt as one, as torch pickles it."""
+        if getattr(self, "_is_param", False):
+            return torch._utils._rebuild_parameter, (self.detach(), self.requires_grad, collections.OrderedDict())
         return (torch._utils._rebuild_device_tensor_from_cpu_tensor,
                 (to_cpu(self, "torch.save").clone(), self.dtype, str(self.device), self.requires_grad))
 
