@@ -49,6 +49,10 @@ def test_add_with_a_float_alpha_matches_eager(dev):
     torch.testing.assert_close(x.cpu(), a.double().add(b.double(), alpha=0.7))
     h = a.bfloat16().to(dev)
     torch.testing.assert_close(h.add(b.bfloat16().to(dev), alpha=0.3).cpu(), a.bfloat16().add(b.bfloat16(), alpha=0.3))
+    # mixed dtypes: the product is taken in the promoted dtype, as eager does (rounded to bf16 it lost digits)
+    g = torch.randn(1000).bfloat16()
+    p = torch.randn(1000)
+    torch.testing.assert_close(p.to(dev).add_(g.to(dev), alpha=-0.01).cpu(), p.clone().add_(g, alpha=-0.01))
 
 
 def test_batchnorm_training_compiles_and_updates_running_stats(dev, recwarn):

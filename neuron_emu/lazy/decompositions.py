@@ -66,7 +66,8 @@ def _alpha_values(op):
     changes lr every step (alpha as a graph constant recompiled each step). In bf16/fp16 the product is rounded
     before the sum, as torch_xla computes it (eager CPU rounds once)."""
     def decomp(rec, self, other, *, alpha=1):
-        if type(alpha) is not float or alpha in (0.0, 1.0, -1.0) or not _floating(self) or not _floating(other):
+        if type(alpha) is not float or alpha in (0.0, 1.0, -1.0) or not _floating(self) or not _floating(other) \
+                or self.dtype != other.dtype:   # (fp32 + bf16 * alpha: the product in bf16 would lose digits)
             return None
         scaled = rec(aten.mul.Tensor, (other, alpha))
         return rec(op, (self, scaled)) if scaled is not None else None
