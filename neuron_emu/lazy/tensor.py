@@ -237,10 +237,10 @@ def _device_of(args, kwargs) -> int:
             dev = d
         elif d != dev:
             raise mixed_devices(dev, d)
-    if dev is None:
-        d = kwargs.get("device")
-        return device_index(d) if d is not None and is_ours(d) else 0
-    return dev
+    d = kwargs.get("device")
+    if d is not None and is_ours(d):   # (an explicit device wins: `zeros_like(x, device='xla:1')`, `new_ones`)
+        return device_index(d)
+    return 0 if dev is None else dev
 
 
 def _wrap(value, live: bool = True, dev: int = 0) -> LazyTensor:
