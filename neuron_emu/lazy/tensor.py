@@ -793,11 +793,21 @@ def _mutating(func, args, kwargs):
             raise RuntimeError(f"{func._schema.name}: {what} on the lazy device (device tensors have fixed shapes, "
                                f"{list(t.shape)} here, {list(r.shape)} wanted); use the out-of-place op")
         assign(t, _coerce(t, value_of(r), func._schema.name))
-    if not func._schema.returns:   # (an op that only mutates its Tensor[] arguments: _fused_adam_)
+    return _returned(func, list(written), targets)
+
+
+def _returned(func, written, targets):
+    """What an op that wrote `targets` (the arguments named `written`) returns: the written arguments its schema's
+    returns alias (`_amp_update_scale_` writes the scale and the growth tracker, and returns the scale)."""
+    rets = func._schema.returns
+    if not rets:   # (an op that only mutates its Tensor[] arguments: _fused_adam_)
         return None
-    if len(targets) == 1:
-        return targets[0]
-    return tuple(targets) if targets else None
+    by_set = {frozenset(a.alias_info.before_set): targets[written.index(a.name)]
+              for a in func._schema.arguments if a.name in written and a.alias_info is not None}
+    out = [by_set.get(frozenset(r.alias_info.before_set)) if r.alias_info is not None else None for r in rets]
+    if any(o is None for o in out):   # (a return that aliases no written argument: all of them, as before)
+        return targets[0] if len(targets) == 1 else tuple(targets)
+    return out[0] if len(out) == 1 else tuple(out)
 
 
 # Deterministic factories read no device value: made on CPU they are a transfer of a constant, not a missing
