@@ -148,6 +148,24 @@ def test_random_factories_and_init_draw_like_eager_without_fallbacks(dev):
     assert met.executed_fallback_ops() == []
 
 
+def test_draws_into_a_transposed_view_fill_memory_in_eagers_order(dev):
+    # eager draws into a non-contiguous view in memory order: the device's draw (made on CPU) must lay the view out
+    # the same way, or the same seed gives other numbers
+    want = []
+    torch.manual_seed(0)
+    w = torch.zeros(6, 4)
+    w.t().normal_()
+    x = torch.ones(4, 6)
+    want += [w, torch.nn.functional.dropout(x.t(), 0.5), torch.bernoulli(x.t(), 0.3)]
+    torch.manual_seed(0)
+    wd = torch.zeros(6, 4).to(dev)
+    wd.t().normal_()
+    xd = x.to(dev)
+    got = [wd, torch.nn.functional.dropout(xd.t(), 0.5), torch.bernoulli(xd.t(), 0.3)]
+    for g, e in zip(got, want):
+        assert torch.equal(g.cpu(), e)
+
+
 def test_tolist_numpy_and_torch_save_behave_as_for_an_xla_tensor(dev, tmp_path):
     x = torch.randn(3, 4)
     d = x.to(dev) * 2

@@ -311,13 +311,18 @@ def to_cpu(t: LazyTensor, cut: str = ".cpu()") -> torch.Tensor:
             if data is None:
                 raise RuntimeError("this device tensor has no value: the asynchronous step computing it failed")
         for func, args, kwargs, idx in t._view:
-            r = _CPU_VIEW.get(func, func)(data, *args, **kwargs)
+            r = cpu_view(func)(data, *args, **kwargs)
             data = r[idx] if idx is not None else r
         return data
 
 
 # device tensors report contiguous strides (as XLA's do), so a view of one is a reshape of strided CPU data
 _CPU_VIEW = {aten.view.default: aten.reshape.default, aten._unsafe_view.default: aten.reshape.default}
+
+
+def cpu_view(func):
+    """The op that takes view step `func` on CPU data."""
+    return _CPU_VIEW.get(func, func)
 
 
 def _view_step(func, args, kwargs, i, multi):
