@@ -44,6 +44,14 @@ def test_convolution(dev, dims, k, stride, pad, dil, groups):
     _assert_grads_match(dev, conv, torch.randn(2, 4, *[9 if dims < 3 else 5] * dims))
 
 
+@pytest.mark.parametrize("transposed", [False, True])
+def test_convolution_of_an_empty_batch(dev, transposed):
+    # the weight's gradient is zeros of the weight's shape (the batch-as-channels convolution gave [0, ...])
+    torch.manual_seed(1)
+    conv = (torch.nn.ConvTranspose2d if transposed else torch.nn.Conv2d)(4, 6, 3, stride=2, groups=2)
+    _assert_grads_match(dev, conv, torch.randn(0, 4, 5, 5))
+
+
 @pytest.mark.parametrize("dims,k,stride,pad,out_pad,dil,groups", [
     (2, 3, 2, 1, 1, 1, 1), (2, 4, 2, 1, 0, 1, 2), (1, 3, 3, 0, 2, 1, 1), (2, 3, 2, 0, 1, 2, 1)])
 def test_transposed_convolution(dev, dims, k, stride, pad, out_pad, dil, groups):

@@ -151,7 +151,9 @@ def convolution_backward(grad_output, input, weight, bias_sizes, stride, padding
                  for i in range(nsp)]
         grad_input = aten.convolution.default(grad_output, weight, None, stride, padding, dilation, True, extra,
                                               groups)
-    if output_mask[1]:
+    if output_mask[1] and input.shape[0] == 0:   # (an empty batch: the batch-as-channels convolution has none)
+        grad_weight = weight.new_zeros(weight.shape)
+    elif output_mask[1]:
         n, cin, cout = input.shape[0], input.shape[1], grad_output.shape[1]
         # x [N, g*ci, ...] -> [ci, g*N, ...]: the input's channels of a group are the batch, its samples the channels
         x = input.reshape([n, groups, cin // groups] + list(input.shape[2:])).permute(
