@@ -73,6 +73,19 @@ try:
 except ValueError as e:
     print("cpu", e)
 print((x + 1).cpu().tolist())
+
+
+def interrupt(grad):
+    raise KeyboardInterrupt
+
+
+z = torch.ones(2, device=dev, requires_grad=True)
+w = z * 3
+w.register_hook(interrupt)
+try:
+    w.sum().backward()
+except KeyboardInterrupt:
+    print("interrupted")
 """
 
 
@@ -81,4 +94,5 @@ def test_hook_errors_are_raised_not_aborted():
     # exception'), as a device op's error did
     r = subprocess.run([sys.executable, "-c", _HOOKS_SCRIPT], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert r.stdout.split("\n")[:5] == ["raised boom"] * 3 + ["cpu boom", "[2.0, 2.0]"], r.stdout + r.stderr
+    assert r.stdout.split("\n")[:6] == ["raised boom"] * 3 + ["cpu boom", "[2.0, 2.0]", "interrupted"], \
+        r.stdout + r.stderr

@@ -68,7 +68,7 @@ def deferring(hook):
     def run(*args, **kwargs):
         try:
             return hook(*args, **kwargs)
-        except Exception as exc:
+        except BaseException as exc:   # (a KeyboardInterrupt in a hook too, as in __torch_dispatch__)
             if not _has_lazy(args):   # (a module hook of a CPU backward: raised as in eager)
                 raise
             if not pending:
