@@ -7,7 +7,7 @@ returns placeholders of its outputs' shapes instead, the backward runs to its en
 on the user's thread: when `backward()` returns, or at the next device op or mark_step (`torch.autograd.grad`,
 `torch.autograd.backward`). The gradients of that backward are then garbage, as after an error in eager.
 A Python hook raising inside a node aborts too (the engine throws its error with the Python error still set): the
-hooks of device tensors and modules are wrapped to keep their errors the same way (`deferring`)."""
+hooks of device tensors and modules, and saved-tensor unpack hooks, are wrapped to keep their errors the same way."""
 from __future__ import annotations
 
 import functools
@@ -15,6 +15,7 @@ from typing import List
 
 import torch
 from torch.utils._pytree import tree_flatten, tree_map
+from torch.autograd.graph import saved_tensors_hooks
 from torch.utils.hooks import BackwardHook
 
 _current_node = torch._C._current_autograd_node
@@ -71,10 +72,7 @@ def deferring(hook):
         except BaseException as exc:   # (a KeyboardInterrupt in a hook too, as in __torch_dispatch__)
             if not _has_lazy(args):   # (a module hook of a CPU backward: raised as in eager)
                 raise
-            if not pending:
-                exc.add_note(f"(raised by the backward hook {getattr(hook, '__name__', hook)!r} of a lazy device "
-                             f"tensor: reported when the backward returned; its gradients are not valid)")
-                pending.append(exc)
+            _keep(exc, f"the backward hook {getattr(hook, '__name__', hook)!r}")
             return None
     return run
 
@@ -95,6 +93,34 @@ def install() -> None:
         init(self, module, [deferring(h) for h in user_hooks], [deferring(h) for h in user_pre_hooks])
     deferring_init._deferring = True
     BackwardHook.__init__ = functools.wraps(init)(deferring_init)
+    saved_tensors_hooks.__enter__ = _enter_deferring
+
+
+def _enter_deferring(self) -> None:
+    """`saved_tensors_hooks.__enter__` with an unpack hook whose error is kept (it runs inside the node that reads the
+    saved tensor): a device tensor is packed with its shape, dtype and device, to unpack a placeholder instead."""
+    from neuron_emu.lazy.tensor import LazyTensor, empty_data
+    pack_hook, unpack_hook = self.pack_hook, self.unpack_hook
+
+    def pack(t):
+        return (pack_hook(t), tuple(t.shape), t.dtype, t._st.dev) if type(t) is LazyTensor else (pack_hook(t),)
+
+    def unpack(packed):
+        try:
+            return unpack_hook(packed[0])
+        except BaseException as exc:
+            if len(packed) == 1:
+                raise
+            _keep(exc, f"the unpack hook {getattr(unpack_hook, '__name__', unpack_hook)!r} of saved_tensors_hooks")
+            return empty_data(*packed[1:])
+    torch._C._autograd._push_saved_tensors_default_hooks(pack, unpack)
+
+
+def _keep(exc: BaseException, what: str) -> None:
+    if not pending:
+        exc.add_note(f"(raised by {what} in a backward on the lazy device: reported when the backward returned; its "
+                     f"gradients are not valid)")
+        pending.append(exc)
 
 
 def raise_pending() -> None:
