@@ -96,8 +96,8 @@ except ValueError as e:
 
 
 def test_hook_errors_are_raised_not_aborted():
-    # a Python hook (or saved-tensor unpack hook) raising in a device tensor's backward aborted the process ('terminate called without an active
-    # exception'), as a device op's error did
+    # a Python hook (or a saved-tensor unpack hook) raising in a device tensor's backward aborted the process
+    # ('terminate called without an active exception'), as a device op's error did
     r = subprocess.run([sys.executable, "-c", _HOOKS_SCRIPT], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.split("\n")[:7] == ["raised boom"] * 3 + ["cpu boom", "[2.0, 2.0]", "interrupted", "unpack boom"], \
