@@ -148,6 +148,17 @@ def test_random_factories_and_init_draw_like_eager_without_fallbacks(dev):
     assert met.executed_fallback_ops() == []
 
 
+@pytest.mark.parametrize("kwargs", [{"train": True}, {"train": None}])
+def test_native_dropout_with_train_unset_draws_on_the_device(dev, kwargs):
+    # `train=None`, which ATen reads as training, was taken for eval: a counted CPU fallback
+    torch.manual_seed(3)
+    want = torch.ops.aten.native_dropout(torch.ones(4, 5), 0.5, **kwargs)
+    torch.manual_seed(3)
+    got = torch.ops.aten.native_dropout(torch.ones(4, 5).to(dev), 0.5, **kwargs)
+    assert torch.equal(got[0].cpu(), want[0]) and torch.equal(got[1].cpu(), want[1])
+    assert met.executed_fallback_ops() == []
+
+
 def test_draws_into_a_transposed_view_fill_memory_in_eagers_order(dev):
     # eager draws into a non-contiguous view in memory order: the device's draw (made on CPU) must lay the view out
     # the same way, or the same seed gives other numbers

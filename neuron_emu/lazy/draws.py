@@ -53,8 +53,10 @@ def draw_like(func, args, kwargs):
 def native_dropout(func, args, kwargs):
     """Eager's `input * mask * (1 / (1 - p))` with eager's mask, drawn on CPU (see above)."""
     from neuron_emu.lazy import tensor as T
-    x, p, train = (list(args) + [kwargs.get("p"), kwargs.get("train")])[:3] if len(args) < 3 else args[:3]
-    if not train or not 0 < p < 1 or not x.dtype.is_floating_point:
+    x = args[0]
+    p = args[1] if len(args) > 1 else kwargs["p"]
+    train = args[2] if len(args) > 2 else kwargs.get("train")   # (None means training to ATen's kernel)
+    if train is False or not 0 < p < 1 or not x.dtype.is_floating_point:
         return T.fallback(func, args, kwargs)
     _, mask = func(_cpu_like(x), p, train)
     m = T.from_cpu(mask.contiguous(), x._st.dev)
