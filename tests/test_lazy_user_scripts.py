@@ -210,6 +210,17 @@ def test_a_pickled_device_parameter_stays_a_parameter(dev, tmp_path):
     assert isinstance(q, torch.nn.Parameter) and not q.requires_grad and q.device.type == "cpu"
 
 
+
+def test_torch_load_onto_the_device_says_how_to_load(dev, tmp_path):
+    # map_location naming the device cannot restore a storage there (torch's path failed on a missing
+    # torch.neuron.device, and supplying one crashed the process): a RuntimeError that says what works
+    torch.save({"w": torch.arange(4.0)}, tmp_path / "ck.pt")
+    for where in (dev, "xla:0"):
+        with pytest.raises(RuntimeError, match=r"load to CPU \(map_location='cpu'\) and move the tensors"):
+            torch.load(tmp_path / "ck.pt", map_location=where)
+    assert torch.equal(torch.load(tmp_path / "ck.pt", map_location="cpu")["w"].to(dev).cpu(), torch.arange(4.0))
+
+
 class _MNIST(torch.nn.Module):   # torch_xla's test_train_mp_mnist.py model
     def __init__(self):
         super().__init__()
