@@ -44,6 +44,14 @@ def test_convolution(dev, dims, k, stride, pad, dil, groups):
     _assert_grads_match(dev, conv, torch.randn(2, 4, *[9 if dims < 3 else 5] * dims))
 
 
+@pytest.mark.parametrize("transposed", [False, True])
+def test_convolution_of_an_empty_batch(dev, transposed):
+    # the weight's gradient is zeros of the weight's shape (the batch-as-channels convolution gave [0, ...])
+    torch.manual_seed(1)
+    conv = (torch.nn.ConvTranspose2d if transposed else torch.nn.Conv2d)(4, 6, 3, stride=2, groups=2)
+    _assert_grads_match(dev, conv, torch.randn(0, 4, 5, 5))
+
+
 @pytest.mark.parametrize("dims,k,stride,pad,out_pad,dil,groups", [
     (2, 3, 2, 1, 1, 1, 1), (2, 4, 2, 1, 0, 1, 2), (1, 3, 3, 0, 2, 1, 1), (2, 3, 2, 0, 1, 2, 1)])
 def test_transposed_convolution(dev, dims, k, stride, pad, out_pad, dil, groups):
@@ -141,3 +149,30 @@ def test_cpu_fallback_gets_contiguous_inputs(dev):
     x = torch.arange(12.0).reshape(3, 4)
     got = _contiguous_probe(x.to(dev).t().contiguous())
     torch.testing.assert_close(got.cpu(), x.t())
+
+
+@pytest.mark.parametrize("make", [lambda: torch.nn.LSTM(4, 5, batch_first=True),
+                                  lambda: torch.nn.GRU(4, 5, 2, batch_first=True, bidirectional=True)],
+                         ids=["lstm", "gru-2-layers-bidirectional"])
+def test_packed_sequences(dev, make):
+    # a PackedSequence's batch sizes (and pad_packed_sequence's lengths) stay CPU tensors, as on every device:
+    # made on the device, PackedSequence refused them
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+    torch.manual_seed(0)
+    rnn = make()
+    rnn_dev = copy.deepcopy(rnn).to(dev)
+    x, lengths = torch.randn(3, 4, 4), torch.tensor([2, 4, 1])
+
+    def loss(mod, x):
+        out, _ = mod(pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False))
+        padded, out_lengths = pad_packed_sequence(out, batch_first=True)
+        assert out_lengths.device.type == "cpu" and out_lengths.tolist() == lengths.tolist()
+        return padded.sin().sum()
+    want = loss(rnn, x)
+    want.backward()
+    got = loss(rnn_dev, x.to(dev))
+    got.backward()
+    xm.mark_step()
+    torch.testing.assert_close(got.cpu(), want, rtol=1e-4, atol=1e-5)
+    for (name, p), q in zip(rnn.named_parameters(), rnn_dev.parameters()):
+        torch.testing.assert_close(q.grad.cpu(), p.grad, rtol=1e-4, atol=1e-5, msg=lambda m: f"{name}: {m}")

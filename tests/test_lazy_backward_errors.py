@@ -43,3 +43,62 @@ def test_backward_errors_are_raised_not_aborted():
     r = subprocess.run([sys.executable, "-c", _SCRIPT], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.split() == ["backward", "raised", "next", "op", "raised", "ok"], r.stdout + r.stderr
+
+
+_HOOKS_SCRIPT = r"""
+import torch
+import torch_neuronx_emu.xla_model as xm
+dev = xm.xla_device()
+
+
+def boom(*args):
+    raise ValueError("boom")
+
+
+x = torch.ones(2, device=dev, requires_grad=True)
+y = x * 2
+y.register_hook(boom)                       # a tensor hook (the engine calls it inside the node)
+x.register_post_accumulate_grad_hook(boom)  # after AccumulateGrad
+m = torch.nn.Linear(2, 2).to(dev)
+m.register_full_backward_hook(boom)          # through torch.utils.hooks.BackwardHook
+for root in (lambda: y.sum(), lambda: x.sum(), lambda: m(torch.ones(1, 2, device=dev)).sum()):
+    try:
+        root().backward(retain_graph=True)
+    except ValueError as e:
+        print("raised", e)
+c = torch.nn.Linear(2, 2)
+c.register_full_backward_hook(boom)          # a CPU module's hook raises as in eager
+try:
+    c(torch.ones(1, 2, requires_grad=True)).sum().backward()
+except ValueError as e:
+    print("cpu", e)
+print((x + 1).cpu().tolist())
+
+
+def interrupt(grad):
+    raise KeyboardInterrupt
+
+
+z = torch.ones(2, device=dev, requires_grad=True)
+w = z * 3
+w.register_hook(interrupt)
+try:
+    w.sum().backward()
+except KeyboardInterrupt:
+    print("interrupted")
+with torch.autograd.graph.saved_tensors_hooks(lambda t: t, boom):   # an unpack hook, run inside the node
+    u = (z * z).sum()
+try:
+    u.backward()
+except ValueError as e:
+    print("unpack", e)
+"""
+
+
+def test_hook_errors_are_raised_not_aborted():
+    # a Python hook (or a saved-tensor unpack hook) raising in a device tensor's backward aborted the process
+    # ('terminate called without an active exception'), as a device op's error did
+    r = subprocess.run([sys.executable, "-c", _HOOKS_SCRIPT], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.split("\n")[:7] == ["raised boom"] * 3 + ["cpu boom", "[2.0, 2.0]", "interrupted", "unpack boom"], \
+        r.stdout + r.stderr

@@ -240,3 +240,16 @@ def test_xla_device_strings_name_this_device(dev):
     torch.testing.assert_close((x + y * z).cpu(), a + torch.tensor([1.0, 2.0, 3.0]))
     if len(xm.get_xla_supported_devices()) > 1:
         assert torch.zeros(2, device="xla:1").device == torch.device(dev.type, 1)
+
+
+def test_seeding_the_device_module_makes_device_draws_reproducible(dev):
+    # as torch.cuda.manual_seed(s) does for CUDA draws (it was a no-op: the draws came out different)
+    draws = []
+    for _ in range(2):
+        torch.neuron.manual_seed(123)
+        draws.append(torch.rand(4, device=dev).cpu())
+    assert torch.equal(draws[0], draws[1])
+    torch.manual_seed(7)   # (which calls torch.neuron.manual_seed_all(7): the same sequence as a CPU draw)
+    a = torch.rand(4, device=dev).cpu()
+    torch.manual_seed(7)
+    assert torch.equal(a, torch.rand(4))

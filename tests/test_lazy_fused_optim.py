@@ -51,3 +51,27 @@ def test_fused_sgd_falls_back_with_contiguous_values(dev):
         _train(model, opt, torch.optim.lr_scheduler.StepLR(opt, 1), batches, flag)
     torch.testing.assert_close(on_dev.weight.detach().cpu(), cpu.weight.detach(), rtol=1e-6, atol=1e-7)
     assert "aten::_fused_sgd" in met.executed_fallback_ops()
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_grad_scaler_on_the_device(dev, fused):
+    # torch.amp.GradScaler('xla'): _amp_update_scale_ writes the scale and the growth tracker and returns the scale
+    # alone (both were returned: "Unable to cast (tensor, tensor) to Tensor"); a step with an inf gradient is skipped
+    # and the scale backs off, as on CPU
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 2)
+    dev_model = copy.deepcopy(model).to(dev)
+    runs = [(m, torch.optim.Adam(m.parameters(), lr=0.1, fused=fused), torch.amp.GradScaler(d, init_scale=256.0), on)
+            for m, d, on in ((model, "cpu", None), (dev_model, "xla", dev))]
+    for step in range(3):
+        x = torch.randn(3, 4)
+        if step == 1:
+            x[0, 0] = float("inf")
+        for m, opt, scaler, on in runs:
+            opt.zero_grad()
+            scaler.scale(m(x.to(on) if on else x).sum()).backward()
+            scaler.step(opt)
+            scaler.update()
+        xm.mark_step()
+    torch.testing.assert_close(dev_model.weight.cpu(), model.weight.detach(), rtol=1e-5, atol=1e-6)
+    assert runs[1][2].get_scale() == runs[0][2].get_scale() == 256.0 * 0.5

@@ -153,3 +153,15 @@ def test_devices_are_the_cores_neuron_rt_visible_cores_names(tmp_path):
     assert lines[0] == "['neuron:0', 'neuron:1', 'neuron:2']"
     assert lines[1] == "neuron:2 30.0"
     assert lines[2] == "[(0, 2, 0), (1, 3, 0), (2, 4, 1)]"   # device 2 is instance core 4
+
+
+def test_an_explicit_device_argument_wins_over_the_input_tensors(devs):
+    # `zeros_like(x, device=d)`, `x.new_ones(n, device=d)`: the result is on d (it went to x's device); as a
+    # string ('xla:1') too
+    d0, d1 = devs
+    x = torch.arange(3.0).to(d0)
+    made = [torch.zeros_like(x, device=d1), x.new_ones(2, device="xla:1"), x.new_full((2,), 5.0, device=d1),
+            torch.full_like(x, 2.0, device="xla:1"), torch.ones_like(x, device=d1, dtype=torch.int64)]
+    assert [t.device for t in made] == [d1] * len(made)
+    assert [t.cpu().tolist() for t in made] == [[0.0] * 3, [1.0] * 2, [5.0] * 2, [2.0] * 3, [1] * 3]
+    assert (made[0] + made[3]).device == d1   # (usable together: no mixed-device error)

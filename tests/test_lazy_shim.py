@@ -89,6 +89,9 @@ def test_torch_xla_example_helpers(dev, capsys):
     from torch_xla import runtime as xr
     assert (xr.world_size(), xr.global_ordinal(), xr.using_pjrt()) == (1, 0, True)
     assert xm.mesh_reduce("acc", 3.5, np.mean) == 3.5 and xm.rendezvous("init", b"x") == [b"x"]
+    # a device tensor reaches reduce_fn as a CPU copy, as torch_xla exchanges it (np.mean refuses a device tensor)
+    assert xm.mesh_reduce("loss", torch.tensor([1.0, 3.0]).to(dev), np.mean) == 2.0
+    assert xm.mesh_reduce("loss", torch.tensor(1.5).to(dev), lambda xs: xs[0]).device.type == "cpu"
     assert list(xu.SampleGenerator(data=(1, 2), sample_count=3)) == [(1, 2)] * 3
     assert xmp.spawn(lambda index, a: (index, a), args=("flags",), nprocs=None) == (0, "flags")
     with pytest.raises(ValueError, match="nprocs"):

@@ -49,6 +49,10 @@ def test_add_with_a_float_alpha_matches_eager(dev):
     torch.testing.assert_close(x.cpu(), a.double().add(b.double(), alpha=0.7))
     h = a.bfloat16().to(dev)
     torch.testing.assert_close(h.add(b.bfloat16().to(dev), alpha=0.3).cpu(), a.bfloat16().add(b.bfloat16(), alpha=0.3))
+    # mixed dtypes: the product is taken in the promoted dtype, as eager does (rounded to bf16 it lost digits)
+    g = torch.randn(1000).bfloat16()
+    p = torch.randn(1000)
+    torch.testing.assert_close(p.to(dev).add_(g.to(dev), alpha=-0.01).cpu(), p.clone().add_(g, alpha=-0.01))
 
 
 def test_batchnorm_training_compiles_and_updates_running_stats(dev, recwarn):
@@ -144,6 +148,35 @@ def test_random_factories_and_init_draw_like_eager_without_fallbacks(dev):
     assert met.executed_fallback_ops() == []
 
 
+@pytest.mark.parametrize("kwargs", [{"train": True}, {"train": None}])
+def test_native_dropout_with_train_unset_draws_on_the_device(dev, kwargs):
+    # `train=None`, which ATen reads as training, was taken for eval: a counted CPU fallback
+    torch.manual_seed(3)
+    want = torch.ops.aten.native_dropout(torch.ones(4, 5), 0.5, **kwargs)
+    torch.manual_seed(3)
+    got = torch.ops.aten.native_dropout(torch.ones(4, 5).to(dev), 0.5, **kwargs)
+    assert torch.equal(got[0].cpu(), want[0]) and torch.equal(got[1].cpu(), want[1])
+    assert met.executed_fallback_ops() == []
+
+
+def test_draws_into_a_transposed_view_fill_memory_in_eagers_order(dev):
+    # eager draws into a non-contiguous view in memory order: the device's draw (made on CPU) must lay the view out
+    # the same way, or the same seed gives other numbers
+    want = []
+    torch.manual_seed(0)
+    w = torch.zeros(6, 4)
+    w.t().normal_()
+    x = torch.ones(4, 6)
+    want += [w, torch.nn.functional.dropout(x.t(), 0.5), torch.bernoulli(x.t(), 0.3)]
+    torch.manual_seed(0)
+    wd = torch.zeros(6, 4).to(dev)
+    wd.t().normal_()
+    xd = x.to(dev)
+    got = [wd, torch.nn.functional.dropout(xd.t(), 0.5), torch.bernoulli(xd.t(), 0.3)]
+    for g, e in zip(got, want):
+        assert torch.equal(g.cpu(), e)
+
+
 def test_tolist_numpy_and_torch_save_behave_as_for_an_xla_tensor(dev, tmp_path):
     x = torch.randn(3, 4)
     d = x.to(dev) * 2
@@ -162,6 +195,30 @@ def test_tolist_numpy_and_torch_save_behave_as_for_an_xla_tensor(dev, tmp_path):
     cpu_model = torch.nn.Linear(4, 2)
     cpu_model.load_state_dict(on_cpu["model"])
     torch.testing.assert_close(cpu_model(x), model(x.to(dev)).cpu())
+
+
+def test_a_pickled_device_parameter_stays_a_parameter(dev, tmp_path):
+    # as torch pickles nn.Parameter: a whole model saved and loaded (weights_only=False) keeps its parameters
+    model = torch.nn.Linear(4, 2).to(dev)
+    torch.save(model, tmp_path / "model.pt")
+    back = torch.load(tmp_path / "model.pt", weights_only=False)
+    assert isinstance(back.weight, torch.nn.Parameter) and back.weight.requires_grad
+    assert back.weight.device == dev and torch.equal(back.weight.cpu(), model.weight.cpu())
+    p = torch.nn.Parameter(torch.ones(2).to(dev), requires_grad=False)
+    torch.save(p, tmp_path / "p.pt")
+    q = torch.load(tmp_path / "p.pt", map_location="cpu")   # (weights_only)
+    assert isinstance(q, torch.nn.Parameter) and not q.requires_grad and q.device.type == "cpu"
+
+
+
+def test_torch_load_onto_the_device_says_how_to_load(dev, tmp_path):
+    # map_location naming the device cannot restore a storage there (torch's path failed on a missing
+    # torch.neuron.device, and supplying one crashed the process): a RuntimeError that says what works
+    torch.save({"w": torch.arange(4.0)}, tmp_path / "ck.pt")
+    for where in (dev, "xla:0"):
+        with pytest.raises(RuntimeError, match=r"load to CPU \(map_location='cpu'\) and move the tensors"):
+            torch.load(tmp_path / "ck.pt", map_location=where)
+    assert torch.equal(torch.load(tmp_path / "ck.pt", map_location="cpu")["w"].to(dev).cpu(), torch.arange(4.0))
 
 
 class _MNIST(torch.nn.Module):   # torch_xla's test_train_mp_mnist.py model

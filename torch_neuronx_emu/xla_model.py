@@ -108,8 +108,9 @@ def rendezvous(tag: str, payload: bytes = b"", replicas: List[int] = []) -> List
 
 
 def mesh_reduce(tag: str, data, reduce_fn):
-    """`reduce_fn` over every replica's `data`: with one replica, over this one's."""
-    return reduce_fn([data])
+    """`reduce_fn` over every replica's `data` as CPU copies (torch_xla exchanges them serialized, so the
+    examples' `np.mean` works on tensors): with one replica, over this one's."""
+    return reduce_fn([_maybe_convert_to_cpu(data)])
 
 
 def all_reduce(reduce_type: str, inputs, scale: float = 1.0, groups=None, pin_layout: bool = True):

@@ -41,6 +41,12 @@ def get_device_name(device=None) -> str:
     return f"NeuronCore-v{core.generation} (emulated)"
 
 
+def _manual_seed(seed) -> None:
+    """Device draws use the CPU generator: seeding the device seeds it (`torch.neuron.manual_seed(s)` alone makes them
+    reproducible, as torch.cuda.manual_seed does; torch.manual_seed calls manual_seed_all with the seed it set)."""
+    torch.default_generator.manual_seed(int(seed))
+
+
 def _memory_stats(*args, **kwargs):
     raise NotImplementedError("torch.neuron memory statistics: the emulated device does not account its tensors' "
                               "buffers (neuron-emu monitor reports the memory of loaded programs)")
@@ -60,7 +66,7 @@ def module() -> types.ModuleType:
     m.empty_cache = lambda: None   # (nothing is cached: a device buffer is freed with its last tensor)
     m.memory_allocated = m.max_memory_allocated = m.reset_peak_memory_stats = _memory_stats
     m._is_in_bad_fork = lambda: False
-    m.manual_seed = m.manual_seed_all = lambda seed: None   # (torch.manual_seed seeds the CPU generator they use)
+    m.manual_seed = m.manual_seed_all = _manual_seed
     m.seed = m.seed_all = lambda: None
     m.get_rng_state = lambda device=None: torch.get_rng_state()
     m.set_rng_state = lambda state, device=None: torch.set_rng_state(state)

@@ -66,7 +66,8 @@ def _alpha_values(op):
     changes lr every step (alpha as a graph constant recompiled each step). In bf16/fp16 the product is rounded
     before the sum, as torch_xla computes it (eager CPU rounds once)."""
     def decomp(rec, self, other, *, alpha=1):
-        if type(alpha) is not float or alpha in (0.0, 1.0, -1.0) or not _floating(self) or not _floating(other):
+        if type(alpha) is not float or alpha in (0.0, 1.0, -1.0) or not _floating(self) or not _floating(other) \
+                or self.dtype != other.dtype:   # (fp32 + bf16 * alpha: the product in bf16 would lose digits)
             return None
         scaled = rec(aten.mul.Tensor, (other, alpha))
         return rec(op, (self, scaled)) if scaled is not None else None
@@ -150,7 +151,9 @@ def convolution_backward(grad_output, input, weight, bias_sizes, stride, padding
                  for i in range(nsp)]
         grad_input = aten.convolution.default(grad_output, weight, None, stride, padding, dilation, True, extra,
                                               groups)
-    if output_mask[1]:
+    if output_mask[1] and input.shape[0] == 0:   # (an empty batch: the batch-as-channels convolution has none)
+        grad_weight = weight.new_zeros(weight.shape)
+    elif output_mask[1]:
         n, cin, cout = input.shape[0], input.shape[1], grad_output.shape[1]
         # x [N, g*ci, ...] -> [ci, g*N, ...]: the input's channels of a group are the batch, its samples the channels
         x = input.reshape([n, groups, cin // groups] + list(input.shape[2:])).permute(

@@ -50,6 +50,7 @@ def device_type() -> str:
     lib.impl("_copy_from", lambda self, dst, non_blocking=False: copy_from(self, dst), "PrivateUse1")
     _lib = lib
     _alias_xla(lib, empty_data, device_index)
+    torch.serialization.register_package(5, lambda obj: None, _restore_location)
     if torch.version.cuda is None and torch.version.hip is None:
         # Pinning host memory means pinning it for this device, the accelerator torch now sees (a DataLoader with
         # pin_memory=True asks for it), and a Python backend cannot give torch a pinned allocator: its host
@@ -58,8 +59,9 @@ def device_type() -> str:
     # optimizers take their multi-tensor (foreach) path for device tensors, as for any tensor of a device torch
     # lists as foreach-capable (PrivateUse1 is): torch only checks the Python type, which ours is a subclass of
     single_threaded_autograd()
-    from neuron_emu.lazy import autocast
+    from neuron_emu.lazy import autocast, backward_errors
     autocast.install(_NAME)
+    backward_errors.install()
     from torch.optim import optimizer
     if LazyTensor not in optimizer._foreach_supported_types:
         optimizer._foreach_supported_types.append(LazyTensor)
@@ -98,6 +100,16 @@ def _alias_xla(lib, empty_data, device_index) -> None:
     lib.impl("empty_strided", lambda size, stride, dtype=None, layout=None, device=None, pin_memory=None:
              empty_data(size, dtype, device_index(device)), "XLA")
     TYPES.append("xla")
+
+
+def _restore_location(storage, location: str):
+    """torch.load's hook for a storage whose `map_location` names this device: refused with the way that works
+    (the device's tensors have no storage to load into; torch's own path ends in a missing `torch.neuron.device`)."""
+    if is_ours(location):
+        raise RuntimeError(f"torch.load(map_location={location!r}): the emulated device's tensors have no storage to "
+                           f"load into; load to CPU (map_location='cpu') and move the tensors with .to(device) (or "
+                           f"model.load_state_dict(...), which copies into the device parameters)")
+    return None
 
 
 def device(index: int = 0) -> torch.device:

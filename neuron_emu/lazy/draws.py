@@ -22,7 +22,17 @@ FACTORY_NAMES = {"aten::rand", "aten::randn", "aten::randint", "aten::randperm",
 
 
 def _cpu_like(t) -> torch.Tensor:
-    return torch.empty(tuple(t.shape), dtype=t.dtype)
+    """An empty CPU tensor laid out as `t` is in eager: a view of one is that view of a base of its storage's shape,
+    so a draw into a transposed view fills memory in the base's order, as eager's does."""
+    if not t._view:
+        return torch.empty(tuple(t.shape), dtype=t.dtype)
+    from neuron_emu.lazy import tensor as T
+    value = t._st.value
+    c = torch.empty(tuple(value.shape), dtype=value.dtype)
+    for func, args, kwargs, idx in t._view:
+        r = T.cpu_view(func)(c, *args, **kwargs)
+        c = r[idx] if idx is not None else r
+    return c
 
 
 def draw_into(func, args, kwargs):
@@ -30,24 +40,26 @@ def draw_into(func, args, kwargs):
     t = args[0]
     c = _cpu_like(t)
     func(c, *args[1:], **kwargs)
-    T.assign(t, T.value_of(T.from_cpu(c, t._st.dev)))
+    T.assign(t, T.value_of(T.from_cpu(c.contiguous(), t._st.dev)))
     return t
 
 
 def draw_like(func, args, kwargs):
     from neuron_emu.lazy import tensor as T
     t = args[0]
-    return T.from_cpu(func(_cpu_like(t), *args[1:], **kwargs), t._st.dev)
+    return T.from_cpu(func(_cpu_like(t), *args[1:], **kwargs).contiguous(), t._st.dev)
 
 
 def native_dropout(func, args, kwargs):
     """Eager's `input * mask * (1 / (1 - p))` with eager's mask, drawn on CPU (see above)."""
     from neuron_emu.lazy import tensor as T
-    x, p, train = (list(args) + [kwargs.get("p"), kwargs.get("train")])[:3] if len(args) < 3 else args[:3]
-    if not train or not 0 < p < 1 or not x.dtype.is_floating_point:
+    x = args[0]
+    p = args[1] if len(args) > 1 else kwargs["p"]
+    train = args[2] if len(args) > 2 else kwargs.get("train")   # (None means training to ATen's kernel)
+    if train is False or not 0 < p < 1 or not x.dtype.is_floating_point:
         return T.fallback(func, args, kwargs)
     _, mask = func(_cpu_like(x), p, train)
-    m = T.from_cpu(mask, x._st.dev)
+    m = T.from_cpu(mask.contiguous(), x._st.dev)
     out = T.dispatch(aten.mul.Tensor, (x, m), {})
     return T.dispatch(aten.mul.Tensor, (out, 1.0 / (1.0 - p)), {}), m
 

@@ -11,6 +11,7 @@ functional ops with a lowering are recorded; others use PyTorch's decomposition 
 with an `aten::<op>` counter (their device inputs are materialised first: a graph cut)."""
 from __future__ import annotations
 
+import collections
 import itertools
 import os
 import weakref
@@ -137,6 +138,12 @@ class LazyTensor(torch.Tensor):
         super().backward(gradient, retain_graph, create_graph, inputs)
         backward_errors.raise_pending()
 
+    def register_hook(self, hook):
+        return super().register_hook(backward_errors.deferring(hook))
+
+    def register_post_accumulate_grad_hook(self, hook):
+        return super().register_post_accumulate_grad_hook(backward_errors.deferring(hook))
+
     def __repr__(self, *, tensor_contents=None):
         cpu = to_cpu(self, "print")
         s = repr(cpu)
@@ -180,7 +187,10 @@ class LazyTensor(torch.Tensor):
 
     def __reduce_ex__(self, proto):
         """Pickled (torch.save) as torch pickles an XLA tensor: a CPU copy rebuilt on the device at load, where
-        `map_location` applies; loadable with weights_only (the subclass itself would be refused)."""
+        `map_location` applies; loadable with weights_only (the subclass itself would be refused). A parameter
+        (`nn.Parameter` of a device tensor is the tensor flagged `_is_param`) is rebuilt as one, as torch pickles it."""
+        if getattr(self, "_is_param", False):
+            return torch._utils._rebuild_parameter, (self.detach(), self.requires_grad, collections.OrderedDict())
         return (torch._utils._rebuild_device_tensor_from_cpu_tensor,
                 (to_cpu(self, "torch.save").clone(), self.dtype, str(self.device), self.requires_grad))
 
@@ -227,10 +237,10 @@ def _device_of(args, kwargs) -> int:
             dev = d
         elif d != dev:
             raise mixed_devices(dev, d)
-    if dev is None:
-        d = kwargs.get("device")
-        return device_index(d) if d is not None and is_ours(d) else 0
-    return dev
+    d = kwargs.get("device")
+    if d is not None and is_ours(d):   # (an explicit device wins: `zeros_like(x, device='xla:1')`, `new_ones`)
+        return device_index(d)
+    return 0 if dev is None else dev
 
 
 def _wrap(value, live: bool = True, dev: int = 0) -> LazyTensor:
@@ -301,13 +311,18 @@ def to_cpu(t: LazyTensor, cut: str = ".cpu()") -> torch.Tensor:
             if data is None:
                 raise RuntimeError("this device tensor has no value: the asynchronous step computing it failed")
         for func, args, kwargs, idx in t._view:
-            r = _CPU_VIEW.get(func, func)(data, *args, **kwargs)
+            r = cpu_view(func)(data, *args, **kwargs)
             data = r[idx] if idx is not None else r
         return data
 
 
 # device tensors report contiguous strides (as XLA's do), so a view of one is a reshape of strided CPU data
 _CPU_VIEW = {aten.view.default: aten.reshape.default, aten._unsafe_view.default: aten.reshape.default}
+
+
+def cpu_view(func):
+    """The op that takes view step `func` on CPU data."""
+    return _CPU_VIEW.get(func, func)
 
 
 def _view_step(func, args, kwargs, i, multi):
@@ -783,11 +798,21 @@ def _mutating(func, args, kwargs):
             raise RuntimeError(f"{func._schema.name}: {what} on the lazy device (device tensors have fixed shapes, "
                                f"{list(t.shape)} here, {list(r.shape)} wanted); use the out-of-place op")
         assign(t, _coerce(t, value_of(r), func._schema.name))
-    if not func._schema.returns:   # (an op that only mutates its Tensor[] arguments: _fused_adam_)
+    return _returned(func, list(written), targets)
+
+
+def _returned(func, written, targets):
+    """What an op that wrote `targets` (the arguments named `written`) returns: the written arguments its schema's
+    returns alias (`_amp_update_scale_` writes the scale and the growth tracker, and returns the scale)."""
+    rets = func._schema.returns
+    if not rets:   # (an op that only mutates its Tensor[] arguments: _fused_adam_)
         return None
-    if len(targets) == 1:
-        return targets[0]
-    return tuple(targets) if targets else None
+    by_set = {frozenset(a.alias_info.before_set): targets[written.index(a.name)]
+              for a in func._schema.arguments if a.name in written and a.alias_info is not None}
+    out = [by_set.get(frozenset(r.alias_info.before_set)) if r.alias_info is not None else None for r in rets]
+    if any(o is None for o in out):   # (a return that aliases no written argument: all of them, as before)
+        return targets[0] if len(targets) == 1 else tuple(targets)
+    return out[0] if len(out) == 1 else tuple(out)
 
 
 # Deterministic factories read no device value: made on CPU they are a transfer of a constant, not a missing
@@ -932,8 +957,17 @@ def _to(func, args, kwargs):
     return func.decompose(*args, **kwargs)
 
 
+def _host_second_output(func, args, kwargs):
+    # _pack_padded_sequence's batch sizes and _pad_packed_sequence's lengths are CPU tensors on every device
+    # (PackedSequence refuses others; the RNN kernels read them on the host): the op's CPU result, kept there
+    data, sizes = fallback(func, args, kwargs)
+    return data, to_cpu(sizes, func._schema.name)
+
+
 _SPECIAL = {
     aten._to_copy.default: _to_copy,
+    aten._pack_padded_sequence.default: _host_second_output,
+    aten._pad_packed_sequence.default: _host_second_output,
     aten.copy_.default: _copy_,
     aten._local_scalar_dense.default: _item,
     aten.empty_like.default: _empty_like,
