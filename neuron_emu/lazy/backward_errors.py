@@ -4,8 +4,8 @@ Raised inside the node, such an error aborts the process ("terminate called with
 the exception unwinds out of the node, the stream guard of torch's Python device guard for PrivateUse1
 (torch/csrc/acc/Module.cpp) calls into Python from a noexcept function with the Python error still set. So the op
 returns placeholders of its outputs' shapes instead, the backward runs to its end, and the first error is raised
-on the user's thread: when `backward()` returns, or at the next device op or mark_step (`torch.autograd.grad`,
-`torch.autograd.backward`). The gradients of that backward are then garbage, as after an error in eager.
+on the user's thread when `torch.autograd.backward` / `grad` (and so `Tensor.backward`) return, else at the next
+device op or mark_step (a caller that imported them before the device was registered). The gradients of that backward are then garbage, as after an error in eager.
 A Python hook raising inside a node aborts too (the engine throws its error with the Python error still set): the
 hooks of device tensors and modules, and saved-tensor unpack hooks, are wrapped to keep their errors the same way."""
 from __future__ import annotations
@@ -94,6 +94,19 @@ def install() -> None:
     deferring_init._deferring = True
     BackwardHook.__init__ = functools.wraps(init)(deferring_init)
     saved_tensors_hooks.__enter__ = _enter_deferring
+    # torch.autograd.backward / grad (Tensor.backward calls the former) raise what their backward kept, on return
+    for name in ("backward", "grad"):
+        setattr(torch.autograd, name, _raising_on_return(getattr(torch.autograd, name)))
+
+
+def _raising_on_return(fn):
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        out = fn(*args, **kwargs)
+        if pending and not in_backward_node():   # (a grad taken inside a node raises at that backward's end)
+            raise_pending()
+        return out
+    return call
 
 
 def _enter_deferring(self) -> None:

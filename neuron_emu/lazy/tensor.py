@@ -134,10 +134,6 @@ class LazyTensor(torch.Tensor):
                 raise
             return backward_errors.defer(e, func, args, kwargs or {}, empty_data)
 
-    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
-        super().backward(gradient, retain_graph, create_graph, inputs)
-        backward_errors.raise_pending()
-
     def register_hook(self, hook):
         return super().register_hook(backward_errors.deferring(hook))
 
