@@ -23,9 +23,29 @@ def _done(result):
     return _create_work_from_future(f)
 
 
-def _copy(outs, ins):
-    for o, i in zip(outs, ins):
-        o.copy_(i)
+# What each collective computes for one rank, as methods (pybind's trampoline finds them by name)
+def _unchanged(self, tensors, opts=None):          # a sum/avg/min/max or broadcast over one rank: the tensor itself
+    return _done(tensors)
+
+
+def _single(self, output, input, *split_sizes_and_opts):   # the whole input is this rank's share
+    output.copy_(input.reshape(output.shape))
+    return _done(output)
+
+
+def _coalesced(self, outputs, inputs, opts=None):
+    for o, i in zip(outputs, inputs):
+        o.copy_(i.reshape(o.shape))
+    return _done(outputs)
+
+
+def _into_lists(self, output_lists, inputs, opts=None):   # gathers: each output list has this rank's slot only
+    _coalesced(self, [o[0] for o in output_lists], inputs)
+    return _done(output_lists)
+
+
+def _from_lists(self, outputs, input_lists, opts=None):   # scatters: each input list has this rank's slot only
+    return _coalesced(self, outputs, [i[0] for i in input_lists])
 
 
 class ProcessGroupXla(dist.ProcessGroup):
@@ -39,60 +59,14 @@ class ProcessGroupXla(dist.ProcessGroup):
     def getBackendName(self):
         return "xla"
 
-    def allreduce(self, tensors, opts=None):         # sum/avg/min/max over one rank: the tensor itself
-        return _done(tensors)
-
-    def allreduce_coalesced(self, tensors, opts=None):
-        return _done(tensors)
-
-    def broadcast(self, tensors, opts=None):
-        return _done(tensors)
-
-    def reduce(self, tensors, opts=None):
-        return _done(tensors)
-
     def barrier(self, opts=None):
         return _done(None)
 
-    def allgather(self, output_lists, inputs, opts=None):
-        _copy([o[0] for o in output_lists], inputs)
-        return _done(output_lists)
-
-    def all_gather_single(self, output, input, opts=None):
-        output.copy_(input.reshape(output.shape))
-        return _done(output)
-
-    def all_gather_single_coalesced(self, outputs, inputs, opts=None):
-        _copy(outputs, [i.reshape(o.shape) for o, i in zip(outputs, inputs)])
-        return _done(outputs)
-
-    def reduce_scatter(self, outputs, input_lists, opts=None):
-        _copy(outputs, [i[0] for i in input_lists])
-        return _done(outputs)
-
-    def reduce_scatter_single(self, output, input, opts=None):
-        output.copy_(input.reshape(output.shape))
-        return _done(output)
-
-    def reduce_scatter_single_coalesced(self, outputs, inputs, opts=None):
-        _copy(outputs, [i.reshape(o.shape) for o, i in zip(outputs, inputs)])
-        return _done(outputs)
-
-    def gather(self, output_lists, inputs, opts=None):
-        _copy([o[0] for o in output_lists], inputs)
-        return _done(output_lists)
-
-    def scatter(self, outputs, input_lists, opts=None):
-        _copy(outputs, [i[0] for i in input_lists])
-        return _done(outputs)
-
-    def all_to_all_single(self, output, input, output_split_sizes, input_split_sizes, opts=None):
-        output.copy_(input)
-        return _done(output)
-
-    def alltoall(self, outputs, inputs, opts=None):
-        _copy(outputs, inputs)
-        return _done(outputs)
+    allreduce = allreduce_coalesced = broadcast = reduce = _unchanged
+    all_gather_single = reduce_scatter_single = all_to_all_single = _single
+    all_gather_single_coalesced = reduce_scatter_single_coalesced = alltoall = _coalesced
+    allgather = gather = _into_lists
+    reduce_scatter = scatter = _from_lists
 
 
 def _create(prefix_store, rank, size, timeout):
