@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import runpy
 import sys
 
@@ -55,16 +56,36 @@ def last_report():
     return build_report([m], _op_names(), "last executed model", inst, 1, batch)
 
 
+def multi_process_launch() -> str | None:
+    """Why this process is one of several (torchrun, a launcher's environment), or None. The emulator is one
+    process: run as rank 0 of a larger world it would train alone on its shard, or wait forever for its peers."""
+    for var in ("WORLD_SIZE", "LOCAL_WORLD_SIZE"):
+        v = os.environ.get(var, "")
+        if v.isdigit() and int(v) > 1:
+            return (f"neuron-emu run: {var}={v} (a multi-process launch, e.g. torchrun --nproc_per_node={v}) is not "
+                    f"emulated: neuron-emu runs one process (world size 1). Run the script once without the "
+                    f"launcher; torch_xla's collectives then act on a world of one")
+    return None
+
+
 def main(args) -> int:
+    refused = multi_process_launch()
+    if refused:
+        print(refused, file=sys.stderr)
+        return 2
     shims.install()
     from neuron_emu.monitoring import Publisher
 
     publisher = Publisher(args.monitor_period) if args.monitor else None
     sys.argv = [args.script] + list(args.args)
     code = 0
+    # the script's globals (or the traceback whose frames hold them) stay alive until the report is written: the
+    # runtime releases a model whose last reference goes, and the report describes the last model executed
+    keep = None
     try:
-        runpy.run_path(args.script, run_name="__main__")
+        keep = runpy.run_path(args.script, run_name="__main__")
     except SystemExit as e:
+        keep = e.__traceback__
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     finally:
         if publisher:
@@ -80,4 +101,5 @@ def main(args) -> int:
                 print("neuron-emu: --perfetto: no Neuron model was executed, no timeline written", file=sys.stderr)
             else:
                 rep.to_perfetto(args.perfetto)
+        del keep
     return code

@@ -1,9 +1,10 @@
 """`import torch_xla...` for user scripts run by the launcher: installs sys.modules aliases of the torch_xla module
 names to the emulator's mirrors (torch_xla.core.xla_model, torch_xla.debug.metrics, torch_xla.runtime,
-torch_xla.distributed.parallel_loader, .xla_multiprocessing and .spmd, torch_xla.utils.utils, and
+torch_xla.distributed.parallel_loader, .xla_multiprocessing, .spmd and .xla_backend, torch_xla.utils.utils, and
 torch_xla.device()/sync())."""
 from __future__ import annotations
 
+import importlib
 import importlib.machinery
 import sys
 import types
@@ -42,6 +43,8 @@ def install_torch_xla_aliases() -> None:
     debug.metrics = sys.modules["torch_xla.debug.metrics"] = debug_metrics
     dist.parallel_loader = sys.modules["torch_xla.distributed.parallel_loader"] = parallel_loader
     dist.spmd = sys.modules["torch_xla.distributed.spmd"] = xla_spmd
+    dist.xla_backend = sys.modules["torch_xla.distributed.xla_backend"] = importlib.import_module(
+        "torch_neuronx_emu.xla_backend")   # (registers the backend: imported only when torch_xla is aliased)
     dist.xla_multiprocessing = sys.modules["torch_xla.distributed.xla_multiprocessing"] = xla_multiprocessing
     root.runtime = sys.modules["torch_xla.runtime"] = xla_runtime
     root.utils = pkg("torch_xla.utils")

@@ -25,6 +25,7 @@ from neuron_emu.lazy import backward_errors, bf16, draws, foreach, fused_optim, 
 from neuron_emu.lazy.decompositions import TABLE as preferred, VALUE_TABLE as value_decomposition
 from neuron_emu.lazy import pool_backward, rnn_cells, upsample_backward  # noqa: F401,E402  (register decompositions)
 from neuron_emu.lazy.device import device_type, is_ours
+from neuron_emu.lazy.storage_handle import DeviceStorageHandle, tensor_address
 from neuron_emu.lazy.record import DeviceData, LNode, MetaError, Ref, _infer, _meta_cache, add_to_trace, record, \
     user_frame, user_site
 from neuron_emu.lazy.record import dispatch_site as _site
@@ -171,6 +172,12 @@ class LazyTensor(torch.Tensor):
     # What torch does for a tensor of a storage-less device (XLA's): the subclass's own paths refuse
     def tolist(self):
         return to_cpu(self, ".tolist()").tolist()
+
+    def untyped_storage(self):
+        return DeviceStorageHandle(self._st, self.device)   # identity for tied-weight checks (storage_handle.py)
+
+    def data_ptr(self):
+        return tensor_address(self)
 
     def numpy(self, *, force: bool = False):
         if force:
