@@ -13,7 +13,6 @@ pointer and covers it, and measures overlaps from `data_ptr()`): each allocation
 its own, and a view's address adds the byte offset its view chain has over a contiguous buffer."""
 from __future__ import annotations
 
-import itertools
 import math
 import weakref
 
@@ -21,7 +20,7 @@ import torch
 
 _ALIGN = 64
 _base = weakref.WeakKeyDictionary()   # allocation -> its made-up address (ranges never overlap)
-_next = itertools.count(1 << 44, _ALIGN)   # advanced by each range's size in _ALIGN steps
+_next = [1 << 44]   # the next free address (each range rounded up to _ALIGN)
 
 
 def _nbytes(st) -> int:
@@ -32,9 +31,8 @@ def _nbytes(st) -> int:
 def storage_address(st) -> int:
     a = _base.get(st)
     if a is None:
-        a = next(_next)
-        for _ in range(_nbytes(st) // _ALIGN):
-            next(_next)
+        a = _next[0]
+        _next[0] += -(-max(_nbytes(st), 1) // _ALIGN) * _ALIGN
         _base[st] = a
     return a
 
