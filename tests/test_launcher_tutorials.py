@@ -2,24 +2,23 @@
 and print what they print in CPU eager; what the emulator cannot do (several processes) is refused by name."""
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 
+import script_runs
+
 SCRIPTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts")
 
 
 def _run(args, cwd, env=None, rc=0):
-    r = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=600,
-                       env=None if env is None else {**os.environ, **env})
-    assert r.returncode == rc, r.stdout[-3000:] + r.stderr[-3000:]
-    return dict(l.split(" ", 1) for l in r.stdout.splitlines() if " " in l), r.stderr
+    out, err = script_runs.run(args, cwd, env, rc)
+    return script_runs.fields(out), err
 
 
 def _launch(script, cwd, *opts, env=None, rc=0):
-    return _run([sys.executable, "-m", "neuron_emu.cli", "run", "--no-monitor", *opts, script], cwd, env, rc)
+    return _run([*script_runs.LAUNCHER, *opts, script], cwd, env, rc)
 
 
 def test_accelerate_loop_under_launcher_matches_cpu(tmp_path):
@@ -66,8 +65,7 @@ def test_trainer_eval_checkpoints_resume_predict_bf16(tmp_path):
     for name, argv, launched in (("cpu", [], False), ("dev", [], True), ("cpu_bf16", ["--bf16", "--cpu"], False),
                                  ("dev_bf16", ["--bf16"], True)):
         (tmp_path / name).mkdir()
-        cmd = [sys.executable, "-m", "neuron_emu.cli", "run", "--no-monitor", script] if launched else \
-            [sys.executable, script]
+        cmd = [*script_runs.LAUNCHER, script] if launched else [sys.executable, script]
         runs[name], _ = _run(cmd + argv, tmp_path / name)
     num = lambda r, k: [float(v) for v in r[k].split()]
     cpu, dev, cpu16, dev16 = runs["cpu"], runs["dev"], runs["cpu_bf16"], runs["dev_bf16"]

@@ -8,20 +8,15 @@ from typing import List, Optional
 import torch
 
 from neuron_emu import lazy
+from neuron_emu.lazy.device import checked_index, device_count
 from neuron_emu.lazy.record import user_frame
-
-
-def _visible_cores() -> int:
-    from neuron_emu.runtime.placement import runtime_for
-    return len(runtime_for(2).cores)
 
 
 def xla_device(n: Optional[int] = None, devkind: Optional[str] = None) -> torch.device:
     """Device `n` (default 0) of this process: visible NeuronCore `n` (NEURON_RT_VISIBLE_CORES). Its tensors'
     graphs compile and run on that core; ops cannot mix devices; `.to(other)` copies through the host."""
-    if n is not None and not 0 <= n < _visible_cores():
-        raise RuntimeError(f"Invalid device index {n}: {_visible_cores()} NeuronCore(s) are visible "
-                           f"(NEURON_RT_VISIBLE_CORES)")
+    if n is not None:
+        checked_index(n)
     from neuron_emu.lazy import bf16
     from neuron_emu.lazy.device import single_threaded_autograd
     bf16.enabled()  # the deprecation warning of XLA_USE_BF16 / XLA_DOWNCAST_BF16, once
@@ -31,7 +26,7 @@ def xla_device(n: Optional[int] = None, devkind: Optional[str] = None) -> torch.
 
 
 def get_xla_supported_devices(devkind: Optional[str] = None, max_devices: Optional[int] = None) -> List[str]:
-    names = [f"{lazy.device_type()}:{i}" for i in range(_visible_cores())]
+    names = [f"{lazy.device_type()}:{i}" for i in range(device_count())]
     return names[:max_devices] if max_devices else names
 
 

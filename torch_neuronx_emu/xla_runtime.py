@@ -2,7 +2,7 @@
 as torch-neuronx does: a world of one process, ordinal 0. SPMD (one program sharded over devices) is not emulated."""
 from __future__ import annotations
 
-from torch_neuronx_emu import xla_model
+from torch_neuronx_emu import xla_model, xla_spmd
 
 
 def device_type() -> str:
@@ -54,5 +54,4 @@ def is_spmd() -> bool:
 
 
 def use_spmd(auto: bool = False) -> None:
-    raise NotImplementedError("SPMD (one program sharded over NeuronCores) is not emulated: neuron-emu runs one "
-                              "process whose tensors live on one device each (xm.xla_device(n))")
+    xla_spmd.unsupported("torch_xla.runtime.use_spmd")

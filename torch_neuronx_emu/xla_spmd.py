@@ -3,18 +3,19 @@ is present (transformers' Trainer does), but sharding is not emulated: each entr
 from __future__ import annotations
 
 
-def _unsupported(what: str):
-    raise NotImplementedError(f"torch_xla.distributed.spmd.{what}: SPMD sharding over NeuronCores is not emulated "
-                              f"(neuron-emu runs one process whose tensors live on one device each)")
+def unsupported(what: str):
+    """The error of every SPMD entry point (`what`: its torch_xla name)."""
+    raise NotImplementedError(f"{what}: SPMD sharding over NeuronCores is not emulated (neuron-emu runs one "
+                              f"process whose tensors live on one device each, xm.xla_device(n))")
 
 
 class Mesh:
     def __init__(self, *args, **kwargs):
-        _unsupported("Mesh")
+        unsupported("torch_xla.distributed.spmd.Mesh")
 
 
 def set_global_mesh(mesh) -> None:
-    _unsupported("set_global_mesh")
+    unsupported("torch_xla.distributed.spmd.set_global_mesh")
 
 
 def get_global_mesh():
@@ -22,4 +23,4 @@ def get_global_mesh():
 
 
 def mark_sharding(*args, **kwargs):
-    _unsupported("mark_sharding")
+    unsupported("torch_xla.distributed.spmd.mark_sharding")

@@ -12,17 +12,15 @@ _current = [0]
 
 
 def _count() -> int:
-    from neuron_emu.lazy.device import device_count
+    from neuron_emu.lazy.device import device_count   # (device.py imports this module)
     return device_count()
 
 
 def _index(device) -> int:
     if device is None:
         return _current[0]
-    i = device if isinstance(device, int) else (torch.device(device).index or 0)
-    if not 0 <= i < _count():
-        raise RuntimeError(f"Invalid device index {i}: {_count()} NeuronCore(s) are visible (NEURON_RT_VISIBLE_CORES)")
-    return i
+    from neuron_emu.lazy.device import checked_index
+    return checked_index(device if isinstance(device, int) else (torch.device(device).index or 0))
 
 
 def set_device(device) -> None:

@@ -5,7 +5,8 @@ the exception unwinds out of the node, the stream guard of torch's Python device
 (torch/csrc/acc/Module.cpp) calls into Python from a noexcept function with the Python error still set. So the op
 returns placeholders of its outputs' shapes instead, the backward runs to its end, and the first error is raised
 on the user's thread when `torch.autograd.backward` / `grad` (and so `Tensor.backward`) return, else at the next
-device op or mark_step (a caller that imported them before the device was registered). The gradients of that backward are then garbage, as after an error in eager.
+device op or mark_step (a caller that imported them before the device was registered). The gradients of that
+backward are then garbage, as after an error in eager.
 A Python hook raising inside a node aborts too (the engine throws its error with the Python error still set): the
 hooks of device tensors and modules, and saved-tensor unpack hooks, are wrapped to keep their errors the same way."""
 from __future__ import annotations
@@ -53,11 +54,7 @@ def defer(exc: BaseException, func, args, kwargs, empty):
             return a if a is not None else empty(tuple(o.shape), o.dtype, dev[0])
         return o
 
-    if not pending:
-        node = _current_node()
-        exc.add_note(f"(raised by {func} while autograd ran {type(node).__name__} on the lazy device: reported when "
-                     f"the backward returned; its gradients are not valid)")
-        pending.append(exc)
+    _keep(exc, f"{func} while autograd ran {type(_current_node()).__name__}")
     return tree_map(back, out)
 
 

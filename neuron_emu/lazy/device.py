@@ -19,6 +19,14 @@ def device_count() -> int:
     return len(runtime_for(2).cores)
 
 
+def checked_index(i: int) -> int:
+    """`i` if it names a visible NeuronCore; else an error naming how many are visible."""
+    n = device_count()
+    if not 0 <= i < n:
+        raise RuntimeError(f"Invalid device index {i}: {n} NeuronCore(s) are visible (NEURON_RT_VISIBLE_CORES)")
+    return i
+
+
 def single_threaded_autograd() -> None:
     """Run backward on the calling thread. Autograd's engine runs a device's backward on a thread per device
     index, but a Python device guard reports one device (torch/csrc/acc/Module.cpp: deviceCount() is 1), so a
@@ -42,10 +50,7 @@ def device_type() -> str:
     from neuron_emu.lazy.tensor import LazyTensor, copy_from, device_index, empty_data  # (cycle: tensor imports
     # device_type)
     lib = torch.library.Library("aten", "IMPL")
-    lib.impl("empty.memory_format", lambda size, dtype=None, layout=None, device=None, pin_memory=None,
-             memory_format=None: empty_data(size, dtype, device_index(device)), "PrivateUse1")
-    lib.impl("empty_strided", lambda size, stride, dtype=None, layout=None, device=None, pin_memory=None:
-             empty_data(size, dtype, device_index(device)), "PrivateUse1")
+    _factories(lib, "PrivateUse1", empty_data, device_index)
     # torch.tensor(data, device=...) copies with the Python key excluded, so its copy arrives here
     lib.impl("_copy_from", lambda self, dst, non_blocking=False: copy_from(self, dst), "PrivateUse1")
     _lib = lib
@@ -56,12 +61,12 @@ def device_type() -> str:
         # pin_memory=True asks for it), and a Python backend cannot give torch a pinned allocator: its host
         # buffers are plain memory, so a pinned copy is a copy. (A CUDA build keeps its own kernel.)
         lib.impl("_pin_memory", lambda self, device=None: self.clone(), "CPU")
-    # optimizers take their multi-tensor (foreach) path for device tensors, as for any tensor of a device torch
-    # lists as foreach-capable (PrivateUse1 is): torch only checks the Python type, which ours is a subclass of
     single_threaded_autograd()
     from neuron_emu.lazy import autocast, backward_errors
     autocast.install(_NAME)
     backward_errors.install()
+    # optimizers take their multi-tensor (foreach) path for device tensors, as for any tensor of a device torch
+    # lists as foreach-capable (PrivateUse1 is): torch only checks the Python type, which ours is a subclass of
     from torch.optim import optimizer
     if LazyTensor not in optimizer._foreach_supported_types:
         optimizer._foreach_supported_types.append(LazyTensor)
@@ -95,11 +100,17 @@ def _alias_xla(lib, empty_data, device_index) -> None:
     if registry[xla] or not registry[ours]:
         return
     registry[xla] = registry[ours]
-    lib.impl("empty.memory_format", lambda size, dtype=None, layout=None, device=None, pin_memory=None,
-             memory_format=None: empty_data(size, dtype, device_index(device)), "XLA")
-    lib.impl("empty_strided", lambda size, stride, dtype=None, layout=None, device=None, pin_memory=None:
-             empty_data(size, dtype, device_index(device)), "XLA")
+    _factories(lib, "XLA", empty_data, device_index)
     TYPES.append("xla")
+
+
+def _factories(lib, key: str, empty_data, device_index) -> None:
+    """The allocation factories on dispatch key `key`: a factory has no device tensor input for `__torch_dispatch__`
+    to catch, so `torch.empty(..., device=<this device>)` (and every factory built on it) arrives here."""
+    lib.impl("empty.memory_format", lambda size, dtype=None, layout=None, device=None, pin_memory=None,
+             memory_format=None: empty_data(size, dtype, device_index(device)), key)
+    lib.impl("empty_strided", lambda size, stride, dtype=None, layout=None, device=None, pin_memory=None:
+             empty_data(size, dtype, device_index(device)), key)
 
 
 def _restore_location(storage, location: str):

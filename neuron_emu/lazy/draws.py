@@ -28,11 +28,7 @@ def _cpu_like(t) -> torch.Tensor:
         return torch.empty(tuple(t.shape), dtype=t.dtype)
     from neuron_emu.lazy import tensor as T
     value = t._st.value
-    c = torch.empty(tuple(value.shape), dtype=value.dtype)
-    for func, args, kwargs, idx in t._view:
-        r = T.cpu_view(func)(c, *args, **kwargs)
-        c = r[idx] if idx is not None else r
-    return c
+    return T.apply_view(t, torch.empty(tuple(value.shape), dtype=value.dtype))
 
 
 def draw_into(func, args, kwargs):

@@ -42,11 +42,9 @@ def tensor_address(t) -> int:
     base = storage_address(t._st)
     if not t._view:
         return base
+    from neuron_emu.lazy.tensor import apply_view
     v = t._st.value
-    m = torch.empty(tuple(v.shape), dtype=v.dtype, device="meta")
-    for func, args, kwargs, idx in t._view:
-        r = func(m, *args, **kwargs)
-        m = r[idx] if idx is not None else r
+    m = apply_view(t, torch.empty(tuple(v.shape), dtype=v.dtype, device="meta"))
     return base + m.storage_offset() * m.dtype.itemsize
 
 

@@ -313,10 +313,15 @@ def to_cpu(t: LazyTensor, cut: str = ".cpu()") -> torch.Tensor:
             data = st.value.t
             if data is None:
                 raise RuntimeError("this device tensor has no value: the asynchronous step computing it failed")
-        for func, args, kwargs, idx in t._view:
-            r = cpu_view(func)(data, *args, **kwargs)
-            data = r[idx] if idx is not None else r
-        return data
+        return apply_view(t, data)
+
+
+def apply_view(t: LazyTensor, data: torch.Tensor) -> torch.Tensor:
+    """`t`'s view chain taken over `data` (CPU or meta data shaped as its storage's value)."""
+    for func, args, kwargs, idx in t._view:
+        r = cpu_view(func)(data, *args, **kwargs)
+        data = r[idx] if idx is not None else r
+    return data
 
 
 # device tensors report contiguous strides (as XLA's do), so a view of one is a reshape of strided CPU data
